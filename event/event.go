@@ -1,0 +1,173 @@
+// Package event defines leadstream's canonical event: the one record that the
+// collector writes to the Kafka topic "<prefix>events", that the processor
+// scores and that the sink stores as one ClickHouse row.
+//
+// The JSON form produced by Marshal is a public contract (documented in the
+// README); fields are only ever added, never renamed.
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Type is the kind of touch an event records.
+type Type string
+
+// Event types. The collector maps Segment calls onto them (see README).
+const (
+	PageView   Type = "page_view"
+	EmailOpen  Type = "email_open"
+	EmailClick Type = "email_click"
+	FormSubmit Type = "form_submit"
+	Identify   Type = "identify"
+	Alias      Type = "alias"
+	DealWon    Type = "deal_won"
+	Custom     Type = "custom"
+)
+
+// Types lists every valid Type.
+var Types = []Type{PageView, EmailOpen, EmailClick, FormSubmit, Identify, Alias, DealWon, Custom}
+
+// Valid reports whether t is one of Types.
+func (t Type) Valid() bool {
+	switch t {
+	case PageView, EmailOpen, EmailClick, FormSubmit, Identify, Alias, DealWon, Custom:
+		return true
+	}
+	return false
+}
+
+// Event is one accepted touch of a prospect.
+//
+// Properties and Traits hold a compact JSON object (or are empty) exactly as the
+// client sent it, so the collector never re-encodes user data.
+type Event struct {
+	ID         string    `json:"event_id"`    // Segment messageId; dedup key everywhere
+	Type       Type      `json:"type"`        // one of Types
+	EventTime  time.Time `json:"event_time"`  // when it happened (client clock, clamped by the collector)
+	ReceivedAt time.Time `json:"received_at"` // when the collector accepted it
+
+	AnonymousID string `json:"anonymous_id,omitempty"` // first-party cookie id
+	LeadID      string `json:"lead_id,omitempty"`      // known lead (Segment userId)
+	PreviousID  string `json:"previous_id,omitempty"`  // alias: the id being merged into LeadID
+	WriteKeyID  string `json:"write_key_id,omitempty"` // which source sent it (never the key itself)
+
+	Campaign    string `json:"campaign,omitempty"` // campaign id (email token or utm_campaign)
+	UTMSource   string `json:"utm_source,omitempty"`
+	UTMMedium   string `json:"utm_medium,omitempty"`
+	UTMCampaign string `json:"utm_campaign,omitempty"`
+	UTMTerm     string `json:"utm_term,omitempty"`
+	UTMContent  string `json:"utm_content,omitempty"`
+
+	URL      string `json:"url,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Referrer string `json:"referrer,omitempty"`
+	Title    string `json:"title,omitempty"`
+
+	Track      string          `json:"track,omitempty"`      // track event name (custom and mapped track calls)
+	Properties json.RawMessage `json:"properties,omitempty"` // JSON object
+	Traits     json.RawMessage `json:"traits,omitempty"`     // JSON object (identify)
+
+	Revenue  float64 `json:"revenue,omitempty"`
+	Currency string  `json:"currency,omitempty"`
+
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// Key returns the Kafka record key that orders this event: the anonymous id
+// when present, else the lead id. All events of one visitor land in one
+// partition, so one processor sees them in order.
+func (e *Event) Key() string {
+	if e.AnonymousID != "" {
+		return e.AnonymousID
+	}
+	return e.LeadID
+}
+
+// Sentinel validation errors; Validate wraps them with the offending field.
+var (
+	// ErrMissingID means the event has no event_id.
+	ErrMissingID = errors.New("event_id is required")
+	// ErrBadType means the type is not one of Types.
+	ErrBadType = errors.New("unknown event type")
+	// ErrNoIdentity means neither anonymous_id nor lead_id is set.
+	ErrNoIdentity = errors.New("anonymous_id or lead_id is required")
+	// ErrMissingTime means event_time or received_at is zero.
+	ErrMissingTime = errors.New("event_time and received_at are required")
+	// ErrNotObject means properties or traits is not a JSON object.
+	ErrNotObject = errors.New("must be a JSON object")
+)
+
+// Validate checks the invariants every stage relies on.
+func (e *Event) Validate() error {
+	switch {
+	case e.ID == "":
+		return ErrMissingID
+	case !e.Type.Valid():
+		return fmt.Errorf("%w %q", ErrBadType, e.Type)
+	case e.AnonymousID == "" && e.LeadID == "":
+		return ErrNoIdentity
+	case e.EventTime.IsZero() || e.ReceivedAt.IsZero():
+		return ErrMissingTime
+	}
+	if !isObject(e.Properties) {
+		return fmt.Errorf("properties: %w", ErrNotObject)
+	}
+	if !isObject(e.Traits) {
+		return fmt.Errorf("traits: %w", ErrNotObject)
+	}
+	return nil
+}
+
+func isObject(raw json.RawMessage) bool {
+	if len(raw) == 0 {
+		return true
+	}
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+// Marshal encodes e in its topic form.
+func Marshal(e *Event) ([]byte, error) { return json.Marshal(e) }
+
+// Unmarshal decodes a topic record and validates it.
+func Unmarshal(b []byte, e *Event) error {
+	*e = Event{}
+	if err := json.Unmarshal(b, e); err != nil {
+		return fmt.Errorf("decoding event: %w", err)
+	}
+	if err := e.Validate(); err != nil {
+		return fmt.Errorf("invalid event: %w", err)
+	}
+	return nil
+}
+
+// MQL is one threshold crossing, published on "<prefix>mql" keyed by lead id.
+type MQL struct {
+	MQLID          string    `json:"mql_id"` // deterministic: consumers drop redelivered duplicates by it
+	LeadID         string    `json:"lead_id"`
+	Model          string    `json:"model"`
+	Score          float64   `json:"score"`
+	Threshold      float64   `json:"threshold"`
+	CrossedAt      time.Time `json:"crossed_at"` // event time of the triggering event
+	TriggerEventID string    `json:"trigger_event_id"`
+	Reasons        []Reason  `json:"reasons"`
+}
+
+// Reason is one rule's contribution to a score.
+type Reason struct {
+	Rule   string  `json:"rule"`
+	Points float64 `json:"points"`
+}

@@ -1,0 +1,46 @@
+package stream
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type producerMetrics struct {
+	records, failed, rejected, errors prometheus.Counter
+	batches, latency                  prometheus.Histogram
+	queueBytes                        prometheus.Gauge
+}
+
+func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
+	m := &producerMetrics{
+		records:  prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produced_records_total", Help: "Records acknowledged by Kafka (acks=all)."}),
+		failed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_failed_records_total", Help: "Records Kafka did not acknowledge in time; their callers got an error."}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_rejected_records_total", Help: "Records refused because the produce queue was full."}),
+		errors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_errors_total", Help: "Failed produce requests, retries included."}),
+		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_batch_records", Help: "Records per produce request.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_duration_seconds", Help: "Time from sending a produce request to its acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadstream_kafka_produce_queue_bytes", Help: "Bytes waiting for Kafka."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.failed, m.rejected, m.errors, m.batches, m.latency, m.queueBytes)
+	}
+	return m
+}
+
+type consumerMetrics struct {
+	records, batches, handlerErrors, commitErrors prometheus.Counter
+	lag                                           prometheus.Gauge
+}
+
+func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
+	m := &consumerMetrics{
+		records:       prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_consumed_records_total", Help: "Records whose batch was handled."}),
+		batches:       prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_consume_batches_total", Help: "Batches handled."}),
+		handlerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_handler_errors_total", Help: "Handler failures; the batch is retried."}),
+		commitErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_commit_errors_total", Help: "Offset commits that failed; the batch will be redelivered."}),
+		lag:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadstream_kafka_consumer_lag_records", Help: "Records behind the end of the partitions last read."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.batches, m.handlerErrors, m.commitErrors, m.lag)
+	}
+	return m
+}

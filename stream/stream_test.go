@@ -1,0 +1,228 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+func newCluster(t *testing.T, topics ...string) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Concurrent callers share produce requests, and every acknowledged record is
+// consumed exactly once by a group consumer that commits after handling.
+func TestProduceConsumeGroupCommit(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers, per = 20, 50
+	var wg sync.WaitGroup
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			recs := make([]Record, per)
+			for i := range recs {
+				recs[i] = Record{Key: fmt.Appendf(nil, "k%d", i%7), Value: fmt.Appendf(nil, "%d-%d", g, i)}
+			}
+			if err := p.Produce(ctx, recs); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := testCounter(t, reg, "leadstream_kafka_produced_records_total"); n != callers*per {
+		t.Fatalf("produced %v records, want %d", n, callers*per)
+	}
+	if n := testHistogramCount(t, reg, "leadstream_kafka_produce_batch_records"); n >= callers*per {
+		t.Fatalf("%v produce requests for %d records: no group commit", n, callers*per)
+	}
+
+	seen := map[string]int{}
+	var mu sync.Mutex
+	cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}, MaxBatch: 100, MaxWait: 20 * time.Millisecond}, quiet, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- cons.Run(cctx, func(_ context.Context, batch []Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, m := range batch {
+				seen[string(m.Value)]++
+			}
+			if len(seen) == callers*per {
+				ccancel()
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("consumed %d of %d records", len(seen), callers*per)
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Fatalf("record %s consumed %d times", v, n)
+		}
+	}
+
+	// A restarted member of the group resumes after the committed offsets.
+	cons2, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}, MaxWait: 20 * time.Millisecond}, quiet, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer rcancel()
+	again := 0
+	_ = cons2.Run(rctx, func(_ context.Context, batch []Message) error { again += len(batch); return nil })
+	if again != 0 {
+		t.Fatalf("restarted consumer got %d already committed records", again)
+	}
+}
+
+// A handler error retries the same batch; nothing is committed until it succeeds.
+func TestConsumerRetriesFailedBatch(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	cctx, ccancel := context.WithCancel(ctx)
+	err = cons.Run(cctx, func(_ context.Context, batch []Message) error {
+		calls++
+		if calls < 3 {
+			return errors.New("clickhouse down")
+		}
+		if string(batch[0].Value) != "1" {
+			t.Errorf("retried batch holds %q", batch[0].Value)
+		}
+		ccancel()
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("Run = %v after %d calls, want nil after 3", err, calls)
+	}
+}
+
+// With no broker to take them, records fail with ErrUnavailable: never a silent success.
+func TestProduceUnavailable(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx := context.Background()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t", Timeout: 500 * time.Millisecond}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c.Close()
+	err = p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("1")}})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Produce with broker down = %v, want ErrUnavailable", err)
+	}
+	if p.Healthy() {
+		t.Fatal("producer reports healthy after a failed produce")
+	}
+}
+
+func TestProduceQueueFull(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx := context.Background()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t", MaxQueueBytes: 10}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Produce(ctx, []Record{{Key: []byte("key"), Value: []byte("a value over ten bytes")}}); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Produce over the queue bound = %v, want ErrQueueFull", err)
+	}
+}
+
+func TestEnsureTopics(t *testing.T) {
+	c := newCluster(t)
+	cfg := Config{Brokers: c.ListenAddrs(), TopicPrefix: "x.", Partitions: 3, ReplicationFactor: -1}
+	for range 2 { // idempotent
+		if err := EnsureTopics(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := NewProducer(context.Background(), ProducerConfig{Brokers: c.ListenAddrs(), Topic: "x.mql"}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if len(p.parts) != 3 {
+		t.Fatalf("x.mql has %d partitions, want 3", len(p.parts))
+	}
+}
+
+func testCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+func testHistogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
