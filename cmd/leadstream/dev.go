@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/leadstream/leadstream/ingest"
+	"github.com/leadstream/leadstream/internal/localsvc"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/processor"
+	"github.com/leadstream/leadstream/sink"
+	"github.com/leadstream/leadstream/stream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// runDev runs every role in one process. Services without an address are
+// provided locally: an in-process Kafka broker (kfake) with its data on disk,
+// and redis-server / clickhouse-server as child processes, all under data-dir.
+func runDev(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var (
+		kcfg stream.Config
+		rcfg leadstate.Config
+		icfg ingest.Config
+		pcfg processor.Config
+		scfg sink.Config
+	)
+	kcfg.RegisterFlags(fs)
+	rcfg.RegisterFlags(fs)
+	scfg.ClickHouse.RegisterFlags(fs)
+	icfg.RegisterFlags(fs)
+	pcfg.RegisterFlags(fs)
+	scfg.RegisterFlags(fs)
+	rules := rulesFlag(fs)
+	dataDir := fs.String("data-dir", ".data", "where the embedded broker, redis-server and clickhouse-server keep their data")
+	kafkaPort := fs.Int("dev.kafka-port", 19092, "port of the embedded Kafka broker (when kafka.brokers is empty)")
+	redisPort := fs.Int("dev.redis-port", 16379, "port of the local redis-server (when redis.addr is empty)")
+	chPort := fs.Int("dev.clickhouse-port", 19000, "native port of the local clickhouse-server (when clickhouse.addr is empty)")
+	chHTTPPort := fs.Int("dev.clickhouse-http-port", 18123, "HTTP port of the local clickhouse-server")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if len(icfg.WriteKeys) == 0 {
+		icfg.WriteKeys = []string{"dev-write-key"}
+	}
+	if icfg.SecretKey == "" {
+		icfg.SecretKey = "dev-secret-key"
+	}
+	r, err := loadRules(*rules)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	// Services, started in dependency order and stopped in reverse.
+	if len(kcfg.Brokers) == 0 {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(*kafkaPort), kfake.DataDir(filepath.Join(dir, "kafka")))
+		if err != nil {
+			return fmt.Errorf("starting the embedded kafka broker on port %d: %w", *kafkaPort, err)
+		}
+		defer cluster.Close()
+		kcfg.Brokers = cluster.ListenAddrs()
+	}
+	if rcfg.Addr == "" {
+		srv, err := localsvc.StartRedis(ctx, filepath.Join(dir, "redis"), *redisPort, "--appendonly", "yes", "--appendfsync", "everysec")
+		if err != nil {
+			return fmt.Errorf("starting redis-server (install it with `make deps`, or set LEADSTREAM_REDIS_ADDR): %w", err)
+		}
+		defer srv.Stop()
+		rcfg.Addr = srv.Addr
+	}
+	if scfg.ClickHouse.Addr == "" {
+		srv, err := localsvc.StartClickHouse(ctx, filepath.Join(dir, "clickhouse"), *chPort, *chHTTPPort)
+		if err != nil {
+			return fmt.Errorf("starting clickhouse-server (install it with `make deps`, or set LEADSTREAM_CLICKHOUSE_ADDR): %w", err)
+		}
+		defer srv.Stop()
+		scfg.ClickHouse.Addr = srv.Addr
+	}
+	icfg.Kafka, pcfg.Kafka, scfg.Kafka = kcfg, kcfg, kcfg
+	if err := errors.Join(icfg.Validate(), pcfg.Validate(), scfg.Validate()); err != nil {
+		return err
+	}
+	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
+		return err
+	}
+	rdb, err := leadstate.Open(ctx, rcfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	store := leadstate.NewStore(rdb)
+
+	reg := newRegistry()
+	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{
+		Brokers: kcfg.Brokers, Topic: kcfg.Topic(stream.TopicEvents), Timeout: icfg.ProduceTimeout, MaxQueueBytes: icfg.MaxQueueBytes,
+	}, log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
+	if err != nil {
+		return err
+	}
+	defer producer.Close()
+	col, err := ingest.New(icfg, producer, store, modelInfos(r), log, reg)
+	if err != nil {
+		return err
+	}
+	col.SetGatherer(reg)
+	addr, err := col.Listen()
+	if err != nil {
+		return err
+	}
+	proc, err := processor.New(pcfg, r, store, log, reg)
+	if err != nil {
+		return err
+	}
+	snk, err := sink.New(scfg, log, reg)
+	if err != nil {
+		return err
+	}
+
+	// Shutdown order: stop HTTP first, then let processor and sink finish
+	// their batches, then close producers and stores (deferred above).
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	for name, run := range map[string]func(context.Context) error{"processor": proc.Run, "sink": snk.Run} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(workCtx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	colCtx, stopCol := context.WithCancel(ctx)
+	defer stopCol()
+	colDone := make(chan error, 1)
+	go func() { colDone <- col.Run(colCtx) }()
+
+	printBanner(addr.String(), icfg, kcfg, rcfg, scfg, dir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+	case runErr = <-colDone:
+	}
+	stopCol()
+	if err := <-colDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	stopWork()
+	wg.Wait()
+	return runErr
+}
+
+func printBanner(httpAddr string, icfg ingest.Config, kcfg stream.Config, rcfg leadstate.Config, scfg sink.Config, dir string) {
+	host, port := splitHostPort(httpAddr)
+	base := "http://" + host + ":" + port
+	fmt.Printf(`
+leadstream dev is running (Ctrl-C stops it; data in %s)
+
+  collector + lead API  %s   (/v1/batch /v1/track /v1/page /v1/identify /v1/alias, /v1/leads/{id}, /metrics)
+  kafka                 %v   topics %s, %s, %s
+  redis                 %s
+  clickhouse (native)   %s   database %s
+  write key             %s
+  secret key            %s
+
+Try it:
+
+  curl -u %s: -H 'Content-Type: application/json' \
+    -d '{"userId":"lead-42","event":"Form Submitted","properties":{"form":"whitepaper"}}' \
+    %s/v1/track
+
+  curl -u %s: %s/v1/leads/lead-42
+  clickhouse-client --port %s -q 'SELECT type, lead_id, event_time FROM %s.events'
+  kcat -b %s -C -t %s -o beginning
+
+`, dir, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
+		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], icfg.SecretKey,
+		icfg.WriteKeys[0], base, icfg.SecretKey, base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
+		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL))
+}
+
+func splitHostPort(addr string) (string, string) {
+	for i := len(addr) - 1; i >= 0; i-- {
+		if addr[i] == ':' {
+			host := addr[:i]
+			if host == "" || host == "::" || host == "[::]" || host == "0.0.0.0" {
+				host = "127.0.0.1"
+			}
+			return host, addr[i+1:]
+		}
+	}
+	return addr, "80"
+}
+
+func portOf(addr string) string {
+	_, p := splitHostPort(addr)
+	if _, err := strconv.Atoi(p); err != nil {
+		return "9000"
+	}
+	return p
+}

@@ -1,0 +1,285 @@
+// Command leadstream is the one binary of leadstream: each subcommand runs a
+// role (collector, processor, sink), all of them (dev), or a tool (migrate,
+// rules check). This file only parses configuration and wires stages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/leadstream/leadstream/ingest"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/processor"
+	"github.com/leadstream/leadstream/scoring"
+	"github.com/leadstream/leadstream/sink"
+	"github.com/leadstream/leadstream/stream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const help = `leadstream — real-time tracking and lead scoring for B2B marketing automation
+
+usage: leadstream <command> [flags]
+
+roles:
+  collector     HTTP ingest (Segment-compatible API, lead API) -> Kafka
+  processor     Kafka -> identity, scoring rules, rolling scores in Redis -> MQL records on Kafka
+  sink          Kafka -> batched inserts into ClickHouse
+  dev           every role in one process, with an embedded Kafka broker and local
+                redis-server / clickhouse-server started when no addresses are given
+
+tools:
+  migrate       create or upgrade the ClickHouse schema
+  rules check FILE   validate a scoring rules file
+  version       print the version
+
+Run 'leadstream <command> -h' for the flags of a command; every flag can also be
+set through an environment variable (kafka.brokers -> LEADSTREAM_KAFKA_BROKERS).
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, help)
+		os.Exit(2)
+	}
+	log := newLogger()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "collector":
+		err = runCollector(ctx, args, log)
+	case "processor":
+		err = runProcessor(ctx, args, log)
+	case "sink":
+		err = runSink(ctx, args, log)
+	case "dev":
+		err = runDev(ctx, args, log)
+	case "migrate":
+		err = runMigrate(ctx, args, log)
+	case "rules":
+		err = runRules(args)
+	case "version", "-version", "--version":
+		fmt.Println("leadstream", version)
+	case "help", "-h", "--help":
+		fmt.Print(help)
+	default:
+		fmt.Fprintf(os.Stderr, "leadstream: unknown command %q\n\n%s", os.Args[1], help)
+		os.Exit(2)
+	}
+	if err != nil {
+		log.Error("leadstream "+os.Args[1]+" failed", "err", err)
+		fmt.Fprintln(os.Stderr, "leadstream:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger() *slog.Logger {
+	level := slog.LevelInfo
+	if err := level.UnmarshalText([]byte(os.Getenv("LEADSTREAM_LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
+	}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	if os.Getenv("LEADSTREAM_LOG_FORMAT") == "json" {
+		h = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	}
+	return slog.New(h)
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// rulesFlag registers -rules (LEADSTREAM_RULES); empty = the embedded default rules.
+func rulesFlag(fs *flag.FlagSet) *string {
+	return fs.String("rules", "", "scoring rules YAML file; empty = the embedded default rules")
+}
+
+func loadRules(path string) (*scoring.Rules, error) {
+	if path == "" {
+		return scoring.Default(), nil
+	}
+	return scoring.Load(path)
+}
+
+func modelInfos(r *scoring.Rules) []leadstate.ModelInfo {
+	out := make([]leadstate.ModelInfo, len(r.Models))
+	for i, m := range r.Models {
+		out[i] = leadstate.ModelInfo{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold}
+	}
+	return out
+}
+
+func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	var cfg ingest.Config
+	var rcfg leadstate.Config
+	cfg.Kafka.RegisterFlags(fs)
+	rcfg.RegisterFlags(fs)
+	cfg.RegisterFlags(fs)
+	rules := rulesFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r, err := loadRules(*rules)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
+		log.Warn("could not create topics; expecting them to exist", "err", err)
+	}
+	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{
+		Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic(stream.TopicEvents),
+		Timeout: cfg.ProduceTimeout, MaxQueueBytes: cfg.MaxQueueBytes,
+	}, log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
+	if err != nil {
+		return fmt.Errorf("connecting to kafka: %w", err)
+	}
+	defer producer.Close()
+	var store *leadstate.Store
+	if rcfg.Addr != "" {
+		rdb, err := leadstate.Open(ctx, rcfg)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		store = leadstate.NewStore(rdb)
+	} else {
+		log.Warn("no redis.addr: the lead API answers 503")
+	}
+	c, err := ingest.New(cfg, producer, store, modelInfos(r), log, reg)
+	if err != nil {
+		return err
+	}
+	c.SetGatherer(reg)
+	return c.Run(ctx)
+}
+
+func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("processor", flag.ContinueOnError)
+	var cfg processor.Config
+	var rcfg leadstate.Config
+	cfg.Kafka.RegisterFlags(fs)
+	rcfg.RegisterFlags(fs)
+	cfg.RegisterFlags(fs)
+	rules := rulesFlag(fs)
+	admin := fs.String("http.addr", ":9101", "address of /healthz, /readyz and /metrics")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(cfg.Validate(), rcfg.Validate()); err != nil {
+		return err
+	}
+	r, err := loadRules(*rules)
+	if err != nil {
+		return err
+	}
+	rdb, err := leadstate.Open(ctx, rcfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	reg := newRegistry()
+	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
+		log.Warn("could not create topics; expecting them to exist", "err", err)
+	}
+	p, err := processor.New(cfg, r, leadstate.NewStore(rdb), log, reg)
+	if err != nil {
+		return err
+	}
+	stopAdmin, err := serveAdmin(*admin, reg, func() error { return rdb.Ping(context.Background()).Err() }, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	return p.Run(ctx)
+}
+
+func runSink(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("sink", flag.ContinueOnError)
+	var cfg sink.Config
+	cfg.Kafka.RegisterFlags(fs)
+	cfg.ClickHouse.RegisterFlags(fs)
+	cfg.RegisterFlags(fs)
+	admin := fs.String("http.addr", ":9102", "address of /healthz, /readyz and /metrics")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	reg := newRegistry()
+	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
+		log.Warn("could not create topics; expecting them to exist", "err", err)
+	}
+	s, err := sink.New(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	stopAdmin, err := serveAdmin(*admin, reg, func() error {
+		if !s.Ready() {
+			return errors.New("clickhouse not reachable")
+		}
+		return nil
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	return s.Run(ctx)
+}
+
+func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	var cfg sink.ClickHouseConfig
+	cfg.RegisterFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	conn, err := sink.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := sink.Migrate(ctx, conn, cfg.Database); err != nil {
+		return err
+	}
+	log.Info("clickhouse schema is up to date", "database", cfg.Database)
+	return nil
+}
+
+func runRules(args []string) error {
+	if len(args) < 1 || args[0] != "check" {
+		return errors.New("usage: leadstream rules check FILE")
+	}
+	if len(args) != 2 {
+		return errors.New("usage: leadstream rules check FILE")
+	}
+	r, err := scoring.Load(args[1])
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, m := range r.Models {
+		names = append(names, fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g)", m.Name, len(m.Rules), len(m.Fit), m.Threshold))
+	}
+	fmt.Printf("%s: ok: %s\n", args[1], strings.Join(names, "; "))
+	return nil
+}

@@ -1,0 +1,214 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/stream"
+	"github.com/valyala/fasthttp"
+)
+
+// ingest handles the Segment-compatible endpoints.
+func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
+	if !knownIngest("/v1/" + call) {
+		jsonError(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+call)
+		return
+	}
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		jsonError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	body, err := requestBody(ctx)
+	if err != nil {
+		c.m.rejected.WithLabelValues("limit").Inc()
+		jsonLimitError(ctx, err)
+		return
+	}
+	r := &request{receivedAt: time.Now().UTC().Truncate(time.Millisecond), userAgent: string(ctx.UserAgent()), ip: c.clientIP(ctx)}
+
+	var events []*event.Event
+	var bodyKey string
+	if call == "batch" || call == "import" {
+		var b segBatch
+		if err := json.Unmarshal(body, &b); err != nil {
+			c.m.rejected.WithLabelValues("malformed").Inc()
+			jsonError(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
+			return
+		}
+		if b.Batch == nil {
+			c.m.rejected.WithLabelValues("malformed").Inc()
+			jsonError(ctx, fasthttp.StatusBadRequest, `batch: a "batch" array is required`)
+			return
+		}
+		bodyKey, r.sentAt = b.WriteKey, b.SentAt
+		if r.writeKeyID = c.writeKey(ctx, bodyKey); r.writeKeyID == "" {
+			c.unauthorized(ctx)
+			return
+		}
+		events = make([]*event.Event, 0, len(b.Batch))
+		for i, raw := range b.Batch {
+			e, err := decodeMessage(raw, "batch["+strconv.Itoa(i)+"]", "", r)
+			if err != nil {
+				c.badRequest(ctx, err)
+				return
+			}
+			events = append(events, e)
+		}
+	} else {
+		if len(body) > MaxEventBytes {
+			c.m.rejected.WithLabelValues("limit").Inc()
+			jsonLimitError(ctx, errField("body", "event is %d bytes, over the limit of 32 KB (%d bytes) per event", len(body), MaxEventBytes))
+			return
+		}
+		var k struct {
+			WriteKey string `json:"writeKey"`
+		}
+		if err := json.Unmarshal(body, &k); err != nil {
+			c.m.rejected.WithLabelValues("malformed").Inc()
+			jsonError(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
+			return
+		}
+		if r.writeKeyID = c.writeKey(ctx, k.WriteKey); r.writeKeyID == "" {
+			c.unauthorized(ctx)
+			return
+		}
+		e, err := decodeMessage(body, call, call, r)
+		if err != nil {
+			c.badRequest(ctx, err)
+			return
+		}
+		events = append(events, e)
+	}
+	if err := c.write(ctx, events); err != nil {
+		c.m.rejected.WithLabelValues("unavailable").Inc()
+		c.log.Warn("events not written to kafka", "events", len(events), "err", err)
+		ctx.Response.Header.Set("Retry-After", "1")
+		jsonError(ctx, fasthttp.StatusServiceUnavailable, "events not stored, retry: kafka did not acknowledge them in time")
+		return
+	}
+	for _, e := range events {
+		c.m.events.WithLabelValues(string(e.Type)).Inc()
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"success":true,"accepted":` + strconv.Itoa(len(events)) + "}")
+}
+
+// write encodes events and waits until Kafka acknowledged every one.
+func (c *Collector) write(_ *fasthttp.RequestCtx, events []*event.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	recs := make([]stream.Record, len(events))
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			panic("BUG: collector built an invalid event: " + err.Error())
+		}
+		v, err := event.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encoding event: %w", err)
+		}
+		recs[i] = stream.Record{Key: []byte(e.Key()), Value: v}
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProduceTimeout)
+	defer cancel()
+	return c.producer.Produce(pctx, recs)
+}
+
+// requestBody returns the (gunzipped) body within the batch limit. The bytes
+// are copied: fasthttp reuses its buffers after the handler returns.
+func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
+	body := ctx.PostBody()
+	if bytes.EqualFold(ctx.Request.Header.ContentEncoding(), []byte("gzip")) {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, errField("body", "bad gzip: %v", err)
+		}
+		// Read one byte past the limit to tell "at the limit" from "over".
+		out, err := io.ReadAll(io.LimitReader(zr, MaxBatchBytes+1))
+		if err != nil {
+			return nil, errField("body", "bad gzip: %v", err)
+		}
+		body = out
+	} else {
+		body = append([]byte(nil), body...)
+	}
+	if len(body) > MaxBatchBytes {
+		return nil, errField("body", "request is over the limit of 500 KB (%d bytes) per batch", MaxBatchBytes)
+	}
+	return body, nil
+}
+
+func (c *Collector) unauthorized(ctx *fasthttp.RequestCtx) {
+	c.m.rejected.WithLabelValues("auth").Inc()
+	ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="leadstream"`)
+	jsonError(ctx, fasthttp.StatusUnauthorized, "unknown or missing write key (HTTP Basic user name or writeKey in the body)")
+}
+
+func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error) {
+	var fe *fieldError
+	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("over the limit")) {
+		c.m.rejected.WithLabelValues("limit").Inc()
+		jsonLimitError(ctx, err)
+		return
+	}
+	c.m.rejected.WithLabelValues("malformed").Inc()
+	jsonError(ctx, fasthttp.StatusBadRequest, err.Error())
+}
+
+type errorBody struct {
+	Success bool   `json:"success"`
+	Error   string `json:"error"`
+	Limit   string `json:"limit,omitempty"`
+}
+
+func jsonError(ctx *fasthttp.RequestCtx, code int, msg string) {
+	writeJSONError(ctx, code, errorBody{Error: msg})
+}
+
+// jsonLimitError is a 400 naming the Segment limit that was hit.
+func jsonLimitError(ctx *fasthttp.RequestCtx, err error) {
+	limit := "batch_size_500KB"
+	var fe *fieldError
+	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("per event")) {
+		limit = "event_size_32KB"
+	}
+	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("gzip")) {
+		limit = ""
+	}
+	writeJSONError(ctx, fasthttp.StatusBadRequest, errorBody{Error: err.Error(), Limit: limit})
+}
+
+func writeJSONError(ctx *fasthttp.RequestCtx, code int, b errorBody) {
+	out, _ := json.Marshal(b)
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
+}
+
+// basicAuth parses an HTTP Basic Authorization header.
+func basicAuth(ctx *fasthttp.RequestCtx) (user, pass string, ok bool) {
+	h := ctx.Request.Header.Peek("Authorization")
+	const prefix = "Basic "
+	if len(h) < len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
+		return "", "", false
+	}
+	dec, err := base64.StdEncoding.DecodeString(string(h[len(prefix):]))
+	if err != nil {
+		return "", "", false
+	}
+	u, p, found := bytes.Cut(dec, []byte(":"))
+	if !found {
+		return string(dec), "", true
+	}
+	return string(u), string(p), true
+}

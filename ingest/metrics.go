@@ -1,0 +1,49 @@
+package ingest
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	events   *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	handler  fasthttp.RequestHandler
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_requests_total", Help: "HTTP requests by endpoint and status code."}, []string{"endpoint", "code"}),
+		events:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_events_total", Help: "Events accepted and acknowledged by Kafka, by type."}, []string{"type"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_total", Help: "Requests refused, by reason (auth, limit, malformed, unavailable)."}, []string{"reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "leadstream_collector_request_duration_seconds", Help: "Request duration, Kafka acknowledgement included.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 15)}, []string{"endpoint"}),
+		handler: func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusNotFound) },
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.events, m.rejected, m.duration)
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	return m
+}
+
+// SetGatherer serves /metrics from g (the process registry, which holds every stage's metrics).
+func (c *Collector) SetGatherer(g prometheus.Gatherer) {
+	c.m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+}
+
+func (m *metrics) serve(ctx *fasthttp.RequestCtx) { m.handler(ctx) }
+
+func (m *metrics) observe(endpoint string, code int, d time.Duration) {
+	m.requests.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(endpoint).Observe(d.Seconds())
+}

@@ -1,0 +1,362 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+)
+
+// Segment's documented limits.
+const (
+	MaxEventBytes = 32 << 10  // 32 KB per event
+	MaxBatchBytes = 500 << 10 // 500 KB per batch request
+)
+
+// segBatch is the body of POST /v1/batch.
+type segBatch struct {
+	Batch    []json.RawMessage `json:"batch"`
+	WriteKey string            `json:"writeKey"`
+	SentAt   string            `json:"sentAt"`
+	Context  json.RawMessage   `json:"context"`
+}
+
+// segMessage is one Segment call (track, page, screen, identify, alias, group).
+type segMessage struct {
+	Type              string          `json:"type"`
+	MessageID         string          `json:"messageId"`
+	Timestamp         string          `json:"timestamp"`
+	OriginalTimestamp string          `json:"originalTimestamp"`
+	SentAt            string          `json:"sentAt"`
+	AnonymousID       json.RawMessage `json:"anonymousId"` // string or number, as Segment accepts
+	UserID            json.RawMessage `json:"userId"`
+	PreviousID        json.RawMessage `json:"previousId"`
+	GroupID           json.RawMessage `json:"groupId"`
+	Event             string          `json:"event"`
+	Name              string          `json:"name"`
+	Properties        json.RawMessage `json:"properties"`
+	Traits            json.RawMessage `json:"traits"`
+	Context           *segContext     `json:"context"`
+	WriteKey          string          `json:"writeKey"`
+}
+
+type segContext struct {
+	IP        string          `json:"ip"`
+	UserAgent string          `json:"userAgent"`
+	Page      *segPage        `json:"page"`
+	Campaign  *segCampaign    `json:"campaign"`
+	Traits    json.RawMessage `json:"traits"`
+}
+
+type segPage struct {
+	URL      string `json:"url"`
+	Path     string `json:"path"`
+	Referrer string `json:"referrer"`
+	Title    string `json:"title"`
+	Search   string `json:"search"`
+}
+
+type segCampaign struct {
+	Name    string `json:"name"`
+	Source  string `json:"source"`
+	Medium  string `json:"medium"`
+	Term    string `json:"term"`
+	Content string `json:"content"`
+}
+
+// trackTypes maps Segment's semantic track event names onto leadstream types.
+var trackTypes = map[string]event.Type{
+	"Email Opened":       event.EmailOpen,
+	"Email Link Clicked": event.EmailClick,
+	"Form Submitted":     event.FormSubmit,
+	"Deal Won":           event.DealWon,
+}
+
+// request carries what a whole HTTP request shares.
+type request struct {
+	writeKeyID string
+	receivedAt time.Time
+	sentAt     string // batch-level sentAt
+	ip         string
+	userAgent  string
+}
+
+// fieldError is a 400 naming the field that is wrong.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+func errField(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// decodeMessage turns one Segment call into a canonical event. forceType is set
+// by the single-call endpoints (/v1/track …), which imply the type.
+func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Event, error) {
+	if len(raw) > MaxEventBytes {
+		return nil, errField(where, "event is %d bytes, over the limit of 32 KB (%d bytes) per event", len(raw), MaxEventBytes)
+	}
+	var m segMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, errField(where, "malformed JSON: %v", err)
+	}
+	typ := m.Type
+	if forceType != "" {
+		if typ != "" && typ != forceType {
+			return nil, errField(where+".type", "is %q but the endpoint is /v1/%s", typ, forceType)
+		}
+		typ = forceType
+	}
+	e := &event.Event{ReceivedAt: r.receivedAt, WriteKeyID: r.writeKeyID}
+	var err error
+	if e.AnonymousID, err = idString(m.AnonymousID, where+".anonymousId"); err != nil {
+		return nil, err
+	}
+	if e.LeadID, err = idString(m.UserID, where+".userId"); err != nil {
+		return nil, err
+	}
+	if err := checkObject(m.Properties, where+".properties"); err != nil {
+		return nil, err
+	}
+	if err := checkObject(m.Traits, where+".traits"); err != nil {
+		return nil, err
+	}
+	e.Properties = compactObject(m.Properties)
+	switch typ {
+	case "track":
+		if m.Event == "" {
+			return nil, errField(where+".event", "is required for track")
+		}
+		e.Track = m.Event
+		e.Type = event.Custom
+		if t, ok := trackTypes[m.Event]; ok {
+			e.Type = t
+		}
+		if e.Type == event.DealWon {
+			if err := dealFields(e, m.Properties, where); err != nil {
+				return nil, err
+			}
+		}
+	case "page", "screen":
+		e.Type = event.PageView
+		e.Title = m.Name
+	case "identify":
+		e.Type = event.Identify
+		e.Traits = compactObject(m.Traits)
+		if len(e.Traits) == 0 && m.Context != nil {
+			if err := checkObject(m.Context.Traits, where+".context.traits"); err != nil {
+				return nil, err
+			}
+			e.Traits = compactObject(m.Context.Traits)
+		}
+	case "group":
+		// B2B account data: kept as a custom event with the group traits.
+		e.Type = event.Custom
+		e.Track = "Group"
+		e.Traits = compactObject(m.Traits)
+		if gid, err := idString(m.GroupID, where+".groupId"); err != nil {
+			return nil, err
+		} else if gid == "" {
+			return nil, errField(where+".groupId", "is required for group")
+		}
+	case "alias":
+		e.Type = event.Alias
+		if e.PreviousID, err = idString(m.PreviousID, where+".previousId"); err != nil {
+			return nil, err
+		}
+		if e.PreviousID == "" || e.LeadID == "" {
+			return nil, errField(where, "alias needs both userId and previousId")
+		}
+	case "":
+		return nil, errField(where+".type", "is required (track, page, screen, identify, alias or group)")
+	default:
+		return nil, errField(where+".type", "unknown type %q (want track, page, screen, identify, alias or group)", typ)
+	}
+	if e.AnonymousID == "" && e.LeadID == "" {
+		return nil, errField(where, "userId or anonymousId is required")
+	}
+	if m.Context != nil {
+		applyContext(e, m.Context)
+	}
+	e.IP, e.UserAgent = firstNonEmpty(e.IP, r.ip), firstNonEmpty(e.UserAgent, r.userAgent)
+	if e.Type == event.PageView {
+		pageFromProperties(e, m.Properties)
+	}
+	if e.EventTime, err = eventTime(&m, r, where); err != nil {
+		return nil, err
+	}
+	e.ID = m.MessageID
+	if e.ID == "" {
+		// Deterministic, so a client that retries a body without messageIds
+		// still does not count twice.
+		sum := sha256.Sum256(append([]byte(r.writeKeyID+"\x00"), raw...))
+		e.ID = "gen-" + hex.EncodeToString(sum[:16])
+	}
+	if len(e.ID) > 256 {
+		return nil, errField(where+".messageId", "is longer than 256 characters")
+	}
+	return e, nil
+}
+
+func idString(raw json.RawMessage, field string) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", errField(field, "malformed string")
+		}
+		if len(s) > 256 {
+			return "", errField(field, "is longer than 256 characters")
+		}
+		return strings.TrimSpace(s), nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return string(raw), nil // Segment accepts numeric ids
+	}
+	return "", errField(field, "must be a string or a number")
+}
+
+func checkObject(raw json.RawMessage, field string) error {
+	if len(raw) == 0 || string(raw) == "null" || raw[0] == '{' {
+		return nil
+	}
+	return errField(field, "must be a JSON object")
+}
+
+// compactObject drops empty and null objects so the topic carries no noise.
+func compactObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
+		return nil
+	}
+	return raw
+}
+
+func applyContext(e *event.Event, c *segContext) {
+	e.IP, e.UserAgent = c.IP, c.UserAgent
+	if p := c.Page; p != nil {
+		e.URL, e.Path, e.Referrer = p.URL, p.Path, p.Referrer
+		if e.Title == "" {
+			e.Title = p.Title
+		}
+	}
+	if c := c.Campaign; c != nil {
+		e.UTMCampaign, e.UTMSource, e.UTMMedium, e.UTMTerm, e.UTMContent = c.Name, c.Source, c.Medium, c.Term, c.Content
+	}
+	fillFromURL(e)
+}
+
+// pageFromProperties reads the page fields analytics.js puts in page properties.
+func pageFromProperties(e *event.Event, raw json.RawMessage) {
+	if len(raw) == 0 {
+		return
+	}
+	var p segPage
+	if json.Unmarshal(raw, &p) != nil {
+		return
+	}
+	e.URL, e.Path = firstNonEmpty(e.URL, p.URL), firstNonEmpty(e.Path, p.Path)
+	e.Referrer, e.Title = firstNonEmpty(e.Referrer, p.Referrer), firstNonEmpty(e.Title, p.Title)
+	fillFromURL(e)
+}
+
+// fillFromURL derives the path and UTM fields from the URL when not given.
+func fillFromURL(e *event.Event) {
+	if e.URL == "" {
+		return
+	}
+	u, err := url.Parse(e.URL)
+	if err != nil {
+		return
+	}
+	if e.Path == "" {
+		e.Path = u.Path
+		if e.Path == "" {
+			e.Path = "/"
+		}
+	}
+	q := u.Query()
+	e.UTMSource = firstNonEmpty(e.UTMSource, q.Get("utm_source"))
+	e.UTMMedium = firstNonEmpty(e.UTMMedium, q.Get("utm_medium"))
+	e.UTMCampaign = firstNonEmpty(e.UTMCampaign, q.Get("utm_campaign"))
+	e.UTMTerm = firstNonEmpty(e.UTMTerm, q.Get("utm_term"))
+	e.UTMContent = firstNonEmpty(e.UTMContent, q.Get("utm_content"))
+	if e.Campaign == "" {
+		e.Campaign = e.UTMCampaign
+	}
+}
+
+func dealFields(e *event.Event, raw json.RawMessage, where string) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var p struct {
+		Revenue  *float64 `json:"revenue"`
+		Currency string   `json:"currency"`
+		Campaign string   `json:"campaign"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return errField(where+".properties.revenue", "must be a number")
+	}
+	if p.Revenue != nil {
+		if *p.Revenue < 0 || *p.Revenue > 1e13 {
+			return errField(where+".properties.revenue", "must be between 0 and 1e13")
+		}
+		e.Revenue = *p.Revenue
+	}
+	e.Currency = strings.ToUpper(p.Currency)
+	e.Campaign = firstNonEmpty(e.Campaign, p.Campaign)
+	return nil
+}
+
+// maxFutureSkew bounds how far ahead of the collector's clock an event may claim to be.
+const maxFutureSkew = 5 * time.Minute
+
+// eventTime applies Segment's clock-skew correction: timestamp + (receivedAt − sentAt).
+func eventTime(m *segMessage, r *request, where string) (time.Time, error) {
+	ts := firstNonEmpty(m.Timestamp, m.OriginalTimestamp)
+	if ts == "" {
+		return r.receivedAt, nil
+	}
+	t, err := parseTime(ts)
+	if err != nil {
+		return time.Time{}, errField(where+".timestamp", "not an ISO-8601 time: %q", ts)
+	}
+	if sent := firstNonEmpty(m.SentAt, r.sentAt); sent != "" && m.Timestamp == "" {
+		if st, err := parseTime(sent); err == nil {
+			t = t.Add(r.receivedAt.Sub(st))
+		}
+	}
+	if t.After(r.receivedAt.Add(maxFutureSkew)) {
+		t = r.receivedAt
+	}
+	if t.Year() < 2000 {
+		return time.Time{}, errField(where+".timestamp", "%q is before the year 2000", ts)
+	}
+	return t.UTC().Truncate(time.Millisecond), nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("bad time %q", s)
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

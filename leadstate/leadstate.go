@@ -1,0 +1,304 @@
+// Package leadstate keeps every lead's scoring state in Redis: per model the
+// decaying behaviour value, fit points and MQL state, the set of event ids
+// already applied, the MQL outbox, the profile traits and the links from
+// anonymous ids to leads.
+//
+// The processor writes through Apply, one atomic Lua script per event; the
+// collector's lead API reads through Lead. All keys of one lead share its hash
+// tag ({lead}), and no script touches two leads, so it runs on Redis Cluster.
+//
+// Key layout (T = "{lead id}" or "{a:anonymous id}"):
+//
+//	ls:T:seen       SET   event ids applied (dedup)
+//	ls:T:m:<model>  HASH  v, t (behaviour value at ref time t, Unix ms), fit, fitr,
+//	                      mql, mql_at, mql_id, r:<rule>/rt:<rule>, c:<rule>:<window>
+//	ls:T:outbox     HASH  mql_id -> pending MQL record (until Kafka acknowledged it)
+//	ls:T:profile    HASH  traits (JSON object)
+//	ls:T:lead       STRING (anonymous subjects only) the lead this id is linked to
+package leadstate
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/redis/go-redis/v9"
+)
+
+// Config holds the Redis connection settings shared by every role.
+type Config struct {
+	Addr     string
+	Password string
+	DB       int
+}
+
+// RegisterFlags registers redis.* flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "redis.addr", "", "Redis host:port; several comma-separated = Redis Cluster; empty in `dev` = start a local redis-server")
+	fs.StringVar(&c.Password, "redis.password", "", "Redis password")
+	fs.IntVar(&c.DB, "redis.db", 0, "Redis database number (single node only)")
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.Addr) == "" {
+		return errors.New("redis.addr is required")
+	}
+	return nil
+}
+
+// Open connects to Redis (a cluster when several addresses are given) and pings it.
+func Open(ctx context.Context, c Config) (redis.UniversalClient, error) {
+	var addrs []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	opts := &redis.UniversalOptions{Addrs: addrs, Password: c.Password, DB: c.DB}
+	var rdb redis.UniversalClient
+	if len(addrs) > 1 {
+		rdb = redis.NewClusterClient(opts.Cluster())
+	} else {
+		rdb = redis.NewClient(opts.Simple())
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("connecting to redis at %s: %w", c.Addr, err)
+	}
+	return rdb, nil
+}
+
+// Subject is the identity whose state a key holds: a known lead or a not yet
+// linked anonymous visitor.
+type Subject struct {
+	ID        string
+	Anonymous bool
+}
+
+// Lead returns the subject of a known lead.
+func Lead(id string) Subject { return Subject{ID: id} }
+
+// Anon returns the subject of an anonymous visitor.
+func Anon(id string) Subject { return Subject{ID: id, Anonymous: true} }
+
+func (s Subject) key(suffix string) string {
+	if s.Anonymous {
+		return "ls:{a:" + s.ID + "}:" + suffix
+	}
+	return "ls:{" + s.ID + "}:" + suffix
+}
+
+// Hit is points to fold into a model at an event time.
+type Hit struct {
+	Rule      string
+	Points    float64
+	TimeMs    int64
+	CapCount  int           // 0 = no cap
+	CapWindow time.Duration // fixed event-time window of the cap
+}
+
+// ModelUpdate is what one event does to one model.
+type ModelUpdate struct {
+	Name       string
+	HalfLife   time.Duration
+	Threshold  float64
+	RearmBelow float64
+	Fit        *float64 // nil = unchanged
+	FitReasons []event.Reason
+	Hits       []Hit
+}
+
+// Update is one atomic change to a subject's state.
+type Update struct {
+	Subject        Subject
+	DedupID        string   // applied at most once per subject
+	TriggerEventID string   // the event an MQL crossing is attributed to
+	ExtraSeen      []string // event ids to mark as applied too (merged history)
+	Models         []ModelUpdate
+}
+
+// Result of Apply.
+type Result struct {
+	Applied bool        // false: DedupID was already applied
+	Outbox  []event.MQL // MQL records not yet acknowledged by Kafka, this update's included
+}
+
+//go:embed apply.lua
+var applyLua string
+
+var applyScript = redis.NewScript(applyLua)
+
+// Store reads and writes lead state.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Client returns the underlying Redis client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// MQLID is the deterministic id of the crossing of model by lead triggered by an event.
+func MQLID(lead, model, trigger string) string { return mqlID(lead, model, trigger) }
+
+// Apply runs one update atomically: dedup, points, fit, MQL crossing into the outbox.
+func (s *Store) Apply(ctx context.Context, u *Update) (Result, error) {
+	keys := make([]string, 0, 2+len(u.Models))
+	keys = append(keys, u.Subject.key("seen"), u.Subject.key("outbox"))
+	lead := ""
+	if !u.Subject.Anonymous {
+		lead = u.Subject.ID
+	}
+	args := make([]any, 0, 8+len(u.ExtraSeen)+len(u.Models)*16)
+	args = append(args, u.DedupID, lead, u.TriggerEventID, len(u.ExtraSeen))
+	for _, id := range u.ExtraSeen {
+		args = append(args, id)
+	}
+	for i := range u.Models {
+		m := &u.Models[i]
+		keys = append(keys, u.Subject.key("m:"+m.Name))
+		fit, fitReasons := "", ""
+		if m.Fit != nil {
+			fit = strconv.FormatFloat(*m.Fit, 'g', -1, 64)
+			b, err := json.Marshal(nonNil(m.FitReasons))
+			if err != nil {
+				return Result{}, fmt.Errorf("encoding fit reasons: %w", err)
+			}
+			fitReasons = string(b)
+		}
+		args = append(args, m.Name, m.HalfLife.Milliseconds(), m.Threshold, m.RearmBelow, fit, fitReasons,
+			mqlID(lead, m.Name, u.TriggerEventID), len(m.Hits))
+		for _, h := range m.Hits {
+			args = append(args, h.Rule, h.Points, h.TimeMs, h.CapCount, h.CapWindow.Milliseconds())
+		}
+	}
+	res, err := applyScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("applying event %s in redis: %w", u.DedupID, err)
+	}
+	if len(res) != 2 {
+		return Result{}, fmt.Errorf("BUG: apply script returned %d values", len(res))
+	}
+	applied, _ := res[0].(int64)
+	outbox, err := decodeOutbox(res[1])
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Applied: applied == 1, Outbox: outbox}, nil
+}
+
+func nonNil(r []event.Reason) []event.Reason {
+	if r == nil {
+		return []event.Reason{}
+	}
+	return r
+}
+
+// AckOutbox removes MQL records that Kafka acknowledged.
+func (s *Store) AckOutbox(ctx context.Context, lead string, mqlIDs ...string) error {
+	if len(mqlIDs) == 0 {
+		return nil
+	}
+	if err := s.rdb.HDel(ctx, Lead(lead).key("outbox"), mqlIDs...).Err(); err != nil {
+		return fmt.Errorf("clearing mql outbox of a lead: %w", err)
+	}
+	return nil
+}
+
+// LinkedLead returns the lead an anonymous id is linked to, or "".
+func (s *Store) LinkedLead(ctx context.Context, anon string) (string, error) {
+	lead, err := s.rdb.Get(ctx, Anon(anon).key("lead")).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading identity link: %w", err)
+	}
+	return lead, nil
+}
+
+// Link records that anon is lead.
+func (s *Store) Link(ctx context.Context, anon, lead string) error {
+	if err := s.rdb.Set(ctx, Anon(anon).key("lead"), lead, 0).Err(); err != nil {
+		return fmt.Errorf("writing identity link: %w", err)
+	}
+	return nil
+}
+
+// Traits returns a lead's stored profile traits (nil when none).
+func (s *Store) Traits(ctx context.Context, lead string) (map[string]any, error) {
+	raw, err := s.rdb.HGet(ctx, Lead(lead).key("profile"), "traits").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading traits: %w", err)
+	}
+	var t map[string]any
+	if err := json.Unmarshal([]byte(raw), &t); err != nil {
+		return nil, fmt.Errorf("decoding stored traits: %w", err)
+	}
+	return t, nil
+}
+
+// SetTraits stores a lead's merged traits.
+func (s *Store) SetTraits(ctx context.Context, lead string, traits map[string]any) error {
+	b, err := json.Marshal(traits)
+	if err != nil {
+		return fmt.Errorf("encoding traits: %w", err)
+	}
+	if err := s.rdb.HSet(ctx, Lead(lead).key("profile"), "traits", b).Err(); err != nil {
+		return fmt.Errorf("writing traits: %w", err)
+	}
+	return nil
+}
+
+// outboxEntry is the record the script stores; numbers are strings to keep
+// full float precision through Lua.
+type outboxEntry struct {
+	MQLID       string          `json:"mql_id"`
+	LeadID      string          `json:"lead_id"`
+	Model       string          `json:"model"`
+	Score       string          `json:"score"`
+	Threshold   string          `json:"threshold"`
+	CrossedAtMs string          `json:"crossed_at_ms"`
+	Trigger     string          `json:"trigger_event_id"`
+	Reasons     json.RawMessage `json:"reasons"`
+}
+
+func decodeOutbox(v any) ([]event.MQL, error) {
+	flat, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("BUG: outbox is %T", v)
+	}
+	var out []event.MQL
+	for i := 1; i < len(flat); i += 2 {
+		s, _ := flat[i].(string)
+		var e outboxEntry
+		if err := json.Unmarshal([]byte(s), &e); err != nil {
+			return nil, fmt.Errorf("decoding mql outbox entry: %w", err)
+		}
+		m := event.MQL{MQLID: e.MQLID, LeadID: e.LeadID, Model: e.Model, TriggerEventID: e.Trigger, Reasons: []event.Reason{}}
+		m.Score, _ = strconv.ParseFloat(e.Score, 64)
+		m.Threshold, _ = strconv.ParseFloat(e.Threshold, 64)
+		ms, _ := strconv.ParseFloat(e.CrossedAtMs, 64)
+		m.CrossedAt = time.UnixMilli(int64(ms)).UTC()
+		// cjson encodes an empty table as {}.
+		if len(e.Reasons) > 0 && e.Reasons[0] == '[' {
+			if err := json.Unmarshal(e.Reasons, &m.Reasons); err != nil {
+				return nil, fmt.Errorf("decoding mql reasons: %w", err)
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
