@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs the external programs leadstream's dev mode and tests need
+# (Debian 12 packages). Idempotent: does nothing when they are all present.
+#
+#   deploy/install-deps.sh [EXTRA_PACKAGE...]
+#
+# Extra arguments are Debian packages installed as well if missing
+# (e.g. `deploy/install-deps.sh chromium`). As root with apt-get available the
+# missing packages are installed; otherwise the command to run is printed and
+# the script exits 1.
+set -euo pipefail
+
+# command -> Debian package
+declare -A pkg_of=(
+	[redis-server]=redis-server
+	[redis-cli]=redis-tools
+	[clickhouse-server]=clickhouse-server
+	[clickhouse-client]=clickhouse-client
+	[kcat]=kcat
+)
+
+missing=()
+for cmd in redis-server redis-cli clickhouse-server clickhouse-client kcat; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
+done
+for pkg in "$@"; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$pkg")
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "install-deps: all dependencies present"
+	exit 0
+fi
+
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+	echo "install-deps: installing ${missing[*]}"
+	apt-get update -q
+	# clickhouse-server's postinst may try to start the service; a
+	# "policy-rc.d denied execution" message in containers is expected.
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	exit 0
+fi
+
+echo "install-deps: missing packages: ${missing[*]}" >&2
+echo "install-deps: run: sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+exit 1

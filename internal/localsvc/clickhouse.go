@@ -1,0 +1,149 @@
+package localsvc
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StartClickHouse starts clickhouse-server listening on 127.0.0.1 with its
+// native protocol on tcpPort and HTTP on httpPort (0 picks a free port). Its
+// config, users, data and logs live under dir; nothing is read from
+// /etc/clickhouse-server. It returns once `SELECT 1` succeeds. Server.Addr is
+// the native host:port; Server.HTTPAddr the HTTP one.
+func StartClickHouse(ctx context.Context, dir string, tcpPort, httpPort int) (*Server, error) {
+	bin, err := lookPath("clickhouse-server", "clickhouse-server")
+	if err != nil {
+		return nil, err
+	}
+	if dir, err = prepareDir(dir); err != nil {
+		return nil, err
+	}
+	return withAutoPort(tcpPort == 0 || httpPort == 0, func() (*Server, error) {
+		p, err := pickPorts(tcpPort, httpPort)
+		if err != nil {
+			return nil, err
+		}
+		return startClickHouse(ctx, bin, dir, p[0], p[1])
+	})
+}
+
+func startClickHouse(ctx context.Context, bin, dir string, tcpPort, httpPort int) (*Server, error) {
+	config := filepath.Join(dir, "config.xml")
+	if err := writeClickHouseConfig(dir, config, tcpPort, httpPort); err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort))
+	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	s, err := startProcess("clickhouse", dir, addr, bin, []string{"--config-file=" + config},
+		filepath.Join(dir, "err.log"))
+	if err != nil {
+		return nil, err
+	}
+	s.HTTPAddr = httpAddr
+	// No keep-alive: an idle connection delays ClickHouse's shutdown.
+	client := &http.Client{
+		Timeout:   2 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+	}
+	if err := s.waitReady(ctx, func(ctx context.Context) error {
+		if err := clickHouseSelect1(ctx, client, httpAddr); err != nil {
+			return err
+		}
+		d := net.Dialer{Timeout: time.Second}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// clickHouseSelect1 runs SELECT 1 through the HTTP interface.
+func clickHouseSelect1(ctx context.Context, client *http.Client, httpAddr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/?query=SELECT%201", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "1" {
+		return fmt.Errorf("SELECT 1 over HTTP: %s: %q", resp.Status, body)
+	}
+	return nil
+}
+
+// writeClickHouseConfig writes config.xml (at path) and users.xml into dir.
+// The format is the <yandex> one understood by old releases such as Debian's
+// 18.16 as well as by current ones.
+func writeClickHouseConfig(dir, path string, tcpPort, httpPort int) error {
+	d := xmlEscape(dir)
+	config := fmt.Sprintf(`<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>%[1]s/server.log</log>
+    <errorlog>%[1]s/err.log</errorlog>
+    <size>10M</size>
+    <count>1</count>
+  </logger>
+  <listen_host>127.0.0.1</listen_host>
+  <tcp_port>%[2]d</tcp_port>
+  <http_port>%[3]d</http_port>
+  <path>%[1]s/data/</path>
+  <tmp_path>%[1]s/tmp/</tmp_path>
+  <user_files_path>%[1]s/user_files/</user_files_path>
+  <format_schema_path>%[1]s/format_schemas/</format_schema_path>
+  <users_config>%[1]s/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>5368709120</mark_cache_size>
+</yandex>
+`, d, tcpPort, httpPort)
+	const users = `<?xml version="1.0"?>
+<yandex>
+  <profiles><default/></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>::/0</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas><default/></quotas>
+</yandex>
+`
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		return fmt.Errorf("localsvc: clickhouse config: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644); err != nil {
+		return fmt.Errorf("localsvc: clickhouse users: %w", err)
+	}
+	return nil
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}

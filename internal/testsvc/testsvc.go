@@ -1,0 +1,225 @@
+// Package testsvc gives tests the external services they need: Redis, a Redis
+// Cluster, ClickHouse and an in-process Kafka (kfake).
+//
+// Redis, RedisCluster and ClickHouse use the addresses exported by the test
+// runner (`make test`, i.e. cmd/withsvc under internal/localsvc) when set.
+// Otherwise they start the server once per test binary via package localsvc,
+// in a temporary directory; the server is killed when the test binary exits
+// (Pdeathsig) and its directory is removed by a later test binary. When
+// neither is possible the test is skipped, or failed when CI=true, so that CI
+// never silently skips.
+//
+// Servers are shared by all tests of a binary (and, under `make test`, by all
+// packages), so tests must isolate their data: unique key prefixes in Redis,
+// unique database or table names in ClickHouse.
+package testsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/leadstream/leadstream/internal/localsvc"
+)
+
+// KafkaPartitions is the partition count of topics created by Kafka and
+// KafkaCluster, seeded or auto-created.
+const KafkaPartitions = 4
+
+// Required skips the test, or fails it when the environment variable CI is
+// "true", because what (a binary or service) is unavailable; why says what is
+// missing. Tests that need an external binary (e.g. kcat) use it so that CI
+// never skips them.
+func Required(t testing.TB, what, why string) {
+	t.Helper()
+	msg := fmt.Sprintf("%s is required: %s; run the tests with `make test` "+
+		"after deploy/install-deps.sh", what, why)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg + " [CI=true: not skipping]")
+	}
+	t.Skip(msg)
+}
+
+// Redis returns the host:port of a Redis server: $LEADSTREAM_TEST_REDIS_ADDR,
+// or one started once per test binary.
+func Redis(t testing.TB) string {
+	t.Helper()
+	return service(t, localsvc.EnvRedisAddr, "redis-server", &redisSrv,
+		func(s string) string { return s },
+		func(dir string) (string, error) {
+			s, err := localsvc.StartRedis(context.Background(), filepath.Join(dir, "redis"), 0)
+			if err != nil {
+				return "", err
+			}
+			return s.Addr, nil
+		})
+}
+
+// RedisCluster returns the master addresses of a 3-master Redis Cluster:
+// $LEADSTREAM_TEST_REDIS_CLUSTER_ADDRS, or one started once per test binary.
+func RedisCluster(t testing.TB) []string {
+	t.Helper()
+	return service(t, localsvc.EnvRedisClusterAddrs, "redis-server and redis-cli", &clusterSrv,
+		func(s string) []string { return strings.Split(s, ",") },
+		func(dir string) ([]string, error) {
+			c, err := localsvc.StartRedisCluster(context.Background(), filepath.Join(dir, "redis-cluster"), 3)
+			if err != nil {
+				return nil, err
+			}
+			return c.Addrs, nil
+		})
+}
+
+// ClickHouse returns the native-protocol host:port of a ClickHouse server:
+// $LEADSTREAM_TEST_CLICKHOUSE_ADDR, or one started once per test binary.
+func ClickHouse(t testing.TB) string {
+	t.Helper()
+	return service(t, localsvc.EnvClickHouseAddr, "clickhouse-server", &clickHouseSrv,
+		func(s string) string { return s },
+		func(dir string) (string, error) {
+			s, err := localsvc.StartClickHouse(context.Background(), filepath.Join(dir, "clickhouse"), 0, 0)
+			if err != nil {
+				return "", err
+			}
+			return s.Addr, nil
+		})
+}
+
+// Kafka starts an in-process single-broker kfake cluster, closed when the test
+// ends, and returns its broker addresses. The given topics are created with
+// KafkaPartitions partitions; others are auto-created on demand.
+func Kafka(t testing.TB, topics ...string) []string {
+	t.Helper()
+	_, addrs := KafkaCluster(t, topics...)
+	return addrs
+}
+
+// KafkaCluster is Kafka, also returning the cluster for tests that control it
+// (e.g. to inject failures).
+func KafkaCluster(t testing.TB, topics ...string) (*kfake.Cluster, []string) {
+	t.Helper()
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(KafkaPartitions),
+	}
+	if len(topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(KafkaPartitions, topics...))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("testsvc: start kfake cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()
+}
+
+// lazy holds a value computed at most once per test binary.
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+// The servers started by this test binary. They are never stopped: they die
+// with the process.
+var (
+	redisSrv      lazy[string]
+	clusterSrv    lazy[[]string]
+	clickHouseSrv lazy[string]
+)
+
+// service returns parse($env) if env is set, otherwise the value from the
+// server start starts (once) under this binary's scratch directory. A missing
+// binary leads to Required; any other start-up failure fails the test.
+func service[T any](t testing.TB, env, bins string, l *lazy[T], parse func(string) T, start func(dir string) (T, error)) T {
+	t.Helper()
+	if v := os.Getenv(env); v != "" {
+		return parse(v)
+	}
+	l.once.Do(func() {
+		dir, err := scratchDir()
+		if err != nil {
+			l.err = err
+			return
+		}
+		l.v, l.err = start(dir)
+	})
+	if errors.Is(l.err, localsvc.ErrNotInstalled) {
+		Required(t, bins, fmt.Sprintf("%s is not set and %v", env, l.err))
+	}
+	if l.err != nil {
+		t.Fatalf("testsvc: %s is not set and starting a local server failed: %v", env, l.err)
+	}
+	return l.v
+}
+
+const scratchPrefix = "leadstream-testsvc-"
+
+// scratch is this binary's directory for server data, locked (flock on
+// .lock) for the life of the process so other binaries can tell it is in use.
+var scratch struct {
+	once sync.Once
+	dir  string
+	lock *os.File // kept open: closing it would release the lock
+	err  error
+}
+
+// scratchDir creates (once) and returns this binary's scratch directory,
+// first removing those left behind by exited test binaries.
+func scratchDir() (string, error) {
+	scratch.once.Do(func() {
+		removeStale()
+		dir, err := os.MkdirTemp("", scratchPrefix)
+		if err == nil {
+			// Lock under a temporary name, then rename: removeStale never
+			// sees an unlocked .lock of a live directory.
+			tmp := filepath.Join(dir, ".lock.tmp")
+			if scratch.lock, err = lockFile(tmp, os.O_CREATE); err == nil {
+				err = os.Rename(tmp, filepath.Join(dir, ".lock"))
+			}
+		}
+		if err != nil {
+			scratch.err = fmt.Errorf("testsvc: scratch dir: %w", err)
+			return
+		}
+		scratch.dir = dir
+	})
+	return scratch.dir, scratch.err
+}
+
+// removeStale removes scratch directories whose .lock no process holds. A
+// directory without .lock is still being created and is left alone.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), scratchPrefix+"*"))
+	for _, dir := range dirs {
+		f, err := lockFile(filepath.Join(dir, ".lock"), 0)
+		if err != nil {
+			continue
+		}
+		_ = os.RemoveAll(dir)
+		f.Close()
+	}
+}
+
+// lockFile opens path with the extra flags and takes an exclusive,
+// non-blocking flock on it.
+func lockFile(path string, flags int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|flags, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
