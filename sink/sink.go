@@ -1,0 +1,224 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/stream"
+)
+
+const (
+	// pingInterval is how often Run checks ClickHouse while batches are idle.
+	pingInterval = 5 * time.Second
+	// readyWindow is how recent the last good contact with ClickHouse must be
+	// for Ready: a few missed pings, not one, make the sink unready.
+	readyWindow = 3 * pingInterval
+)
+
+// Sink consumes the events and mql topics and inserts them into ClickHouse.
+type Sink struct {
+	cfg    Config
+	log    *slog.Logger
+	reg    prometheus.Registerer
+	m      *metrics
+	ran    atomic.Bool
+	lastOK atomic.Int64 // UnixNano of the last successful ping or insert
+}
+
+// New validates cfg and prepares a Sink; nothing connects before Run.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sink config: %w", err)
+	}
+	return &Sink{cfg: cfg, log: log.With("stage", "sink"), reg: reg, m: newMetrics(reg)}, nil
+}
+
+// Ready reports whether ClickHouse answered recently.
+func (s *Sink) Ready() bool {
+	last := s.lastOK.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < readyWindow
+}
+
+func (s *Sink) markOK() { s.lastOK.Store(time.Now().UnixNano()) }
+
+// Run connects to ClickHouse, migrates the schema and consumes until ctx is
+// cancelled; the batch in flight then is finished before Run returns nil.
+// It returns an error when ClickHouse or Kafka cannot be set up, or when a
+// batch could not be written before shutdown. Run may be called once.
+func (s *Sink) Run(ctx context.Context) error {
+	if s.ran.Swap(true) {
+		return ErrAlreadyRun
+	}
+	conn, err := Open(ctx, s.cfg.ClickHouse)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	defer s.lastOK.Store(0) // a stopped sink is not ready
+	db := s.cfg.ClickHouse.Database
+	if err := Migrate(ctx, conn, db); err != nil {
+		return err
+	}
+	s.markOK()
+
+	// The dead-letter topic must exist before its producer can start. Not
+	// fatal: where the sink may not create topics, an operator already has.
+	if err := stream.EnsureTopics(ctx, s.cfg.Kafka); err != nil {
+		s.log.Warn("ensuring kafka topics failed", "err", err)
+	}
+	dlq, err := stream.NewProducer(ctx, stream.ProducerConfig{
+		Brokers: s.cfg.Kafka.Brokers,
+		Topic:   s.cfg.Kafka.Topic(stream.TopicDeadLetter),
+	}, s.log, s.kafkaReg())
+	if err != nil {
+		return fmt.Errorf("starting dead-letter producer: %w", err)
+	}
+	defer dlq.Close()
+
+	pingCtx, stopPing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.pingLoop(pingCtx, conn) })
+	defer wg.Wait()
+	defer stopPing()
+
+	h := &handler{
+		w:           writer{conn: conn, db: db, m: s.m},
+		dlq:         dlq,
+		log:         s.log,
+		eventsTopic: s.cfg.Kafka.Topic(stream.TopicEvents),
+		mqlTopic:    s.cfg.Kafka.Topic(stream.TopicMQL),
+		ok:          s.markOK,
+	}
+	// Created last: a kafka-go group reader joins its group at once, and
+	// must not hold partitions while ClickHouse or the producer is not ready.
+	consumer, err := stream.NewConsumer(stream.ConsumerConfig{
+		Brokers:  s.cfg.Kafka.Brokers,
+		Group:    s.cfg.Group,
+		Topics:   []string{h.eventsTopic, h.mqlTopic},
+		MaxBatch: s.cfg.BatchSize,
+		MaxWait:  s.cfg.FlushInterval,
+	}, s.log, s.kafkaReg())
+	if err != nil {
+		return fmt.Errorf("creating sink consumer: %w", err)
+	}
+	s.log.Info("sink running", "database", db, "group", s.cfg.Group)
+	if err := consumer.Run(ctx, h.handle); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	return nil
+}
+
+// kafkaReg labels the metrics of this stage's Kafka clients with stage="sink",
+// so they do not collide with other stages' clients in one process (dev mode).
+func (s *Sink) kafkaReg() prometheus.Registerer {
+	if s.reg == nil {
+		return nil
+	}
+	return prometheus.WrapRegistererWith(prometheus.Labels{"stage": "sink"}, s.reg)
+}
+
+func (s *Sink) pingLoop(ctx context.Context, conn driver.Conn) {
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, pingInterval)
+		err := conn.Ping(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			s.markOK()
+			if failing {
+				s.log.Info("clickhouse reachable again")
+			}
+			failing = false
+		case ctx.Err() != nil:
+			return
+		case !failing:
+			// Log the transition only; Ready and the insert errors tell the rest.
+			s.log.Warn("clickhouse ping failed", "err", err)
+			failing = true
+		}
+	}
+}
+
+// handler turns one consumed batch into inserts and dead letters. The
+// consumer calls it from one goroutine, so its scratch rows are reused.
+type handler struct {
+	w                     writer
+	dlq                   *stream.Producer
+	log                   *slog.Logger
+	eventsTopic, mqlTopic string
+	ok                    func()
+	rows                  rows
+}
+
+func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
+	r := &h.rows
+	r.reset()
+	var (
+		dead     []stream.Record
+		deadFrom []string // source topic of each dead letter
+		reason   string   // the first one, for the log
+	)
+	reject := func(m *stream.Message, err error) {
+		dead, deadFrom = append(dead, stream.DeadLetter(*m, err.Error())), append(deadFrom, m.Topic)
+		if reason == "" {
+			reason = err.Error()
+		}
+	}
+	for i := range batch {
+		m := &batch[i]
+		switch m.Topic {
+		case h.eventsTopic:
+			r.events = append(r.events, event.Event{})
+			e := &r.events[len(r.events)-1]
+			err := event.Unmarshal(m.Value, e)
+			if err == nil {
+				err = checkEvent(e)
+			}
+			if err != nil {
+				r.events = r.events[:len(r.events)-1]
+				reject(m, err)
+			}
+		case h.mqlTopic:
+			r.mqls = append(r.mqls, event.MQL{})
+			if err := decodeMQL(m.Value, &r.mqls[len(r.mqls)-1]); err != nil {
+				r.mqls = r.mqls[:len(r.mqls)-1]
+				reject(m, err)
+			}
+		default:
+			reject(m, fmt.Errorf("unexpected topic %q", m.Topic))
+		}
+	}
+	if err := h.w.write(ctx, r); err != nil {
+		return err
+	}
+	h.ok()
+	// After the inserts, so a ClickHouse failure (the likely one) does not
+	// put the same dead letters on the topic once per retry.
+	if len(dead) == 0 {
+		return nil
+	}
+	if err := h.dlq.Produce(ctx, dead); err != nil {
+		return fmt.Errorf("producing %d dead letters: %w", len(dead), err)
+	}
+	for _, t := range deadFrom {
+		h.w.m.deadLetters.WithLabelValues(t).Inc()
+	}
+	h.log.Warn("records sent to dead-letter topic", "count", len(dead), "first_reason", reason)
+	return nil
+}
