@@ -152,6 +152,19 @@ func MQLID(lead, model, trigger string) string { return mqlID(lead, model, trigg
 
 // Apply runs one update atomically: dedup, points, fit, MQL crossing into the outbox.
 func (s *Store) Apply(ctx context.Context, u *Update) (Result, error) {
+	keys, args, err := applyArgs(u)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := applyScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("applying event %s in redis: %w", u.DedupID, err)
+	}
+	return decodeResult(res)
+}
+
+// applyArgs lays out an update as the apply script's KEYS and ARGV.
+func applyArgs(u *Update) ([]string, []any, error) {
 	keys := make([]string, 0, 2+len(u.Models))
 	keys = append(keys, u.Subject.key("seen"), u.Subject.key("outbox"))
 	lead := ""
@@ -171,7 +184,7 @@ func (s *Store) Apply(ctx context.Context, u *Update) (Result, error) {
 			fit = strconv.FormatFloat(*m.Fit, 'g', -1, 64)
 			b, err := json.Marshal(nonNil(m.FitReasons))
 			if err != nil {
-				return Result{}, fmt.Errorf("encoding fit reasons: %w", err)
+				return nil, nil, fmt.Errorf("encoding fit reasons: %w", err)
 			}
 			fitReasons = string(b)
 		}
@@ -181,10 +194,10 @@ func (s *Store) Apply(ctx context.Context, u *Update) (Result, error) {
 			args = append(args, h.Rule, h.Points, h.TimeMs, h.CapCount, h.CapWindow.Milliseconds())
 		}
 	}
-	res, err := applyScript.Run(ctx, s.rdb, keys, args...).Slice()
-	if err != nil {
-		return Result{}, fmt.Errorf("applying event %s in redis: %w", u.DedupID, err)
-	}
+	return keys, args, nil
+}
+
+func decodeResult(res []any) (Result, error) {
 	if len(res) != 2 {
 		return Result{}, fmt.Errorf("BUG: apply script returned %d values", len(res))
 	}

@@ -122,17 +122,57 @@ func (p *Processor) Run(ctx context.Context) error {
 	return p.consumer.Run(ctx, p.handle)
 }
 
+// handle applies a batch. Redis work is pipelined: identity links are read in
+// one round trip and updates are applied in one pipeline, flushed early only
+// where a later event depends on an earlier one (an anonymous-to-lead merge).
+// Every step either dedups or converges, so a redelivered batch changes nothing.
 func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	var dead []stream.Record
-	var e event.Event
+	events := make([]event.Event, 0, len(batch))
+	var anons []string
 	for _, msg := range batch {
-		if err := event.Unmarshal(msg.Value, &e); err != nil {
+		events = append(events, event.Event{})
+		e := &events[len(events)-1]
+		if err := event.Unmarshal(msg.Value, e); err != nil {
+			events = events[:len(events)-1]
 			dead = append(dead, stream.DeadLetter(msg, err.Error()))
 			continue
 		}
-		if err := p.process(ctx, &e); err != nil {
+		if a := anonOf(e); a != "" {
+			anons = append(anons, a)
+		}
+	}
+	links, err := p.store.LinkedLeads(ctx, anons)
+	if err != nil {
+		return err
+	}
+	var pending []leadstate.Update
+	for i := range events {
+		e := &events[i]
+		subject, mergeFrom := resolve(e, links)
+		if mergeFrom != "" {
+			// Later events of this batch must see the merged state and the link.
+			if err := p.flush(ctx, pending); err != nil {
+				return err
+			}
+			pending = pending[:0]
+			if err := p.merge(ctx, mergeFrom, subject.ID, e.ID); err != nil {
+				return err
+			}
+			links[mergeFrom] = subject.ID
+		}
+		u, err := p.update(ctx, e, subject)
+		if err != nil {
 			return err
 		}
+		if len(u.Models) == 0 {
+			p.m.events.WithLabelValues("no_match").Inc()
+			continue
+		}
+		pending = append(pending, u)
+	}
+	if err := p.flush(ctx, pending); err != nil {
+		return err
 	}
 	if len(dead) > 0 {
 		if err := p.dead.Produce(ctx, dead); err != nil {
@@ -144,19 +184,70 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	return nil
 }
 
-// process applies one event. It is idempotent: every step either dedups or
-// converges, so a redelivered event changes nothing.
-func (p *Processor) process(ctx context.Context, e *event.Event) error {
-	subject, err := p.resolve(ctx, e)
+// flush applies pending updates in one pipeline and publishes the MQL records they left in outboxes.
+func (p *Processor) flush(ctx context.Context, pending []leadstate.Update) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	start := time.Now()
+	results, err := p.store.ApplyMany(ctx, pending)
 	if err != nil {
 		return err
 	}
+	p.m.apply.Observe(time.Since(start).Seconds() / float64(len(pending)))
+	var outbox []event.MQL
+	seen := map[string]bool{}
+	for _, r := range results {
+		if r.Applied {
+			p.m.events.WithLabelValues("scored").Inc()
+		} else {
+			p.m.events.WithLabelValues("duplicate").Inc()
+		}
+		// Each result carries its lead's whole pending outbox: publish each record once.
+		for _, m := range r.Outbox {
+			if !seen[m.MQLID] {
+				seen[m.MQLID] = true
+				outbox = append(outbox, m)
+			}
+		}
+	}
+	return p.publish(ctx, outbox)
+}
+
+// anonOf is the anonymous id an event may need resolved or linked.
+func anonOf(e *event.Event) string {
+	if e.Type == event.Alias && e.PreviousID != "" {
+		return e.PreviousID
+	}
+	return e.AnonymousID
+}
+
+// resolve finds whose state an event changes, given the known links, and
+// whether an anonymous visitor must first be merged into the event's lead
+// (the first time both ids appear together).
+func resolve(e *event.Event, links map[string]string) (subject leadstate.Subject, mergeFrom string) {
+	anon := anonOf(e)
+	if e.LeadID == "" {
+		if lead := links[anon]; lead != "" {
+			return leadstate.Lead(lead), ""
+		}
+		return leadstate.Anon(anon), ""
+	}
+	if anon != "" && anon != e.LeadID && links[anon] != e.LeadID {
+		return leadstate.Lead(e.LeadID), anon
+	}
+	return leadstate.Lead(e.LeadID), ""
+}
+
+// update builds what an event does to its subject's models; no models = no effect.
+func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstate.Subject) (leadstate.Update, error) {
 	u := leadstate.Update{Subject: subject, DedupID: e.ID, TriggerEventID: e.ID}
 	te := e.EventTime.UnixMilli()
 	var traits map[string]any
 	if e.Type == event.Identify && len(e.Traits) > 0 && !subject.Anonymous {
+		var err error
 		if traits, err = p.mergeTraits(ctx, subject.ID, e.Traits); err != nil {
-			return err
+			return u, err
 		}
 	}
 	for i := range p.rules.Models {
@@ -178,53 +269,7 @@ func (p *Processor) process(ctx context.Context, e *event.Event) error {
 			u.Models = append(u.Models, mu)
 		}
 	}
-	if len(u.Models) == 0 {
-		p.m.events.WithLabelValues("no_match").Inc()
-		return nil
-	}
-	start := time.Now()
-	res, err := p.store.Apply(ctx, &u)
-	if err != nil {
-		return err
-	}
-	p.m.apply.Observe(time.Since(start).Seconds())
-	if res.Applied {
-		p.m.events.WithLabelValues("scored").Inc()
-	} else {
-		p.m.events.WithLabelValues("duplicate").Inc()
-	}
-	return p.publish(ctx, res.Outbox)
-}
-
-// resolve finds whose state an event changes, linking and merging an
-// anonymous visitor into a lead the first time both ids appear together.
-func (p *Processor) resolve(ctx context.Context, e *event.Event) (leadstate.Subject, error) {
-	anon := e.AnonymousID
-	if e.Type == event.Alias && e.PreviousID != "" {
-		anon = e.PreviousID
-	}
-	if e.LeadID == "" {
-		lead, err := p.store.LinkedLead(ctx, anon)
-		if err != nil {
-			return leadstate.Subject{}, err
-		}
-		if lead != "" {
-			return leadstate.Lead(lead), nil
-		}
-		return leadstate.Anon(anon), nil
-	}
-	if anon != "" && anon != e.LeadID {
-		linked, err := p.store.LinkedLead(ctx, anon)
-		if err != nil {
-			return leadstate.Subject{}, err
-		}
-		if linked != e.LeadID {
-			if err := p.merge(ctx, anon, e.LeadID, e.ID); err != nil {
-				return leadstate.Subject{}, err
-			}
-		}
-	}
-	return leadstate.Lead(e.LeadID), nil
+	return u, nil
 }
 
 // merge folds an anonymous visitor's history into a lead as a sequence of
