@@ -15,7 +15,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_processor_events_total", Help: "Events handled, by result."}, []string{"result"}),
 		mql:    prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_mql_published_total", Help: "MQL records acknowledged by Kafka."}),
 		merges: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_merges_total", Help: "Anonymous histories merged into leads."}),
-		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds", Help: "Duration of one Redis apply script.",
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds", Help: "Redis apply time per event (a pipelined batch's duration divided by its events).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
 	}
 	if reg != nil {

@@ -16,7 +16,7 @@
 //	leadstream_processor_events_total{result}   scored | duplicate | no_match | dead_letter
 //	leadstream_processor_mql_published_total    MQL records acknowledged by Kafka
 //	leadstream_processor_merges_total           anonymous histories merged into leads
-//	leadstream_processor_apply_duration_seconds one Redis apply script
+//	leadstream_processor_apply_duration_seconds Redis apply time per event (pipelined)
 package processor
 
 import (
