@@ -112,8 +112,9 @@ func (p *Processor) Run(ctx context.Context) error {
 		Brokers:  p.cfg.Kafka.Brokers,
 		Group:    p.cfg.Group,
 		Topics:   []string{p.cfg.Kafka.Topic(stream.TopicEvents)},
-		MaxBatch: p.cfg.BatchSize,
-		MaxWait:  p.cfg.MaxWait,
+		MaxBatch:       p.cfg.BatchSize,
+		MaxWait:        p.cfg.MaxWait,
+		SessionTimeout: p.cfg.Kafka.SessionTimeout,
 	}, p.log, p.m.reg)
 	if err != nil {
 		return err

@@ -36,6 +36,8 @@ type ConsumerConfig struct {
 	MaxWait  time.Duration
 	// DrainTimeout bounds how long a batch in flight at shutdown may take to finish.
 	DrainTimeout time.Duration
+	// SessionTimeout: see Config.SessionTimeout (default 10s).
+	SessionTimeout time.Duration
 }
 
 // Consumer reads its topics in a consumer group and feeds batches to a Handler.
@@ -65,6 +67,9 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
+	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:     cfg.Brokers,
 		GroupID:     cfg.Group,
@@ -77,12 +82,15 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		QueueCapacity:  cfg.MaxBatch,
 		CommitInterval: 0,                 // synchronous commits of completed work only
 		StartOffset:    kafka.FirstOffset, // a new group processes all history: nothing accepted is skipped
-		// Readers of a partition that leaves us must stop quickly so its new
-		// owner can start; redelivered records are deduplicated downstream.
-		RebalanceTimeout: 10 * time.Second,
-		ReadBackoffMin:   10 * time.Millisecond,
-		ReadBackoffMax:   200 * time.Millisecond,
-		ErrorLogger:      kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
+		// A crashed member is noticed after SessionTimeout (kafka-go's 30 s
+		// default would stall its partitions that long); a rebalance waits as
+		// long for members to rejoin. Redelivered records are deduplicated downstream.
+		SessionTimeout:    cfg.SessionTimeout,
+		HeartbeatInterval: cfg.SessionTimeout / 3,
+		RebalanceTimeout:  cfg.SessionTimeout,
+		ReadBackoffMin:    10 * time.Millisecond,
+		ReadBackoffMax:    200 * time.Millisecond,
+		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
 	})
 	return &Consumer{
 		cfg:    cfg,

@@ -52,6 +52,9 @@ type Config struct {
 	TopicPrefix       string
 	Partitions        int
 	ReplicationFactor int
+	// SessionTimeout is how long the group waits for a silent member (a
+	// crashed processor) before handing its partitions to the others.
+	SessionTimeout time.Duration
 }
 
 // RegisterFlags registers kafka.* flags.
@@ -63,12 +66,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", "leadstream.", "prefix of every topic name")
 	fs.IntVar(&c.Partitions, "kafka.partitions", 8, "partitions of topics that leadstream creates (existing topics are left alone)")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", -1, "replication factor of topics that leadstream creates; -1 = broker default")
+	fs.DurationVar(&c.SessionTimeout, "kafka.session-timeout", 10*time.Second, "consumer group session timeout: how soon a crashed member's partitions move to another")
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	if len(c.Brokers) == 0 {
 		return ErrNoBrokers
+	}
+	if c.SessionTimeout < 0 || (c.SessionTimeout > 0 && c.SessionTimeout < time.Second) {
+		return fmt.Errorf("kafka.session-timeout must be at least 1s, got %s", c.SessionTimeout)
 	}
 	if c.Partitions < 1 {
 		return fmt.Errorf("kafka.partitions must be >= 1, got %d", c.Partitions)
