@@ -76,6 +76,12 @@ type Event struct {
 
 	IP        string `json:"ip,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
+
+	// Bot marks an event the collector attributed to a bot, a headless
+	// browser or an email link scanner: it is stored but never scored.
+	// BotReason says which rule fired (e.g. "user_agent:headlesschrome").
+	Bot       bool   `json:"bot,omitempty"`
+	BotReason string `json:"bot_reason,omitempty"`
 }
 
 // Key returns the Kafka record key that orders this event: the anonymous id

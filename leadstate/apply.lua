@@ -7,7 +7,8 @@
 --       n_extra_seen, extra seen ids...,
 --       then per model (same order as KEYS[3..]):
 --         name, half_life_ms, threshold, rearm_below, fit ('' = unchanged),
---         fit_reasons_json, mql_id, n_hits, then per hit: rule, points, time_ms, cap_count, cap_window_ms
+--         fit_reasons_json, fit_time_ms (0 = unknown), mql_id, n_hits,
+--         then per hit: rule, points, time_ms, cap_count, cap_window_ms
 -- Returns {applied (1/0), outbox as flat field/value list}.
 --
 -- A model hash keeps the behaviour value v at reference time t (the newest event
@@ -43,8 +44,9 @@ end
 for k = 3, #KEYS do
   local key = KEYS[k]
   local name, hl, thr, rearm = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local fit, fitReasons, mqlID, nh = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], tonumber(ARGV[i + 7])
-  i = i + 8
+  local fit, fitReasons, fitTime = ARGV[i + 4], ARGV[i + 5], tonumber(ARGV[i + 6])
+  local mqlID, nh = ARGV[i + 7], tonumber(ARGV[i + 8])
+  i = i + 9
   local st = redis.call('HMGET', key, 'v', 't', 'fit', 'mql')
   local v, t, f = tonumber(st[1]) or 0, tonumber(st[2]) or 0, tonumber(st[3]) or 0
   local mql = st[4] == '1'
@@ -68,6 +70,10 @@ for k = 3, #KEYS do
   end
   if fit ~= '' then
     f = tonumber(fit)
+    -- The new fit counts from its event's time: fold that time in as 0 points
+    -- (commutative like any hit) so the threshold check below sees the
+    -- behaviour decayed to it, and crossed_at is never before the identify.
+    if fitTime > 0 then v, t = add(v, t, 0, fitTime, hl) end
     redis.call('HSET', key, 'fit', num(f), 'fitr', fitReasons)
     changed = true
   end

@@ -113,7 +113,11 @@ type ModelUpdate struct {
 	RearmBelow float64
 	Fit        *float64 // nil = unchanged
 	FitReasons []event.Reason
-	Hits       []Hit
+	// FitTimeMs is the event time of a fit change (the identify). The
+	// behaviour value is decayed to it, as by a hit of 0 points, before the
+	// threshold is checked. 0 = unknown: checked at the current reference time.
+	FitTimeMs int64
+	Hits      []Hit
 }
 
 // Update is one atomic change to a subject's state.
@@ -188,7 +192,7 @@ func applyArgs(u *Update) ([]string, []any, error) {
 			}
 			fitReasons = string(b)
 		}
-		args = append(args, m.Name, m.HalfLife.Milliseconds(), m.Threshold, m.RearmBelow, fit, fitReasons,
+		args = append(args, m.Name, m.HalfLife.Milliseconds(), m.Threshold, m.RearmBelow, fit, fitReasons, m.FitTimeMs,
 			mqlID(lead, m.Name, u.TriggerEventID), len(m.Hits))
 		for _, h := range m.Hits {
 			args = append(args, h.Rule, h.Points, h.TimeMs, h.CapCount, h.CapWindow.Milliseconds())

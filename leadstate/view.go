@@ -77,9 +77,12 @@ func (s *Store) Lead(ctx context.Context, lead string, models []ModelInfo, now t
 					v.LastActivity = &tm
 				}
 			}
+			// Rules decay to the same time as the behaviour value, which is never
+			// un-decayed to before t, so their points add up to Behaviour.
+			at := math.Max(float64(nowMs), t)
 			for f, val := range h {
 				if rule, ok := strings.CutPrefix(f, "r:"); ok {
-					pts := parseF(val) * decay(float64(nowMs)-parseF(h["rt:"+rule]), m.HalfLife)
+					pts := parseF(val) * decay(at-parseF(h["rt:"+rule]), m.HalfLife)
 					if pts != 0 {
 						mv.TopRules = append(mv.TopRules, event.Reason{Rule: rule, Points: pts})
 					}

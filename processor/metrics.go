@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.events, m.mql, m.merges, m.apply)
 		m.reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": "processor"}, reg)
 	}
-	for _, r := range []string{"scored", "duplicate", "no_match", "dead_letter"} {
+	for _, r := range []string{"scored", "duplicate", "no_match", "dead_letter", "bot"} {
 		m.events.WithLabelValues(r)
 	}
 	return m

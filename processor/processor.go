@@ -13,7 +13,7 @@
 //
 // Metrics:
 //
-//	leadstream_processor_events_total{result}   scored | duplicate | no_match | dead_letter
+//	leadstream_processor_events_total{result}   scored | duplicate | no_match | dead_letter | bot
 //	leadstream_processor_mql_published_total    MQL records acknowledged by Kafka
 //	leadstream_processor_merges_total           anonymous histories merged into leads
 //	leadstream_processor_apply_duration_seconds Redis apply time per event (pipelined)
@@ -109,9 +109,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	defer p.dead.Close()
 	p.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
-		Brokers:  p.cfg.Kafka.Brokers,
-		Group:    p.cfg.Group,
-		Topics:   []string{p.cfg.Kafka.Topic(stream.TopicEvents)},
+		Brokers:        p.cfg.Kafka.Brokers,
+		Group:          p.cfg.Group,
+		Topics:         []string{p.cfg.Kafka.Topic(stream.TopicEvents)},
 		MaxBatch:       p.cfg.BatchSize,
 		MaxWait:        p.cfg.MaxWait,
 		SessionTimeout: p.cfg.Kafka.SessionTimeout,
@@ -150,6 +150,10 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	var pending []leadstate.Update
 	for i := range events {
 		e := &events[i]
+		if e.Bot { // flagged by the collector: stored by the sink, never scored or linked
+			p.m.events.WithLabelValues("bot").Inc()
+			continue
+		}
 		subject, mergeFrom := resolve(e, links)
 		if mergeFrom != "" {
 			// Later events of this batch must see the merged state and the link.
@@ -264,7 +268,7 @@ func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstat
 		}
 		if traits != nil {
 			fit, reasons := m.FitPoints(traits)
-			mu.Fit, mu.FitReasons = &fit, reasons
+			mu.Fit, mu.FitReasons, mu.FitTimeMs = &fit, reasons, te
 		}
 		if len(mu.Hits) > 0 || mu.Fit != nil {
 			u.Models = append(u.Models, mu)

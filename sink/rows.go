@@ -134,8 +134,13 @@ func eventColumns(evs []event.Event) []column {
 		{"currency", str(func(e *event.Event) string { return e.Currency })},
 		{"ip", str(func(e *event.Event) string { return e.IP })},
 		{"user_agent", str(func(e *event.Event) string { return e.UserAgent })},
-		{"bot", make([]uint8, len(evs))},
-		{"bot_reason", make([]string, len(evs))},
+		{"bot", pluck(evs, func(e *event.Event) uint8 {
+			if e.Bot {
+				return 1
+			}
+			return 0
+		})},
+		{"bot_reason", str(func(e *event.Event) string { return e.BotReason })},
 	}
 }
 

@@ -29,13 +29,14 @@ import (
 
 // pipeline is every role running in-process against real services.
 type pipeline struct {
-	base    string // collector URL
-	brokers []string
-	kcfg    stream.Config
-	chAddr  string
-	db      string
-	store   *leadstate.Store
-	stop    func()
+	base      string // collector URL
+	brokers   []string
+	kcfg      stream.Config
+	chAddr    string
+	redisAddr string
+	db        string
+	store     *leadstate.Store
+	stop      func()
 }
 
 const (
@@ -52,13 +53,14 @@ func startPipeline(t *testing.T) *pipeline {
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: testsvc.Redis(t)})
+	redisAddr := testsvc.Redis(t)
+	rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: redisAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
 	store := leadstate.NewStore(rdb)
-	p := &pipeline{brokers: brokers, kcfg: kcfg, chAddr: testsvc.ClickHouse(t), store: store,
+	p := &pipeline{brokers: brokers, kcfg: kcfg, chAddr: testsvc.ClickHouse(t), redisAddr: redisAddr, store: store,
 		db: fmt.Sprintf("e2e_%d", rand.Uint32())}
 	t.Cleanup(func() { clickhouse(t, p.chAddr, "DROP DATABASE IF EXISTS "+p.db) })
 
@@ -99,10 +101,13 @@ func startPipeline(t *testing.T) *pipeline {
 			}
 		}()
 	}
+	var once sync.Once
 	p.stop = func() {
-		cancel()
-		wg.Wait()
-		producer.Close()
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			producer.Close()
+		})
 	}
 	t.Cleanup(p.stop)
 	return p

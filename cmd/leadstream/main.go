@@ -41,6 +41,7 @@ roles:
 tools:
   migrate       create or upgrade the ClickHouse schema
   rules check FILE   validate a scoring rules file
+  rescore -rules FILE [-apply]   recompute every lead's scores from the history in ClickHouse
   version       print the version
 
 Run 'leadstream <command> -h' for the flags of a command; every flag can also be
@@ -70,6 +71,8 @@ func main() {
 		err = runMigrate(ctx, args, log)
 	case "rules":
 		err = runRules(args)
+	case "rescore":
+		err = runRescore(ctx, args)
 	case "version", "-version", "--version":
 		fmt.Println("leadstream", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
+	"github.com/leadstream/leadstream/sink"
+)
+
+// rescoreResult is what a rescore found for one model.
+type rescoreResult struct {
+	Model     string
+	Leads     int
+	Gain      int // would become MQL
+	Lose      int // would lose MQL status
+	Crossings int // threshold crossings in the replayed history
+	Movers    []mover
+}
+
+type mover struct {
+	Lead              string
+	Current, Rescored float64
+	CurrentMQL, MQL   bool
+}
+
+// runRescore recomputes every lead's scores from the raw history in ClickHouse
+// with the given rules: a dry run compares them with the live scores in Redis;
+// --apply writes them to Redis.
+func runRescore(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("rescore", flag.ContinueOnError)
+	var ch sink.ClickHouseConfig
+	var rcfg leadstate.Config
+	ch.RegisterFlags(fs)
+	rcfg.RegisterFlags(fs)
+	rulesPath := fs.String("rules", "", "scoring rules YAML file to rescore with (required)")
+	apply := fs.Bool("apply", false, "write the rescored state to Redis (default: dry run, report only)")
+	top := fs.Int("top", 10, "how many of the biggest movers to list per model")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *rulesPath == "" {
+		return errors.New("rescore: -rules FILE is required")
+	}
+	rules, err := scoring.Load(*rulesPath)
+	if err != nil {
+		return err
+	}
+	conn, err := sink.Open(ctx, ch)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rdb, err := leadstate.Open(ctx, rcfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	store := leadstate.NewStore(rdb)
+
+	rp := scoring.NewReplayer(rules)
+	n := 0
+	if err := sink.History(ctx, conn, ch.Database, func(e *event.Event) error {
+		rp.Apply(e)
+		n++
+		return nil
+	}); err != nil {
+		return err
+	}
+	now := time.Now()
+	results, err := compareRescore(ctx, store, rules, rp, now, *top)
+	if err != nil {
+		return err
+	}
+	printRescore(os.Stdout, *rulesPath, n, results)
+	if !*apply {
+		fmt.Println("\ndry run: nothing was changed (add -apply to write these scores to Redis)")
+		return nil
+	}
+	written := 0
+	for _, st := range rp.Subjects() {
+		if err := store.Restore(ctx, st, rules.Models); err != nil {
+			return err
+		}
+		written++
+	}
+	fmt.Printf("\napplied: %d leads and anonymous visitors rewritten in Redis (no MQL records were published)\n", written)
+	return nil
+}
+
+// compareRescore compares the replayed leads with their live state.
+func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.Rules, rp *scoring.Replayer, now time.Time, top int) ([]rescoreResult, error) {
+	infos := modelInfos(rules)
+	results := make([]rescoreResult, len(rules.Models))
+	for i, m := range rules.Models {
+		results[i].Model = m.Name
+	}
+	for _, st := range rp.Subjects() {
+		if st.Anonymous {
+			continue
+		}
+		cur, err := store.Lead(ctx, st.ID, infos, now)
+		if err != nil {
+			return nil, err
+		}
+		for i, m := range rules.Models {
+			r := &results[i]
+			ms := st.Models[m.Name]
+			mv := mover{Lead: st.ID, Current: cur.Models[m.Name].Score, CurrentMQL: cur.Models[m.Name].MQL}
+			if ms != nil {
+				mv.Rescored, mv.MQL = ms.ScoreAt(now.UnixMilli(), m.HalfLife), ms.MQL
+				r.Crossings += len(ms.Crossings)
+			}
+			r.Leads++
+			switch {
+			case mv.MQL && !mv.CurrentMQL:
+				r.Gain++
+			case !mv.MQL && mv.CurrentMQL:
+				r.Lose++
+			}
+			r.Movers = append(r.Movers, mv)
+		}
+	}
+	for i := range results {
+		mv := results[i].Movers
+		sort.Slice(mv, func(a, b int) bool {
+			da, db := math.Abs(mv[a].Rescored-mv[a].Current), math.Abs(mv[b].Rescored-mv[b].Current)
+			if da != db {
+				return da > db
+			}
+			return mv[a].Lead < mv[b].Lead
+		})
+		// Movers are leads whose score changes by more than float noise.
+		k := 0
+		for k < len(mv) && k < top && math.Abs(mv[k].Rescored-mv[k].Current) > 1e-6*math.Max(1, math.Abs(mv[k].Current)) {
+			k++
+		}
+		results[i].Movers = mv[:k]
+	}
+	return results, nil
+}
+
+func printRescore(w io.Writer, rulesPath string, events int, results []rescoreResult) {
+	fmt.Fprintf(w, "rescored from %d stored events with %s\n", events, rulesPath)
+	for _, r := range results {
+		fmt.Fprintf(w, "\nmodel %s: %d leads, %d would become MQL, %d would lose MQL status, %d crossings in the replayed history\n",
+			r.Model, r.Leads, r.Gain, r.Lose, r.Crossings)
+		if len(r.Movers) == 0 {
+			fmt.Fprintln(w, "  no score changes")
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "  lead\tcurrent\trescored\tchange\tmql now\tmql rescored\t")
+		for _, m := range r.Movers {
+			fmt.Fprintf(tw, "  %s\t%.2f\t%.2f\t%+.2f\t%v\t%v\t\n", m.Lead, m.Current, m.Rescored, m.Rescored-m.Current, m.CurrentMQL, m.MQL)
+		}
+		tw.Flush()
+	}
+}

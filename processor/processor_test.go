@@ -1,0 +1,379 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
+	"github.com/leadstream/leadstream/stream"
+)
+
+func records(t *testing.T, evs ...*event.Event) []stream.Record {
+	t.Helper()
+	recs := make([]stream.Record, len(evs))
+	for i, e := range evs {
+		b, err := event.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = stream.Record{Key: []byte(e.Key()), Value: b}
+	}
+	return recs
+}
+
+// A visitor's journey through Kafka and the processor: anonymous page views,
+// an identify that links and merges the visitor into a lead (with traits for
+// fit), a form submit that makes the lead an MQL. The score is what the rules
+// say, exactly one MQL is published, redelivery changes nothing, and records
+// that are not events go to the dead-letter topic without stopping anything.
+func TestProcessorJourney(t *testing.T) {
+	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules := scoring.Default()
+		m := &rules.Models[0]
+		r := startProcessor(t, store, rules)
+		anon, lead := newID("anon"), newID("lead")+"@example.com"
+		id := func(s string) string { return anon + "-" + s }
+		at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+
+		identify := touch(id("id1"), event.Identify, anon, lead, at(3))
+		identify.Traits = json.RawMessage(`{"title":"VP Marketing","employees":500}`)
+		formSubmit := touch(id("fs1"), event.FormSubmit, anon, lead, at(4))
+		formSubmit.Track, formSubmit.Properties = "Form Submitted", json.RawMessage(`{"form":"whitepaper"}`)
+		journey := []*event.Event{
+			pageView(id("pv1"), anon, "", "/", at(0)),
+			pageView(id("pv2"), anon, "", "/pricing", at(1)),
+			pageView(id("pv3"), anon, "", "/pricing/enterprise", at(2)),
+			identify,   // merge 45 behaviour points; fit 20 + 10
+			formSubmit, // +30: ≈105 >= 100
+		}
+		// Dead letters in the visitor's partition, between its events.
+		dead := []string{"\x00not json at all", `{"type":"page_view","anonymous_id":"x"}`}
+		recs := records(t, journey...)
+		recs = append(recs[:3:3], stream.Record{Key: []byte(anon), Value: []byte(dead[0])}, stream.Record{Key: []byte(anon), Value: []byte(dead[1])})
+		recs = append(recs, records(t, journey[3:]...)...)
+		r.produce(t, stream.TopicEvents, recs...)
+
+		state := func() string {
+			return fmt.Sprintf("scored=%v duplicate=%v dead_letter=%v no_match=%v mql_published=%v outbox=%d",
+				r.events(t, "scored"), r.events(t, "duplicate"), r.events(t, "dead_letter"), r.events(t, "no_match"),
+				r.metric(t, "leadstream_processor_mql_published_total", ""), outboxLen(t, store, lead))
+		}
+		wait := func(what string, scored, duplicate, deadLetter float64) {
+			t.Helper()
+			eventually(t, what, 15*time.Second, func() (bool, string) {
+				return r.events(t, "scored") == scored && r.events(t, "duplicate") == duplicate && r.events(t, "dead_letter") == deadLetter &&
+					r.metric(t, "leadstream_processor_mql_published_total", "") == 1 && outboxLen(t, store, lead) == 0, state()
+			})
+		}
+		wait("journey processed", 5, 0, 2)
+
+		if l, err := store.LinkedLead(ctx, anon); err != nil || l != lead {
+			t.Fatalf("LinkedLead(%s) = %q, %v", anon, l, err)
+		}
+		if n := r.metric(t, "leadstream_processor_merges_total", ""); n != 1 {
+			t.Errorf("merges = %v, want 1", n)
+		}
+		if tr, err := store.Traits(ctx, lead); err != nil || tr["title"] != "VP Marketing" {
+			t.Errorf("Traits(%s) = %v, %v", lead, tr, err)
+		}
+		if av, _ := modelState(t, store, "a:"+anon, m.Name); av != "" {
+			t.Errorf("anonymous state left after the merge: v=%s", av)
+		}
+
+		// Score: behaviour as scoring computes it, decayed to the read time, plus fit.
+		fitReasons := []event.Reason{{Rule: "senior-title", Points: 20}, {Rule: "big-company", Points: 10}}
+		checkScore := func(evs []*event.Event) (v float64, tm int64) {
+			t.Helper()
+			v, tm, _ = expect(m, evs...)
+			now := time.UnixMilli(tm).Add(48 * time.Hour)
+			lv, err := store.Lead(ctx, lead, modelInfos(rules), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mv := lv.Models[m.Name]
+			want := scoring.ValueAt(v, tm, now.UnixMilli(), m.HalfLife) + 30
+			if !near(mv.Score, want) || mv.Fit != 30 || !mv.MQL || mv.MQLAt == nil || !mv.MQLAt.Equal(at(4)) {
+				t.Fatalf("lead view at %v: %+v, want score %v (fit 30), MQL at %v", now, mv, want, at(4))
+			}
+			sv, st := modelState(t, store, lead, m.Name)
+			gotV, _ := strconv.ParseFloat(sv, 64)
+			if !near(gotV, v) || st != strconv.FormatInt(tm, 10) {
+				t.Fatalf("stored (v, t) = (%s, %s), want (%v, %d)", sv, st, v, tm)
+			}
+			return v, tm
+		}
+		v, tm := checkScore(journey)
+
+		// Exactly one MQL, the one the form submit triggered.
+		_, _, ruleVals := expect(m, journey...)
+		want := event.MQL{MQLID: leadstate.MQLID(lead, m.Name, formSubmit.ID), LeadID: lead, Model: m.Name, Score: v + 30, Threshold: 100,
+			CrossedAt: time.UnixMilli(tm).UTC(), TriggerEventID: formSubmit.ID, Reasons: reasons(ruleVals, fitReasons)}
+		checkMQL := func() {
+			t.Helper()
+			mqls, unique := r.mqls(t)
+			if len(mqls) != 1 || unique != 1 {
+				t.Fatalf("%d MQL records (%d distinct): %+v, want exactly one", len(mqls), unique, mqls)
+			}
+			got := mqls[0]
+			if got.MQLID != want.MQLID || got.LeadID != want.LeadID || got.Model != want.Model || !near(got.Score, want.Score) ||
+				got.Threshold != want.Threshold || !got.CrossedAt.Equal(want.CrossedAt) || got.TriggerEventID != want.TriggerEventID ||
+				!sameReasons(got.Reasons, want.Reasons) {
+				t.Fatalf("MQL record\n got %+v\nwant %+v", got, want)
+			}
+		}
+		checkMQL()
+
+		// The records that are not events, with the reason.
+		dls := r.readTopic(t, stream.TopicDeadLetter)
+		if len(dls) != len(dead) {
+			t.Fatalf("%d dead letters, want %d", len(dls), len(dead))
+		}
+		for i, dl := range dls {
+			var rec struct {
+				SourceTopic string `json:"source_topic"`
+				Partition   int    `json:"partition"`
+				Offset      int64  `json:"offset"`
+				Reason      string `json:"reason"`
+				Value       string `json:"value"`
+			}
+			if err := json.Unmarshal(dl.Value, &rec); err != nil {
+				t.Fatalf("dead letter %s: %v", dl.Value, err)
+			}
+			if rec.SourceTopic != r.kcfg.Topic(stream.TopicEvents) || rec.Value != dead[i] || rec.Reason == "" || rec.Offset != int64(3+i) ||
+				string(dl.Key) != anon {
+				t.Errorf("dead letter %d: %+v (key %q), want value %q from %s offset %d with a reason", i, rec, dl.Key, dead[i], r.kcfg.Topic(stream.TopicEvents), 3+i)
+			}
+		}
+
+		// Redelivery of the whole journey: all duplicates, nothing changes.
+		sv, st := modelState(t, store, lead, m.Name)
+		r.produceEvents(t, journey...)
+		wait("redelivery processed", 5, 5, 2)
+		if sv2, st2 := modelState(t, store, lead, m.Name); sv2 != sv || st2 != st {
+			t.Fatalf("redelivery changed the state: (%s, %s) -> (%s, %s)", sv, st, sv2, st2)
+		}
+		checkScore(journey)
+		checkMQL()
+		if n := r.metric(t, "leadstream_processor_merges_total", ""); n != 1 {
+			t.Errorf("merges = %v after redelivery, want 1", n)
+		}
+
+		// The processor keeps going: the linked visitor's page view and the
+		// lead's click score on the lead; more garbage is dead-lettered.
+		more := []*event.Event{pageView(id("pv4"), anon, "", "/docs", at(10)), touch(id("ec1"), event.EmailClick, "", lead, at(11))}
+		r.produce(t, stream.TopicEvents, append(records(t, more...), stream.Record{Key: []byte(lead), Value: []byte("{")})...)
+		wait("more events processed", 7, 5, 3)
+		checkScore(append(journey, more...))
+		checkMQL()
+	})
+}
+
+// The outbox survives a processor that died between applying a crossing and
+// publishing it: the redelivered trigger publishes the pending MQL and clears it.
+func TestProcessorPublishesPendingOutbox(t *testing.T) {
+	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules, err := scoring.Parse("test_rules.yaml", []byte(`
+models:
+  - name: trial
+    half_life: 168h
+    threshold: 40
+    rules:
+      - {name: page-view, event: page_view, points: 5}
+      - {name: pricing-page, event: page_view, url: "/pricing*", points: 15}
+      - {name: form-submit, event: form_submit, points: 30}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lead := newID("lead")
+		form := touch(lead+"-fs1", event.FormSubmit, "", lead, t0)
+		trigger := pageView(lead+"-pv1", "", lead, "/pricing", t0.Add(time.Hour))
+		if res, err := store.Apply(ctx, update(rules, form)); err != nil || !res.Applied || len(res.Outbox) != 0 {
+			t.Fatalf("Apply(form) = %+v, %v", res, err)
+		}
+		res, err := store.Apply(ctx, update(rules, trigger))
+		if err != nil || !res.Applied || len(res.Outbox) != 1 {
+			t.Fatalf("Apply(trigger) = %+v, %v; want a crossing", res, err)
+		}
+		pending := res.Outbox[0]
+		if pending.MQLID != leadstate.MQLID(lead, "trial", trigger.ID) {
+			t.Fatalf("pending MQL %+v", pending)
+		}
+		// The processor "crashed" here: nothing was published.
+		sv, st := modelState(t, store, lead, "trial")
+
+		r := startProcessor(t, store, rules)
+		r.produceEvents(t, trigger)
+		eventually(t, "pending MQL published", 15*time.Second, func() (bool, string) {
+			n := outboxLen(t, store, lead)
+			return n == 0 && r.events(t, "duplicate") == 1, fmt.Sprintf("outbox=%d duplicate=%v", n, r.events(t, "duplicate"))
+		})
+		mqls, unique := r.mqls(t)
+		if len(mqls) != 1 || unique != 1 {
+			t.Fatalf("%d MQL records (%d distinct), want 1", len(mqls), unique)
+		}
+		got := mqls[0]
+		if got.MQLID != pending.MQLID || got.LeadID != lead || got.Model != "trial" || got.Score != pending.Score || got.Threshold != 40 ||
+			!got.CrossedAt.Equal(trigger.EventTime) || got.TriggerEventID != trigger.ID || !sameReasons(got.Reasons, pending.Reasons) {
+			t.Fatalf("published %+v, pending was %+v", got, pending)
+		}
+		v, tm, _ := expect(&rules.Models[0], form, trigger)
+		if !near(got.Score, v) || tm != trigger.EventTime.UnixMilli() {
+			t.Fatalf("published score %v, want %v", got.Score, v)
+		}
+		if sv2, st2 := modelState(t, store, lead, "trial"); sv2 != sv || st2 != st {
+			t.Fatalf("redelivered trigger changed the state: (%s, %s) -> (%s, %s)", sv, st, sv2, st2)
+		}
+		if n := r.events(t, "scored"); n != 0 {
+			t.Fatalf("scored = %v, want 0", n)
+		}
+	})
+}
+
+// Many visitors interleaved in shared batches, each event delivered twice: the
+// batch pipeline (bulk link reads, merges flushing earlier updates, dedup of
+// copies in one batch) ends with every lead scored as the rules say, and
+// exactly one MQL for every lead that reached the threshold.
+func TestProcessorManyVisitors(t *testing.T) {
+	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules := scoring.Default()
+		m := &rules.Models[0]
+		r := startProcessor(t, store, rules)
+		const visitors = 30
+		type visitor struct {
+			anon, lead string
+			evs        []*event.Event
+		}
+		vs := make([]visitor, visitors)
+		var all []*event.Event
+		for i := range vs {
+			v := &vs[i]
+			v.anon, v.lead = newID("anon"), newID("lead")
+			at := func(min int) time.Time { return t0.Add(time.Duration(i*10+min) * time.Minute) }
+			id := touch(v.anon+"-id1", event.Identify, v.anon, v.lead, at(2))
+			id.Traits = json.RawMessage(`{"title":"CTO"}`)
+			v.evs = []*event.Event{
+				pageView(v.anon+"-pv1", v.anon, "", "/", at(0)),
+				pageView(v.anon+"-pv2", v.anon, "", "/pricing", at(1)),
+				id,
+				touch(v.anon+"-ec1", event.EmailClick, "", v.lead, at(3)), // keyed by the lead: another partition
+				pageView(v.anon+"-pv3", v.anon, "", "/", at(5)),           // after the identify: the lead's
+			}
+			if i%2 == 0 { // 5+20+15+5+50 + fit 20 = 115: MQL (without: 65)
+				v.evs = append(v.evs, touch(v.anon+"-dw1", event.DealWon, "", v.lead, at(4)))
+			}
+			all = append(all, v.evs...)
+		}
+		// Interleave visitors, then deliver everything a second time.
+		recs := records(t, all...)
+		r.produce(t, stream.TopicEvents, append(recs, recs...)...)
+		n := float64(len(all))
+		eventually(t, "all events processed", 15*time.Second, func() (bool, string) {
+			s, d := r.events(t, "scored"), r.events(t, "duplicate")
+			return s == n && d == n, fmt.Sprintf("scored=%v duplicate=%v want %v each", s, d, n)
+		})
+		mqls, unique := r.mqls(t)
+		byLead := map[string]event.MQL{}
+		for _, rec := range mqls {
+			byLead[rec.LeadID] = rec
+		}
+		if len(mqls) != visitors/2 || unique != visitors/2 || len(byLead) != visitors/2 {
+			t.Fatalf("%d MQL records, %d distinct, for %d leads; want %d", len(mqls), unique, len(byLead), visitors/2)
+		}
+		for i, v := range vs {
+			bv, tm, _ := expect(m, v.evs...)
+			lv, err := store.Lead(ctx, v.lead, modelInfos(rules), time.UnixMilli(tm))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mv := lv.Models[m.Name]
+			if !near(mv.Score, bv+20) || mv.Fit != 20 || mv.MQL != (i%2 == 0) {
+				t.Errorf("visitor %d: %+v, want score %v (fit 20), MQL %v", i, mv, bv+20, i%2 == 0)
+			}
+			if l, err := store.LinkedLead(ctx, v.anon); err != nil || l != v.lead {
+				t.Errorf("visitor %d: LinkedLead = %q, %v", i, l, err)
+			}
+			rec, ok := byLead[v.lead]
+			if ok != (i%2 == 0) {
+				t.Errorf("visitor %d: MQL published %v, want %v", i, ok, i%2 == 0)
+			}
+			if ok && (rec.MQLID != leadstate.MQLID(v.lead, m.Name, rec.TriggerEventID) || !strings.HasPrefix(rec.TriggerEventID, v.anon+"-") ||
+				rec.Score < 100 || outboxLen(t, store, v.lead) != 0) {
+				t.Errorf("visitor %d: MQL %+v", i, rec)
+			}
+		}
+	})
+}
+
+// An identify scores its fit as of its own event time: a lead whose activity
+// faded does not become an MQL by identifying months later, one that
+// identifies right away does, crossing at the identify's time.
+func TestProcessorIdentifyFitTime(t *testing.T) {
+	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules := scoring.Default()
+		m := &rules.Models[0]
+		r := startProcessor(t, store, rules)
+		type lead struct {
+			id       string
+			identify *event.Event
+			wantMQL  bool
+		}
+		var leads []lead
+		var evs []*event.Event
+		f := func(identifyAfter time.Duration, wantMQL bool) {
+			l := lead{id: newID("lead"), wantMQL: wantMQL}
+			l.identify = touch(l.id+"-id1", event.Identify, "", l.id, t0.Add(identifyAfter))
+			l.identify.Traits = json.RawMessage(`{"title":"Chief Marketing Officer","employees":"250"}`) // fit 30
+			evs = append(evs, touch(l.id+"-fs1", event.FormSubmit, "", l.id, t0), touch(l.id+"-dw1", event.DealWon, "", l.id, t0), l.identify)
+			leads = append(leads, l)
+		}
+		f(2*m.HalfLife, false) // 80 decayed to 20, + 30 = 50
+		f(time.Minute, true)   // ≈ 80 + 30
+		f(-time.Minute, true)  // identify first: 80 + 30 at t0
+		f(m.HalfLife/10, true) // 80·2^-0.1 + 30 ≈ 104.6
+		f(m.HalfLife/2, false) // 80·2^-0.5 + 30 ≈ 86.6
+		r.produceEvents(t, evs...)
+		eventually(t, "events processed", 15*time.Second, func() (bool, string) {
+			n := r.events(t, "scored")
+			return n == float64(len(evs)), fmt.Sprintf("scored=%v of %d", n, len(evs))
+		})
+		mqls, _ := r.mqls(t)
+		byLead := map[string]event.MQL{}
+		for _, rec := range mqls {
+			byLead[rec.LeadID] = rec
+		}
+		for i, l := range leads {
+			at := l.identify.EventTime
+			if at.Before(t0) {
+				at = t0
+			}
+			v, err := store.Lead(ctx, l.id, modelInfos(rules), at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mv := v.Models[m.Name]
+			want := 80*scoring.DecayFactor(at.Sub(t0).Milliseconds(), m.HalfLife) + 30
+			rec, published := byLead[l.id]
+			if mv.MQL != l.wantMQL || published != l.wantMQL || !near(mv.Score, want) {
+				t.Errorf("lead %d: score %v MQL %v published %v; want score %v, MQL %v", i, mv.Score, mv.MQL, published, want, l.wantMQL)
+			}
+			if published && (!rec.CrossedAt.Equal(at) || !near(rec.Score, want) || rec.TriggerEventID != l.identify.ID) {
+				t.Errorf("lead %d: MQL %+v, want crossed at %v with score %v", i, rec, at, want)
+			}
+		}
+		if len(mqls) != len(byLead) {
+			t.Errorf("%d MQL records for %d leads", len(mqls), len(byLead))
+		}
+	})
+}
