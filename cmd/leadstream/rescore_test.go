@@ -133,3 +133,21 @@ func TestRescoreEqualsLive(t *testing.T) {
 		t.Fatalf("threshold 60 gave %d MQL leads, fewer than the %d crossings at threshold 100", gained, results[0].Crossings)
 	}
 }
+
+func TestRulesCheck(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good.yaml"), filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, scoring.DefaultYAML, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("models:\n  - name: m\n    threshold: 100\n    rules:\n      - {name: r, event: pageview, points: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := runRules([]string{"check", good}); err != nil {
+		t.Fatalf("rules check of the default rules: %v", err)
+	}
+	err := runRules([]string{"check", bad})
+	if err == nil || !strings.Contains(err.Error(), bad+":5:") || !strings.Contains(err.Error(), `unknown event type "pageview"`) {
+		t.Fatalf("rules check of a bad file = %v, want FILE:5: naming the event type", err)
+	}
+}
