@@ -6,7 +6,10 @@
 // consumer group (default "clickhouse") and batch-inserts them into the
 // tables events, identity_links and mql of one database (default
 // "leadstream"). Migrate creates those tables plus campaign_costs; it runs at
-// sink start and from `leadstream migrate`.
+// sink start and from `leadstream migrate`. ParseCosts and ImportCosts fill
+// campaign_costs from a CSV file (`leadstream costs import`); the analytics
+// queries over all four tables live in sink/queries and run through
+// sink/report (`leadstream report`).
 //
 // Delivery is at least once: offsets are committed only after a batch is in
 // ClickHouse, and a failed batch is inserted again whole. Every table is a

@@ -16,4 +16,7 @@ var (
 	ErrUnstorable = errors.New("value cannot be stored in clickhouse")
 	// ErrInvalidMQL means an MQL record lacks mql_id, lead_id or model.
 	ErrInvalidMQL = errors.New("invalid mql record")
+	// ErrBadCosts means a costs CSV file has bad lines; the error is a
+	// *CostsError that names each line and field. Nothing was imported.
+	ErrBadCosts = errors.New("bad costs file")
 )

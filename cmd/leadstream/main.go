@@ -41,6 +41,9 @@ roles:
 tools:
   migrate       create or upgrade the ClickHouse schema
   rules check FILE   validate a scoring rules file
+  costs import FILE.csv   import campaign costs (campaign,day,channel,cost,currency) for ROMI
+  report KIND [-html FILE]   analytics from ClickHouse: funnel, romi, campaigns, velocity,
+                bands, weekly; -format table|csv|json, -from/-to DATE, -campaign NAME
   rescore -rules FILE [-apply]   recompute every lead's scores from the history in ClickHouse
   version       print the version
 
@@ -71,6 +74,10 @@ func main() {
 		err = runMigrate(ctx, args, log)
 	case "rules":
 		err = runRules(args)
+	case "report":
+		err = runReport(ctx, args)
+	case "costs":
+		err = runCosts(ctx, args, log)
 	case "rescore":
 		err = runRescore(ctx, args)
 	case "version", "-version", "--version":

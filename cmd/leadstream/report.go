@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/leadstream/leadstream/sink"
+	"github.com/leadstream/leadstream/sink/report"
+)
+
+// reportKinds are the reports `leadstream report` prints, in help order.
+var reportKinds = []string{"funnel", "romi", "campaigns", "velocity", "bands", "weekly"}
+
+const reportUsage = "usage: leadstream report funnel|romi|campaigns|velocity|bands|weekly [flags]\n" +
+	"       leadstream report [KIND] -html FILE [flags]   (also writes the HTML report)"
+
+// runReport prints one analytics report, and with -html writes the HTML
+// page, from the documented queries (sink/queries) run against ClickHouse.
+func runReport(ctx context.Context, args []string) error {
+	kind := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		kind, args = args[0], args[1:]
+	}
+	name := "report"
+	if kind != "" {
+		name += " " + kind
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var cfg sink.ClickHouseConfig
+	cfg.RegisterFlags(fs)
+	format := fs.String("format", "table", "output format: table (aligned text), csv or json")
+	from := fs.String("from", "", "first day of the period, YYYY-MM-DD (inclusive); empty = from the start")
+	to := fs.String("to", "", "last day of the period, YYYY-MM-DD (inclusive); empty = up to now")
+	campaign := fs.String("campaign", "", "only this campaign (for funnel, velocity and weekly: people whose first touch was in it)")
+	by := fs.String("by", "campaign", "funnel only: group by the campaign or the channel of the first touch")
+	htmlFile := fs.String("html", "", "also write one self-contained HTML page (funnel, ROMI, MQLs per week, tables) to this file")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if kind == "" && *htmlFile == "" {
+		return errors.New(reportUsage)
+	}
+	if kind != "" && !slices.Contains(reportKinds, kind) {
+		return fmt.Errorf("report: unknown report %q, want one of %s\n%s", kind, strings.Join(reportKinds, ", "), reportUsage)
+	}
+	write, ok := map[string]func(io.Writer, report.Table) error{
+		"table": nil, "csv": report.WriteCSV, "json": report.WriteJSON,
+	}[*format]
+	if !ok {
+		return fmt.Errorf("report: -format %q: want table, csv or json", *format)
+	}
+	var f report.Filter
+	var err error
+	if f.From, err = parseDay("from", *from); err != nil {
+		return err
+	}
+	if f.To, err = parseDay("to", *to); err != nil {
+		return err
+	}
+	f.Campaign = *campaign
+
+	conn, err := sink.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	r := report.New(conn, cfg.Database)
+
+	if kind != "" {
+		t, err := runReportKind(ctx, r, kind, report.Dimension(*by), f)
+		if err != nil {
+			return err
+		}
+		if write == nil {
+			fmt.Printf("%s · %s\n\n", t.Title, describe(f))
+			write = report.WriteText
+		}
+		if err := write(os.Stdout, t); err != nil {
+			return fmt.Errorf("writing the report: %w", err)
+		}
+	}
+	if *htmlFile != "" {
+		page, err := r.Page(ctx, f)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(*htmlFile, func(w io.Writer) error { return report.WriteHTML(w, page) }); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote the HTML report to %s\n", *htmlFile)
+	}
+	return nil
+}
+
+func runReportKind(ctx context.Context, r *report.Reporter, kind string, by report.Dimension, f report.Filter) (report.Table, error) {
+	switch kind {
+	case "funnel":
+		fn, err := r.Funnel(ctx, by, f)
+		if err != nil {
+			return report.Table{}, err
+		}
+		return fn.Table(), nil
+	case "romi":
+		rows, err := r.ROMI(ctx, f)
+		return report.ROMITable(rows), err
+	case "campaigns":
+		rows, err := r.Campaigns(ctx, f)
+		return report.CampaignTable(rows), err
+	case "velocity":
+		rows, err := r.Velocity(ctx, f)
+		return report.VelocityTable(rows), err
+	case "bands":
+		rows, err := r.Bands(ctx, f)
+		return report.BandTable(rows), err
+	case "weekly":
+		rows, err := r.Weekly(ctx, f)
+		return report.WeekTable(report.FillWeeks(rows, f.From, f.To)), err
+	}
+	return report.Table{}, fmt.Errorf("BUG: unhandled report %q", kind)
+}
+
+func parseDay(flagName, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("report: -%s %q: want a date like 2026-03-01", flagName, s)
+	}
+	return d, nil
+}
+
+func describe(f report.Filter) string {
+	p := "all time"
+	switch {
+	case !f.From.IsZero() && !f.To.IsZero():
+		p = f.From.Format(time.DateOnly) + " to " + f.To.Format(time.DateOnly)
+	case !f.From.IsZero():
+		p = "from " + f.From.Format(time.DateOnly)
+	case !f.To.IsZero():
+		p = "up to " + f.To.Format(time.DateOnly)
+	}
+	if f.Campaign != "" {
+		p += " · campaign " + f.Campaign
+	}
+	return p
+}
+
+// writeFileAtomic writes path through a temporary file in the same
+// directory, so a reader never sees half a report.
+func writeFileAtomic(path string, fill func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := fill(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
