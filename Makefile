@@ -4,13 +4,22 @@ GO ?= go
 BIN := bin/leadstream
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help deps build run test lint vet fmt-check unit e2e bench clean
+.PHONY: help deps npm build run test lint vet fmt-check unit e2e bench beacon clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## install the Debian packages leadstream runs on (redis, clickhouse, kcat) when missing
+deps: ## install the Debian packages leadstream runs on (redis, clickhouse, kcat, chromium) when missing
 	@bash deploy/install-deps.sh
+
+# The real-client tests' Node.js packages (playwright-core, analytics-node,
+# terser), pinned by e2e/package-lock.json; reinstalled when the lock changes.
+NPM_STAMP := e2e/node_modules/.installed
+$(NPM_STAMP): e2e/package-lock.json e2e/package.json
+	cd e2e && npm ci --no-audit --no-fund
+	@touch $@
+
+npm: $(NPM_STAMP) ## install the e2e Node.js packages (npm ci in e2e/)
 
 build: ## build bin/leadstream
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/leadstream
@@ -27,11 +36,14 @@ vet: ## go vet
 
 lint: fmt-check vet ## gofmt check and go vet
 
-test: deps lint ## the whole test suite against real Redis (single + cluster), ClickHouse and kfake, race detector on
+test: deps npm lint ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics-node), race detector on
 	$(GO) run ./internal/localsvc/cmd/withsvc -cluster -- $(GO) test -race -count=1 -timeout 20m ./...
 
-e2e: deps ## only the end-to-end tests (collector -> Kafka -> processor/sink -> Redis/ClickHouse, kcat)
-	$(GO) run ./internal/localsvc/cmd/withsvc -- $(GO) test -race -count=1 -run 'E2E' -v ./cmd/...
+e2e: deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-client), browser (chromium) and Segment SDK
+	$(GO) run ./internal/localsvc/cmd/withsvc -- $(GO) test -race -count=1 -run 'E2E' -v ./cmd/... ./e2e/...
+
+beacon: npm ## minify ingest/beacon/ls.js into ls.min.js (commit both) and print its size
+	cd e2e && node minify.mjs
 
 bench: deps ## benchmarks of the pure hot paths (scoring) and the stages against real services
 	$(GO) run ./internal/localsvc/cmd/withsvc -- $(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external programs leadstream's dev mode and tests need
-# (Debian 12 packages). Idempotent: does nothing when they are all present.
+# (Debian 12 packages): redis, clickhouse, kcat, and chromium for the
+# real-browser tests in e2e/ (Node.js and npm are expected on the machine).
+# Idempotent: does nothing when they are all present.
 #
 #   deploy/install-deps.sh [EXTRA_PACKAGE...]
 #
@@ -17,12 +19,18 @@ declare -A pkg_of=(
 	[clickhouse-server]=clickhouse-server
 	[clickhouse-client]=clickhouse-client
 	[kcat]=kcat
+	# Headless browser of the real-client tests (e2e/): beacon, forms, consent.
+	[chromium]=chromium
 )
 
 missing=()
-for cmd in redis-server redis-cli clickhouse-server clickhouse-client kcat; do
+for cmd in redis-server redis-cli clickhouse-server clickhouse-client kcat chromium; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
 done
+# Node.js and npm run the e2e tests' clients (playwright-core, analytics-node).
+# Any Node.js >= 18 does; Debian's packages are the fallback when none is there.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 for pkg in "$@"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=("$pkg")

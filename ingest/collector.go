@@ -1,17 +1,29 @@
 // Package ingest is the collector: a fasthttp server that accepts tracking
-// events (Segment-compatible HTTP API; later the beacon, email pixel and forms),
-// validates and enriches them into canonical events and writes them to the
-// Kafka events topic. It answers 200 only after Kafka acknowledged every
-// accepted event (acks=all); concurrent requests share produce requests
-// (group commit, see stream.Producer). It also serves the lead read API from
-// Redis, and /healthz, /readyz and /metrics.
+// events and writes them to the Kafka events topic. Its sources:
+//
+//   - the Segment-compatible HTTP API (/v1/batch, /v1/track …, segment.go),
+//     also used by the browser beacon, which posts text/plain JSON with the
+//     write key in the body so that browsers send it without a CORS preflight;
+//   - the beacon script itself (GET /ls.js, beacon.go and package beacon);
+//   - email opens and clicks with signed tokens (GET /o/{token}.gif,
+//     GET /c/{token}, email.go and package token);
+//   - plain HTML form posts (POST /f/{form_id}, forms.go).
+//
+// It validates and enriches events into canonical events, flags bots, headless
+// browsers and email link scanners (bots.go: stored, never scored) and answers
+// 200 only after Kafka acknowledged every accepted event (acks=all);
+// concurrent requests share produce requests (group commit, see
+// stream.Producer). It also serves the lead read API from Redis, and /healthz,
+// /readyz and /metrics.
 //
 // Metrics:
 //
 //	leadstream_collector_requests_total{endpoint,code}
 //	leadstream_collector_events_total{type}          events accepted (acknowledged by Kafka)
-//	leadstream_collector_rejected_total{reason}      requests refused: auth, limit, malformed, unavailable
+//	leadstream_collector_rejected_total{reason}      requests refused: auth, limit, malformed, origin, unavailable
 //	leadstream_collector_request_duration_seconds{endpoint}
+//	leadstream_collector_email_requests_total{kind,result}  opens/clicks: recorded, invalid_token, unavailable
+//	leadstream_collector_bot_events_total{reason}    events flagged: user_agent, email_delivery_delay, link_burst
 package ingest
 
 import (
@@ -24,9 +36,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +56,21 @@ type Config struct {
 	ProduceTimeout time.Duration
 	MaxQueueBytes  int64
 	TrustForwarded bool
+
+	// TokenKeys sign and verify email open/click tokens; the first signs.
+	TokenKeys []token.Key
+	// CORSOrigins restricts, per write key, the browser origins that may
+	// send events with it; a key without an entry accepts any origin.
+	CORSOrigins map[string][]string
+	// CookieDomain is the parent domain the collector shares with the
+	// sites (e.g. acme.example for t.acme.example); it sets the ls_anon
+	// cookie for that domain. Empty: only for pages on the collector's host.
+	CookieDomain string
+	// ScannerMinDelay: an open or click sooner than this after the message
+	// was sent is a scanner's. ScannerBurst: clicks on different links of one
+	// message closer together than this are a scanner's.
+	ScannerMinDelay time.Duration
+	ScannerBurst    time.Duration
 }
 
 // RegisterFlags registers the collector's flags.
@@ -55,6 +84,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProduceTimeout, "collector.produce-timeout", 5*time.Second, "longest wait for Kafka to acknowledge a request's events before answering 503")
 	fs.Int64Var(&c.MaxQueueBytes, "collector.max-queue-bytes", 64<<20, "bytes of events that may wait for Kafka; beyond it requests get 503")
 	fs.BoolVar(&c.TrustForwarded, "collector.trust-forwarded", false, "take the client IP from X-Forwarded-For (only behind a trusted proxy)")
+	fs.Func("token-keys", "email token keys, comma-separated kid:secret (secret >= 16 bytes); the first one signs", func(s string) error {
+		keys, err := token.ParseKeys(s)
+		c.TokenKeys = keys
+		return err
+	})
+	fs.Func("collector.cors-origins", "browser origins allowed per write key: KEY=ORIGIN|ORIGIN,KEY2=*; ORIGIN is scheme://host[:port], https://*.domain or *", func(s string) error {
+		m, err := parseCORSOrigins(s)
+		c.CORSOrigins = m
+		return err
+	})
+	fs.StringVar(&c.CookieDomain, "collector.cookie-domain", "", "domain of the ls_anon cookie the collector sets on beacon responses (e.g. acme.example); empty = the collector's host only")
+	fs.DurationVar(&c.ScannerMinDelay, "collector.scanner-min-delay", 5*time.Second, "email opens/clicks sooner than this after sending are flagged as scanner traffic")
+	fs.DurationVar(&c.ScannerBurst, "collector.scanner-burst", time.Second, "clicks on different links of one message within this window are flagged as scanner traffic")
 }
 
 // Validate checks the configuration.
@@ -70,6 +112,24 @@ func (c *Config) Validate() error {
 	}
 	if c.ProduceTimeout <= 0 {
 		return errors.New("collector.produce-timeout must be > 0")
+	}
+	if len(c.TokenKeys) > 0 {
+		if _, err := token.NewKeyring(c.TokenKeys...); err != nil {
+			return fmt.Errorf("token-keys: %w", err)
+		}
+	}
+	for key, origins := range c.CORSOrigins {
+		if !slices.Contains(c.WriteKeys, key) {
+			return errors.New("collector.cors-origins: an entry names a key that is not one of write-keys")
+		}
+		for _, o := range origins {
+			if err := checkOriginPattern(o); err != nil {
+				return fmt.Errorf("collector.cors-origins: %w", err)
+			}
+		}
+	}
+	if c.ScannerMinDelay < 0 || c.ScannerBurst < 0 {
+		return errors.New("collector.scanner-min-delay and collector.scanner-burst must be >= 0")
 	}
 	return nil
 }
@@ -87,9 +147,18 @@ type Collector struct {
 	m        *metrics
 	producer Producer
 	leads    *leadAPI
-	keys     map[string]string // write key -> write key id
+	keys     map[string]string   // write key -> write key id
+	origins  map[string][]string // write key id -> allowed browser origins (absent: any)
+	tokens   *token.Keyring      // nil: no token keys, every token is invalid
+	bots     *botFilter
+	mounts   []mount
 	server   *fasthttp.Server
 	ln       net.Listener
+}
+
+type mount struct {
+	prefix  string
+	handler fasthttp.RequestHandler
 }
 
 // New builds a collector writing through producer. leads may be nil, then the
@@ -102,6 +171,19 @@ func New(cfg Config, producer Producer, leads *leadstate.Store, models []leadsta
 	for _, k := range cfg.WriteKeys {
 		c.keys[k] = KeyID(k)
 	}
+	c.origins = map[string][]string{}
+	for k, o := range cfg.CORSOrigins {
+		c.origins[KeyID(k)] = o
+	}
+	if len(cfg.TokenKeys) > 0 {
+		var err error
+		if c.tokens, err = token.NewKeyring(cfg.TokenKeys...); err != nil {
+			return nil, err
+		}
+	} else {
+		c.log.Warn("no token-keys: email open and click links cannot be verified")
+	}
+	c.bots = newBotFilter(cfg.ScannerMinDelay, cfg.ScannerBurst)
 	c.leads = &leadAPI{store: leads, models: models, secret: cfg.SecretKey}
 	c.server = &fasthttp.Server{
 		Handler:            c.route,
@@ -124,6 +206,12 @@ func New(cfg Config, producer Producer, leads *leadstate.Store, models []leadsta
 func KeyID(key string) string {
 	h := sha256.Sum256([]byte(key))
 	return "wk_" + hex.EncodeToString(h[:6])
+}
+
+// Mount serves every path under prefix (e.g. "/demo/") with h. Call it
+// before Run; leadstream dev mounts its demo site this way.
+func (c *Collector) Mount(prefix string, h fasthttp.RequestHandler) {
+	c.mounts = append(c.mounts, mount{prefix: prefix, handler: h})
 }
 
 // Listen binds the HTTP address; Run serves on it. Split so callers (tests,
@@ -186,8 +274,27 @@ func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 		if !knownIngest(path) {
 			endpoint = "other"
 		}
+	case path == "/ls.js":
+		serveBeacon(ctx)
+	case strings.HasPrefix(path, "/o/"):
+		endpoint = "/o"
+		c.emailOpen(ctx, strings.TrimPrefix(path, "/o/"))
+	case strings.HasPrefix(path, "/c/"):
+		endpoint = "/c"
+		c.emailClick(ctx, strings.TrimPrefix(path, "/c/"))
+	case strings.HasPrefix(path, "/f/"):
+		endpoint = "/f"
+		c.form(ctx, strings.TrimPrefix(path, "/f/"))
 	default:
 		endpoint = "other"
+		for _, m := range c.mounts {
+			if strings.HasPrefix(path, m.prefix) || path+"/" == m.prefix {
+				endpoint = m.prefix
+				m.handler(ctx)
+				c.m.observe(endpoint, ctx.Response.StatusCode(), time.Since(start))
+				return
+			}
+		}
 		jsonError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+path)
 	}
 	c.m.observe(endpoint, ctx.Response.StatusCode(), time.Since(start))

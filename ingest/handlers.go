@@ -17,16 +17,31 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ingest handles the Segment-compatible endpoints.
+// ingest handles the Segment-compatible endpoints. Browsers (analytics.js,
+// ls.js) reach them too: the body may be text/plain JSON (ls.js, so that no
+// CORS preflight is needed) with the write key in it, and the Origin must be
+// allowed for the key.
 func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	if !knownIngest("/v1/" + call) {
 		jsonError(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+call)
+		return
+	}
+	if ctx.IsOptions() {
+		c.preflight(ctx)
 		return
 	}
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		jsonError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 		return
+	}
+	// Browsers get every answer readable, refusals included: ls.js drops a
+	// batch on a 4xx, while an unreadable answer looks like a network error
+	// and would be retried forever. The allow-list is enforced below by
+	// refusing the events, not by hiding the answer.
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	if origin != "" {
+		allowCORS(ctx, origin)
 	}
 	body, err := requestBody(ctx)
 	if err != nil {
@@ -38,6 +53,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 
 	var events []*event.Event
 	var bodyKey string
+	beaconBatch := false
 	if call == "batch" || call == "import" {
 		var b segBatch
 		if err := json.Unmarshal(body, &b); err != nil {
@@ -51,6 +67,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 			return
 		}
 		bodyKey, r.sentAt = b.WriteKey, b.SentAt
+		beaconBatch = isBeaconBatch(b.Context)
 		if r.writeKeyID = c.writeKey(ctx, bodyKey); r.writeKeyID == "" {
 			c.unauthorized(ctx)
 			return
@@ -89,6 +106,19 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		}
 		events = append(events, e)
 	}
+	if origin != "" && !c.originAllowed(r.writeKeyID, origin) {
+		c.m.rejected.WithLabelValues("origin").Inc()
+		jsonError(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
+		return
+	}
+	// User agents are checked for browser traffic only: server-side SDKs
+	// (analytics-node, analytics-go) legitimately send a library's agent.
+	// A context.userAgent is a browser's, relayed, so it is checked too.
+	for _, e := range events {
+		if origin != "" || e.UserAgent != r.userAgent {
+			c.bots.userAgent(e, origin != "")
+		}
+	}
 	if err := c.write(ctx, events); err != nil {
 		c.m.rejected.WithLabelValues("unavailable").Inc()
 		c.log.Warn("events not written to kafka", "events", len(events), "err", err)
@@ -96,8 +126,14 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		jsonError(ctx, fasthttp.StatusServiceUnavailable, "events not stored, retry: kafka did not acknowledge them in time")
 		return
 	}
-	for _, e := range events {
-		c.m.events.WithLabelValues(string(e.Type)).Inc()
+	c.countEvents(events)
+	if beaconBatch {
+		for _, e := range events {
+			if e.AnonymousID != "" {
+				c.setAnonCookie(ctx, origin, validAnonID(e.AnonymousID))
+				break
+			}
+		}
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBodyString(`{"success":true,"accepted":` + strconv.Itoa(len(events)) + "}")

@@ -15,6 +15,8 @@ type metrics struct {
 	events   *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	email    *prometheus.CounterVec
+	bots     *prometheus.CounterVec
 	handler  fasthttp.RequestHandler
 }
 
@@ -25,10 +27,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_total", Help: "Requests refused, by reason (auth, limit, malformed, unavailable)."}, []string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "leadstream_collector_request_duration_seconds", Help: "Request duration, Kafka acknowledgement included.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 15)}, []string{"endpoint"}),
+		email: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_email_requests_total",
+			Help: "Email open (pixel) and click requests by result: recorded, invalid_token (forged, altered or unknown key: nothing recorded), unavailable (Kafka did not acknowledge)."}, []string{"kind", "result"}),
+		bots: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_bot_events_total",
+			Help: "Accepted events flagged as bot traffic (stored, never scored), by rule: user_agent, email_delivery_delay, link_burst."}, []string{"reason"}),
 		handler: func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusNotFound) },
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.rejected, m.duration)
+		reg.MustRegister(m.requests, m.events, m.rejected, m.duration, m.email, m.bots)
+	}
+	for _, k := range []string{"open", "click"} {
+		for _, r := range []string{"recorded", "invalid_token", "unavailable"} {
+			m.email.WithLabelValues(k, r)
+		}
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(g, promhttp.HandlerOpts{}))

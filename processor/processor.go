@@ -97,6 +97,16 @@ func New(cfg Config, rules *scoring.Rules, store *leadstate.Store, log *slog.Log
 
 // Run consumes until ctx is cancelled, then finishes the batch in flight.
 func (p *Processor) Run(ctx context.Context) error {
+	err := p.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Stopped while starting (connecting to Kafka): a shutdown, not a failure.
+		p.log.Info("processor stopped during start-up", "err", err)
+		return nil
+	}
+	return err
+}
+
+func (p *Processor) run(ctx context.Context) error {
 	var err error
 	p.mql, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Topic: p.cfg.Kafka.Topic(stream.TopicMQL)}, p.log, p.m.reg)
 	if err != nil {

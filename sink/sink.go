@@ -57,6 +57,16 @@ func (s *Sink) Run(ctx context.Context) error {
 	if s.ran.Swap(true) {
 		return ErrAlreadyRun
 	}
+	err := s.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Stopped while starting (connecting, migrating): a shutdown, not a failure.
+		s.log.Info("sink stopped during start-up", "err", err)
+		return nil
+	}
+	return err
+}
+
+func (s *Sink) run(ctx context.Context) error {
 	conn, err := Open(ctx, s.cfg.ClickHouse)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/leadstream/leadstream/ingest"
+	"github.com/leadstream/leadstream/ingest/demo"
+	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/internal/localsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/processor"
@@ -20,6 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
+
+// devTokenSecret signs email tokens in dev mode when LEADSTREAM_TOKEN_KEYS is
+// not set (key id "dev"); it is public, so never use it elsewhere.
+const devTokenSecret = "leadstream-dev-token-key"
 
 // runDev runs every role in one process. Services without an address are
 // provided locally: an in-process Kafka broker (kfake) with its data on disk,
@@ -53,6 +59,9 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if icfg.SecretKey == "" {
 		icfg.SecretKey = "dev-secret-key"
+	}
+	if len(icfg.TokenKeys) == 0 {
+		icfg.TokenKeys = []token.Key{{ID: "dev", Secret: []byte(devTokenSecret)}}
 	}
 	r, err := loadRules(*rules)
 	if err != nil {
@@ -118,6 +127,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	col.SetGatherer(reg)
+	col.Mount(demo.Prefix, demo.Handler(icfg.WriteKeys[0]))
 	addr, err := col.Listen()
 	if err != nil {
 		return err
@@ -176,6 +186,7 @@ func printBanner(httpAddr string, icfg ingest.Config, kcfg stream.Config, rcfg l
 leadstream dev is running (Ctrl-C stops it; data in %s)
 
   collector + lead API  %s   (/v1/batch /v1/track /v1/page /v1/identify /v1/alias, /v1/leads/{id}, /metrics)
+  demo site             %s/demo/   (beacon %s/ls.js, forms, consent mode)
   kafka                 %v   topics %s, %s, %s
   redis                 %s
   clickhouse (native)   %s   database %s
@@ -192,10 +203,21 @@ Try it:
   clickhouse-client --port %s -q 'SELECT type, lead_id, event_time FROM %s.events'
   kcat -b %s -C -t %s -o beginning
 
-`, dir, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
+  LEADSTREAM_TOKEN_KEYS=%s leadstream token click --public-url %s \
+    --lead lead-42 --campaign spring --message m-1 --sent-at 2026-01-01T00:00:00Z --url %s/demo/pricing.html
+
+`, dir, base, base, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
 		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], icfg.SecretKey,
 		icfg.WriteKeys[0], base, icfg.SecretKey, base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
-		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL))
+		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base)
+}
+
+// tokenKeysHint shows the dev token key for copy-paste; other keys are not printed.
+func tokenKeysHint(keys []token.Key) string {
+	if len(keys) > 0 && keys[0].ID == "dev" && string(keys[0].Secret) == devTokenSecret {
+		return "dev:" + devTokenSecret
+	}
+	return "<your kid:secret>"
 }
 
 func splitHostPort(addr string) (string, string) {

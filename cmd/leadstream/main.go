@@ -45,6 +45,7 @@ tools:
   report KIND [-html FILE]   analytics from ClickHouse: funnel, romi, campaigns, velocity,
                 bands, weekly; -format table|csv|json, -from/-to DATE, -campaign NAME
   rescore -rules FILE [-apply]   recompute every lead's scores from the history in ClickHouse
+  token open|click   print a signed email-open pixel or click URL (LEADSTREAM_TOKEN_KEYS)
   version       print the version
 
 Run 'leadstream <command> -h' for the flags of a command; every flag can also be
@@ -80,6 +81,8 @@ func main() {
 		err = runCosts(ctx, args, log)
 	case "rescore":
 		err = runRescore(ctx, args)
+	case "token":
+		err = runToken(args)
 	case "version", "-version", "--version":
 		fmt.Println("leadstream", version)
 	case "help", "-h", "--help":

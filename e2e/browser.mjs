@@ -1,0 +1,170 @@
+// Drives Debian's headless Chromium through the demo site of a running
+// `leadstream dev`, one browser context per scenario, and prints what each
+// scenario saw as one JSON object. e2e_test.go runs it and checks the
+// pipeline's side (ClickHouse, the lead API, kcat).
+//   node browser.mjs '{"base":"http://127.0.0.1:PORT","chromium":"/usr/bin/chromium","scenarios":[…]}'
+// Every scenario has a unique "tag" appended to its user agent, so the test
+// can find (or prove the absence of) its events on the server side.
+import { chromium } from 'playwright-core';
+
+const plan = JSON.parse(process.argv[2]);
+const base = plan.base;
+// A normal desktop Chrome: the "human" paths must not look headless.
+const HUMAN = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36';
+
+const browser = await chromium.launch({
+  executablePath: plan.chromium,
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  timeout: 60000,
+});
+
+// watch counts the context's requests to the ingest API and remembers the
+// collector's Set-Cookie answers.
+function watch(ctx) {
+  const seen = { ingest: 0, statuses: [], setCookie: '' };
+  ctx.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/v1/')) seen.ingest++; });
+  ctx.on('response', async (r) => {
+    if (!r.url().endsWith('/v1/batch')) return;
+    seen.statuses.push(r.status());
+    const c = await r.headerValue('set-cookie').catch(() => null);
+    if (c) seen.setCookie = c;
+  });
+  return seen;
+}
+
+const isBatch = (r) => r.url().endsWith('/v1/batch') && r.request().method() === 'POST';
+
+// visit opens a page and waits until the beacon delivered its page view.
+async function visit(page, path) {
+  const delivered = page.waitForResponse(isBatch, { timeout: 15000 });
+  await page.goto(base + path);
+  const r = await delivered;
+  if (r.status() !== 200) throw new Error(`beacon got ${r.status()} on ${path}`);
+}
+
+async function fillWhitepaper(page, email) {
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=name]', 'Test Person');
+  await page.fill('input[name=title]', 'VP Marketing');
+  await page.fill('input[name=company]', 'Acme');
+  await page.selectOption('select[name=employees]', '500');
+}
+
+async function anonCookie(ctx) {
+  return (await ctx.cookies()).find((c) => c.name === 'ls_anon') || null;
+}
+
+const scenarios = {
+  // A visitor browses, downloads the whitepaper with the beacon's form capture.
+  async journey(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
+    const seen = watch(ctx);
+    const page = await ctx.newPage();
+    // 8 page views, then the form and its thank-you page: with the default
+    // rules 9 × 5 + form 30 + fit 30 = 105, an MQL.
+    const pages = ['/demo/', '/demo/pricing.html?utm_source=e2e&utm_medium=test&utm_campaign=launch', '/demo/', '/demo/pricing.html',
+      '/demo/webinar.html', '/demo/pricing.html', '/demo/', '/demo/whitepaper.html'];
+    for (const p of pages) {
+      await visit(page, p);
+    }
+    await fillWhitepaper(page, sc.email);
+    const thanks = page.waitForResponse(isBatch, { timeout: 15000 });
+    await Promise.all([page.waitForURL('**/demo/thanks.html'), page.click('button[type=submit]')]);
+    await thanks;
+    const ck = await anonCookie(ctx);
+    const anonInPage = await page.evaluate(() => window.leadstream.anonymousId());
+    await ctx.close();
+    return { anon: ck && ck.value, anonInPage, httpOnly: ck && ck.httpOnly, setCookie: seen.setCookie, statuses: seen.statuses };
+  },
+
+  // The default headless user agent must be flagged as a bot by the collector.
+  async headless(sc) {
+    const probe = await browser.newContext();
+    const ua = await (await probe.newPage()).evaluate(() => navigator.userAgent);
+    await probe.close();
+    const ctx = await browser.newContext({ userAgent: `${ua} ${sc.tag}` });
+    const page = await ctx.newPage();
+    await visit(page, '/demo/whitepaper.html');
+    await fillWhitepaper(page, sc.email);
+    const thanks = page.waitForResponse(isBatch, { timeout: 15000 });
+    await Promise.all([page.waitForURL('**/demo/thanks.html'), page.click('button[type=submit]')]);
+    await thanks;
+    const ck = await anonCookie(ctx);
+    await ctx.close();
+    return { ua, anon: ck && ck.value };
+  },
+
+  // Do-Not-Track or Global Privacy Control: nothing is sent, nothing is stored.
+  async privacy(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}`, extraHTTPHeaders: sc.signal === 'gpc' ? { 'Sec-GPC': '1' } : { DNT: '1' } });
+    await ctx.addInitScript((signal) => {
+      if (signal === 'gpc') Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true });
+      else Object.defineProperty(Navigator.prototype, 'doNotTrack', { get: () => '1' });
+    }, sc.signal);
+    const seen = watch(ctx);
+    const page = await ctx.newPage();
+    await page.goto(base + '/demo/');
+    await page.goto(base + '/demo/whitepaper.html');
+    await page.waitForFunction(() => window.leadstream && window.leadstream._ls);
+    await page.evaluate(() => window.leadstream.track('Should Not Be Sent'));
+    await fillWhitepaper(page, sc.email);
+    await Promise.all([page.waitForURL('**/demo/thanks.html'), page.click('button[type=submit]')]);
+    await page.waitForTimeout(1500); // longer than the beacon's batching delay
+    const ck = await anonCookie(ctx);
+    const stored = await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('ls_')));
+    await ctx.close();
+    return { ingestRequests: seen.ingest, cookie: ck !== null, stored };
+  },
+
+  // Opt-in consent mode: silent until leadstream.consent(true), then delivers.
+  async consent(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
+    const seen = watch(ctx);
+    const page = await ctx.newPage();
+    await page.goto(base + '/demo/consent.html');
+    await page.waitForFunction(() => window.leadstream && window.leadstream._ls);
+    await page.evaluate(() => window.leadstream.track('Before Consent'));
+    await page.waitForTimeout(1500);
+    const before = { ingestRequests: seen.ingest, cookie: (await anonCookie(ctx)) !== null, stored: await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('ls_'))) };
+    const delivered = page.waitForResponse(isBatch, { timeout: 15000 });
+    await page.click('#accept');
+    await delivered;
+    const ck = await anonCookie(ctx);
+    await ctx.close();
+    return { before, afterRequests: seen.ingest, anon: ck && ck.value };
+  },
+
+  // A landing page without JavaScript: the plain form post to /f/ and its 303.
+  async nojs(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}`, javaScriptEnabled: false });
+    const page = await ctx.newPage();
+    await page.goto(base + '/demo/webinar.html');
+    await page.fill('input[name=email]', sc.email);
+    await page.fill('input[name=title]', 'Director of Sales');
+    await Promise.all([page.waitForURL('**/demo/thanks.html'), page.click('button[type=submit]')]);
+    const url = page.url();
+    await ctx.close();
+    return { url };
+  },
+
+  // Email links: a signed click lands on its target; a forged one stays put.
+  async click(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
+    const page = await ctx.newPage();
+    await page.goto(sc.click);
+    const landed = page.url();
+    const forged = await page.goto(sc.forged);
+    const res = { landed, forgedStatus: forged.status(), forgedURL: page.url() };
+    await ctx.close();
+    return res;
+  },
+};
+
+const out = {};
+try {
+  for (const sc of plan.scenarios) out[sc.name] = await scenarios[sc.kind || sc.name](sc);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));

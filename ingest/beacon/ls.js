@@ -1,0 +1,209 @@
+/*! leadstream beacon (ls.js) | MIT */
+// Install: <script async src="https://COLLECTOR/ls.js" data-key="WRITE_KEY"></script>
+// Options (attributes of that tag):
+//   data-consent="required"   opt-in mode: nothing is stored or sent before leadstream.consent(true)
+//   data-cookie-domain="acme.example"   share the visitor id across subdomains
+//   data-auto-page="false"    no automatic page view (single-page apps call leadstream.page())
+// API: leadstream.page(name?, props?), .track(name, props?), .identify(userId, traits?),
+//      .consent(true|false), .anonymousId(), .flush()
+// Do-Not-Track and Global Privacy Control turn the beacon off entirely.
+(function (w, d) {
+  'use strict';
+  var nav = navigator;
+  var script = d.currentScript;
+  var pre = w.leadstream;
+  if (!script || (pre && pre._ls)) return; // not a script tag, or loaded twice
+
+  var attr = function (n) { return script.getAttribute('data-' + n); };
+  var key = attr('key');
+  var prefix = script.src.replace(/[^/]*$/, ''); // the collector, path included
+  var endpoint = prefix + 'v1/batch';
+  var domain = attr('cookie-domain');
+  var LIB = { name: 'leadstream.js', version: '1' };
+  var SENSITIVE = /pass|card|cvv|cvc|ssn|iban|secret|token/i;
+  var EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+  var A = 'ls_anon', C = 'ls_consent', Q = 'ls_q', U = 'ls_uid';
+  var YEAR = 31536000;
+
+  // Privacy: DNT or GPC = off for good; consent mode = off until consent(true).
+  var off = nav.doNotTrack == '1' || w.doNotTrack == '1' || nav.globalPrivacyControl === true;
+  var consented = attr('consent') == 'required' ? cookie(C) == '1' : cookie(C) != '0';
+
+  var q = [], held = [], aid, uid, timer, sending, tries = 0;
+
+  function cookie(n) {
+    var m = d.cookie.match('(?:^|; )' + n + '=([^;]*)');
+    return m ? decodeURIComponent(m[1]) : '';
+  }
+  function setCookie(n, v, age) {
+    d.cookie = n + '=' + v + ';path=/;max-age=' + age + ';SameSite=Lax' +
+      (location.protocol == 'https:' ? ';Secure' : '') + (domain ? ';domain=' + domain : '');
+  }
+  function store(k, v) {
+    try {
+      if (v == null) localStorage.removeItem(k);
+      else localStorage.setItem(k, v);
+    } catch (e) {}
+  }
+  function load(k) {
+    try { return localStorage.getItem(k); } catch (e) {}
+  }
+  function rid() {
+    var a = crypto.getRandomValues(new Uint8Array(16)), s = '';
+    for (var i = 0; i < 16; i++) s += (a[i] + 256).toString(16).slice(1);
+    return s;
+  }
+  function active() { return !off && consented; }
+
+  // The visitor id lives in a first-party cookie; before consent it exists in memory only.
+  function anon() {
+    aid = aid || cookie(A) || rid();
+    return aid;
+  }
+  function persist() {
+    if (!active()) return;
+    setCookie(A, anon(), 2 * YEAR);
+    if (uid) store(U, uid);
+    store(Q, JSON.stringify(q.slice(-100)));
+  }
+  function pageInfo() {
+    var l = location;
+    return { url: l.href, path: l.pathname, search: l.search, referrer: d.referrer, title: d.title };
+  }
+
+  function send(type, fields) {
+    if (off) return;
+    var m = {
+      type: type, messageId: 'ls-' + rid(), anonymousId: anon(),
+      originalTimestamp: new Date().toISOString(),
+      context: { page: pageInfo(), userAgent: nav.userAgent }
+    };
+    for (var k in fields) m[k] = fields[k];
+    if (uid && !m.userId) m.userId = uid;
+    if (!consented) return held.push(m); // nothing leaves the page before consent
+    q.push(m);
+    persist();
+    schedule(500);
+  }
+  function schedule(ms) {
+    if (!timer) timer = setTimeout(flush, ms);
+  }
+  function drop(batch) {
+    q = q.filter(function (m) { return batch.indexOf(m) < 0; });
+    persist();
+  }
+
+  // flush sends the queue: fetch with keepalive while the page lives (its
+  // answer tells whether to retry), sendBeacon when the page goes away. Both
+  // post text/plain, which needs no CORS preflight. Unsent events stay in
+  // localStorage and go with the next page; messageIds make resends harmless.
+  function flush(unloading) {
+    clearTimeout(timer);
+    timer = 0;
+    if (!q.length || !active()) return;
+    var batch = q.slice(0, 50);
+    var body = JSON.stringify({ writeKey: key, sentAt: new Date().toISOString(), context: { library: LIB }, batch: batch });
+    var small = body.length < 60000;
+    if (unloading === true || !w.fetch) {
+      if (nav.sendBeacon && small && nav.sendBeacon(endpoint, body)) drop(batch);
+      return;
+    }
+    if (sending) return;
+    sending = 1;
+    fetch(endpoint, { method: 'POST', body: body, keepalive: small, credentials: 'include' })
+      .then(function (r) {
+        // 4xx will not get better by retrying (bad key, origin, limit): drop.
+        if (r.status < 500) return drop(batch);
+        throw r;
+      })
+      .then(function () {
+        sending = tries = 0;
+        if (q.length) schedule(0);
+      }, function () {
+        sending = 0;
+        schedule(1000 << Math.min(tries++, 5)); // 1 s … 32 s
+      });
+  }
+
+  var api = {
+    _ls: 1,
+    page: function (name, props) {
+      var p = pageInfo();
+      for (var k in props) p[k] = props[k];
+      send('page', { name: name || d.title, properties: p });
+    },
+    track: function (name, props) {
+      send('track', { event: name, properties: props || {} });
+    },
+    identify: function (id, traits) {
+      if (id) uid = '' + id;
+      send('identify', { userId: uid, traits: traits || {} });
+    },
+    consent: function (yes) {
+      consented = !!yes;
+      if (off) return;
+      setCookie(C, yes ? 1 : 0, YEAR);
+      if (yes) {
+        q = q.concat(held);
+        held = [];
+        persist();
+        flush();
+      } else {
+        q = [];
+        held = [];
+        setCookie(A, '', 0);
+        store(Q);
+        store(U);
+      }
+    },
+    anonymousId: function () { return active() ? anon() : ''; },
+    flush: flush
+  };
+
+  // Forms: those with an email field or data-leadstream are captured as a
+  // form submission plus an identify (lead id = the lower-cased email).
+  // Forms that post to the collector's /f/ are recorded by the collector;
+  // they only get the visitor id, so it can link the anonymous history.
+  d.addEventListener('submit', function (ev) {
+    var f = ev.target, els = f.elements || [], fields = {}, mail;
+    if (off || f.tagName != 'FORM' || f.hasAttribute('data-leadstream-ignore')) return;
+    if (f.action.indexOf(prefix + 'f/') == 0) {
+      if (!active()) return;
+      var h = f.elements.anonymousId || f.appendChild(d.createElement('input'));
+      h.type = 'hidden';
+      h.name = 'anonymousId';
+      h.value = anon();
+      return;
+    }
+    var email = f.querySelector('input[type=email],input[name*=email i]');
+    if (!email && !f.hasAttribute('data-leadstream')) return;
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i], n = el.name, v = el.value;
+      if (!n || el.disabled || /^(password|file|submit|button|reset|image)$/.test(el.type) || SENSITIVE.test(n) ||
+        (/^(checkbox|radio)$/.test(el.type) && !el.checked)) continue;
+      fields[n] = n in fields ? [].concat(fields[n], v) : v;
+    }
+    mail = email && email.value.trim().toLowerCase();
+    if (mail && EMAIL.test(mail)) api.identify(mail, fields);
+    api.track('Form Submitted', {
+      form: f.getAttribute('data-leadstream') || f.id || f.name || f.getAttribute('action') || location.pathname,
+      fields: fields
+    });
+    flush(true); // the page is about to go away
+  }, true);
+  d.addEventListener('visibilitychange', function () {
+    if (d.visibilityState == 'hidden') flush(true);
+  });
+  w.addEventListener('pagehide', function () { flush(true); });
+
+  w.leadstream = api;
+  if (active()) {
+    uid = load(U);
+    try { q = JSON.parse(load(Q)) || []; } catch (e) {}
+    persist();
+    schedule(0);
+  }
+  // Calls made before the script loaded: window.leadstream = [['track', 'X'], …].
+  if (pre && pre.length) for (var j = 0; j < pre.length; j++) api[pre[j][0]].apply(api, pre[j].slice(1));
+  if (attr('auto-page') != 'false') api.page();
+})(window, document);

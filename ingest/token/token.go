@@ -1,0 +1,248 @@
+// Package token mints and verifies the signed tokens of email tracking links:
+// the open pixel (GET /o/{token}.gif) and the click redirect (GET /c/{token}).
+// Sending systems (an ESP integration, a mail-merge job) call Keyring.OpenURL
+// and Keyring.ClickURL while rendering a message; the collector calls
+// Keyring.Verify on every request, so a forged or altered token never scores
+// and a click never redirects to a URL that was not signed.
+//
+// A token is three base64url (no padding) parts joined by dots:
+//
+//	KID "." base64url(JSON claims) "." base64url(HMAC-SHA256(secret, KID "." CLAIMS))
+//
+// The key id travels in clear so several keys can be valid at once (rotation:
+// add a new key first in the list, keep the old ones until their links stop
+// mattering). The MAC is checked, in constant time, before the claims are
+// decoded. The JSON claims are short field names:
+//
+//	{"k":"o"|"c","l":LEAD,"c":CAMPAIGN,"m":MESSAGE,"u":URL,"s":SENT_AT_UNIX_SECONDS}
+//
+// so other languages can mint tokens with a few lines of code (see README).
+package token
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Kind says what a token is for; an open token is never accepted as a click.
+type Kind string
+
+// Token kinds.
+const (
+	Open  Kind = "o" // email-open pixel
+	Click Kind = "c" // click redirect; carries the target URL
+)
+
+// MaxLen bounds a token's length; longer input is rejected before any work.
+const MaxLen = 4096
+
+// Claims is what a token says. SentAt is when the message was sent (or
+// rendered for sending); the collector flags opens and clicks that come
+// sooner after it than a person could react as scanner traffic.
+type Claims struct {
+	Kind     Kind
+	Lead     string // lead id (the sending system's id for the recipient)
+	Campaign string // campaign id
+	Message  string // message id (one send of one email to one lead)
+	URL      string // click target; clicks only
+	SentAt   time.Time
+	KeyID    string // set by Verify: which key signed it
+}
+
+// Key is one signing key.
+type Key struct {
+	ID     string
+	Secret []byte
+}
+
+// Keyring signs with its first key and verifies with any of them.
+type Keyring struct {
+	keys []Key
+}
+
+// ParseKeys parses "kid:secret,kid2:secret2" (LEADSTREAM_TOKEN_KEYS). Key ids
+// are 1–32 characters of [A-Za-z0-9_-]; secrets must be at least 16 bytes.
+func ParseKeys(s string) ([]Key, error) {
+	var keys []Key
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, secret, ok := strings.Cut(part, ":")
+		if !ok {
+			return nil, fmt.Errorf("%w: want kid:secret, got an entry without ':'", ErrBadKey)
+		}
+		keys = append(keys, Key{ID: id, Secret: []byte(secret)})
+	}
+	return keys, nil
+}
+
+// NewKeyring checks keys; the first one signs.
+func NewKeyring(keys ...Key) (*Keyring, error) {
+	if len(keys) == 0 {
+		return nil, ErrNoKeys
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if !validKeyID(k.ID) {
+			return nil, fmt.Errorf("%w: key id %q: use 1-32 characters of A-Z a-z 0-9 _ -", ErrBadKey, k.ID)
+		}
+		if len(k.Secret) < 16 {
+			return nil, fmt.Errorf("%w: key %q: the secret must be at least 16 bytes", ErrBadKey, k.ID)
+		}
+		if seen[k.ID] {
+			return nil, fmt.Errorf("%w: key id %q appears twice", ErrBadKey, k.ID)
+		}
+		seen[k.ID] = true
+	}
+	return &Keyring{keys: append([]Key(nil), keys...)}, nil
+}
+
+func validKeyID(id string) bool {
+	if id == "" || len(id) > 32 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// wire is the JSON form of Claims.
+type wire struct {
+	Kind     Kind   `json:"k"`
+	Lead     string `json:"l"`
+	Campaign string `json:"c,omitempty"`
+	Message  string `json:"m"`
+	URL      string `json:"u,omitempty"`
+	SentAt   int64  `json:"s,omitempty"`
+}
+
+var b64 = base64.RawURLEncoding
+
+// Sign returns the token for c, signed with the first key.
+func (k *Keyring) Sign(c Claims) (string, error) {
+	if err := c.check(); err != nil {
+		return "", err
+	}
+	w := wire{Kind: c.Kind, Lead: c.Lead, Campaign: c.Campaign, Message: c.Message, URL: c.URL}
+	if !c.SentAt.IsZero() {
+		w.SentAt = c.SentAt.Unix()
+	}
+	payload, err := json.Marshal(w)
+	if err != nil {
+		panic("BUG: encoding token claims: " + err.Error())
+	}
+	key := k.keys[0]
+	signed := key.ID + "." + b64.EncodeToString(payload)
+	tok := signed + "." + b64.EncodeToString(mac(key.Secret, signed))
+	if len(tok) > MaxLen {
+		return "", fmt.Errorf("%w: token would be %d bytes, over %d", ErrBadClaims, len(tok), MaxLen)
+	}
+	return tok, nil
+}
+
+// OpenURL returns base + "/o/{token}.gif" for an open pixel.
+func (k *Keyring) OpenURL(base string, c Claims) (string, error) {
+	c.Kind = Open
+	tok, err := k.Sign(c)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(base, "/") + "/o/" + tok + ".gif", nil
+}
+
+// ClickURL returns base + "/c/{token}", which redirects to c.URL.
+func (k *Keyring) ClickURL(base string, c Claims) (string, error) {
+	c.Kind = Click
+	tok, err := k.Sign(c)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(base, "/") + "/c/" + tok, nil
+}
+
+// Verify checks tok's signature and returns its claims. Errors wrap
+// ErrMalformed, ErrUnknownKey, ErrBadSignature or ErrBadClaims.
+func (k *Keyring) Verify(tok string) (Claims, error) {
+	if len(tok) > MaxLen {
+		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxLen)
+	}
+	kid, rest, ok1 := strings.Cut(tok, ".")
+	payloadB64, sigB64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sigB64, ".") {
+		return Claims{}, fmt.Errorf("%w: want KID.CLAIMS.SIGNATURE", ErrMalformed)
+	}
+	sig, err := b64.DecodeString(sigB64)
+	if err != nil || len(sig) != sha256.Size {
+		return Claims{}, fmt.Errorf("%w: signature is not base64url of 32 bytes", ErrMalformed)
+	}
+	var key *Key
+	for i := range k.keys {
+		if k.keys[i].ID == kid {
+			key = &k.keys[i]
+			break
+		}
+	}
+	if key == nil {
+		return Claims{}, ErrUnknownKey
+	}
+	if !hmac.Equal(sig, mac(key.Secret, tok[:len(kid)+1+len(payloadB64)])) {
+		return Claims{}, ErrBadSignature
+	}
+	// Only signed bytes are decoded from here on.
+	payload, err := b64.DecodeString(payloadB64)
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
+	}
+	var w wire
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return Claims{}, fmt.Errorf("%w: claims are not JSON", ErrMalformed)
+	}
+	c := Claims{Kind: w.Kind, Lead: w.Lead, Campaign: w.Campaign, Message: w.Message, URL: w.URL, KeyID: kid}
+	if w.SentAt != 0 {
+		c.SentAt = time.Unix(w.SentAt, 0).UTC()
+	}
+	if err := c.check(); err != nil {
+		return Claims{}, err
+	}
+	return c, nil
+}
+
+// check enforces what the collector relies on, at mint time and again at
+// verify time (a key holder could sign anything).
+func (c *Claims) check() error {
+	switch {
+	case c.Kind != Open && c.Kind != Click:
+		return fmt.Errorf("%w: kind must be open or click", ErrBadClaims)
+	case strings.TrimSpace(c.Lead) == "" || len(c.Lead) > 256:
+		return fmt.Errorf("%w: lead is required (at most 256 bytes)", ErrBadClaims)
+	case strings.TrimSpace(c.Message) == "" || len(c.Message) > 256:
+		return fmt.Errorf("%w: message is required (at most 256 bytes)", ErrBadClaims)
+	case len(c.Campaign) > 256:
+		return fmt.Errorf("%w: campaign is longer than 256 bytes", ErrBadClaims)
+	case c.Kind == Open && c.URL != "":
+		return fmt.Errorf("%w: an open token carries no URL", ErrBadClaims)
+	case c.Kind == Click:
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(c.URL) > 2048 {
+			return fmt.Errorf("%w: a click needs an absolute http(s) URL of at most 2048 bytes", ErrBadClaims)
+		}
+	}
+	return nil
+}
+
+func mac(secret []byte, signed string) []byte {
+	h := hmac.New(sha256.New, secret)
+	h.Write([]byte(signed))
+	return h.Sum(nil)
+}
