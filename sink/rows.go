@@ -182,6 +182,10 @@ func identityLinks(evs []event.Event) []link {
 	}
 	for i := range evs {
 		e := &evs[i]
+		if e.Bot {
+			// The processor does not link on bot traffic; neither do analytics.
+			continue
+		}
 		add(e.AnonymousID, e.LeadID, e)
 		if e.Type == event.Alias {
 			add(e.PreviousID, e.LeadID, e)

@@ -57,6 +57,7 @@ func TestIdentityLinks(t *testing.T) {
 		{ID: "5", Type: event.Alias, AnonymousID: "a2", PreviousID: "old2", LeadID: "L2", EventTime: at(8)},       // both ids and alias: two links
 		{ID: "6", Type: event.Alias, PreviousID: "old3", AnonymousID: "a3", EventTime: at(8)},                     // alias without lead: nothing
 		{ID: "7", Type: event.FormSubmit, LeadID: "L3", EventTime: at(1), Properties: json.RawMessage(`{"x":1}`)}, // lead only: no link
+		{ID: "8", Type: event.Identify, AnonymousID: "a9", LeadID: "L9", EventTime: at(2), Bot: true},             // bot traffic: no link
 	}
 	want := []link{
 		{anonymousID: "a1", leadID: "L1", linkedAt: at(3), eventID: "3"},
