@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,16 +25,7 @@ const (
 // opened the way production opens it (leadstate.Open; several addresses = cluster).
 func eachRedis(t *testing.T, f func(t *testing.T, s *leadstate.Store)) {
 	t.Helper()
-	backends := []struct {
-		name string
-		addr func(testing.TB) string
-	}{
-		{"single", func(t testing.TB) string { return testsvc.Redis(t) }},
-		{"cluster", func(t testing.TB) string { return strings.Join(testsvc.RedisCluster(t), ",") }},
-	}
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { f(t, openStore(t, b.addr(t))) })
-	}
+	testsvc.EachRedis(t, func(t *testing.T, addr string) { f(t, openStore(t, addr)) })
 }
 
 func openStore(t testing.TB, addr string) *leadstate.Store {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,16 +30,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // eachRedis runs f against a single Redis and against the Redis Cluster.
 func eachRedis(t *testing.T, f func(t *testing.T, s *leadstate.Store)) {
 	t.Helper()
-	backends := []struct {
-		name string
-		addr func(testing.TB) string
-	}{
-		{"single", func(t testing.TB) string { return testsvc.Redis(t) }},
-		{"cluster", func(t testing.TB) string { return strings.Join(testsvc.RedisCluster(t), ",") }},
-	}
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { f(t, openStore(t, b.addr(t))) })
-	}
+	testsvc.EachRedis(t, func(t *testing.T, addr string) { f(t, openStore(t, addr)) })
 }
 
 func openStore(t testing.TB, addr string) *leadstate.Store {

@@ -223,3 +223,20 @@ func lockFile(path string, flags int) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// EachRedis runs f as a subtest against a single Redis ("single") and against
+// the 3-master Redis Cluster ("cluster"), passing the address string that
+// leadstream's redis.addr takes (several comma-separated = cluster).
+func EachRedis(t *testing.T, f func(t *testing.T, addr string)) {
+	t.Helper()
+	backends := []struct {
+		name string
+		addr func(testing.TB) string
+	}{
+		{"single", Redis},
+		{"cluster", func(t testing.TB) string { return strings.Join(RedisCluster(t), ",") }},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { f(t, b.addr(t)) })
+	}
+}
