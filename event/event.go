@@ -145,8 +145,8 @@ func isObject(raw json.RawMessage) bool {
 	return false
 }
 
-// Marshal encodes e in its topic form.
-func Marshal(e *Event) ([]byte, error) { return json.Marshal(e) }
+// Marshal encodes e in its topic form (see AppendJSON).
+func Marshal(e *Event) ([]byte, error) { return AppendJSON(nil, e) }
 
 // Unmarshal decodes a topic record and validates it.
 func Unmarshal(b []byte, e *Event) error {

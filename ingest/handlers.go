@@ -5,9 +5,10 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/base64"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"io"
 	"strconv"
 	"time"
@@ -47,6 +48,11 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	if err != nil {
 		c.m.rejected.WithLabelValues("limit").Inc()
 		jsonLimitError(ctx, err)
+		return
+	}
+	if err := validJSON(body); err != nil {
+		c.m.rejected.WithLabelValues("malformed").Inc()
+		jsonError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
 	r := &request{receivedAt: time.Now().UTC().Truncate(time.Millisecond), userAgent: string(ctx.UserAgent()), ip: c.clientIP(ctx)}
@@ -144,20 +150,56 @@ func (c *Collector) write(_ *fasthttp.RequestCtx, events []*event.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	recs := make([]stream.Record, len(events))
-	for i, e := range events {
-		if err := e.Validate(); err != nil {
-			panic("BUG: collector built an invalid event: " + err.Error())
-		}
-		v, err := event.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("encoding event: %w", err)
-		}
-		recs[i] = stream.Record{Key: []byte(e.Key()), Value: v}
+	recs, err := encodeRecords(events)
+	if err != nil {
+		return err
 	}
 	pctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProduceTimeout)
 	defer cancel()
 	return c.producer.Produce(pctx, recs)
+}
+
+// validJSON checks a whole body in one strict pass. The decoder that follows
+// (goccy/go-json, several times faster than encoding/json) skips unknown
+// fields without validating them, and the encoder copies properties and
+// traits as they are; so nothing malformed may get past this point.
+func validJSON(body []byte) error {
+	if stdjson.Valid(body) {
+		return nil
+	}
+	var v any
+	if err := stdjson.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("malformed JSON: %v", err)
+	}
+	return errors.New("malformed JSON")
+}
+
+// encodeRecords encodes events as Kafka records in one buffer: keys and values
+// are sub-slices of it, cut after the last append so a reallocation cannot
+// strand them.
+func encodeRecords(events []*event.Event) ([]stream.Record, error) {
+	recs := make([]stream.Record, len(events))
+	ends := make([][2]int, len(events))
+	buf := make([]byte, 0, 512*len(events))
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			panic("BUG: collector built an invalid event: " + err.Error())
+		}
+		buf = append(buf, e.Key()...)
+		ends[i][0] = len(buf)
+		var err error
+		if buf, err = event.AppendJSON(buf, e); err != nil {
+			return nil, fmt.Errorf("encoding event: %w", err)
+		}
+		ends[i][1] = len(buf)
+	}
+	start := 0
+	for i := range recs {
+		k, v := ends[i][0], ends[i][1]
+		recs[i] = stream.Record{Key: buf[start:k:k], Value: buf[k:v:v]}
+		start = v
+	}
+	return recs, nil
 }
 
 // requestBody returns the (gunzipped) body within the batch limit. The bytes

@@ -3,8 +3,8 @@ package ingest
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"net/url"
 	"strings"
 	"time"
@@ -98,7 +98,8 @@ func errField(field, format string, args ...any) error {
 	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
-// decodeMessage turns one Segment call into a canonical event. forceType is set
+// decodeMessage turns one Segment call into a canonical event. raw must have
+// passed validJSON (alone or as part of its request body). forceType is set
 // by the single-call endpoints (/v1/track …), which imply the type.
 func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Event, error) {
 	if len(raw) > MaxEventBytes {

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	stdjson "encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add([]byte(`{"type":"alias","userId":"u","previousId":"a"}`))
 	r := &request{writeKeyID: "wk", receivedAt: time.Now()}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if validJSON(b) != nil {
+			return // the handler refuses it before decoding
+		}
 		e, err := decodeMessage(b, "m", "", r)
 		if err != nil {
 			return
@@ -92,6 +96,20 @@ func FuzzDecodeMessage(f *testing.F) {
 		// Whatever is accepted must be a valid canonical event: the collector panics otherwise.
 		if verr := e.Validate(); verr != nil {
 			t.Fatalf("accepted %q as an invalid event: %v", b, verr)
+		}
+		// The fast decoder must be as strict as encoding/json: the encoder
+		// copies properties and traits without validating them again.
+		if !stdjson.Valid(b) {
+			t.Fatalf("accepted invalid JSON %q", b)
+		}
+		for _, raw := range [][]byte{e.Properties, e.Traits} {
+			if len(raw) > 0 && !stdjson.Valid(raw) {
+				t.Fatalf("accepted invalid JSON %q inside %q", raw, b)
+			}
+		}
+		out, err := event.Marshal(e)
+		if err != nil || !stdjson.Valid(out) {
+			t.Fatalf("accepted %q but encoded it as %q (%v)", b, out, err)
 		}
 	})
 }

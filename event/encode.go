@@ -1,0 +1,197 @@
+package event
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// AppendJSON appends e's topic form to dst. The bytes are exactly what
+// encoding/json produces for Event (field order, omitempty, HTML-safe string
+// escaping, compacted properties and traits), without reflection: the
+// collector encodes every accepted event, so this is on its hot path.
+// Properties and traits must be valid JSON (Validate's callers ensure it).
+func AppendJSON(dst []byte, e *Event) ([]byte, error) {
+	dst = append(dst, `{"event_id":`...)
+	dst = appendString(dst, e.ID)
+	dst = append(dst, `,"type":`...)
+	dst = appendString(dst, string(e.Type))
+	dst = append(dst, `,"event_time":`...)
+	dst = appendTime(dst, e.EventTime)
+	dst = append(dst, `,"received_at":`...)
+	dst = appendTime(dst, e.ReceivedAt)
+	dst = appendField(dst, `,"anonymous_id":`, e.AnonymousID)
+	dst = appendField(dst, `,"lead_id":`, e.LeadID)
+	dst = appendField(dst, `,"previous_id":`, e.PreviousID)
+	dst = appendField(dst, `,"write_key_id":`, e.WriteKeyID)
+	dst = appendField(dst, `,"campaign":`, e.Campaign)
+	dst = appendField(dst, `,"utm_source":`, e.UTMSource)
+	dst = appendField(dst, `,"utm_medium":`, e.UTMMedium)
+	dst = appendField(dst, `,"utm_campaign":`, e.UTMCampaign)
+	dst = appendField(dst, `,"utm_term":`, e.UTMTerm)
+	dst = appendField(dst, `,"utm_content":`, e.UTMContent)
+	dst = appendField(dst, `,"url":`, e.URL)
+	dst = appendField(dst, `,"path":`, e.Path)
+	dst = appendField(dst, `,"referrer":`, e.Referrer)
+	dst = appendField(dst, `,"title":`, e.Title)
+	dst = appendField(dst, `,"track":`, e.Track)
+	var err error
+	if len(e.Properties) > 0 {
+		if dst, err = appendCompact(append(dst, `,"properties":`...), e.Properties); err != nil {
+			return dst, err
+		}
+	}
+	if len(e.Traits) > 0 {
+		if dst, err = appendCompact(append(dst, `,"traits":`...), e.Traits); err != nil {
+			return dst, err
+		}
+	}
+	if e.Revenue != 0 {
+		dst = appendFloat(append(dst, `,"revenue":`...), e.Revenue)
+	}
+	dst = appendField(dst, `,"currency":`, e.Currency)
+	dst = appendField(dst, `,"ip":`, e.IP)
+	dst = appendField(dst, `,"user_agent":`, e.UserAgent)
+	if e.Bot {
+		dst = append(dst, `,"bot":true`...)
+	}
+	dst = appendField(dst, `,"bot_reason":`, e.BotReason)
+	return append(dst, '}'), nil
+}
+
+func appendField(dst []byte, key, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	return appendString(append(dst, key...), v)
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+// appendCompact appends raw JSON without insignificant space and with HTML
+// characters escaped inside strings, as encoding/json does for
+// json.RawMessage. raw must be valid JSON: it was validated when decoded, so
+// one copying pass suffices; anything else is reported as an error.
+func appendCompact(dst, raw []byte) ([]byte, error) {
+	inString, escaped := false, false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			case c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+				continue
+			case c == 0xE2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9):
+				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[raw[i+2]&0xF])
+				i += 2
+				continue
+			}
+			dst = append(dst, c)
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '"':
+			inString = true
+		}
+		dst = append(dst, c)
+	}
+	if inString {
+		return dst, errors.New("event: properties or traits are not valid JSON")
+	}
+	return dst, nil
+}
+
+// appendFloat formats like encoding/json's float64 encoder.
+func appendFloat(dst []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+const hexDigits = "0123456789abcdef"
+
+// htmlSafe marks the ASCII bytes encoding/json writes as they are.
+var htmlSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
+// appendString quotes s like encoding/json with HTML escaping: <, > and & as
+// \u003c…, control characters, U+2028/U+2029 escaped, invalid UTF-8 as U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if htmlSafe[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

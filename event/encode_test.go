@@ -1,0 +1,98 @@
+package event
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// AppendJSON must produce exactly encoding/json's bytes: the topic format is a
+// public contract and consumers may compare records byte for byte.
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	f := func(e Event) {
+		t.Helper()
+		want, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := AppendJSON(nil, &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+		}
+	}
+	at := time.Date(2026, 11, 22, 16, 39, 58, 120e6, time.UTC)
+	f(Event{ID: "m1", Type: PageView, EventTime: at, ReceivedAt: at.Add(80 * time.Millisecond), AnonymousID: "a1"})
+	f(Event{ID: "m2", Type: DealWon, EventTime: at, ReceivedAt: at, LeadID: "ada@example.com", Revenue: 1234.5, Currency: "EUR",
+		Properties: json.RawMessage(" { \"a\" : [1, 2, {\"b\": null}] ,\n\"c\":\"<&>\" } "), Traits: json.RawMessage(`{"title":"CTO"}`)})
+	f(Event{ID: "q\"\\\n\t\r\b\f\x01\x1f<>&\u2028\u2029é😀\xff", Type: Custom, EventTime: at, ReceivedAt: at, LeadID: "x", Bot: true, BotReason: "user_agent:curl"})
+	for _, r := range []float64{1e-7, 1e21, 123456789012345678, 0.1, 1e-6, 999999999999999999999, -3.25} {
+		f(Event{ID: "r", Type: DealWon, EventTime: at, ReceivedAt: at, LeadID: "l", Revenue: r})
+	}
+	f(Event{ID: "z", Type: Alias, EventTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), ReceivedAt: at, LeadID: "l", PreviousID: "p",
+		WriteKeyID: "wk", Campaign: "c", UTMSource: "s", UTMMedium: "m", UTMCampaign: "uc", UTMTerm: "t", UTMContent: "co",
+		URL: "https://x.example/?a=1&b=<2>", Path: "/p", Referrer: "r", Title: "T", Track: "tr", IP: "198.51.100.7", UserAgent: "ua"})
+
+	// Random strings over the characters that need care.
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "\"", "\\", "<", ">", "&", "\n", "\x00", "\x7f", "é", "\u2028", "😀", "\xff", "\xe2\x80", " "}
+	for range 2000 {
+		s := ""
+		for range rng.IntN(12) {
+			s += alphabet[rng.IntN(len(alphabet))]
+		}
+		f(Event{ID: s, Type: Custom, EventTime: at, ReceivedAt: at, LeadID: s, Title: s})
+	}
+}
+
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("id", "title \u2028 <b>", 12.5, []byte(`{"a":1}`))
+	f.Fuzz(func(t *testing.T, id, title string, revenue float64, props []byte) {
+		at := time.Date(2026, 11, 22, 16, 39, 58, 120e6, time.UTC)
+		e := Event{ID: id, Type: Custom, EventTime: at, ReceivedAt: at, LeadID: "l", Title: title, Revenue: revenue}
+		if json.Valid(props) && isObject(props) {
+			e.Properties = props
+		}
+		want, err := json.Marshal(&e)
+		if err != nil {
+			return // NaN/Inf revenue: encoding/json refuses, and so does the collector
+		}
+		got, err := AppendJSON(nil, &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+func BenchmarkMarshal(b *testing.B) {
+	at := time.Date(2026, 11, 22, 16, 39, 58, 120e6, time.UTC)
+	e := Event{ID: "ajs-next-1-1a2b3c4d5e", Type: PageView, EventTime: at, ReceivedAt: at, AnonymousID: "0b7c9d3e-5f61-4a2b-9c8d-000000000001",
+		WriteKeyID: "wk_1a2b3c4d5e6f", UTMSource: "google", UTMMedium: "cpc", UTMCampaign: "spring", Campaign: "spring",
+		URL: "https://acme.example/pricing?utm_source=google&utm_medium=cpc&utm_campaign=spring", Path: "/pricing", Title: "Pricing — Acme",
+		Referrer: "https://www.google.com/", Properties: json.RawMessage(`{"url":"https://acme.example/pricing","path":"/pricing"}`),
+		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36", IP: "198.51.100.7"}
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(&e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			var err error
+			if buf, err = AppendJSON(buf[:0], &e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
