@@ -96,3 +96,36 @@ func BenchmarkMarshal(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkUnmarshal(b *testing.B) {
+	at := time.Date(2026, 11, 22, 16, 39, 58, 120e6, time.UTC)
+	e := Event{ID: "ajs-next-1-1a2b3c4d5e", Type: PageView, EventTime: at, ReceivedAt: at, AnonymousID: "0b7c9d3e-5f61-4a2b-9c8d-000000000001",
+		WriteKeyID: "wk_1a2b3c4d5e6f", UTMSource: "google", UTMMedium: "cpc", UTMCampaign: "spring", Campaign: "spring",
+		URL: "https://acme.example/pricing?utm_source=google&utm_medium=cpc&utm_campaign=spring", Path: "/pricing", Title: "Pricing — Acme",
+		Referrer: "https://www.google.com/", Properties: json.RawMessage(`{"url":"https://acme.example/pricing","path":"/pricing"}`),
+		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36", IP: "198.51.100.7"}
+	raw, _ := Marshal(&e)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	var out Event
+	for b.Loop() {
+		if err := Unmarshal(raw, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Unmarshal stays as strict as encoding/json, also in fields it does not know:
+// a malformed record goes to the dead-letter topic, it is not half-read.
+func TestUnmarshalStrict(t *testing.T) {
+	ok := `{"event_id":"e1","type":"page_view","event_time":"2026-11-22T16:39:58.12Z","received_at":"2026-11-22T16:39:58.12Z","anonymous_id":"a1","properties":{"p":1}`
+	var e Event
+	if err := Unmarshal([]byte(ok+`}`), &e); err != nil || string(e.Properties) != `{"p":1}` {
+		t.Fatalf("valid record: %v %s", err, e.Properties)
+	}
+	for _, bad := range []string{ok + `,"zz":{""}}`, ok + `,"traits":{"a":}}`, ok, ok + `}x`, `{"event_id":"e1","type":"page_view"}`} {
+		if err := Unmarshal([]byte(bad), &e); err == nil {
+			t.Errorf("Unmarshal(%s) accepted a malformed or invalid record", bad)
+		}
+	}
+}
