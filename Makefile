@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/leadstream
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help deps npm build run test lint vet fmt-check unit e2e bench beacon clean
+.PHONY: help deps npm build run test lint vet fmt-check unit e2e bench bench-go beacon clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,7 +45,10 @@ e2e: deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-client), 
 beacon: npm ## minify ingest/beacon/ls.js into ls.min.js (commit both) and print its size
 	cd e2e && node minify.mjs
 
-bench: deps ## benchmarks of the pure hot paths (scoring) and the stages against real services
+bench: deps ## the benchmark harness: every stage against its ceiling in one run (~10 min; BENCH_FLAGS=-quick for ~2)
+	$(GO) run ./bench/cmd/leadbench $(BENCH_FLAGS)
+
+bench-go: deps ## Go micro-benchmarks (matching, encoding, decoding, Redis apply, ClickHouse insert) against real services
 	$(GO) run ./internal/localsvc/cmd/withsvc -- $(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean: ## remove build output and the dev data dir

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/leadstream/leadstream/stream"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"github.com/valyala/fasthttp"
+)
+
+type latencyStats struct {
+	Probes  int     `json:"probes"`
+	Missing int     `json:"missing"`
+	P50Ms   float64 `json:"p50_ms"`
+	P90Ms   float64 `json:"p90_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	// Slow lists the probes slower than p90 as [seconds into the window,
+	// latency ms], to tell steady tails from stalls.
+	Slow [][2]float64 `json:"slow_probes,omitempty"`
+}
+
+func latencyOf(ds []int64, missing int) latencyStats {
+	slices.Sort(ds)
+	s := latencyStats{Probes: len(ds) + missing, Missing: missing, P50Ms: pctMs(ds, 0.5), P90Ms: pctMs(ds, 0.9), P99Ms: pctMs(ds, 0.99)}
+	if len(ds) > 0 {
+		s.MaxMs = float64(ds[len(ds)-1]) / 1e6
+	}
+	return s
+}
+
+// probe is one tagged event whose effect the harness waits for.
+type probe struct {
+	sent, seen time.Time
+}
+
+type probeSet struct {
+	mu      sync.Mutex
+	pending map[string]*probe // key -> probe not seen yet
+	all     map[string]*probe
+}
+
+func newProbeSet() *probeSet {
+	return &probeSet{pending: map[string]*probe{}, all: map[string]*probe{}}
+}
+
+func (s *probeSet) add(key string, sent time.Time) {
+	s.mu.Lock()
+	p := &probe{sent: sent}
+	s.pending[key], s.all[key] = p, p
+	s.mu.Unlock()
+}
+
+func (s *probeSet) seen(key string, at time.Time) {
+	s.mu.Lock()
+	if p, ok := s.pending[key]; ok {
+		p.seen = at
+		delete(s.pending, key)
+	}
+	s.mu.Unlock()
+}
+
+func (s *probeSet) pendingKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.pending))
+	for k := range s.pending {
+		out = append(out, k)
+	}
+	return out
+}
+
+// stats returns the latencies of the probes sent within [from, to].
+func (s *probeSet) stats(from, to time.Time) latencyStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ds []int64
+	missing := 0
+	for _, p := range s.all {
+		if p.sent.Before(from) || p.sent.After(to) {
+			continue
+		}
+		if p.seen.IsZero() {
+			missing++
+			continue
+		}
+		ds = append(ds, int64(p.seen.Sub(p.sent)))
+	}
+	st := latencyOf(ds, missing)
+	for _, p := range s.all {
+		if d := float64(p.seen.Sub(p.sent)) / 1e6; !p.seen.IsZero() && !p.sent.Before(from) && !p.sent.After(to) && d > st.P90Ms {
+			st.Slow = append(st.Slow, [2]float64{math.Round(p.sent.Sub(from).Seconds()*1000) / 1000, math.Round(d*10) / 10})
+		}
+	}
+	slices.SortFunc(st.Slow, func(a, b [2]float64) int { return cmp.Compare(a[0], b[0]) })
+	return st
+}
+
+// latency offers 10k events/s in 10-event batches. One request in 10 carries
+// a score probe: an email click of a fresh lead, seen when its model hash
+// appears in Redis (polled every millisecond). One in 50 carries an MQL probe:
+// an email click (+15) of a lead pre-loaded with 90 points, seen when its MQL
+// record (trigger_event_id = the probe) is read from the mql topic. Latency
+// runs from the moment the harness sends the request.
+func (e *e2e) latency(ctx context.Context) error {
+	h := e.h
+	run := h.runID("lat")
+	total := h.warmup + h.measure
+	nMQL := int(total.Seconds()*latencyRate/latencyBatch/mqlProbeEvery) + 20
+	h.logf("scenario end to end latency at %s events/s (pre-loading %d leads to 90 points)", num(latencyRate), nMQL)
+	mqlLead := func(i int) string { return "mq-" + run + "-" + strconv.Itoa(i) }
+	var body []byte
+	for i := 0; i < nMQL; {
+		body = append(body[:0], `{"batch":[`...)
+		for j := 0; j < 16 && i < nMQL; i++ {
+			for k := range 3 {
+				if j > 0 || k > 0 {
+					body = append(body, ',')
+				}
+				m := msg{typ: "track", name: "Form Submitted", id: fmt.Sprintf("pre-%s-%d-%d", run, i, k), lead: mqlLead(i), ts: time.Now(), props: `{"form":"demo-request"}`}
+				body = appendSegment(body, &m)
+			}
+			j++
+		}
+		body = append(body, "]}"...)
+		if err := e.post(ctx, body); err != nil {
+			return fmt.Errorf("pre-loading MQL leads: %w", err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; i < nMQL; {
+		v, err := e.rdb.HGet(ctx, e.scoreKey(mqlLead(i)), "v").Float64()
+		// 3 × 30 points, decayed by the milliseconds between them: just
+		// under 90, and one +15 click crosses 100.
+		if err == nil && v >= 85 {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pre-loaded lead %s not at 85+ points within 60s (v=%v, %v)", mqlLead(i), v, err)
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+
+	scores, mqls := newProbeSet(), newProbeSet()
+	pctx, stopProbes := context.WithCancel(ctx)
+	defer stopProbes()
+	var wg sync.WaitGroup
+	// Readers of the mql topic, one per partition, from its current end.
+	for _, part := range e.b.partitions() {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.b.kcfg.Brokers, Topic: e.b.topic(stream.TopicMQL), Partition: part,
+			MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 10 * time.Millisecond, ReadBackoffMin: time.Millisecond, ReadBackoffMax: 10 * time.Millisecond})
+		if err := r.SetOffset(kafka.LastOffset); err != nil {
+			r.Close()
+			return err
+		}
+		wg.Go(func() {
+			defer r.Close()
+			var rec struct {
+				Trigger string `json:"trigger_event_id"`
+			}
+			for {
+				m, err := r.ReadMessage(pctx)
+				if err != nil {
+					return
+				}
+				at := time.Now()
+				if json.Unmarshal(m.Value, &rec) == nil && strings.HasPrefix(rec.Trigger, "mp-"+run) {
+					mqls.seen(rec.Trigger, at)
+				}
+			}
+		})
+	}
+	// Poller of the score probes.
+	wg.Go(func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			keys := scores.pendingKeys()
+			if len(keys) == 0 {
+				continue
+			}
+			pipe := e.rdb.Pipeline()
+			cmds := make([]*redis.IntCmd, len(keys))
+			for i, k := range keys {
+				cmds[i] = pipe.Exists(pctx, e.scoreKey(k))
+			}
+			if _, err := pipe.Exec(pctx); err != nil {
+				continue
+			}
+			at := time.Now()
+			for i, c := range cmds {
+				if c.Val() == 1 {
+					scores.seen(keys[i], at)
+				}
+			}
+		}
+	})
+	sleepCtx(ctx, time.Second) // readers positioned
+
+	var mqlNext int
+	var mu sync.Mutex
+	bufs := make([][]byte, latencyConns)
+	build := func(w int, seq uint64, req *fasthttp.Request) int {
+		now := time.Now()
+		b := append(bufs[w][:0], `{"batch":[`...)
+		var scoreID, mqlID string
+		for i := range latencyBatch {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			m := mixMessage(run, seq*latencyBatch+uint64(i), now)
+			switch {
+			case i == 0 && seq%scoreProbeEvery == 0:
+				scoreID = "sp-" + run + "-" + strconv.FormatUint(seq, 10)
+				m = msg{typ: "track", name: "Email Link Clicked", id: scoreID, lead: scoreID, ts: now, props: `{"campaign":"probe"}`}
+			case i == 1 && seq%mqlProbeEvery == 5:
+				mu.Lock()
+				j := mqlNext
+				if j < nMQL {
+					mqlNext++
+				}
+				mu.Unlock()
+				if j < nMQL {
+					mqlID = "mp-" + run + "-" + strconv.Itoa(j)
+					m = msg{typ: "track", name: "Email Link Clicked", id: mqlID, lead: mqlLead(j), ts: now, props: `{"campaign":"probe"}`}
+				}
+			}
+			b = appendSegment(b, &m)
+		}
+		b = append(b, "]}"...)
+		bufs[w] = b
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetRequestURI("/v1/batch")
+		req.Header.SetContentType("application/json")
+		req.Header.Set("Authorization", basicAuth)
+		req.Header.SetUserAgent(serverUserAgent)
+		req.SetBodyRaw(b)
+		sent := time.Now()
+		if scoreID != "" {
+			scores.add(scoreID, sent)
+		}
+		if mqlID != "" {
+			mqls.add(mqlID, sent)
+		}
+		return latencyBatch
+	}
+	l := load{addr: e.p.cfg.httpAddr, conns: latencyConns, warmup: h.warmup, measure: h.measure, build: build, rate: latencyRate / latencyBatch}
+	snap := snapshotCPU()
+	res, err := l.run(ctx)
+	if err != nil {
+		return err
+	}
+	h.noteCPU("e2e_latency", snap.since())
+	// Give the last probes time to arrive; they count as missing after 10 s.
+	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); {
+		if len(scores.pendingKeys()) == 0 && len(mqls.pendingKeys()) == 0 {
+			break
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+	stopProbes()
+	wg.Wait()
+	if err := e.p.failed(); err != nil {
+		return err
+	}
+	ss, mq := scores.stats(res.windowStart, res.windowEnd), mqls.stats(res.windowStart, res.windowEnd)
+	detail := map[string]any{"offered_events_per_second": latencyRate, "accepted_events_per_second": res.EventsPerS, "http": res,
+		"accept_to_score": ss, "accept_to_mql": mq}
+	notes := []string{}
+	if ss.Missing > 0 || mq.Missing > 0 {
+		notes = append(notes, fmt.Sprintf("probes not seen within 10 s: %d score, %d MQL", ss.Missing, mq.Missing))
+	}
+	h.rep.addStage(&stageResult{ID: "e2e_latency_score", Stage: "end to end at 10k events/s: HTTP accept → score visible in Redis",
+		P50Ms: ss.P50Ms, P99Ms: ss.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes; HTTP p99 %s ms)", ms(ss.P50Ms), ms(ss.P99Ms), ss.Probes, ms(res.P99Ms)),
+		Target: "p99 ≤ 100 ms", Notes: notes, Detail: detail})
+	h.rep.addStage(&stageResult{ID: "e2e_latency_mql", Stage: "end to end at 10k events/s: HTTP accept → MQL record read from Kafka",
+		P50Ms: mq.P50Ms, P99Ms: mq.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes)", ms(mq.P50Ms), ms(mq.P99Ms), mq.Probes),
+		Target: "p99 ≤ 250 ms", Notes: notes})
+	h.logf("  accepted %s events/s; accept→score p50 %s ms p99 %s ms (%d probes, %d missing); accept→MQL p50 %s ms p99 %s ms (%d probes, %d missing)",
+		num(res.EventsPerS), ms(ss.P50Ms), ms(ss.P99Ms), ss.Probes, ss.Missing, ms(mq.P50Ms), ms(mq.P99Ms), mq.Probes, mq.Missing)
+	return nil
+}
