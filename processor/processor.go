@@ -76,6 +76,8 @@ type Processor struct {
 	consumer *stream.Consumer
 	mql      *stream.Producer
 	dead     *stream.Producer
+
+	hits []scoring.Hit // scratch, reused per event (Run is single-goroutine)
 }
 
 // New builds a processor; Kafka connections are made in Run.
@@ -131,43 +133,11 @@ func (p *Processor) run(ctx context.Context) error {
 	return p.consumer.Run(ctx, p.handle)
 }
 
-// handle applies a batch. Partitions are independent (order matters only per
-// key, and a key lives in one partition; every Redis step is atomic and
-// commutative across leads), so each partition's part of the batch is handled
-// concurrently: the processor waits on Redis round trips far more than it
-// computes.
+// handle applies a batch. Redis work is pipelined: identity links are read in
+// one round trip and updates are applied in one pipeline, flushed early only
+// where a later event depends on an earlier one (an anonymous-to-lead merge).
+// Every step either dedups or converges, so a redelivered batch changes nothing.
 func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
-	parts := map[int][]stream.Message{}
-	var order []int
-	for _, m := range batch {
-		if _, ok := parts[m.Partition]; !ok {
-			order = append(order, m.Partition)
-		}
-		parts[m.Partition] = append(parts[m.Partition], m)
-	}
-	if len(order) == 1 {
-		return p.handlePartition(ctx, batch)
-	}
-	errs := make(chan error, len(order))
-	for _, id := range order {
-		go func() { errs <- p.handlePartition(ctx, parts[id]) }()
-	}
-	var first error
-	for range order {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
-// handlePartition applies one partition's part of a batch, in order. Redis
-// work is pipelined: identity links are read in one round trip and updates are
-// applied in one pipeline, flushed early only where a later event depends on an
-// earlier one (an anonymous-to-lead merge). Every step either dedups or
-// converges, so a redelivered batch changes nothing.
-func (p *Processor) handlePartition(ctx context.Context, batch []stream.Message) error {
-	var hits []scoring.Hit // scratch for this goroutine
 	var dead []stream.Record
 	events := make([]event.Event, 0, len(batch))
 	var anons []string
@@ -206,7 +176,7 @@ func (p *Processor) handlePartition(ctx context.Context, batch []stream.Message)
 			}
 			links[mergeFrom] = subject.ID
 		}
-		u, err := p.update(ctx, e, subject, &hits)
+		u, err := p.update(ctx, e, subject)
 		if err != nil {
 			return err
 		}
@@ -285,7 +255,7 @@ func resolve(e *event.Event, links map[string]string) (subject leadstate.Subject
 }
 
 // update builds what an event does to its subject's models; no models = no effect.
-func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstate.Subject, hits *[]scoring.Hit) (leadstate.Update, error) {
+func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstate.Subject) (leadstate.Update, error) {
 	u := leadstate.Update{Subject: subject, DedupID: e.ID, TriggerEventID: e.ID}
 	te := e.EventTime.UnixMilli()
 	var traits map[string]any
@@ -297,9 +267,9 @@ func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstat
 	}
 	for i := range p.rules.Models {
 		m := &p.rules.Models[i]
-		*hits = m.Match(e, (*hits)[:0])
+		p.hits = m.Match(e, p.hits[:0])
 		mu := leadstate.ModelUpdate{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold, RearmBelow: m.RearmBelow}
-		for _, h := range *hits {
+		for _, h := range p.hits {
 			lh := leadstate.Hit{Rule: h.Name, Points: h.Points, TimeMs: te}
 			if h.Cap != nil {
 				lh.CapCount, lh.CapWindow = h.Cap.Count, h.Cap.Window
