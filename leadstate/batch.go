@@ -14,21 +14,52 @@ func (s *Store) ApplyMany(ctx context.Context, us []Update) ([]Result, error) {
 	if len(us) == 0 {
 		return nil, nil
 	}
-	// Load the script once so the pipeline can use EVALSHA throughout.
-	if err := applyScript.Load(ctx, s.rdb).Err(); err != nil {
-		return nil, fmt.Errorf("loading apply script: %w", err)
+	// The pipeline uses EVALSHA; the script is loaded once per store, and
+	// again for the commands a server answered NOSCRIPT (restart, failover,
+	// a new cluster node). A NOSCRIPT command did not run, so retrying it
+	// applies it once.
+	if !s.scriptLoaded.Load() {
+		if err := applyScript.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("loading apply script: %w", err)
+		}
+		s.scriptLoaded.Store(true)
 	}
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(us))
+	keys := make([][]string, len(us))
+	args := make([][]any, len(us))
 	for i := range us {
-		keys, args, err := applyArgs(&us[i])
-		if err != nil {
+		var err error
+		if keys[i], args[i], err = applyArgs(&us[i]); err != nil {
 			return nil, err
 		}
-		cmds[i] = applyScript.EvalSha(ctx, pipe, keys, args...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("applying %d events in redis: %w", len(us), err)
+	cmds := make([]*redis.Cmd, len(us))
+	todo := make([]int, len(us))
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		pipe := s.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = applyScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return nil, fmt.Errorf("applying %d events in redis: %w", len(us), err)
+		}
+		var again []int
+		for _, i := range todo {
+			if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			if attempt > 0 {
+				return nil, fmt.Errorf("applying events in redis: script still missing after loading it: %w", cmds[again[0]].Err())
+			}
+			if err := applyScript.Load(ctx, s.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("loading apply script: %w", err)
+			}
+		}
+		todo = again
 	}
 	out := make([]Result, len(us))
 	for i, c := range cmds {

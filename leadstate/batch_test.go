@@ -94,3 +94,32 @@ func TestLinkedLeads(t *testing.T) {
 		f([]string{a, c, b, a}, map[string]string{a: lead, b: lead, c: ""})
 	})
 }
+
+// After the servers lose their script cache (restart, failover), ApplyMany
+// reloads the script and applies every update exactly once.
+func TestApplyManyAfterScriptFlush(t *testing.T) {
+	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+		ctx := context.Background()
+		lead := newID("lead")
+		update := func(id string) leadstate.Update {
+			return leadstate.Update{Subject: leadstate.Lead(lead), DedupID: id, TriggerEventID: id, Models: []leadstate.ModelUpdate{{
+				Name: "m", Threshold: 1000, RearmBelow: 500, Hits: []leadstate.Hit{{Rule: "r", Points: 10, TimeMs: 1_000_000}}}}}
+		}
+		if _, err := s.ApplyMany(ctx, []leadstate.Update{update("e1")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Client().ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.ApplyMany(ctx, []leadstate.Update{update("e2"), update("e3"), update("e2")})
+		if err != nil {
+			t.Fatalf("ApplyMany after SCRIPT FLUSH: %v", err)
+		}
+		if !res[0].Applied || !res[1].Applied || res[2].Applied {
+			t.Fatalf("applied flags %v %v %v, want true true false", res[0].Applied, res[1].Applied, res[2].Applied)
+		}
+		if v := s.Client().HGet(ctx, key(leadstate.Lead(lead), "m:m"), "v").Val(); v != "30" {
+			t.Fatalf("score after reload = %s, want 30 (each event once)", v)
+		}
+	})
+}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -142,7 +143,8 @@ var applyScript = redis.NewScript(applyLua)
 
 // Store reads and writes lead state.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb          redis.UniversalClient
+	scriptLoaded atomic.Bool // apply script loaded (ApplyMany pipelines EVALSHA)
 }
 
 // NewStore returns a Store on rdb.

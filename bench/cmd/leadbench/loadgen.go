@@ -17,9 +17,6 @@ import (
 // worker w and returns how many events it carries.
 type requestFn func(w int, seq uint64, req *fasthttp.Request) (events int)
 
-// doneFn, when set, is told of every finished request (also during warm-up).
-type doneFn func(w int, seq uint64, sent, done time.Time, code int)
-
 // load describes one run of the load generator against a loopback address.
 type load struct {
 	addr    string // 127.0.0.1:port only
@@ -27,7 +24,6 @@ type load struct {
 	warmup  time.Duration
 	measure time.Duration
 	build   requestFn
-	done    doneFn
 	// rate, when > 0, paces requests open-loop at this many requests per
 	// second in total (each worker sends on its own fixed schedule and
 	// catches up when late); 0 = closed loop, each worker as fast as it can.
@@ -35,7 +31,7 @@ type load struct {
 }
 
 // loadResult is what a run measured. Counts and latencies cover the
-// measured window only; the *Total fields cover warm-up and tail as well.
+// measured window only; OKEventsAll and SentAll cover the warm-up as well.
 type loadResult struct {
 	Requests    int64            `json:"requests"`
 	Events      int64            `json:"events"`
@@ -140,9 +136,6 @@ func (l load) run(ctx context.Context) (loadResult, error) {
 				sentAll.Add(1)
 				if code == fasthttp.StatusOK {
 					okAll.Add(int64(nev))
-				}
-				if l.done != nil {
-					l.done(w, n, sent, done, code)
 				}
 				if !inWindow || !measuring.Load() {
 					continue
