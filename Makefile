@@ -4,13 +4,16 @@ GO ?= go
 BIN := bin/leadstream
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help deps npm build run test lint vet fmt-check unit e2e bench bench-go beacon clean
+.PHONY: help deps test-deps npm build run test lint vet fmt-check unit e2e bench bench-go beacon clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## install the Debian packages leadstream runs on (redis, clickhouse, kcat, chromium) when missing
+deps: ## install the Debian packages leadstream runs on (redis, clickhouse, kcat) when missing
 	@bash deploy/install-deps.sh
+
+test-deps: ## deps plus what only the tests need (chromium, Node.js, npm)
+	@bash deploy/install-deps.sh --test
 
 # The real-client tests' Node.js packages (playwright-core, analytics-node,
 # terser), pinned by e2e/package-lock.json; reinstalled when the lock changes.
@@ -36,16 +39,16 @@ vet: ## go vet
 
 lint: fmt-check vet ## gofmt check and go vet
 
-test: deps npm lint ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics-node), race detector on
+test: test-deps npm lint ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics-node), race detector on
 	$(GO) run ./internal/localsvc/cmd/withsvc -cluster -- $(GO) test -race -count=1 -timeout 20m ./...
 
-e2e: deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-client), browser (chromium) and Segment SDK
+e2e: test-deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-client), browser (chromium) and Segment SDK
 	$(GO) run ./internal/localsvc/cmd/withsvc -- $(GO) test -race -count=1 -run 'E2E' -v ./cmd/... ./e2e/...
 
 beacon: npm ## minify ingest/beacon/ls.js into ls.min.js (commit both) and print its size
 	cd e2e && node minify.mjs
 
-bench: deps ## the benchmark harness: every stage against its ceiling in one run (~10 min; BENCH_FLAGS=-quick for ~2)
+bench: deps ## the benchmark harness: every stage against its ceiling in one run (~4 min; BENCH_FLAGS=-quick for ~1.5)
 	$(GO) run ./bench/cmd/leadbench $(BENCH_FLAGS)
 
 bench-go: deps ## Go micro-benchmarks (matching, encoding, decoding, Redis apply, ClickHouse insert) against real services

@@ -4,7 +4,7 @@
 # real-browser tests in e2e/ (Node.js and npm are expected on the machine).
 # Idempotent: does nothing when they are all present.
 #
-#   deploy/install-deps.sh [EXTRA_PACKAGE...]
+#   deploy/install-deps.sh [--test] [EXTRA_PACKAGE...]
 #
 # Extra arguments are Debian packages installed as well if missing
 # (e.g. `deploy/install-deps.sh chromium`). As root with apt-get available the
@@ -23,14 +23,25 @@ declare -A pkg_of=(
 	[chromium]=chromium
 )
 
+# --test adds what only the tests need: chromium, Node.js and npm.
+cmds=(redis-server redis-cli clickhouse-server clickhouse-client kcat)
+tests=false
+if [[ ${1:-} == --test ]]; then
+	tests=true
+	cmds+=(chromium)
+	shift
+fi
+
 missing=()
-for cmd in redis-server redis-cli clickhouse-server clickhouse-client kcat chromium; do
+for cmd in "${cmds[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
 done
-# Node.js and npm run the e2e tests' clients (playwright-core, analytics-node).
-# Any Node.js >= 18 does; Debian's packages are the fallback when none is there.
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+if $tests; then
+	# Node.js and npm run the e2e tests' clients (playwright-core, analytics-node).
+	# Any Node.js >= 18 does; Debian's packages are the fallback when none is there.
+	command -v node >/dev/null 2>&1 || missing+=(nodejs)
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 for pkg in "$@"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
 		missing+=("$pkg")
