@@ -189,17 +189,7 @@ func (d *dev) query(q string) (string, error) {
 // eventually polls f until it reports true.
 func eventually(t *testing.T, what string, timeout time.Duration, f func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := f()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s; last state: %s", what, timeout, last)
+	testsvc.Eventually(t, what, timeout, 200*time.Millisecond, f)
 }
 
 // rows waits until q returns want, then returns it.

@@ -229,17 +229,7 @@ func (r *running) metric(t *testing.T, name, result string) float64 {
 // eventually polls f until it reports true, failing with its last state after timeout.
 func eventually(t *testing.T, what string, timeout time.Duration, f func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := f()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s; last state: %s", what, timeout, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsvc.Eventually(t, what, timeout, 20*time.Millisecond, f)
 }
 
 // modelState returns the raw v and t fields of a lead's model hash (see the leadstate key layout).

@@ -162,17 +162,7 @@ func clickhouse(t *testing.T, addr, q string) string {
 
 func eventually(t *testing.T, what string, timeout time.Duration, f func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := f()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s; last state: %s", what, timeout, last)
+	testsvc.Eventually(t, what, timeout, 50*time.Millisecond, f)
 }
 
 // TestE2EPipeline posts a visitor's journey over HTTP and follows it through

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -238,5 +239,22 @@ func EachRedis(t *testing.T, f func(t *testing.T, addr string)) {
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) { f(t, b.addr(t)) })
+	}
+}
+
+// Eventually polls f every interval until it reports true, and fails the test
+// with f's last state when timeout passes first.
+func Eventually(t testing.TB, what string, timeout, interval time.Duration, f func() (ok bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := f()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s; last state: %s", what, timeout, state)
+		}
+		time.Sleep(interval)
 	}
 }
