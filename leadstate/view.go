@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/scoring"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -62,8 +62,8 @@ func (s *Store) Lead(ctx context.Context, lead string, models []ModelInfo, now t
 		mv := ModelView{Threshold: m.Threshold, TopRules: []event.Reason{}}
 		if len(h) > 0 {
 			v.Known = true
-			t := parseF(h["t"])
-			mv.Behaviour = parseF(h["v"]) * decay(float64(nowMs)-t, m.HalfLife)
+			t := int64(parseF(h["t"]))
+			mv.Behaviour = scoring.ValueAt(parseF(h["v"]), t, nowMs, m.HalfLife)
 			mv.Fit = parseF(h["fit"])
 			mv.MQL = h["mql"] == "1"
 			if at, ok := h["mql_at"]; ok && mv.MQL {
@@ -71,7 +71,7 @@ func (s *Store) Lead(ctx context.Context, lead string, models []ModelInfo, now t
 				mv.MQLAt = &tm
 			}
 			if t > 0 {
-				tm := time.UnixMilli(int64(t)).UTC()
+				tm := time.UnixMilli(t).UTC()
 				mv.LastEvent = &tm
 				if v.LastActivity == nil || tm.After(*v.LastActivity) {
 					v.LastActivity = &tm
@@ -79,10 +79,10 @@ func (s *Store) Lead(ctx context.Context, lead string, models []ModelInfo, now t
 			}
 			// Rules decay to the same time as the behaviour value, which is never
 			// un-decayed to before t, so their points add up to Behaviour.
-			at := math.Max(float64(nowMs), t)
+			at := max(nowMs, t)
 			for f, val := range h {
 				if rule, ok := strings.CutPrefix(f, "r:"); ok {
-					pts := parseF(val) * decay(at-parseF(h["rt:"+rule]), m.HalfLife)
+					pts := parseF(val) * scoring.DecayFactor(at-int64(parseF(h["rt:"+rule])), m.HalfLife)
 					if pts != 0 {
 						mv.TopRules = append(mv.TopRules, event.Reason{Rule: rule, Points: pts})
 					}
@@ -150,13 +150,6 @@ func (s *Store) DropAnonymous(ctx context.Context, anon string, models []string)
 func parseF(s string) float64 {
 	f, _ := strconv.ParseFloat(s, 64)
 	return f
-}
-
-func decay(dt float64, hl time.Duration) float64 {
-	if hl <= 0 || dt <= 0 {
-		return 1
-	}
-	return math.Pow(2, -dt/float64(hl.Milliseconds()))
 }
 
 func mqlID(lead, model, trigger string) string {
