@@ -134,6 +134,13 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// ProducerConfig is the configuration of the events producer the collector
+// writes through: acks=all within ProduceTimeout, queue bounded by MaxQueueBytes.
+func (c *Config) ProducerConfig() stream.ProducerConfig {
+	return stream.ProducerConfig{Brokers: c.Kafka.Brokers, Topic: c.Kafka.Topic(stream.TopicEvents),
+		Timeout: c.ProduceTimeout, MaxQueueBytes: c.MaxQueueBytes}
+}
+
 // Producer is what the collector writes events through (stream.Producer).
 type Producer interface {
 	Produce(ctx context.Context, recs []stream.Record) error

@@ -115,9 +115,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	store := leadstate.NewStore(rdb)
 
 	reg := newRegistry()
-	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{
-		Brokers: kcfg.Brokers, Topic: kcfg.Topic(stream.TopicEvents), Timeout: icfg.ProduceTimeout, MaxQueueBytes: icfg.MaxQueueBytes,
-	}, log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
+	producer, err := stream.NewProducer(ctx, icfg.ProducerConfig(), log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
 	if err != nil {
 		return err
 	}

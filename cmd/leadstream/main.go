@@ -158,10 +158,7 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
 		log.Warn("could not create topics; expecting them to exist", "err", err)
 	}
-	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{
-		Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic(stream.TopicEvents),
-		Timeout: cfg.ProduceTimeout, MaxQueueBytes: cfg.MaxQueueBytes,
-	}, log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
+	producer, err := stream.NewProducer(ctx, cfg.ProducerConfig(), log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
 	if err != nil {
 		return fmt.Errorf("connecting to kafka: %w", err)
 	}

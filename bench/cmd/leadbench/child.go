@@ -178,10 +178,7 @@ func modelInfos(r *scoring.Rules) []leadstate.ModelInfo {
 func runCollectorChild(ctx context.Context, c childConfig, log *slog.Logger, reg *prometheus.Registry, withWorkers bool) error {
 	icfg := collectorConfig(c)
 	rules := scoring.Default()
-	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{
-		Brokers: icfg.Kafka.Brokers, Topic: icfg.Kafka.Topic(stream.TopicEvents),
-		Timeout: icfg.ProduceTimeout, MaxQueueBytes: icfg.MaxQueueBytes,
-	}, log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
+	producer, err := stream.NewProducer(ctx, icfg.ProducerConfig(), log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
 	if err != nil {
 		return fmt.Errorf("collector producer: %w", err)
 	}
