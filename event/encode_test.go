@@ -105,14 +105,26 @@ func BenchmarkUnmarshal(b *testing.B) {
 		Referrer: "https://www.google.com/", Properties: json.RawMessage(`{"url":"https://acme.example/pricing","path":"/pricing"}`),
 		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36", IP: "198.51.100.7"}
 	raw, _ := Marshal(&e)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	var out Event
-	for b.Loop() {
-		if err := Unmarshal(raw, &out); err != nil {
-			b.Fatal(err)
+	b.Run("encoding_json", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var out Event
+			if err := json.Unmarshal(raw, &out); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("Unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		b.ReportAllocs()
+		var out Event
+		for b.Loop() {
+			if err := Unmarshal(raw, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // Unmarshal stays as strict as encoding/json, also in fields it does not know:

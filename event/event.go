@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	gojson "github.com/goccy/go-json"
 )
 
 // Type is the kind of touch an event records.
@@ -131,13 +129,6 @@ func (e *Event) Validate() error {
 	return nil
 }
 
-func clone(b json.RawMessage) json.RawMessage {
-	if len(b) == 0 {
-		return nil
-	}
-	return append(json.RawMessage(nil), b...)
-}
-
 func isObject(raw json.RawMessage) bool {
 	if len(raw) == 0 {
 		return true
@@ -156,28 +147,6 @@ func isObject(raw json.RawMessage) bool {
 
 // Marshal encodes e in its topic form (see AppendJSON).
 func Marshal(e *Event) ([]byte, error) { return AppendJSON(nil, e) }
-
-// Unmarshal decodes a topic record and validates it. It is as strict as
-// encoding/json (one validating pass over the bytes) but decodes with
-// goccy/go-json, several times faster: the processor and the sink decode
-// every record.
-func Unmarshal(b []byte, e *Event) error {
-	*e = Event{}
-	if !json.Valid(b) {
-		var v any
-		return fmt.Errorf("decoding event: %w", json.Unmarshal(b, &v))
-	}
-	if err := gojson.Unmarshal(b, e); err != nil {
-		return fmt.Errorf("decoding event: %w", err)
-	}
-	// The fast decoder may share b's memory; records are short-lived, but a
-	// consumer may keep an event beyond its batch.
-	e.Properties, e.Traits = clone(e.Properties), clone(e.Traits)
-	if err := e.Validate(); err != nil {
-		return fmt.Errorf("invalid event: %w", err)
-	}
-	return nil
-}
 
 // MQL is one threshold crossing, published on "<prefix>mql" keyed by lead id.
 type MQL struct {
