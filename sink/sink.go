@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +176,31 @@ type handler struct {
 	eventsTopic, mqlTopic string
 	ok                    func()
 	rows                  rows
+	evIdx                 []int   // scratch: batch index of each events-topic record
+	errs                  []error // scratch: decode result of each
+}
+
+// minChunk is the fewest records worth a goroutine of their own.
+const minChunk = 256
+
+// parallel calls f over [0, n) split into one chunk per CPU, when n is large
+// enough to make that worthwhile, and returns when all are done.
+func parallel(n int, f func(lo, hi int)) {
+	k := min(runtime.GOMAXPROCS(0), n/minChunk)
+	if k <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for c := range k {
+		lo, hi := c*n/k, (c+1)*n/k
+		if c == k-1 {
+			f(lo, hi) // the last chunk on this goroutine
+			break
+		}
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
 }
 
 func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
@@ -190,20 +217,12 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 			reason = err.Error()
 		}
 	}
+	h.evIdx = h.evIdx[:0]
 	for i := range batch {
 		m := &batch[i]
 		switch m.Topic {
 		case h.eventsTopic:
-			r.events = append(r.events, event.Event{})
-			e := &r.events[len(r.events)-1]
-			err := event.Unmarshal(m.Value, e)
-			if err == nil {
-				err = checkEvent(e)
-			}
-			if err != nil {
-				r.events = r.events[:len(r.events)-1]
-				reject(m, err)
-			}
+			h.evIdx = append(h.evIdx, i)
 		case h.mqlTopic:
 			r.mqls = append(r.mqls, event.MQL{})
 			if err := decodeMQL(m.Value, &r.mqls[len(r.mqls)-1]); err != nil {
@@ -214,6 +233,33 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 			reject(m, fmt.Errorf("unexpected topic %q", m.Topic))
 		}
 	}
+	// Events, the bulk of every batch, are decoded on all cores; the rows
+	// keep the order of the batch.
+	n := len(h.evIdx)
+	r.events = slices.Grow(r.events[:0], n)[:n]
+	h.errs = slices.Grow(h.errs[:0], n)[:n]
+	decode := func(lo, hi int) {
+		for j := lo; j < hi; j++ {
+			e := &r.events[j]
+			err := event.Unmarshal(batch[h.evIdx[j]].Value, e)
+			if err == nil {
+				err = checkEvent(e)
+			}
+			h.errs[j] = err
+		}
+	}
+	parallel(n, decode)
+	kept := 0
+	for j := range n {
+		if h.errs[j] != nil {
+			reject(&batch[h.evIdx[j]], h.errs[j])
+			continue
+		}
+		r.events[kept] = r.events[j]
+		kept++
+	}
+	clear(r.events[kept:]) // no stale strings kept alive
+	r.events = r.events[:kept]
 	if err := h.w.write(ctx, r); err != nil {
 		return err
 	}
