@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Record is one Kafka record to produce.
@@ -23,8 +25,8 @@ type Record struct {
 type ProducerConfig struct {
 	Brokers []string
 	Topic   string
-	// MaxBatchBytes bounds one produce request per partition. Kafka's default
-	// message.max.bytes is ~1 MiB, so stay below it.
+	// MaxBatchBytes bounds one partition's batch in a produce request.
+	// Kafka's default message.max.bytes is ~1 MiB, so stay below it.
 	MaxBatchBytes int
 	// MaxQueueBytes bounds what may wait for Kafka across all partitions;
 	// beyond it Produce fails fast with ErrQueueFull (the collector answers 503).
@@ -46,87 +48,95 @@ func (c *ProducerConfig) setDefaults() {
 }
 
 // Producer writes records to one topic with acks=all and group commit: every
-// record handed to Produce while a partition's previous request is in flight
-// joins that partition's next request. Concurrent callers therefore share
-// Kafka round trips instead of paying one each, and Produce returns only once
-// Kafka has acknowledged every record it was given.
+// record handed to Produce while a broker's previous requests are in flight
+// joins that broker's next produce request, which carries the batches of all
+// its partitions. Concurrent callers therefore share Kafka round trips
+// instead of paying one each, and Produce returns only once Kafka has
+// acknowledged every record it was given.
+//
+// The Kafka client underneath is franz-go's kgo: idempotent (so records of a
+// partition stay in order with several requests in flight, and a retried
+// request is not written twice), no linger, no compression.
 //
 // Records are partitioned by murmur2 of the key (the Java client's default), so
 // other Kafka clients agree on which partition a key lives in.
 type Producer struct {
 	cfg     ProducerConfig
-	client  *kafka.Client
+	client  *kgo.Client
 	log     *slog.Logger
 	m       *producerMetrics
-	parts   []*partQueue
 	ids     []int
 	queued  atomic.Int64
 	closed  atomic.Bool
-	wg      sync.WaitGroup
-	stop    chan struct{}
 	healthy atomic.Bool
-}
-
-type pending struct {
-	rec Record
-	w   *waiter
+	mu      sync.RWMutex // held for reading while handing records to the client; Close takes it for writing
 }
 
 // waiter completes when every record of one Produce call has an outcome.
+// Promises of one client are called serially, so the fields other than
+// done need no lock; done is closed by the last one.
 type waiter struct {
-	left atomic.Int32
-	mu   sync.Mutex
-	err  error
-	done chan struct{}
+	p      *Producer
+	left   int
+	failed int
+	bytes  int64
+	err    error
+	done   chan struct{}
 }
 
-func (w *waiter) finish(err error) {
+func (w *waiter) promise(r *kgo.Record, err error) {
 	if err != nil {
-		w.mu.Lock()
+		w.failed++
 		if w.err == nil {
 			w.err = err
 		}
-		w.mu.Unlock()
 	}
-	if w.left.Add(-1) == 0 {
-		close(w.done)
+	w.left--
+	if w.left == 0 {
+		w.p.finish(w)
 	}
 }
 
-type partQueue struct {
-	id     int
-	mu     sync.Mutex
-	queue  []pending
-	bytes  int
-	notify chan struct{}
-}
-
-// NewProducer looks up the topic's partitions and starts one flusher per partition.
+// NewProducer looks up the topic's partitions and connects a client.
 func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer) (*Producer, error) {
 	cfg.setDefaults()
 	if len(cfg.Brokers) == 0 {
 		return nil, ErrNoBrokers
 	}
-	client := newClient(cfg.Brokers, cfg.Timeout)
-	n, err := partitionCount(ctx, client, cfg.Topic)
+	n, err := partitionCount(ctx, newClient(cfg.Brokers, cfg.Timeout), cfg.Topic)
 	if err != nil {
 		return nil, err
 	}
 	p := &Producer{
-		cfg:    cfg,
-		client: client,
-		log:    log.With("topic", cfg.Topic),
-		m:      newProducerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"topic": cfg.Topic}, reg)),
-		stop:   make(chan struct{}),
+		cfg: cfg,
+		log: log.With("topic", cfg.Topic),
+		m:   newProducerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"topic": cfg.Topic}, reg)),
+	}
+	for i := range n {
+		p.ids = append(p.ids, i)
+	}
+	p.client, err = kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // a 200 to the client means durably replicated
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0), // group commit: what arrives during a request goes into the next
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxBatchBytes)),
+		// The queue is bounded in bytes by Produce; the client must never block.
+		kgo.MaxBufferedRecords(math.MaxInt32),
+		// The client allows no record timeout under 1s; Produce enforces a
+		// shorter Timeout itself.
+		kgo.RecordDeliveryTimeout(max(cfg.Timeout, time.Second)),
+		kgo.ProduceRequestTimeout(max(cfg.Timeout, time.Second)),
+		kgo.MetadataMinAge(time.Second),
+		kgo.MetadataMaxAge(time.Minute),
+		kgo.WithHooks(produceHooks{p.m}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer for %s: %w", cfg.Topic, err)
 	}
 	p.healthy.Store(true)
-	for i := range n {
-		q := &partQueue{id: i, notify: make(chan struct{}, 1)}
-		p.parts = append(p.parts, q)
-		p.ids = append(p.ids, i)
-		p.wg.Add(1)
-		go p.flushLoop(q)
-	}
 	return p, nil
 }
 
@@ -148,9 +158,6 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if p.closed.Load() {
-		return ErrClosed
-	}
 	var size int64
 	for i := range recs {
 		size += int64(len(recs[i].Key) + len(recs[i].Value))
@@ -160,23 +167,36 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 		p.m.rejected.Add(float64(len(recs)))
 		return ErrQueueFull
 	}
-	w := &waiter{done: make(chan struct{})}
-	w.left.Store(int32(len(recs)))
-	for _, r := range recs {
-		q := p.parts[p.Partition(r.Key)]
-		q.mu.Lock()
-		q.queue = append(q.queue, pending{rec: r, w: w})
-		q.bytes += len(r.Key) + len(r.Value)
-		q.mu.Unlock()
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
+	p.mu.RLock()
+	if p.closed.Load() {
+		p.mu.RUnlock()
+		p.queued.Add(-size)
+		return ErrClosed
 	}
+	w := &waiter{p: p, left: len(recs), bytes: size, done: make(chan struct{})}
+	krs := make([]kgo.Record, len(recs))
+	for i, r := range recs {
+		kr := &krs[i]
+		kr.Key, kr.Value = r.Key, r.Value
+		kr.Partition = int32(p.Partition(r.Key))
+		// The records outlive ctx on purpose: once queued they may be
+		// written, and RecordDeliveryTimeout bounds how long they wait.
+		p.client.TryProduce(context.Background(), kr, w.promise)
+	}
+	p.mu.RUnlock()
 	p.m.queueBytes.Set(float64(p.queued.Load()))
+	var timeout <-chan time.Time
+	if p.cfg.Timeout < time.Second {
+		t := time.NewTimer(p.cfg.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case <-w.done:
 		return w.err
+	case <-timeout:
+		p.healthy.Store(false)
+		return fmt.Errorf("%w: producing to %s: no acknowledgement within %s", ErrUnavailable, p.cfg.Topic, p.cfg.Timeout)
 	case <-ctx.Done():
 		// The records stay queued and may still be written; the caller was
 		// told nothing was, which is safe because consumers dedup by event id.
@@ -184,112 +204,67 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	}
 }
 
-func (p *Producer) flushLoop(q *partQueue) {
-	defer p.wg.Done()
-	for {
-		select {
-		case <-q.notify:
-		case <-p.stop:
-			// Drain what was queued before Close so no caller is left waiting.
-			for p.flushOnce(q) {
-			}
-			return
-		}
-		for p.flushOnce(q) {
-		}
-	}
-}
-
-// flushOnce sends up to MaxBatchBytes of q's queue and reports whether it sent anything.
-func (p *Producer) flushOnce(q *partQueue) bool {
-	q.mu.Lock()
-	if len(q.queue) == 0 {
-		q.mu.Unlock()
-		return false
-	}
-	n, bytes := 0, 0
-	for n < len(q.queue) {
-		sz := len(q.queue[n].rec.Key) + len(q.queue[n].rec.Value)
-		if n > 0 && bytes+sz > p.cfg.MaxBatchBytes {
-			break
-		}
-		bytes += sz
-		n++
-	}
-	batch := make([]pending, n)
-	copy(batch, q.queue[:n])
-	q.queue = append(q.queue[:0], q.queue[n:]...)
-	q.bytes -= bytes
-	q.mu.Unlock()
-
-	err := p.send(q.id, batch)
-	p.queued.Add(-int64(bytes))
+// finish runs once per Produce call, when its last record has an outcome.
+func (p *Producer) finish(w *waiter) {
+	p.queued.Add(-w.bytes)
 	p.m.queueBytes.Set(float64(p.queued.Load()))
-	for i := range batch {
-		batch[i].w.finish(err)
+	if n := float64(w.failed); n > 0 {
+		p.m.failed.Add(n)
 	}
-	return true
-}
-
-// send produces one batch to a partition, retrying transient failures until the timeout.
-func (p *Producer) send(partition int, batch []pending) error {
-	recs := make([]kafka.Record, len(batch))
-	for i := range batch {
-		recs[i] = kafka.Record{Key: kafka.NewBytes(batch[i].rec.Key), Value: kafka.NewBytes(batch[i].rec.Value)}
-	}
-	start := time.Now()
-	deadline := start.Add(p.cfg.Timeout)
-	backoff := 20 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		res, err := p.client.Produce(ctx, &kafka.ProduceRequest{
-			Topic:        p.cfg.Topic,
-			Partition:    partition,
-			RequiredAcks: kafka.RequireAll, // a 200 to the client means durably replicated
-			Records:      kafka.NewRecordReader(recs...),
-		})
-		cancel()
-		if err == nil && res != nil && res.Error != nil {
-			err = res.Error
-		}
-		if err == nil {
+	if w.err == nil {
+		if !p.healthy.Load() {
 			p.healthy.Store(true)
-			p.m.records.Add(float64(len(batch)))
-			p.m.batches.Observe(float64(len(batch)))
-			p.m.latency.Observe(time.Since(start).Seconds())
-			return nil
+			p.log.Info("produce recovered")
 		}
-		p.m.errors.Inc()
-		if time.Now().Add(backoff).After(deadline) || !retriable(err) {
-			p.healthy.Store(false)
-			p.m.failed.Add(float64(len(batch)))
-			p.log.Warn("produce failed", "partition", partition, "records", len(batch), "attempts", attempt, "err", err)
-			return fmt.Errorf("%w: producing to %s/%d: %v", ErrUnavailable, p.cfg.Topic, partition, err)
+	} else {
+		switch {
+		case errors.Is(w.err, kgo.ErrClientClosed):
+			w.err = ErrClosed
+		case errors.Is(w.err, kgo.ErrMaxBuffered):
+			w.err = ErrQueueFull
+		default:
+			if p.healthy.Swap(false) {
+				p.log.Warn("produce failed", "records", w.failed, "err", w.err)
+			}
+			w.err = fmt.Errorf("%w: producing to %s: %v", ErrUnavailable, p.cfg.Topic, w.err)
 		}
-		// Reset record readers: a failed attempt may have consumed them.
-		for i := range batch {
-			recs[i] = kafka.Record{Key: kafka.NewBytes(batch[i].rec.Key), Value: kafka.NewBytes(batch[i].rec.Value)}
-		}
-		time.Sleep(backoff)
-		backoff = min(backoff*2, time.Second)
 	}
+	close(w.done)
 }
 
-func retriable(err error) bool {
-	var ke kafka.Error
-	if errors.As(err, &ke) {
-		return ke.Temporary()
-	}
-	// Network errors, timeouts and connection resets: the broker may be back.
-	return !errors.Is(err, context.Canceled)
+// produceHooks feeds the producer metrics from the client.
+type produceHooks struct{ m *producerMetrics }
+
+func (h produceHooks) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, bm kgo.ProduceBatchMetrics) {
+	h.m.records.Add(float64(bm.NumRecords))
+	h.m.batches.Observe(float64(bm.NumRecords))
 }
 
-// Close flushes what is queued and stops the flushers.
+func (h produceHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	if key != 0 { // produce requests only
+		return
+	}
+	if e2e.Err() != nil {
+		h.m.errors.Inc()
+		return
+	}
+	h.m.latency.Observe(e2e.DurationE2E().Seconds())
+}
+
+// Close flushes what is queued and stops the client.
 func (p *Producer) Close() error {
+	p.mu.Lock()
 	if p.closed.Swap(true) {
+		p.mu.Unlock()
 		return nil
 	}
-	close(p.stop)
-	p.wg.Wait()
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout+time.Second)
+	defer cancel()
+	err := p.client.Flush(ctx)
+	p.client.Close()
+	if err != nil {
+		return fmt.Errorf("flushing kafka producer: %w", err)
+	}
 	return nil
 }

@@ -192,8 +192,8 @@ func TestEnsureTopics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if len(p.parts) != 3 {
-		t.Fatalf("x.mql has %d partitions, want 3", len(p.parts))
+	if len(p.ids) != 3 {
+		t.Fatalf("x.mql has %d partitions, want 3", len(p.ids))
 	}
 }
 
