@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/internal/jsonx"
 )
 
 // Segment's documented limits.
@@ -109,6 +110,11 @@ func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Even
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, errField(where, "malformed JSON: %v", err)
 	}
+	return mapMessage(&m, raw, where, forceType, r)
+}
+
+// mapMessage is decodeMessage after the JSON decoding of raw into m.
+func mapMessage(m *segMessage, raw []byte, where, forceType string, r *request) (*event.Event, error) {
 	typ := m.Type
 	if forceType != "" {
 		if typ != "" && typ != forceType {
@@ -191,7 +197,7 @@ func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Even
 	if e.Type == event.PageView {
 		pageFromProperties(e, m.Properties)
 	}
-	if e.EventTime, err = eventTime(&m, r, where); err != nil {
+	if e.EventTime, err = eventTime(m, r, where); err != nil {
 		return nil, err
 	}
 	e.ID = m.MessageID
@@ -213,6 +219,12 @@ func idString(raw json.RawMessage, field string) (string, error) {
 	}
 	switch raw[0] {
 	case '"':
+		if s, ok := plainString(raw); ok {
+			if len(s) > 256 {
+				return "", errField(field, "is longer than 256 characters")
+			}
+			return strings.TrimSpace(s), nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", errField(field, "malformed string")
@@ -225,6 +237,21 @@ func idString(raw json.RawMessage, field string) (string, error) {
 		return string(raw), nil // Segment accepts numeric ids
 	}
 	return "", errField(field, "must be a string or a number")
+}
+
+// plainString returns the value of the JSON string raw when it holds only
+// printable ASCII and no escape, the common case that needs no decoder (its
+// bytes are its value); ok is false otherwise.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		if c < 0x20 || c >= 0x7f || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(raw[1 : len(raw)-1]), true
 }
 
 func checkObject(raw json.RawMessage, field string) error {
@@ -285,7 +312,12 @@ func fillFromURL(e *event.Event) {
 			e.Path = "/"
 		}
 	}
-	q := u.Query()
+	// Parsing the query allocates a map; without "utm_" in it (and nothing
+	// percent-encoded that could spell it) every lookup below is empty.
+	var q url.Values
+	if strings.Contains(u.RawQuery, "utm_") || strings.Contains(u.RawQuery, "%") {
+		q = u.Query()
+	}
 	e.UTMSource = firstNonEmpty(e.UTMSource, q.Get("utm_source"))
 	e.UTMMedium = firstNonEmpty(e.UTMMedium, q.Get("utm_medium"))
 	e.UTMCampaign = firstNonEmpty(e.UTMCampaign, q.Get("utm_campaign"))
@@ -360,4 +392,129 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// decodeBatch decodes a /v1/batch body that passed validJSON. The usual body
+// (the four known keys spelt exactly, each once, plain strings) is cut into
+// its messages without a decoder: each message is a sub-slice of body. Any
+// other body goes through the JSON decoder, which gives the same result for
+// the usual ones.
+func decodeBatch(body []byte) (segBatch, error) {
+	if b, ok := splitBatch(body); ok {
+		return b, nil
+	}
+	var b segBatch
+	err := json.Unmarshal(body, &b)
+	return b, err
+}
+
+// splitBatch is decodeBatch's fast path; ok is false when it does not apply.
+func splitBatch(body []byte) (b segBatch, ok bool) {
+	i := jsonx.SkipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return b, false
+	}
+	var seen [4]bool
+	i = jsonx.SkipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return b, true
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
+			return b, false
+		}
+		end, escaped, ok := jsonx.SkipString(body, i)
+		if !ok || escaped {
+			return b, false
+		}
+		key := body[i+1 : end-1]
+		i = jsonx.SkipSpace(body, end)
+		if i >= len(body) || body[i] != ':' {
+			return b, false
+		}
+		i = jsonx.SkipSpace(body, i+1)
+		start := i
+		if i, ok = jsonx.SkipValue(body, i); !ok {
+			return b, false
+		}
+		val := body[start:i]
+		k := -1
+		switch string(key) {
+		case "batch":
+			k = 0
+			if val[0] == 'n' { // null
+				break
+			}
+			if val[0] != '[' {
+				return b, false
+			}
+			b.Batch = make([]json.RawMessage, 0, 64)
+			j := jsonx.SkipSpace(val, 1)
+			if val[j] == ']' {
+				break
+			}
+			for {
+				s := j
+				if j, ok = jsonx.SkipValue(val, j); !ok {
+					return b, false
+				}
+				b.Batch = append(b.Batch, val[s:j:j])
+				j = jsonx.SkipSpace(val, j)
+				if val[j] == ']' {
+					break
+				}
+				if val[j] != ',' {
+					return b, false
+				}
+				j = jsonx.SkipSpace(val, j+1)
+			}
+		case "writeKey", "sentAt":
+			k = 1
+			str := ""
+			if val[0] != 'n' { // null leaves it empty
+				if str, ok = plainString(val); !ok {
+					return b, false
+				}
+			}
+			if key[0] == 'w' {
+				b.WriteKey = str
+			} else {
+				k = 2
+				b.SentAt = str
+			}
+		case "context":
+			k = 3
+			b.Context = json.RawMessage(val[:len(val):len(val)])
+		default:
+			// A key the decoder would match regardless of case, or one it
+			// might fold from non-ASCII letters, is left to it.
+			for _, c := range key {
+				if c >= 0x80 {
+					return b, false
+				}
+			}
+			for _, known := range []string{"batch", "writeKey", "sentAt", "context"} {
+				if strings.EqualFold(string(key), known) {
+					return b, false
+				}
+			}
+		}
+		if k >= 0 {
+			if seen[k] {
+				return b, false // a repeated key: the decoder's rules apply
+			}
+			seen[k] = true
+		}
+		i = jsonx.SkipSpace(body, i)
+		if i >= len(body) {
+			return b, false
+		}
+		if body[i] == '}' {
+			return b, jsonx.SkipSpace(body, i+1) == len(body)
+		}
+		if body[i] != ',' {
+			return b, false
+		}
+		i = jsonx.SkipSpace(body, i+1)
+	}
 }

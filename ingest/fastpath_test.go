@@ -1,0 +1,122 @@
+package ingest
+
+import (
+	"bytes"
+	stdjson "encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	json "github.com/goccy/go-json"
+)
+
+// The batch fast path cuts the same messages out of a body as the decoder.
+func FuzzSplitBatch(f *testing.F) {
+	f.Add(benchBatch(3))
+	f.Add([]byte(`{"batch":[],"writeKey":"k"}`))
+	f.Add([]byte(` { "batch" : [ {"type":"track"} , null ,1,"x",[ ]] , "sentAt":null, "context":{"library":{"name":"ls.js"}} } `))
+	f.Add([]byte(`{"batch":null,"context":null,"other":{"a":[1,2]}}`))
+	f.Add([]byte(`{"Batch":[{}],"batch":[]}`))
+	f.Add([]byte(`{"batch":[{}],"batch":[]}`))
+	f.Add([]byte(`{"writeKey":"a\u0062"}`))
+	f.Add([]byte(`{"writekey":"x","batch":[{}]}`))
+	f.Add([]byte(`{"batch":{}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if validJSON(body) != nil {
+			return
+		}
+		fast, ok := splitBatch(body)
+		if !ok {
+			return
+		}
+		var want segBatch
+		if err := json.Unmarshal(body, &want); err != nil {
+			t.Fatalf("fast path took %q, the decoder fails: %v", body, err)
+		}
+		if (fast.Batch == nil) != (want.Batch == nil) || len(fast.Batch) != len(want.Batch) {
+			t.Fatalf("%q: batch %q, decoder %q", body, fast.Batch, want.Batch)
+		}
+		for i := range fast.Batch {
+			if !bytes.Equal(fast.Batch[i], want.Batch[i]) {
+				t.Fatalf("%q: batch[%d] %q, decoder %q", body, i, fast.Batch[i], want.Batch[i])
+			}
+		}
+		if fast.WriteKey != want.WriteKey || fast.SentAt != want.SentAt || (fast.Context == nil) != (want.Context == nil) || !bytes.Equal(fast.Context, want.Context) {
+			t.Fatalf("%q: fast %+v, decoder %+v", body, fast, want)
+		}
+	})
+}
+
+// decodeMessage with its fast paths gives the event (or error) the collector
+// gave before them.
+func FuzzDecodeMessageMatchesReference(f *testing.F) {
+	for _, raw := range bytes.Split(bytes.TrimSuffix(bytes.TrimPrefix(benchBatch(2), []byte(`{"batch":[`)), []byte(`],"sentAt":"2026-11-22T16:39:58.300Z"}`)), []byte("},{")) {
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"type":"page","anonymousId":" a\u00e9 ","properties":{"url":"https://x.example/p?utm_source=g&a=%75tm_x"}}`))
+	f.Add([]byte(`{"type":"page","anonymousId":"a\tb","properties":{"URL":"https://x.example/p?x=1","Path":5}}`))
+	f.Add([]byte(`{"type":"track","userId":"u","event":"e","context":{"page":{"url":"https://x.example/?utm%5Fsource=s&utm_medium=m;x"}}}`))
+	f.Add([]byte(`{"type":"page","userId":"é","properties":{"url":"::"}}`))
+	f.Add([]byte(`{"type":"page","userId":"\u00e9","properties":{"url":"http://x/a%2Fb?utm_term=a+b"}}`))
+	r := &request{writeKeyID: "wk", receivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC), ip: "192.0.2.1", userAgent: "ua"}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if validJSON(b) != nil {
+			return
+		}
+		e, err := decodeMessage(b, "m", "", r)
+		we, werr := refDecodeMessage(b, "m", "", r)
+		if fmt.Sprint(err) != fmt.Sprint(werr) {
+			t.Fatalf("%q: error %v, reference %v", b, err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(e, we) {
+			t.Fatalf("%q:\n got %+v\nwant %+v", b, e, we)
+		}
+	})
+}
+
+func TestPlainString(t *testing.T) {
+	for _, s := range []string{`""`, `"abc"`, `" a b "`, `"a\"b"`, `"a\\b"`, `"é"`, "\"a\x7fb\"", `"\u0041"`, `"<&>"`} {
+		var want string
+		if err := stdjson.Unmarshal([]byte(s), &want); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := plainString([]byte(s)); ok && got != want {
+			t.Errorf("plainString(%s) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// The single-event endpoints decode their body once; the answers are those of
+// the two-step decode (write key, then message): 401 before 400, same errors.
+func TestSingleEventAnswers(t *testing.T) {
+	s := startServer(t, nil)
+	good, bad := "Authorization: Basic "+basic(testKey), "Authorization: Basic "+basic("nope")
+	for _, c := range []struct {
+		body, auth string
+		code       int
+		want       string
+	}{
+		{`{"userId":"u","event":"e"}`, good, 200, `{"success":true,"accepted":1}`},
+		{`{"userId":"u","event":"e","writeKey":"` + testKey + `"}`, "", 200, `{"success":true,"accepted":1}`},
+		{`{"userId":"u","event":5}`, bad, 401, "unknown or missing write key"},
+		{`{"userId":"u","event":5,"writeKey":"nope"}`, "", 401, "unknown or missing write key"},
+		{`{"userId":"u","event":5}`, good, 400, `"track: malformed JSON: `},
+		{`{"userId":"u","event":"e","writeKey":5}`, bad, 400, `"malformed JSON: `},
+		{`{"userId":"u","event":"e","writeKey":5}`, good, 400, `"malformed JSON: `},
+		{`{"userId":"u"}`, bad, 401, "unknown or missing write key"},
+		{`{"userId":"u"}`, good, 400, `track.event: is required for track`},
+		{`{"userId":"u","event":"e"`, bad, 400, `malformed JSON`},
+	} {
+		var headers []string
+		if c.auth != "" {
+			headers = append(headers, c.auth)
+		}
+		res, body := s.do(t, "POST", "/v1/track", c.body, headers...)
+		if res.StatusCode != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("%s (%s): %d %s, want %d with %q", c.body, c.auth, res.StatusCode, body, c.code, c.want)
+		}
+	}
+}
