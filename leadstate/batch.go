@@ -2,9 +2,13 @@ package leadstate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
+	"github.com/leadstream/leadstream/event"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -99,4 +103,154 @@ func (s *Store) LinkedLeads(ctx context.Context, anons []string) (map[string]str
 		out[a] = v
 	}
 	return out, nil
+}
+
+// History is an anonymous visitor's state as AnonymousHistory returns it.
+type History struct {
+	Hits map[string][]Hit // per model
+	Seen []string         // event ids it applied
+}
+
+// AnonymousHistories reads AnonymousHistory of many visitors in one pipeline.
+func (s *Store) AnonymousHistories(ctx context.Context, anons []string, models []string) ([]History, error) {
+	if len(anons) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	hashes := make([][]*redis.MapStringStringCmd, len(anons))
+	seen := make([]*redis.StringSliceCmd, len(anons))
+	for a, anon := range anons {
+		subj := Anon(anon)
+		hashes[a] = make([]*redis.MapStringStringCmd, len(models))
+		for i, m := range models {
+			hashes[a][i] = pipe.HGetAll(ctx, subj.key("m:"+m))
+		}
+		seen[a] = pipe.SMembers(ctx, subj.key("seen"))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading anonymous history: %w", err)
+	}
+	out := make([]History, len(anons))
+	for a := range anons {
+		out[a] = History{Hits: historyHits(hashes[a], models), Seen: seen[a].Val()}
+	}
+	return out, nil
+}
+
+// historyHits turns a visitor's model hashes into per-model hits, sorted by rule.
+func historyHits(cmds []*redis.MapStringStringCmd, models []string) map[string][]Hit {
+	hits := make(map[string][]Hit, len(models))
+	for i, m := range models {
+		h := cmds[i].Val()
+		for f, val := range h {
+			if rule, ok := strings.CutPrefix(f, "r:"); ok {
+				hits[m] = append(hits[m], Hit{Rule: rule, Points: parseF(val), TimeMs: int64(parseF(h["rt:"+rule]))})
+			}
+		}
+		// Map order is random; a fixed order keeps float sums reproducible.
+		sort.Slice(hits[m], func(a, b int) bool { return hits[m][a].Rule < hits[m][b].Rule })
+	}
+	return hits
+}
+
+// Merged is an anonymous visitor whose history was applied to a lead.
+type Merged struct {
+	Anon, Lead string
+}
+
+// LinkMerged records each visitor's link to its lead and then deletes the
+// visitor's merged state (Link followed by DropAnonymous), all in one
+// pipeline. The steps of one visitor run in order on its hash slot; visitors
+// are handled in the given order, so the last link of a visitor wins.
+func (s *Store) LinkMerged(ctx context.Context, ms []Merged, models []string) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, m := range ms {
+		pipe.Set(ctx, Anon(m.Anon).key("lead"), m.Lead, 0)
+		pipe.Del(ctx, anonStateKeys(m.Anon, models)...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("linking and dropping %d merged visitors: %w", len(ms), err)
+	}
+	return nil
+}
+
+// TraitsMany reads the stored traits of many leads in one pipeline; leads
+// without traits are missing from the result.
+func (s *Store) TraitsMany(ctx context.Context, leads []string) (map[string]map[string]any, error) {
+	out := make(map[string]map[string]any, len(leads))
+	if len(leads) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make(map[string]*redis.StringCmd, len(leads))
+	for _, l := range leads {
+		if _, ok := cmds[l]; !ok {
+			cmds[l] = pipe.HGet(ctx, Lead(l).key("profile"), "traits")
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reading traits: %w", err)
+	}
+	for l, c := range cmds {
+		raw, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading traits: %w", err)
+		}
+		var t map[string]any
+		if err := json.Unmarshal([]byte(raw), &t); err != nil {
+			return nil, fmt.Errorf("decoding stored traits: %w", err)
+		}
+		if t != nil {
+			out[l] = t
+		}
+	}
+	return out, nil
+}
+
+// SetTraitsMany stores the merged traits of many leads in one pipeline.
+func (s *Store) SetTraitsMany(ctx context.Context, traits map[string]map[string]any) error {
+	if len(traits) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for l, t := range traits {
+		b, err := json.Marshal(t)
+		if err != nil {
+			return fmt.Errorf("encoding traits: %w", err)
+		}
+		pipe.HSet(ctx, Lead(l).key("profile"), "traits", b)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("writing traits of %d leads: %w", len(traits), err)
+	}
+	return nil
+}
+
+// AckOutboxMany removes MQL records that Kafka acknowledged, of any leads, in one pipeline.
+func (s *Store) AckOutboxMany(ctx context.Context, ms []event.MQL) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	byLead := make(map[string][]string, len(ms))
+	var leads []string
+	for _, m := range ms {
+		if _, ok := byLead[m.LeadID]; !ok {
+			leads = append(leads, m.LeadID)
+		}
+		byLead[m.LeadID] = append(byLead[m.LeadID], m.MQLID)
+	}
+	pipe := s.rdb.Pipeline()
+	for _, l := range leads {
+		pipe.HDel(ctx, Lead(l).key("outbox"), byLead[l]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("clearing mql outboxes of %d leads: %w", len(leads), err)
+	}
+	return nil
 }

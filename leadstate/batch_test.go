@@ -3,8 +3,10 @@ package leadstate_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
+	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
 )
 
@@ -120,6 +122,104 @@ func TestApplyManyAfterScriptFlush(t *testing.T) {
 		}
 		if v := s.Client().HGet(ctx, key(leadstate.Lead(lead), "m:m"), "v").Val(); v != "30" {
 			t.Fatalf("score after reload = %s, want 30 (each event once)", v)
+		}
+	})
+}
+
+// The batched helpers of the processor's merge and identify paths do in one
+// pipeline what their one-at-a-time forms do: AnonymousHistories reads what
+// AnonymousHistory reads, LinkMerged links (the last link of a visitor wins)
+// and drops the visitor's state, TraitsMany/SetTraitsMany round-trip traits,
+// AckOutboxMany clears exactly the given records of several leads.
+func TestBatchHelpers(t *testing.T) {
+	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+		ctx := context.Background()
+		models := []string{"m", "other"}
+		a, b, empty := newID("anon"), newID("anon"), newID("anon")
+		l1, l2 := newID("lead"), newID("lead")
+		apply(t, s, leadstate.Anon(a), "a1", model(hl, 1000, 500, hit("page-view", 5, t0), hit("pricing-page", 15, t0)))
+		apply(t, s, leadstate.Anon(a), "a2", model(hl, 1000, 500, hit("page-view", 5, t0.Add(day))))
+		apply(t, s, leadstate.Anon(b), "b1", model(hl, 1000, 500, hit("email-open", 10, t0)))
+
+		if h, err := s.AnonymousHistories(ctx, nil, models); err != nil || len(h) != 0 {
+			t.Fatalf("AnonymousHistories(nil) = %v, %v", h, err)
+		}
+		hs, err := s.AnonymousHistories(ctx, []string{b, empty, a}, models)
+		if err != nil || len(hs) != 3 {
+			t.Fatalf("AnonymousHistories = %v, %v", hs, err)
+		}
+		for i, x := range []string{b, empty, a} {
+			hits, seen, err := s.AnonymousHistory(ctx, x, models)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(seen)
+			slices.Sort(hs[i].Seen)
+			if !slices.Equal(seen, hs[i].Seen) || fmt.Sprint(hits) != fmt.Sprint(hs[i].Hits) {
+				t.Fatalf("visitor %d: AnonymousHistories %+v, AnonymousHistory %v %v", i, hs[i], hits, seen)
+			}
+		}
+		if len(hs[2].Hits["m"]) != 2 || len(hs[2].Seen) != 2 || len(hs[1].Seen) != 0 || len(hs[1].Hits["m"]) != 0 {
+			t.Fatalf("histories %+v", hs)
+		}
+
+		if err := s.LinkMerged(ctx, []leadstate.Merged{{Anon: a, Lead: l1}, {Anon: b, Lead: l1}, {Anon: a, Lead: l2}}, models); err != nil {
+			t.Fatal(err)
+		}
+		for x, want := range map[string]string{a: l2, b: l1} {
+			if l, err := s.LinkedLead(ctx, x); err != nil || l != want {
+				t.Errorf("LinkedLead(%s) = %q, %v; want %s", x, l, err, want)
+			}
+			for _, suffix := range []string{"seen", "outbox", "profile", "m:m", "m:other"} {
+				if n, err := s.Client().Exists(ctx, key(leadstate.Anon(x), suffix)).Result(); err != nil || n != 0 {
+					t.Errorf("visitor key %s: exists = %d, %v after LinkMerged", suffix, n, err)
+				}
+			}
+		}
+
+		if tr, err := s.TraitsMany(ctx, []string{l1, l2}); err != nil || len(tr) != 0 {
+			t.Fatalf("TraitsMany before any = %v, %v", tr, err)
+		}
+		want := map[string]map[string]any{l1: {"title": "CTO", "employees": 500.0}, l2: {"title": "VP"}}
+		if err := s.SetTraitsMany(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.TraitsMany(ctx, []string{l1, l2, l1, newID("lead")})
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("TraitsMany = %v, %v; want %v", got, err, want)
+		}
+		if one, err := s.Traits(ctx, l1); err != nil || fmt.Sprint(one) != fmt.Sprint(want[l1]) {
+			t.Fatalf("Traits = %v, %v", one, err)
+		}
+
+		// Two crossings pending on l1 (two models), one on l2.
+		cross := func(lead, id string, models ...string) []event.MQL {
+			t.Helper()
+			var mus []leadstate.ModelUpdate
+			for _, m := range models {
+				mu := model(0, 100, 50, hit("r", 150, t0))
+				mu.Name = m
+				mus = append(mus, mu)
+			}
+			res := apply(t, s, leadstate.Lead(lead), id, mus...)
+			if len(res.Outbox) != len(models) {
+				t.Fatalf("%s: %d pending, want %d", lead, len(res.Outbox), len(models))
+			}
+			return res.Outbox
+		}
+		p1, p2 := cross(l1, "e1", "m", "other"), cross(l2, "e1", "m")
+		if err := s.AckOutboxMany(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AckOutboxMany(ctx, []event.MQL{p2[0], p1[0]}); err != nil {
+			t.Fatal(err)
+		}
+		if n := hlen(t, s, key(leadstate.Lead(l2), "outbox")); n != 0 {
+			t.Errorf("l2 outbox holds %d, want 0", n)
+		}
+		left, err := s.Client().HKeys(ctx, key(leadstate.Lead(l1), "outbox")).Result()
+		if err != nil || !slices.Equal(left, []string{p1[1].MQLID}) {
+			t.Errorf("l1 outbox holds %v, %v; want only %s", left, err, p1[1].MQLID)
 		}
 	})
 }

@@ -110,41 +110,30 @@ func (s *Store) Lead(ctx context.Context, lead string, models []ModelInfo, now t
 // AnonymousHistory returns, per model, the decayed per-rule values of an
 // anonymous visitor as hits to fold into a lead, and the event ids it applied.
 func (s *Store) AnonymousHistory(ctx context.Context, anon string, models []string) (map[string][]Hit, []string, error) {
-	subj := Anon(anon)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(models))
-	for i, m := range models {
-		cmds[i] = pipe.HGetAll(ctx, subj.key("m:"+m))
+	h, err := s.AnonymousHistories(ctx, []string{anon}, models)
+	if err != nil {
+		return nil, nil, err
 	}
-	seen := pipe.SMembers(ctx, subj.key("seen"))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, nil, fmt.Errorf("reading anonymous history: %w", err)
-	}
-	hits := make(map[string][]Hit, len(models))
-	for i, m := range models {
-		for f, val := range cmds[i].Val() {
-			if rule, ok := strings.CutPrefix(f, "r:"); ok {
-				hits[m] = append(hits[m], Hit{Rule: rule, Points: parseF(val), TimeMs: int64(parseF(cmds[i].Val()["rt:"+rule]))})
-			}
-		}
-		// Map order is random; a fixed order keeps float sums reproducible.
-		sort.Slice(hits[m], func(a, b int) bool { return hits[m][a].Rule < hits[m][b].Rule })
-	}
-	return hits, seen.Val(), nil
+	return h[0].Hits, h[0].Seen, nil
 }
 
 // DropAnonymous deletes an anonymous visitor's state once it was merged into a lead.
 // The link key stays. All keys share one hash tag, so one DEL is cluster-safe.
 func (s *Store) DropAnonymous(ctx context.Context, anon string, models []string) error {
+	if err := s.rdb.Del(ctx, anonStateKeys(anon, models)...).Err(); err != nil {
+		return fmt.Errorf("dropping merged anonymous state: %w", err)
+	}
+	return nil
+}
+
+// anonStateKeys are a visitor's keys that a merge moves to the lead (all but the link).
+func anonStateKeys(anon string, models []string) []string {
 	subj := Anon(anon)
 	keys := []string{subj.key("seen"), subj.key("outbox"), subj.key("profile")}
 	for _, m := range models {
 		keys = append(keys, subj.key("m:"+m))
 	}
-	if err := s.rdb.Del(ctx, keys...).Err(); err != nil {
-		return fmt.Errorf("dropping merged anonymous state: %w", err)
-	}
-	return nil
+	return keys
 }
 
 func parseF(s string) float64 {

@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -133,10 +134,23 @@ func (p *Processor) run(ctx context.Context) error {
 	return p.consumer.Run(ctx, p.handle)
 }
 
-// handle applies a batch. Redis work is pipelined: identity links are read in
-// one round trip and updates are applied in one pipeline, flushed early only
-// where a later event depends on an earlier one (an anonymous-to-lead merge).
-// Every step either dedups or converges, so a redelivered batch changes nothing.
+// handle applies a batch in a fixed number of Redis round trips, however many
+// merges and identifies it holds:
+//
+//  1. the identity links of the batch's anonymous ids (one pipeline);
+//  2. in memory, in batch order: each event's subject, and the visitors to
+//     merge into a lead (an anonymous id seen with a lead it is not linked to);
+//  3. the updates of visitors about to be merged, so that their history is
+//     complete, alongside the stored traits of leads that identify;
+//  4. the merged visitors' histories, alongside the leads' merged traits
+//     (written before any fit they give is applied);
+//  5. every other update in batch order, each merge just before the event
+//     that triggered it (one pipeline of apply scripts);
+//  6. the MQL records left in outboxes published, then cleared (one pipeline);
+//  7. the merged visitors linked to their leads and their state dropped.
+//
+// Every step either dedups or converges, so a batch retried whole after an
+// error or a crash at any point changes nothing more.
 func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	var dead []stream.Record
 	events := make([]event.Event, 0, len(batch))
@@ -157,7 +171,17 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	if err != nil {
 		return err
 	}
-	var pending []leadstate.Update
+
+	// Subjects and merges, in batch order.
+	type item struct {
+		e       *event.Event
+		subject leadstate.Subject
+		merge   int // index in merges of the merge this event triggers, -1 = none
+	}
+	items := make([]item, 0, len(events))
+	var merges []merge
+	merging := map[string]bool{} // visitors merged in this batch
+	var identifying []string     // leads whose traits an identify changes
 	for i := range events {
 		e := &events[i]
 		if e.Bot { // flagged by the collector: stored by the sink, never scored or linked
@@ -165,28 +189,136 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 			continue
 		}
 		subject, mergeFrom := resolve(e, links)
+		it := item{e: e, subject: subject, merge: -1}
 		if mergeFrom != "" {
-			// Later events of this batch must see the merged state and the link.
-			if err := p.flush(ctx, pending); err != nil {
+			// A visitor merged a second time (into another lead) has no
+			// state left: the first merge dropped it.
+			it.merge = len(merges)
+			merges = append(merges, merge{anon: mergeFrom, lead: subject.ID, trigger: e.ID, again: merging[mergeFrom]})
+			merging[mergeFrom] = true
+			links[mergeFrom] = subject.ID // later events of the batch score on the lead
+		}
+		if hasTraits(e, subject) {
+			identifying = append(identifying, subject.ID)
+		}
+		items = append(items, it)
+	}
+
+	// Updates of visitors merged below go first: their history must hold
+	// them. Such events all come before the merge (later ones resolve to the
+	// lead), and no other update touches a visitor's keys.
+	var first []leadstate.Update
+	if len(merges) > 0 {
+		for _, it := range items {
+			if it.subject.Anonymous && merging[it.subject.ID] {
+				if u := p.update(it.e, it.subject, nil); len(u.Models) > 0 {
+					first = append(first, u)
+				} else {
+					p.m.events.WithLabelValues("no_match").Inc()
+				}
+			}
+		}
+	}
+	var stored map[string]map[string]any
+	err = concurrently(func() error {
+		return p.apply(ctx, first, nil, nil)
+	}, func() error {
+		var err error
+		stored, err = p.store.TraitsMany(ctx, identifying)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+
+	// Identify events merge their traits into the lead's, in batch order.
+	traits := make(map[string]map[string]any, len(identifying))
+	var fitTraits []map[string]any // per item; nil = no identify
+	if len(identifying) > 0 {
+		fitTraits = make([]map[string]any, len(items))
+		for i, it := range items {
+			if !hasTraits(it.e, it.subject) {
+				continue
+			}
+			incoming, err := scoring.DecodeTraits(it.e.Traits)
+			if err != nil {
 				return err
 			}
-			pending = pending[:0]
-			if err := p.merge(ctx, mergeFrom, subject.ID, e.ID); err != nil {
-				return err
+			t := traits[it.subject.ID]
+			if t == nil {
+				if t = stored[it.subject.ID]; t == nil {
+					t = make(map[string]any, len(incoming))
+				}
+				traits[it.subject.ID] = t
 			}
-			links[mergeFrom] = subject.ID
+			for k, v := range incoming {
+				t[k] = v
+			}
+			fitTraits[i] = maps.Clone(t) // as of this identify
 		}
-		u, err := p.update(ctx, e, subject)
-		if err != nil {
-			return err
+	}
+	var hist []leadstate.History
+	err = concurrently(func() error {
+		todo := make([]string, 0, len(merges))
+		for _, m := range merges {
+			if !m.again {
+				todo = append(todo, m.anon)
+			}
 		}
+		h, err := p.store.AnonymousHistories(ctx, todo, p.names)
+		hist = h
+		return err
+	}, func() error {
+		return p.store.SetTraitsMany(ctx, traits)
+	})
+	if err != nil {
+		return err
+	}
+
+	// Everything else, in batch order, each merge before its trigger.
+	pending := make([]leadstate.Update, 0, len(items)+len(merges))
+	kinds := make([]int, 0, cap(pending)) // per pending update: -1 = event, else index in merges
+	h := 0
+	for i, it := range items {
+		if it.merge >= 0 {
+			m := &merges[it.merge]
+			u := leadstate.Update{Subject: leadstate.Lead(m.lead), DedupID: "merge:" + m.anon, TriggerEventID: m.trigger}
+			if !m.again {
+				u.ExtraSeen = hist[h].Seen
+				for j := range p.rules.Models {
+					md := &p.rules.Models[j]
+					if hits := hist[h].Hits[md.Name]; len(hits) > 0 {
+						u.Models = append(u.Models, leadstate.ModelUpdate{Name: md.Name, HalfLife: md.HalfLife, Threshold: md.Threshold, RearmBelow: md.RearmBelow, Hits: hits})
+					}
+				}
+				h++
+			}
+			pending = append(pending, u)
+			kinds = append(kinds, it.merge)
+		}
+		if it.subject.Anonymous && merging[it.subject.ID] {
+			continue // applied above
+		}
+		var ft map[string]any
+		if fitTraits != nil {
+			ft = fitTraits[i]
+		}
+		u := p.update(it.e, it.subject, ft)
 		if len(u.Models) == 0 {
 			p.m.events.WithLabelValues("no_match").Inc()
 			continue
 		}
 		pending = append(pending, u)
+		kinds = append(kinds, -1)
 	}
-	if err := p.flush(ctx, pending); err != nil {
+	if err := p.apply(ctx, pending, kinds, merges); err != nil {
+		return err
+	}
+	ms := make([]leadstate.Merged, len(merges))
+	for i, m := range merges {
+		ms[i] = leadstate.Merged{Anon: m.anon, Lead: m.lead}
+	}
+	if err := p.store.LinkMerged(ctx, ms, p.names); err != nil {
 		return err
 	}
 	if len(dead) > 0 {
@@ -199,8 +331,27 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	return nil
 }
 
-// flush applies pending updates in one pipeline and publishes the MQL records they left in outboxes.
-func (p *Processor) flush(ctx context.Context, pending []leadstate.Update) error {
+// merge is an anonymous visitor's history to fold into a lead, as a sequence
+// of idempotent steps, each on one hash slot: apply (dedup "merge:<anon>",
+// the visitor's event ids as ExtraSeen), link, drop. A crash between steps is
+// repaired by the redelivered event.
+type merge struct {
+	anon, lead, trigger string
+	again               bool // merged earlier in the same batch: its state is gone
+}
+
+// concurrently runs f and g at once (two Redis round trips in parallel).
+func concurrently(f, g func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- g() }()
+	err := f()
+	return errors.Join(err, <-errc)
+}
+
+// apply applies updates in one pipeline and publishes the MQL records they
+// left in outboxes. kinds says which updates are merges (see handle); nil =
+// all are events.
+func (p *Processor) apply(ctx context.Context, pending []leadstate.Update, kinds []int, merges []merge) error {
 	if len(pending) == 0 {
 		return nil
 	}
@@ -212,10 +363,15 @@ func (p *Processor) flush(ctx context.Context, pending []leadstate.Update) error
 	p.m.apply.Observe(time.Since(start).Seconds() / float64(len(pending)))
 	var outbox []event.MQL
 	seen := map[string]bool{}
-	for _, r := range results {
-		if r.Applied {
+	for i, r := range results {
+		switch {
+		case kinds != nil && kinds[i] >= 0:
+			if r.Applied {
+				p.m.merges.Inc()
+			}
+		case r.Applied:
 			p.m.events.WithLabelValues("scored").Inc()
-		} else {
+		default:
 			p.m.events.WithLabelValues("duplicate").Inc()
 		}
 		// Each result carries its lead's whole pending outbox: publish each record once.
@@ -227,6 +383,11 @@ func (p *Processor) flush(ctx context.Context, pending []leadstate.Update) error
 		}
 	}
 	return p.publish(ctx, outbox)
+}
+
+// hasTraits says whether e changes its subject's traits (an identify of a lead).
+func hasTraits(e *event.Event, subject leadstate.Subject) bool {
+	return e.Type == event.Identify && len(e.Traits) > 0 && !subject.Anonymous
 }
 
 // anonOf is the anonymous id an event may need resolved or linked.
@@ -254,17 +415,11 @@ func resolve(e *event.Event, links map[string]string) (subject leadstate.Subject
 	return leadstate.Lead(e.LeadID), ""
 }
 
-// update builds what an event does to its subject's models; no models = no effect.
-func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstate.Subject) (leadstate.Update, error) {
+// update builds what an event does to its subject's models; no models = no
+// effect. traits are the lead's merged traits as of an identify (nil = none).
+func (p *Processor) update(e *event.Event, subject leadstate.Subject, traits map[string]any) leadstate.Update {
 	u := leadstate.Update{Subject: subject, DedupID: e.ID, TriggerEventID: e.ID}
 	te := e.EventTime.UnixMilli()
-	var traits map[string]any
-	if e.Type == event.Identify && len(e.Traits) > 0 && !subject.Anonymous {
-		var err error
-		if traits, err = p.mergeTraits(ctx, subject.ID, e.Traits); err != nil {
-			return u, err
-		}
-	}
 	for i := range p.rules.Models {
 		m := &p.rules.Models[i]
 		p.hits = m.Match(e, p.hits[:0])
@@ -284,59 +439,7 @@ func (p *Processor) update(ctx context.Context, e *event.Event, subject leadstat
 			u.Models = append(u.Models, mu)
 		}
 	}
-	return u, nil
-}
-
-// merge folds an anonymous visitor's history into a lead as a sequence of
-// idempotent steps, each on one hash slot: apply (dedup "merge:<anon>"), link,
-// drop. A crash between steps is repaired by the redelivered event.
-func (p *Processor) merge(ctx context.Context, anon, lead, trigger string) error {
-	hist, seen, err := p.store.AnonymousHistory(ctx, anon, p.names)
-	if err != nil {
-		return err
-	}
-	u := leadstate.Update{Subject: leadstate.Lead(lead), DedupID: "merge:" + anon, TriggerEventID: trigger, ExtraSeen: seen}
-	for i := range p.rules.Models {
-		m := &p.rules.Models[i]
-		if hits := hist[m.Name]; len(hits) > 0 {
-			u.Models = append(u.Models, leadstate.ModelUpdate{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold, RearmBelow: m.RearmBelow, Hits: hits})
-		}
-	}
-	res, err := p.store.Apply(ctx, &u)
-	if err != nil {
-		return err
-	}
-	if err := p.publish(ctx, res.Outbox); err != nil {
-		return err
-	}
-	if err := p.store.Link(ctx, anon, lead); err != nil {
-		return err
-	}
-	if res.Applied {
-		p.m.merges.Inc()
-	}
-	return p.store.DropAnonymous(ctx, anon, p.names)
-}
-
-func (p *Processor) mergeTraits(ctx context.Context, lead string, raw json.RawMessage) (map[string]any, error) {
-	incoming, err := scoring.DecodeTraits(raw)
-	if err != nil {
-		return nil, err
-	}
-	traits, err := p.store.Traits(ctx, lead)
-	if err != nil {
-		return nil, err
-	}
-	if traits == nil {
-		traits = make(map[string]any, len(incoming))
-	}
-	for k, v := range incoming {
-		traits[k] = v
-	}
-	if err := p.store.SetTraits(ctx, lead, traits); err != nil {
-		return nil, err
-	}
-	return traits, nil
+	return u
 }
 
 // publish writes pending MQL records and clears them from the outbox once Kafka acknowledged them.
@@ -356,10 +459,10 @@ func (p *Processor) publish(ctx context.Context, outbox []event.MQL) error {
 		return fmt.Errorf("publishing %d mql records: %w", len(recs), err)
 	}
 	p.m.mql.Add(float64(len(outbox)))
+	if err := p.store.AckOutboxMany(ctx, outbox); err != nil {
+		return err
+	}
 	for _, m := range outbox {
-		if err := p.store.AckOutbox(ctx, m.LeadID, m.MQLID); err != nil {
-			return err
-		}
 		p.log.Info("lead became MQL", "model", m.Model, "score", m.Score, "mql_id", m.MQLID)
 	}
 	return nil

@@ -377,3 +377,97 @@ func TestProcessorIdentifyFitTime(t *testing.T) {
 		}
 	})
 }
+
+// One batch that merges the same visitor into two leads and identifies a lead
+// twice: the visitor's history is counted once (on the lead it met first;
+// the second merge finds its state gone), events after a merge score on the
+// lead it was merged into, traits accumulate over the identifies in batch
+// order, and each identify's fit is that of the traits as of it. Another
+// visitor, merged once and identified twice, is redelivered: nothing changes.
+// (A visitor linked to two leads is not redelivered: its events before the
+// first merge would then resolve to the second lead, in this version as in
+// the one before it.)
+func TestProcessorBatchMergesAndIdentifies(t *testing.T) {
+	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules := scoring.Default()
+		m := &rules.Models[0]
+		r := startProcessor(t, store, rules)
+		a, b := newID("anon"), newID("anon")
+		l1, l2, l3 := newID("lead"), newID("lead"), newID("lead")
+		at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+		identify := func(anon, id, lead, traits string, min int) *event.Event {
+			e := touch(anon+"-"+id, event.Identify, anon, lead, at(min))
+			e.Traits = json.RawMessage(traits)
+			return e
+		}
+		pv1 := pageView(a+"-pv1", a, "", "/pricing", at(0))
+		id1 := identify(a, "id1", l1, `{"title":"CTO"}`, 1) // merges a into l1
+		pv2 := pageView(a+"-pv2", a, "", "/", at(2))
+		id2 := identify(a, "id2", l2, `{"title":"CTO"}`, 3) // merges a again, into l2: nothing left to move
+		id3 := identify(a, "id3", l2, `{"employees":500}`, 4)
+		pv3 := pageView(a+"-pv3", a, "", "/docs", at(5))
+		evsA := []*event.Event{pv1, id1, pv2, id2, id3, pv3}
+		pvB1 := pageView(b+"-pv1", b, "", "/pricing", at(0))
+		idB1 := identify(b, "id1", l3, `{"title":"VP Sales","employees":50}`, 1) // merges b into l3
+		pvB2 := pageView(b+"-pv2", b, "", "/", at(2))
+		idB2 := identify(b, "id2", l3, `{"employees":5000}`, 3)
+		evsB := []*event.Event{pvB1, idB1, pvB2, idB2}
+		// Each visitor's events are keyed by it: one partition, in this order.
+		recsB := records(t, evsB...)
+		n := float64(len(evsA) + len(evsB))
+
+		type want struct {
+			lead   string
+			evs    []*event.Event
+			fit    float64
+			traits string
+		}
+		wants := []want{
+			{l1, []*event.Event{pv1, id1, pv2}, 20, `map[title:CTO]`},
+			{l2, []*event.Event{id2, id3, pv3}, 30, `map[employees:500 title:CTO]`},
+			{l3, evsB, 30, `map[employees:5000 title:VP Sales]`},
+		}
+		check := func(what string, scored, duplicate float64) {
+			t.Helper()
+			eventually(t, what, 15*time.Second, func() (bool, string) {
+				s, d := r.events(t, "scored"), r.events(t, "duplicate")
+				return s == scored && d == duplicate, fmt.Sprintf("scored=%v duplicate=%v", s, d)
+			})
+			for _, w := range wants {
+				v, tm, _ := expect(m, w.evs...)
+				now := at(60)
+				lv, err := store.Lead(ctx, w.lead, modelInfos(rules), now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				score := scoring.ValueAt(v, tm, now.UnixMilli(), m.HalfLife) + w.fit
+				if mv := lv.Models[m.Name]; !near(mv.Score, score) || mv.Fit != w.fit {
+					t.Errorf("%s: lead %s: %+v, want score %v (fit %v)", what, w.lead, mv, score, w.fit)
+				}
+				if tr, err := store.Traits(ctx, w.lead); err != nil || fmt.Sprint(tr) != w.traits {
+					t.Errorf("%s: traits of %s = %v, %v; want %s", what, w.lead, tr, err, w.traits)
+				}
+			}
+			for anon, lead := range map[string]string{a: l2, b: l3} {
+				if l, err := store.LinkedLead(ctx, anon); err != nil || l != lead {
+					t.Errorf("%s: LinkedLead(%s) = %q, %v; want %s", what, anon, l, err, lead)
+				}
+				if av, _ := modelState(t, store, "a:"+anon, m.Name); av != "" {
+					t.Errorf("%s: state of %s left after the merge: v=%s", what, anon, av)
+				}
+			}
+			if n := r.metric(t, "leadstream_processor_merges_total", ""); n != 3 {
+				t.Errorf("%s: merges = %v, want 3", what, n)
+			}
+		}
+		r.produce(t, stream.TopicEvents, append(records(t, evsA...), recsB...)...)
+		check("batch processed", n, 0)
+		sv, st := modelState(t, store, l3, m.Name)
+		r.produce(t, stream.TopicEvents, recsB...)
+		check("redelivery processed", n, float64(len(evsB)))
+		if sv2, st2 := modelState(t, store, l3, m.Name); sv2 != sv || st2 != st {
+			t.Fatalf("redelivery changed the state: (%s, %s) -> (%s, %s)", sv, st, sv2, st2)
+		}
+	})
+}
