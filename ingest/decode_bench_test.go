@@ -3,7 +3,6 @@ package ingest
 import (
 	stdjson "encoding/json"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,8 +35,8 @@ func BenchmarkIngestPath(b *testing.B) {
 		if err := validJSON(body); err != nil {
 			b.Fatal(err)
 		}
-		var batch segBatch
-		if err := json.Unmarshal(body, &batch); err != nil {
+		batch, err := decodeBatch(body)
+		if err != nil {
 			b.Fatal(err)
 		}
 		events := make([]*event.Event, 0, len(batch.Batch))
