@@ -25,8 +25,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash"
+	"io"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,7 +67,8 @@ type Key struct {
 
 // Keyring signs with its first key and verifies with any of them.
 type Keyring struct {
-	keys []Key
+	keys  []Key
+	pools map[string]*sync.Pool // key id -> HMAC states keyed with its secret
 }
 
 // ParseKeys parses "kid:secret,kid2:secret2" (LEADSTREAM_TOKEN_KEYS). Key ids
@@ -102,7 +107,11 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 		}
 		seen[k.ID] = true
 	}
-	return &Keyring{keys: append([]Key(nil), keys...)}, nil
+	k := &Keyring{keys: append([]Key(nil), keys...), pools: map[string]*sync.Pool{}}
+	for _, key := range k.keys {
+		k.pools[key.ID] = &sync.Pool{}
+	}
+	return k, nil
 }
 
 func validKeyID(id string) bool {
@@ -196,7 +205,8 @@ func (k *Keyring) Verify(tok string) (Claims, error) {
 	if key == nil {
 		return Claims{}, ErrUnknownKey
 	}
-	if !hmac.Equal(sig, mac(key.Secret, tok[:len(kid)+1+len(payloadB64)])) {
+	var sum [sha256.Size]byte
+	if !hmac.Equal(sig, k.mac(key, tok[:len(kid)+1+len(payloadB64)], sum[:0])) {
 		return Claims{}, ErrBadSignature
 	}
 	// Only signed bytes are decoded from here on.
@@ -204,9 +214,11 @@ func (k *Keyring) Verify(tok string) (Claims, error) {
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: claims are not base64url", ErrMalformed)
 	}
-	var w wire
-	if err := json.Unmarshal(payload, &w); err != nil {
-		return Claims{}, fmt.Errorf("%w: claims are not JSON", ErrMalformed)
+	w, ok := parseWire(payload)
+	if !ok {
+		if err := json.Unmarshal(payload, &w); err != nil {
+			return Claims{}, fmt.Errorf("%w: claims are not JSON", ErrMalformed)
+		}
 	}
 	c := Claims{Kind: w.Kind, Lead: w.Lead, Campaign: w.Campaign, Message: w.Message, URL: w.URL, KeyID: kid}
 	if w.SentAt != 0 {
@@ -245,4 +257,125 @@ func mac(secret []byte, signed string) []byte {
 	h := hmac.New(sha256.New, secret)
 	h.Write([]byte(signed))
 	return h.Sum(nil)
+}
+
+// mac appends the MAC of signed under key to dst, with a pooled HMAC state
+// of the key (setting one up hashes the secret twice).
+func (k *Keyring) mac(key *Key, signed string, dst []byte) []byte {
+	pool := k.pools[key.ID]
+	h, _ := pool.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(sha256.New, key.Secret)
+	}
+	h.Reset()
+	io.WriteString(h, signed)
+	dst = h.Sum(dst)
+	pool.Put(h)
+	return dst
+}
+
+// parseWire decodes claims as Sign writes them: an object of the known keys,
+// each at most once, with strings of printable ASCII without escapes and an
+// integer "s". It gives what encoding/json gives for such input; ok is false
+// for anything else, which is left to encoding/json.
+func parseWire(b []byte) (w wire, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return w, false
+	}
+	var seen [6]bool
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return w, skipSpace(b, i+1) == len(b)
+	}
+	for {
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return w, false
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return w, false
+		}
+		i = skipSpace(b, i+1)
+		if len(key) != 1 {
+			return w, false
+		}
+		f := strings.IndexByte("klcmus", key[0])
+		if f < 0 || seen[f] {
+			return w, false
+		}
+		seen[f] = true
+		if key == "s" {
+			j := i
+			if j < len(b) && b[j] == '-' {
+				j++
+			}
+			d := j
+			for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+				j++
+			}
+			if j == d || j-d > 18 || (b[d] == '0' && j-d > 1) || (j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E')) {
+				return w, false
+			}
+			n, err := strconv.ParseInt(string(b[i:j]), 10, 64)
+			if err != nil {
+				return w, false
+			}
+			w.SentAt, i = n, j
+		} else {
+			v, next, ok := plainString(b, i)
+			if !ok {
+				return w, false
+			}
+			switch key {
+			case "k":
+				w.Kind = Kind(v)
+			case "l":
+				w.Lead = v
+			case "c":
+				w.Campaign = v
+			case "m":
+				w.Message = v
+			case "u":
+				w.URL = v
+			}
+			i = next
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return w, false
+		}
+		if b[i] == '}' {
+			return w, skipSpace(b, i+1) == len(b)
+		}
+		if b[i] != ',' {
+			return w, false
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads the JSON string at b[i] when it holds only printable
+// ASCII and no escape, returning it and the index past its closing quote.
+func plainString(b []byte, i int) (string, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return "", i, false
+		}
+	}
+	return "", i, false
 }
