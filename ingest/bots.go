@@ -3,6 +3,7 @@ package ingest
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -46,6 +47,34 @@ func uaBotReason(ua string, emptyIsBot bool) string {
 		}
 		return ""
 	}
+	if len(ua) > maxCachedUA {
+		return scanUA(ua)
+	}
+	if r, ok := uaCache.Load(ua); ok {
+		return r.(string)
+	}
+	r := scanUA(ua)
+	if uaCacheLen.Add(1) > maxCachedUAs { // a flood of distinct agents: start over
+		uaCache.Clear()
+		uaCacheLen.Store(0)
+	}
+	uaCache.Store(strings.Clone(ua), r)
+	return r
+}
+
+// The reasons of recently seen user agents: real traffic repeats a few
+// thousand agents, and scanning one costs some 50 substring searches.
+var (
+	uaCache    sync.Map // user agent -> reason ("" for a browser)
+	uaCacheLen atomic.Int64
+)
+
+const (
+	maxCachedUAs = 4096
+	maxCachedUA  = 512 // longer agents are scanned every time
+)
+
+func scanUA(ua string) string {
 	l := strings.ToLower(ua)
 	for _, m := range botMarkers {
 		if strings.Contains(l, m) {

@@ -88,14 +88,7 @@ func kindLabel(k token.Kind) string {
 // distinct event (a second open is a second touch), so its id is random.
 func (c *Collector) emailEvent(ctx *fasthttp.RequestCtx, claims token.Claims, idPrefix string, typ event.Type, track string) *event.Event {
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	props := map[string]string{"message_id": claims.Message}
-	if claims.URL != "" {
-		props["url"] = claims.URL
-	}
-	p, err := json.Marshal(props)
-	if err != nil {
-		panic("BUG: encoding email properties: " + err.Error())
-	}
+	p := emailProperties(claims)
 	return &event.Event{
 		ID: newID(idPrefix), Type: typ, Track: track,
 		EventTime: now, ReceivedAt: now, LeadID: claims.Lead, Campaign: claims.Campaign, Properties: p,
@@ -113,6 +106,41 @@ func (c *Collector) recordEmail(ctx *fasthttp.RequestCtx, e *event.Event, claims
 	}
 	c.m.email.WithLabelValues(kind, "recorded").Inc()
 	c.countEvents([]*event.Event{e})
+}
+
+// emailProperties is {"message_id":…,"url":…} (url only for clicks), as
+// encoding/json writes that map. Strings that encoding/json would escape
+// (quotes, backslashes, HTML characters, control and non-ASCII bytes) take
+// encoding/json itself.
+func emailProperties(c token.Claims) []byte {
+	if plainJSON(c.Message) && plainJSON(c.URL) {
+		p := make([]byte, 0, len(`{"message_id":"","url":""}`)+len(c.Message)+len(c.URL))
+		p = append(append(append(p, `{"message_id":"`...), c.Message...), '"')
+		if c.URL != "" {
+			p = append(append(append(p, `,"url":"`...), c.URL...), '"')
+		}
+		return append(p, '}')
+	}
+	props := map[string]string{"message_id": c.Message}
+	if c.URL != "" {
+		props["url"] = c.URL
+	}
+	p, err := json.Marshal(props)
+	if err != nil {
+		panic("BUG: encoding email properties: " + err.Error())
+	}
+	return p
+}
+
+// plainJSON reports whether encoding/json writes s as it is between quotes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // countEvents updates the event metrics of acknowledged events.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/leadstream/leadstream/ingest/token"
 )
 
 // The batch fast path cuts the same messages out of a body as the decoder.
@@ -117,6 +118,37 @@ func TestSingleEventAnswers(t *testing.T) {
 		res, body := s.do(t, "POST", "/v1/track", c.body, headers...)
 		if res.StatusCode != c.code || !strings.Contains(body, c.want) {
 			t.Errorf("%s (%s): %d %s, want %d with %q", c.body, c.auth, res.StatusCode, body, c.code, c.want)
+		}
+	}
+}
+
+// emailProperties writes what encoding/json writes for the map it replaces.
+func FuzzEmailProperties(f *testing.F) {
+	f.Add("msg-1", "")
+	f.Add("m", "https://acme.example/x?a=1&b=<2>")
+	f.Add("m\"\\é\u2028\x01", "https://acme.example/")
+	f.Fuzz(func(t *testing.T, msg, url string) {
+		props := map[string]string{"message_id": msg}
+		if url != "" {
+			props["url"] = url
+		}
+		want, err := stdjson.Marshal(props)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := emailProperties(token.Claims{Message: msg, URL: url}); !bytes.Equal(got, want) {
+			t.Fatalf("emailProperties = %s, want %s", got, want)
+		}
+	})
+}
+
+// Cached user-agent verdicts are the scanned ones, also for agents seen again.
+func TestUABotReasonCache(t *testing.T) {
+	for range 2 {
+		for _, ua := range []string{browserUA, "curl/8.0", "Mozilla/5.0 (compatible; Googlebot/2.1)", "Cubot X30", "HeadlessChrome/120"} {
+			if got, want := uaBotReason(ua, true), scanUA(ua); got != want {
+				t.Fatalf("uaBotReason(%q) = %q, scan says %q", ua, got, want)
+			}
 		}
 	}
 }
