@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/shopspring/decimal"
@@ -30,6 +32,7 @@ type writer struct {
 	conn driver.Conn
 	db   string
 	m    *metrics
+	cols eventCols // scratch for the events blocks, reused
 }
 
 // write inserts the batch into every table it touches. On error some tables
@@ -37,21 +40,37 @@ type writer struct {
 // folds the copies, because every row's sort key is derived from the record.
 func (w *writer) write(ctx context.Context, r *rows) error {
 	if len(r.events) > 0 {
-		if err := w.insert(ctx, TableEvents, len(r.events), eventColumns(r.events)); err != nil {
+		ins, err := w.beginEvents(ctx)
+		if err != nil {
 			return err
 		}
-		if links := identityLinks(r.events); len(links) > 0 {
-			if err := w.insert(ctx, TableIdentityLinks, len(links), linkColumns(links)); err != nil {
-				return err
-			}
+		err = ins.add(r.events)
+		if err == nil {
+			err = ins.send()
 		}
-	}
-	if len(r.mqls) > 0 {
-		if err := w.insert(ctx, TableMQL, len(r.mqls), mqlColumns(r.mqls)); err != nil {
+		ins.close()
+		if err != nil {
+			return err
+		}
+		if err := w.insertLinks(ctx, identityLinks(r.events)); err != nil {
 			return err
 		}
 	}
-	return nil
+	return w.insertMQLs(ctx, r.mqls)
+}
+
+func (w *writer) insertLinks(ctx context.Context, links []link) error {
+	if len(links) == 0 {
+		return nil
+	}
+	return w.insert(ctx, TableIdentityLinks, len(links), linkColumns(links))
+}
+
+func (w *writer) insertMQLs(ctx context.Context, ms []event.MQL) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	return w.insert(ctx, TableMQL, len(ms), mqlColumns(ms))
 }
 
 // column is one column of an insert: its name and its values as a slice of a
@@ -61,38 +80,177 @@ type column struct {
 	values any
 }
 
-// insert sends n rows in one block. The column list is always explicit: for
-// a bare "INSERT INTO t", ClickHouse 18.16 tells clickhouse-go of no columns
-// and every row is rejected ("expected 0 arguments").
-func (w *writer) insert(ctx context.Context, table string, n int, cols []column) (err error) {
-	start := time.Now()
-	defer func() {
-		w.m.insertTime.WithLabelValues(table).Observe(time.Since(start).Seconds())
-		if err != nil {
-			w.m.insertErrors.WithLabelValues(table).Inc()
-			return
-		}
-		w.m.rows.WithLabelValues(table).Add(float64(n))
-	}()
+// insertQuery is the INSERT statement for cols. The column list is always
+// explicit: for a bare "INSERT INTO t", ClickHouse 18.16 tells clickhouse-go
+// of no columns and every row is rejected ("expected 0 arguments").
+func (w *writer) insertQuery(table string, cols []column) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = c.name
 	}
-	q := "INSERT INTO " + w.db + "." + table + " (" + strings.Join(names, ", ") + ")"
-	batch, err := w.conn.PrepareBatch(ctx, q)
+	return "INSERT INTO " + w.db + "." + table + " (" + strings.Join(names, ", ") + ")"
+}
+
+// observe records one INSERT's outcome in the metrics.
+func (w *writer) observe(table string, start time.Time, rows int, err error) {
+	w.m.insertTime.WithLabelValues(table).Observe(time.Since(start).Seconds())
+	if err != nil {
+		w.m.insertErrors.WithLabelValues(table).Inc()
+		return
+	}
+	w.m.rows.WithLabelValues(table).Add(float64(rows))
+}
+
+// insert sends n rows in one block.
+func (w *writer) insert(ctx context.Context, table string, n int, cols []column) (err error) {
+	start := time.Now()
+	defer func() { w.observe(table, start, n, err) }()
+	batch, err := w.conn.PrepareBatch(ctx, w.insertQuery(table, cols))
 	if err != nil {
 		return fmt.Errorf("preparing insert into %s.%s: %w", w.db, table, err)
 	}
 	defer batch.Close()
-	for i, c := range cols {
-		if err := batch.Column(i).Append(c.values); err != nil {
-			return fmt.Errorf("appending column %s of %s batch: %w", c.name, table, err)
-		}
+	if err := appendColumns(batch, table, cols); err != nil {
+		return err
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("inserting %s batch of %d rows: %w", table, n, err)
 	}
 	return nil
+}
+
+func appendColumns(batch driver.Batch, table string, cols []column) error {
+	for i, c := range cols {
+		if err := batch.Column(i).Append(c.values); err != nil {
+			return fmt.Errorf("appending column %s of %s batch: %w", c.name, table, err)
+		}
+	}
+	return nil
+}
+
+// blockRows is the most rows one block of an events INSERT carries. A
+// Kafka batch is one INSERT (ClickHouse squashes its blocks into parts, so
+// large batches make few parts), streamed as blocks: ClickHouse works on one
+// block while the sink decodes the next, and the column buffers of a block
+// are reused by the next instead of growing to the size of the batch.
+const blockRows = 8192
+
+// eventsInsert is one INSERT INTO events in progress.
+type eventsInsert struct {
+	w     *writer
+	batch driver.Batch
+	start time.Time
+	rows  int
+	err   error
+}
+
+func (w *writer) beginEvents(ctx context.Context) (*eventsInsert, error) {
+	ins := &eventsInsert{w: w, start: time.Now()}
+	batch, err := w.conn.PrepareBatch(ctx, w.insertQuery(TableEvents, w.cols.fill(nil)))
+	if err != nil {
+		ins.fail(err)
+		return nil, fmt.Errorf("preparing insert into %s.%s: %w", w.db, TableEvents, err)
+	}
+	ins.batch = batch
+	return ins, nil
+}
+
+func (ins *eventsInsert) fail(err error) {
+	if ins.err == nil {
+		ins.err = err
+		ins.w.observe(TableEvents, ins.start, 0, err)
+	}
+}
+
+// add sends evs as one or more blocks.
+func (ins *eventsInsert) add(evs []event.Event) error {
+	for len(evs) > 0 {
+		n := min(len(evs), blockRows)
+		if err := appendColumns(ins.batch, TableEvents, ins.w.cols.fill(evs[:n])); err != nil {
+			ins.fail(err)
+			return err
+		}
+		clear(ins.w.cols.str[:]) // the block's strings are copied: do not keep the events alive
+		if err := ins.batch.Flush(); err != nil {
+			ins.fail(err)
+			return fmt.Errorf("sending a block of %d rows into %s: %w", n, TableEvents, err)
+		}
+		ins.rows += n
+		evs = evs[n:]
+	}
+	return nil
+}
+
+// send ends the INSERT: its rows are stored when send returns nil.
+func (ins *eventsInsert) send() error {
+	if err := ins.batch.Send(); err != nil {
+		ins.fail(err)
+		return fmt.Errorf("inserting %s batch of %d rows: %w", TableEvents, ins.rows, err)
+	}
+	ins.w.observe(TableEvents, ins.start, ins.rows, nil)
+	return nil
+}
+
+func (ins *eventsInsert) close() { ins.batch.Close() }
+
+// eventCols holds one block of the events table column-wise. Its slices are
+// reused from block to block; ingested_at is left to its DEFAULT now(), the
+// server's clock.
+type eventCols struct {
+	str     [eventStrCols][]string
+	times   [2][]time.Time
+	ms      []uint64
+	revenue []decimal.Decimal
+	bot     []uint8
+	list    []column
+}
+
+// The String columns of events, in eventCols.str order.
+var eventStrNames = [...]string{"event_id", "type", "anonymous_id", "lead_id", "previous_id", "write_key_id", "campaign",
+	"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "url", "path", "referrer", "title", "track",
+	"properties", "traits", "currency", "ip", "user_agent", "bot_reason"}
+
+const eventStrCols = len(eventStrNames)
+
+// bytesView is b as a string without copying. The column append copies the
+// bytes into its own buffer at once and nothing writes to b meanwhile.
+func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// fill returns the columns holding evs (names only when evs is nil).
+func (c *eventCols) fill(evs []event.Event) []column {
+	n := len(evs)
+	for k := range c.str {
+		c.str[k] = slices.Grow(c.str[k][:0], n)[:n]
+	}
+	for k := range c.times {
+		c.times[k] = slices.Grow(c.times[k][:0], n)[:n]
+	}
+	c.ms = slices.Grow(c.ms[:0], n)[:n]
+	c.revenue = slices.Grow(c.revenue[:0], n)[:n]
+	c.bot = slices.Grow(c.bot[:0], n)[:n]
+	for i := range evs {
+		e := &evs[i]
+		for k, v := range [eventStrCols]string{e.ID, string(e.Type), e.AnonymousID, e.LeadID, e.PreviousID, e.WriteKeyID, e.Campaign,
+			e.UTMSource, e.UTMMedium, e.UTMCampaign, e.UTMTerm, e.UTMContent, e.URL, e.Path, e.Referrer, e.Title, e.Track,
+			bytesView(e.Properties), bytesView(e.Traits), e.Currency, e.IP, e.UserAgent, e.BotReason} {
+			c.str[k][i] = v
+		}
+		c.times[0][i], c.times[1][i] = e.EventTime, e.ReceivedAt
+		c.ms[i] = uint64(e.EventTime.UnixMilli())
+		c.revenue[i] = revenue(e.Revenue)
+		c.bot[i] = 0
+		if e.Bot {
+			c.bot[i] = 1
+		}
+	}
+	c.list = c.list[:0]
+	for k, name := range eventStrNames {
+		c.list = append(c.list, column{name, c.str[k]})
+	}
+	c.list = append(c.list,
+		column{"event_time", c.times[0]}, column{"received_at", c.times[1]}, column{"event_time_ms", c.ms},
+		column{"revenue", c.revenue}, column{"bot", c.bot})
+	return c.list
 }
 
 // pluck returns one field of every element of src.
@@ -102,46 +260,6 @@ func pluck[S, T any](src []S, f func(*S) T) []T {
 		out[i] = f(&src[i])
 	}
 	return out
-}
-
-// eventColumns leaves ingested_at to its DEFAULT now(), the server's clock.
-func eventColumns(evs []event.Event) []column {
-	str := func(f func(*event.Event) string) []string { return pluck(evs, f) }
-	return []column{
-		{"event_id", str(func(e *event.Event) string { return e.ID })},
-		{"type", str(func(e *event.Event) string { return string(e.Type) })},
-		{"event_time", pluck(evs, func(e *event.Event) time.Time { return e.EventTime })},
-		{"event_time_ms", pluck(evs, func(e *event.Event) uint64 { return uint64(e.EventTime.UnixMilli()) })},
-		{"received_at", pluck(evs, func(e *event.Event) time.Time { return e.ReceivedAt })},
-		{"anonymous_id", str(func(e *event.Event) string { return e.AnonymousID })},
-		{"lead_id", str(func(e *event.Event) string { return e.LeadID })},
-		{"previous_id", str(func(e *event.Event) string { return e.PreviousID })},
-		{"write_key_id", str(func(e *event.Event) string { return e.WriteKeyID })},
-		{"campaign", str(func(e *event.Event) string { return e.Campaign })},
-		{"utm_source", str(func(e *event.Event) string { return e.UTMSource })},
-		{"utm_medium", str(func(e *event.Event) string { return e.UTMMedium })},
-		{"utm_campaign", str(func(e *event.Event) string { return e.UTMCampaign })},
-		{"utm_term", str(func(e *event.Event) string { return e.UTMTerm })},
-		{"utm_content", str(func(e *event.Event) string { return e.UTMContent })},
-		{"url", str(func(e *event.Event) string { return e.URL })},
-		{"path", str(func(e *event.Event) string { return e.Path })},
-		{"referrer", str(func(e *event.Event) string { return e.Referrer })},
-		{"title", str(func(e *event.Event) string { return e.Title })},
-		{"track", str(func(e *event.Event) string { return e.Track })},
-		{"properties", pluck(evs, func(e *event.Event) json.RawMessage { return e.Properties })},
-		{"traits", pluck(evs, func(e *event.Event) json.RawMessage { return e.Traits })},
-		{"revenue", pluck(evs, func(e *event.Event) decimal.Decimal { return revenue(e.Revenue) })},
-		{"currency", str(func(e *event.Event) string { return e.Currency })},
-		{"ip", str(func(e *event.Event) string { return e.IP })},
-		{"user_agent", str(func(e *event.Event) string { return e.UserAgent })},
-		{"bot", pluck(evs, func(e *event.Event) uint8 {
-			if e.Bot {
-				return 1
-			}
-			return 0
-		})},
-		{"bot_reason", str(func(e *event.Event) string { return e.BotReason })},
-	}
 }
 
 func revenue(f float64) decimal.Decimal {
@@ -164,21 +282,40 @@ type link struct {
 // theirs carries both ids, so without folding most events would add a row
 // that merges throw away anyway.
 func identityLinks(evs []event.Event) []link {
-	var out []link
-	idx := map[[2]string]int{}
+	var ls linkSet
+	ls.add(evs)
+	return ls.out
+}
+
+// linkSet folds the identity links of a batch, block by block.
+type linkSet struct {
+	out []link
+	idx map[[2]string]int
+}
+
+func (ls *linkSet) reset() {
+	clear(ls.idx)
+	clear(ls.out)
+	ls.out = ls.out[:0]
+}
+
+func (ls *linkSet) add(evs []event.Event) {
+	if ls.idx == nil {
+		ls.idx = map[[2]string]int{}
+	}
 	add := func(anon, lead string, e *event.Event) {
 		if anon == "" || lead == "" {
 			return
 		}
 		k := [2]string{anon, lead}
-		if i, ok := idx[k]; ok {
-			if e.EventTime.Before(out[i].linkedAt) {
-				out[i].linkedAt, out[i].eventID = e.EventTime, e.ID
+		if i, ok := ls.idx[k]; ok {
+			if e.EventTime.Before(ls.out[i].linkedAt) {
+				ls.out[i].linkedAt, ls.out[i].eventID = e.EventTime, e.ID
 			}
 			return
 		}
-		idx[k] = len(out)
-		out = append(out, link{anonymousID: anon, leadID: lead, linkedAt: e.EventTime, eventID: e.ID})
+		ls.idx[k] = len(ls.out)
+		ls.out = append(ls.out, link{anonymousID: anon, leadID: lead, linkedAt: e.EventTime, eventID: e.ID})
 	}
 	for i := range evs {
 		e := &evs[i]
@@ -191,7 +328,6 @@ func identityLinks(evs []event.Event) []link {
 			add(e.PreviousID, e.LeadID, e)
 		}
 	}
-	return out
 }
 
 func linkColumns(ls []link) []column {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -134,22 +135,25 @@ func BenchmarkInsertEvents(b *testing.B) {
 	if err := Migrate(ctx, conn, cfg.Database); err != nil {
 		b.Fatal(err)
 	}
-	const batch = 10_000
-	r := &rows{events: testEvents(batch)}
-	var size int64
-	for i := range r.events {
-		j, _ := event.Marshal(&r.events[i])
-		size += int64(len(j))
+	for _, batch := range []int{10_000, 50_000, 100_000} {
+		b.Run(fmt.Sprintf("rows=%d", batch), func(b *testing.B) {
+			r := &rows{events: testEvents(batch)}
+			var size int64
+			for i := range r.events {
+				j, _ := event.Marshal(&r.events[i])
+				size += int64(len(j))
+			}
+			w := writer{conn: conn, db: cfg.Database, m: newMetrics(nil)}
+			b.ReportAllocs()
+			b.SetBytes(size)
+			n := 0
+			for b.Loop() {
+				if err := w.write(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(n*batch)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	w := writer{conn: conn, db: cfg.Database, m: newMetrics(nil)}
-	b.ReportAllocs()
-	b.SetBytes(size)
-	n := 0
-	for b.Loop() {
-		if err := w.write(ctx, r); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	b.ReportMetric(float64(n*batch)/b.Elapsed().Seconds(), "events/s")
 }

@@ -178,6 +178,7 @@ type handler struct {
 	rows                  rows
 	evIdx                 []int   // scratch: batch index of each events-topic record
 	errs                  []error // scratch: decode result of each
+	links                 linkSet // scratch: the batch's identity links
 }
 
 // minChunk is the fewest records worth a goroutine of their own.
@@ -206,6 +207,7 @@ func parallel(n int, f func(lo, hi int)) {
 func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	r := &h.rows
 	r.reset()
+	h.links.reset()
 	var (
 		dead     []stream.Record
 		deadFrom []string // source topic of each dead letter
@@ -233,37 +235,49 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 			reject(m, fmt.Errorf("unexpected topic %q", m.Topic))
 		}
 	}
-	// Events, the bulk of every batch, are decoded on all cores; the rows
-	// keep the order of the batch.
+	// Events, the bulk of every batch, go into one INSERT block by block:
+	// each block is decoded on all cores while ClickHouse takes the one before.
 	n := len(h.evIdx)
-	r.events = slices.Grow(r.events[:0], n)[:n]
 	h.errs = slices.Grow(h.errs[:0], n)[:n]
-	decode := func(lo, hi int) {
-		for j := lo; j < hi; j++ {
-			e := &r.events[j]
-			err := event.Unmarshal(batch[h.evIdx[j]].Value, e)
-			if err == nil {
-				err = checkEvent(e)
-			}
-			h.errs[j] = err
+	var ins *eventsInsert
+	defer func() {
+		if ins != nil {
+			ins.close()
 		}
-	}
-	parallel(n, decode)
-	kept := 0
-	for j := range n {
-		if h.errs[j] != nil {
-			reject(&batch[h.evIdx[j]], h.errs[j])
+	}()
+	for lo := 0; lo < n; lo += blockRows {
+		evs := h.decode(batch, lo, min(n, lo+blockRows))
+		if len(evs) == 0 {
 			continue
 		}
-		r.events[kept] = r.events[j]
-		kept++
+		if ins == nil {
+			var err error
+			if ins, err = h.w.beginEvents(ctx); err != nil {
+				return err
+			}
+		}
+		h.links.add(evs)
+		if err := ins.add(evs); err != nil {
+			return err
+		}
 	}
-	clear(r.events[kept:]) // no stale strings kept alive
-	r.events = r.events[:kept]
-	if err := h.w.write(ctx, r); err != nil {
+	if ins != nil {
+		if err := ins.send(); err != nil {
+			return err
+		}
+	}
+	if err := h.w.insertLinks(ctx, h.links.out); err != nil {
+		return err
+	}
+	if err := h.w.insertMQLs(ctx, r.mqls); err != nil {
 		return err
 	}
 	h.ok()
+	for j, err := range h.errs {
+		if err != nil {
+			reject(&batch[h.evIdx[j]], err)
+		}
+	}
 	// After the inserts, so a ClickHouse failure (the likely one) does not
 	// put the same dead letters on the topic once per retry.
 	if len(dead) == 0 {
@@ -277,4 +291,31 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	}
 	h.log.Warn("records sent to dead-letter topic", "count", len(dead), "first_reason", reason)
 	return nil
+}
+
+// decode decodes the events-topic records evIdx[lo:hi] of batch on all cores
+// and returns the valid ones in batch order; the errors go to errs[lo:hi].
+func (h *handler) decode(batch []stream.Message, lo, hi int) []event.Event {
+	r := &h.rows
+	n := hi - lo
+	r.events = slices.Grow(r.events[:0], n)[:n]
+	parallel(n, func(a, b int) {
+		for j := a; j < b; j++ {
+			e := &r.events[j]
+			err := event.Unmarshal(batch[h.evIdx[lo+j]].Value, e)
+			if err == nil {
+				err = checkEvent(e)
+			}
+			h.errs[lo+j] = err
+		}
+	})
+	kept := 0
+	for j := range n {
+		if h.errs[lo+j] == nil {
+			r.events[kept] = r.events[j]
+			kept++
+		}
+	}
+	r.events = r.events[:kept]
+	return r.events
 }
