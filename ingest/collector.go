@@ -35,7 +35,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +74,11 @@ type Config struct {
 	// message closer together than this are a scanner's.
 	ScannerMinDelay time.Duration
 	ScannerBurst    time.Duration
+	// GCPercent is the garbage collector's GOGC for the process the
+	// collector runs in, set by Run unless the GOGC environment variable
+	// is; 0 leaves the runtime's setting. Run then also sets a soft memory
+	// limit of MaxQueueBytes + 128 MiB unless GOMEMLIMIT is set.
+	GCPercent int
 }
 
 // RegisterFlags registers the collector's flags.
@@ -97,6 +105,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CookieDomain, "collector.cookie-domain", "", "domain of the ls_anon cookie the collector sets on beacon responses (e.g. acme.example); empty = the collector's host only")
 	fs.DurationVar(&c.ScannerMinDelay, "collector.scanner-min-delay", 5*time.Second, "email opens/clicks sooner than this after sending are flagged as scanner traffic")
 	fs.DurationVar(&c.ScannerBurst, "collector.scanner-burst", time.Second, "clicks on different links of one message within this window are flagged as scanner traffic")
+	fs.IntVar(&c.GCPercent, "collector.gogc", 400, "GOGC of the collector process (less CPU on garbage collection for more memory), with a soft memory limit of collector.max-queue-bytes + 128 MiB; ignored when the GOGC env var is set; 0 = Go's default")
 }
 
 // Validate checks the configuration.
@@ -127,6 +136,9 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("collector.cors-origins: %w", err)
 			}
 		}
+	}
+	if c.GCPercent < 0 {
+		return errors.New("collector.gogc must be >= 0 (0 = Go's default)")
 	}
 	if c.ScannerMinDelay < 0 || c.ScannerBurst < 0 {
 		return errors.New("collector.scanner-min-delay and collector.scanner-burst must be >= 0")
@@ -241,6 +253,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		}
 	}
 	c.log.Info("collector listening", "addr", c.ln.Addr().String())
+	c.tuneGC()
 	errc := make(chan error, 1)
 	go func() { errc <- c.server.Serve(c.ln) }()
 	select {
@@ -254,6 +267,28 @@ func (c *Collector) Run(ctx context.Context) error {
 		return fmt.Errorf("collector shutdown: %w", err)
 	}
 	return nil
+}
+
+// tuneGC applies Config.GCPercent. The collector's live heap is small (a few
+// MB plus what waits for Kafka) and every request allocates, so at Go's
+// default GOGC=100 collections are frequent; a higher GOGC trades memory for
+// CPU, and the soft memory limit, above the largest queue Kafka may hold
+// back, keeps the heap bounded when that queue fills.
+func (c *Collector) tuneGC() {
+	if c.cfg.GCPercent <= 0 || os.Getenv("GOGC") != "" {
+		return
+	}
+	debug.SetGCPercent(c.cfg.GCPercent)
+	attrs := []any{"gogc", c.cfg.GCPercent}
+	if os.Getenv("GOMEMLIMIT") == "" && debug.SetMemoryLimit(-1) == math.MaxInt64 {
+		queue := c.cfg.MaxQueueBytes
+		if queue <= 0 {
+			queue = 64 << 20
+		}
+		debug.SetMemoryLimit(queue + 128<<20)
+		attrs = append(attrs, "memory_limit_mib", (queue+128<<20)>>20)
+	}
+	c.log.Info("garbage collector tuned for the collector", attrs...)
 }
 
 func (c *Collector) route(ctx *fasthttp.RequestCtx) {

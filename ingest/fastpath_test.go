@@ -2,15 +2,21 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	stdjson "encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
 	json "github.com/goccy/go-json"
 	"github.com/leadstream/leadstream/ingest/token"
+	"github.com/leadstream/leadstream/stream"
 )
 
 // The batch fast path cuts the same messages out of a body as the decoder.
@@ -150,5 +156,57 @@ func TestUABotReasonCache(t *testing.T) {
 				t.Fatalf("uaBotReason(%q) = %q, scan says %q", ua, got, want)
 			}
 		}
+	}
+}
+
+// The pooled deadline context behaves like context.WithTimeout, also reused.
+func TestDeadlineCtx(t *testing.T) {
+	for range 3 {
+		c := newDeadlineCtx(time.Hour)
+		if c.Err() != nil {
+			t.Fatal("fresh context is done")
+		}
+		if d, ok := c.Deadline(); !ok || time.Until(d) < 59*time.Minute {
+			t.Fatalf("deadline %v %v", d, ok)
+		}
+		c.release()
+	}
+	c := newDeadlineCtx(10 * time.Millisecond)
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("context not done after its timeout")
+	}
+	if !errors.Is(c.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err = %v", c.Err())
+	}
+	c.release()
+	if c2 := newDeadlineCtx(time.Hour); c2 == c || c2.Err() != nil {
+		t.Fatal("a context that fired was reused")
+	}
+}
+
+func TestGCPercent(t *testing.T) {
+	cfg := Config{GCPercent: -1, Kafka: stream.Config{Brokers: []string{"k:9092"}, Partitions: 1}, HTTPAddr: ":0", WriteKeys: []string{"k"}, ProduceTimeout: time.Second}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gogc") {
+		t.Fatalf("Validate with gogc -1 = %v", err)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	c := &Collector{cfg: Config{GCPercent: 300, MaxQueueBytes: 1 << 20}, log: slog.New(slog.DiscardHandler)}
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	debug.SetMemoryLimit(math.MaxInt64)
+	c.tuneGC()
+	if got := debug.SetGCPercent(100); got != 300 {
+		t.Fatalf("GOGC after tuneGC = %d, want 300", got)
+	}
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != 1<<20+128<<20 {
+		t.Fatalf("memory limit after tuneGC = %d", got)
+	}
+	t.Setenv("GOGC", "150") // the environment wins
+	c.tuneGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GOGC after tuneGC with GOGC set = %d, want 100 (untouched)", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	json "github.com/goccy/go-json"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -97,14 +98,15 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		// One decode serves both the write key and the event. A body the
 		// message does not decode from takes the two-step path, which
 		// answers 401 for a bad key before 400 for the body.
-		var m segMessage
+		m := getSegMessage()
+		defer putSegMessage(m)
 		var e *event.Event
-		if json.Unmarshal(body, &m) == nil {
+		if json.Unmarshal(body, m) == nil {
 			if r.writeKeyID = c.writeKey(ctx, m.WriteKey); r.writeKeyID == "" {
 				c.unauthorized(ctx)
 				return
 			}
-			e, err = mapMessage(&m, body, call, call, r)
+			e, err = mapMessage(m, body, call, call, r)
 		} else {
 			var k struct {
 				WriteKey string `json:"writeKey"`
@@ -164,13 +166,73 @@ func (c *Collector) write(_ *fasthttp.RequestCtx, events []*event.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	recs, err := encodeRecords(events)
+	bp, _ := recordBufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	recs, buf, err := appendRecords((*bp)[:0], events)
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProduceTimeout)
-	defer cancel()
-	return c.producer.Produce(pctx, recs)
+	pctx := newDeadlineCtx(c.cfg.ProduceTimeout)
+	err = c.producer.Produce(pctx, recs)
+	pctx.release()
+	// Acknowledged records are no longer referenced by the producer, so
+	// their buffer can serve another request; after a failure the producer
+	// may still hold them (they stay queued), so the buffer is left to it.
+	if err == nil && cap(buf) <= maxPooledRecordBuf {
+		*bp = buf
+		recordBufs.Put(bp)
+	}
+	return err
+}
+
+// recordBufs holds the encoding buffers of acknowledged requests.
+var recordBufs sync.Pool
+
+const maxPooledRecordBuf = 1 << 20
+
+// deadlineCtx is a context that is done after a timeout, like
+// context.WithTimeout, but pooled with its timer: waiting for Kafka is on the
+// path of every request.
+type deadlineCtx struct {
+	done     chan struct{}
+	timer    *time.Timer
+	deadline time.Time
+}
+
+var deadlineCtxs sync.Pool
+
+func newDeadlineCtx(d time.Duration) *deadlineCtx {
+	c, _ := deadlineCtxs.Get().(*deadlineCtx)
+	if c == nil {
+		c = &deadlineCtx{done: make(chan struct{})}
+		c.deadline = time.Now().Add(d)
+		c.timer = time.AfterFunc(d, func() { close(c.done) })
+		return c
+	}
+	c.deadline = time.Now().Add(d)
+	c.timer.Reset(d)
+	return c
+}
+
+// release stops the timer; a context whose timer never fired is reused.
+func (c *deadlineCtx) release() {
+	if c.timer.Stop() {
+		deadlineCtxs.Put(c)
+	}
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *deadlineCtx) Done() <-chan struct{}       { return c.done }
+func (c *deadlineCtx) Value(any) any               { return nil }
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }
 
 // validJSON checks a whole body in one strict pass. The decoder that follows
@@ -192,20 +254,29 @@ func validJSON(body []byte) error {
 // are sub-slices of it, cut after the last append so a reallocation cannot
 // strand them.
 func encodeRecords(events []*event.Event) ([]stream.Record, error) {
+	recs, _, err := appendRecords(nil, events)
+	return recs, err
+}
+
+// appendRecords is encodeRecords appending to buf; it also returns the buffer.
+func appendRecords(buf []byte, events []*event.Event) ([]stream.Record, []byte, error) {
 	recs := make([]stream.Record, len(events))
-	ends := make([][2]int, len(events))
-	buf := make([]byte, 0, 512*len(events))
-	for i, e := range events {
+	var small [16][2]int
+	ends := small[:0]
+	if need := 512 * len(events); cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
+	for _, e := range events {
 		if err := e.Validate(); err != nil {
 			panic("BUG: collector built an invalid event: " + err.Error())
 		}
 		buf = append(buf, e.Key()...)
-		ends[i][0] = len(buf)
+		k := len(buf)
 		var err error
 		if buf, err = event.AppendJSON(buf, e); err != nil {
-			return nil, fmt.Errorf("encoding event: %w", err)
+			return nil, nil, fmt.Errorf("encoding event: %w", err)
 		}
-		ends[i][1] = len(buf)
+		ends = append(ends, [2]int{k, len(buf)})
 	}
 	start := 0
 	for i := range recs {
@@ -213,11 +284,13 @@ func encodeRecords(events []*event.Event) ([]stream.Record, error) {
 		recs[i] = stream.Record{Key: buf[start:k:k], Value: buf[k:v:v]}
 		start = v
 	}
-	return recs, nil
+	return recs, buf, nil
 }
 
-// requestBody returns the (gunzipped) body within the batch limit. The bytes
-// are copied: fasthttp reuses its buffers after the handler returns.
+// requestBody returns the (gunzipped) body within the batch limit. It is
+// fasthttp's buffer unless gzipped, valid until the handler returns: nothing
+// that outlives the request may keep a slice of it (events are encoded into
+// their own buffer, and the decoder copies its input).
 func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 	body := ctx.PostBody()
 	if bytes.EqualFold(ctx.Request.Header.ContentEncoding(), []byte("gzip")) {
@@ -231,8 +304,6 @@ func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 			return nil, errField("body", "bad gzip: %v", err)
 		}
 		body = out
-	} else {
-		body = append([]byte(nil), body...)
 	}
 	if len(body) > MaxBatchBytes {
 		return nil, errField("body", "request is over the limit of 500 KB (%d bytes) per batch", MaxBatchBytes)

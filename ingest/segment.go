@@ -7,6 +7,7 @@ import (
 	json "github.com/goccy/go-json"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -106,11 +107,28 @@ func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Even
 	if len(raw) > MaxEventBytes {
 		return nil, errField(where, "event is %d bytes, over the limit of 32 KB (%d bytes) per event", len(raw), MaxEventBytes)
 	}
-	var m segMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	m := getSegMessage()
+	defer putSegMessage(m)
+	if err := json.Unmarshal(raw, m); err != nil {
 		return nil, errField(where, "malformed JSON: %v", err)
 	}
-	return mapMessage(&m, raw, where, forceType, r)
+	return mapMessage(m, raw, where, forceType, r)
+}
+
+// segMessages recycles decoded messages: an event keeps the strings and raw
+// objects decoded into one, never the message itself.
+var segMessages sync.Pool
+
+func getSegMessage() *segMessage {
+	if m, _ := segMessages.Get().(*segMessage); m != nil {
+		return m
+	}
+	return new(segMessage)
+}
+
+func putSegMessage(m *segMessage) {
+	*m = segMessage{}
+	segMessages.Put(m)
 }
 
 // mapMessage is decodeMessage after the JSON decoding of raw into m.

@@ -74,17 +74,20 @@ type Producer struct {
 
 // waiter completes when every record of one Produce call has an outcome.
 // Promises of one client are called serially, so the fields other than
-// done need no lock; done is closed by the last one.
+// done need no lock; the last one sends on done. Waiters whose Produce saw
+// that send are recycled with their records.
 type waiter struct {
-	p      *Producer
-	left   int
-	failed int
-	bytes  int64
-	err    error
-	done   chan struct{}
+	p       *Producer
+	left    int
+	failed  int
+	bytes   int64
+	err     error
+	done    chan struct{} // buffered; one send per use
+	krs     []kgo.Record
+	promise func(*kgo.Record, error)
 }
 
-func (w *waiter) promise(r *kgo.Record, err error) {
+func (w *waiter) onRecord(_ *kgo.Record, err error) {
 	if err != nil {
 		w.failed++
 		if w.err == nil {
@@ -95,6 +98,33 @@ func (w *waiter) promise(r *kgo.Record, err error) {
 	if w.left == 0 {
 		w.p.finish(w)
 	}
+}
+
+var waiters sync.Pool
+
+func (p *Producer) getWaiter(n int, bytes int64) *waiter {
+	w, _ := waiters.Get().(*waiter)
+	if w == nil {
+		w = &waiter{done: make(chan struct{}, 1)}
+		w.promise = w.onRecord
+	}
+	w.p, w.left, w.failed, w.bytes, w.err = p, n, 0, bytes, nil
+	if cap(w.krs) < n {
+		w.krs = make([]kgo.Record, n)
+	}
+	w.krs = w.krs[:n]
+	return w
+}
+
+// putWaiter recycles a waiter after its Produce received from done: the
+// client holds none of its records any more.
+func putWaiter(w *waiter) {
+	if cap(w.krs) > 4096 {
+		return
+	}
+	clear(w.krs)
+	w.p, w.err = nil, nil
+	waiters.Put(w)
 }
 
 // NewProducer looks up the topic's partitions and connects a client.
@@ -173,12 +203,10 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 		p.queued.Add(-size)
 		return ErrClosed
 	}
-	w := &waiter{p: p, left: len(recs), bytes: size, done: make(chan struct{})}
-	krs := make([]kgo.Record, len(recs))
+	w := p.getWaiter(len(recs), size)
 	for i, r := range recs {
-		kr := &krs[i]
-		kr.Key, kr.Value = r.Key, r.Value
-		kr.Partition = int32(p.Partition(r.Key))
+		kr := &w.krs[i]
+		*kr = kgo.Record{Key: r.Key, Value: r.Value, Partition: int32(p.Partition(r.Key))}
 		// The records outlive ctx on purpose: once queued they may be
 		// written, and RecordDeliveryTimeout bounds how long they wait.
 		p.client.TryProduce(context.Background(), kr, w.promise)
@@ -193,7 +221,9 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	}
 	select {
 	case <-w.done:
-		return w.err
+		err := w.err
+		putWaiter(w)
+		return err
 	case <-timeout:
 		p.healthy.Store(false)
 		return fmt.Errorf("%w: producing to %s: no acknowledgement within %s", ErrUnavailable, p.cfg.Topic, p.cfg.Timeout)
@@ -229,7 +259,7 @@ func (p *Producer) finish(w *waiter) {
 			w.err = fmt.Errorf("%w: producing to %s: %v", ErrUnavailable, p.cfg.Topic, w.err)
 		}
 	}
-	close(w.done)
+	w.done <- struct{}{} // last: Produce may recycle w right after
 }
 
 // produceHooks feeds the producer metrics from the client.
