@@ -18,7 +18,7 @@ func TestConfigFlags(t *testing.T) {
 	if err := fs.Parse([]string{"-kafka.brokers=127.0.0.1:9092", "-clickhouse.addr=127.0.0.1:9000"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.BatchSize != 10000 || c.FlushInterval != time.Second || c.Group != "clickhouse" ||
+	if c.BatchSize != 50000 || c.FlushInterval != time.Second || c.Group != "clickhouse" ||
 		c.ClickHouse.Database != DefaultDatabase || c.ClickHouse.Username != "default" {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -310,7 +310,7 @@ func (h *harness) sinkAlone(ctx context.Context, b *broker, total int64) error {
 	if err != nil {
 		return fmt.Errorf("sink alone: %w", err)
 	}
-	h.rep.addStage(&stageResult{ID: "sink", Stage: "sink alone on a pre-filled topic (batch 10,000 / 1 s, real ClickHouse)", Figure: res.PerSecond, Unit: "rows/s",
+	h.rep.addStage(&stageResult{ID: "sink", Stage: "sink alone on a pre-filled topic (batch 50,000 / 1 s, real ClickHouse)", Figure: res.PerSecond, Unit: "rows/s",
 		CeilingID: "clickhouse_native", Target: "≥ 50% of clickhouse-client", Detail: res})
 	h.logf("  %s rows/s, peak RSS %d MB", num(res.PerSecond), res.PeakRSS>>20)
 	return s.stop()
