@@ -213,7 +213,7 @@ func mapMessage(m *segMessage, raw []byte, where, forceType string, r *request) 
 	}
 	e.IP, e.UserAgent = firstNonEmpty(e.IP, r.ip), firstNonEmpty(e.UserAgent, r.userAgent)
 	if e.Type == event.PageView {
-		pageFromProperties(e, m.Properties)
+		pageFromProperties(e, m.Properties, m.Context != nil)
 	}
 	if e.EventTime, err = eventTime(m, r, where); err != nil {
 		return nil, err
@@ -301,8 +301,10 @@ func applyContext(e *event.Event, c *segContext) {
 	fillFromURL(e)
 }
 
-// pageFromProperties reads the page fields analytics.js puts in page properties.
-func pageFromProperties(e *event.Event, raw json.RawMessage) {
+// pageFromProperties reads the page fields analytics.js puts in page
+// properties. urlDone says fillFromURL already ran (applyContext): with the
+// URL unchanged since, running it again would change nothing.
+func pageFromProperties(e *event.Event, raw json.RawMessage, urlDone bool) {
 	if len(raw) == 0 {
 		return
 	}
@@ -310,9 +312,12 @@ func pageFromProperties(e *event.Event, raw json.RawMessage) {
 	if json.Unmarshal(raw, &p) != nil {
 		return
 	}
+	prev := e.URL
 	e.URL, e.Path = firstNonEmpty(e.URL, p.URL), firstNonEmpty(e.Path, p.Path)
 	e.Referrer, e.Title = firstNonEmpty(e.Referrer, p.Referrer), firstNonEmpty(e.Title, p.Title)
-	fillFromURL(e)
+	if !urlDone || e.URL != prev {
+		fillFromURL(e)
+	}
 }
 
 // fillFromURL derives the path and UTM fields from the URL when not given.
@@ -451,6 +456,47 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 			return b, false
 		}
 		i = jsonx.SkipSpace(body, i+1)
+		if string(key) == "batch" && i < len(body) && body[i] == '[' {
+			// The array is walked element by element rather than
+			// skipped whole and then walked.
+			if seen[0] {
+				return b, false
+			}
+			seen[0] = true
+			b.Batch = make([]json.RawMessage, 0, 64)
+			i = jsonx.SkipSpace(body, i+1)
+			for i < len(body) && body[i] != ']' {
+				s := i
+				if i, ok = jsonx.SkipValue(body, i); !ok {
+					return b, false
+				}
+				b.Batch = append(b.Batch, body[s:i:i])
+				i = jsonx.SkipSpace(body, i)
+				if i < len(body) && body[i] == ',' {
+					i = jsonx.SkipSpace(body, i+1)
+					if i < len(body) && body[i] == ']' {
+						return b, false // a trailing comma
+					}
+				} else if i >= len(body) || body[i] != ']' {
+					return b, false
+				}
+			}
+			if i >= len(body) {
+				return b, false
+			}
+			i = jsonx.SkipSpace(body, i+1)
+			if i >= len(body) {
+				return b, false
+			}
+			if body[i] == '}' {
+				return b, jsonx.SkipSpace(body, i+1) == len(body)
+			}
+			if body[i] != ',' {
+				return b, false
+			}
+			i = jsonx.SkipSpace(body, i+1)
+			continue
+		}
 		start := i
 		if i, ok = jsonx.SkipValue(body, i); !ok {
 			return b, false
@@ -460,31 +506,8 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 		switch string(key) {
 		case "batch":
 			k = 0
-			if val[0] == 'n' { // null
-				break
-			}
-			if val[0] != '[' {
+			if val[0] != 'n' { // only null is left to the fast path
 				return b, false
-			}
-			b.Batch = make([]json.RawMessage, 0, 64)
-			j := jsonx.SkipSpace(val, 1)
-			if val[j] == ']' {
-				break
-			}
-			for {
-				s := j
-				if j, ok = jsonx.SkipValue(val, j); !ok {
-					return b, false
-				}
-				b.Batch = append(b.Batch, val[s:j:j])
-				j = jsonx.SkipSpace(val, j)
-				if val[j] == ']' {
-					break
-				}
-				if val[j] != ',' {
-					return b, false
-				}
-				j = jsonx.SkipSpace(val, j+1)
 			}
 		case "writeKey", "sentAt":
 			k = 1
