@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -221,7 +222,7 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 	}
 	var stored map[string]map[string]any
 	err = concurrently(func() error {
-		return p.apply(ctx, first, nil, nil)
+		return p.apply(ctx, first, nil)
 	}, func() error {
 		var err error
 		stored, err = p.store.TraitsMany(ctx, identifying)
@@ -311,7 +312,7 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 		pending = append(pending, u)
 		kinds = append(kinds, -1)
 	}
-	if err := p.apply(ctx, pending, kinds, merges); err != nil {
+	if err := p.apply(ctx, pending, kinds); err != nil {
 		return err
 	}
 	ms := make([]leadstate.Merged, len(merges))
@@ -351,12 +352,12 @@ func concurrently(f, g func() error) error {
 // apply applies updates in one pipeline and publishes the MQL records they
 // left in outboxes. kinds says which updates are merges (see handle); nil =
 // all are events.
-func (p *Processor) apply(ctx context.Context, pending []leadstate.Update, kinds []int, merges []merge) error {
+func (p *Processor) apply(ctx context.Context, pending []leadstate.Update, kinds []int) error {
 	if len(pending) == 0 {
 		return nil
 	}
 	start := time.Now()
-	results, err := p.store.ApplyMany(ctx, pending)
+	results, err := p.applyMany(ctx, pending)
 	if err != nil {
 		return err
 	}
@@ -383,6 +384,70 @@ func (p *Processor) apply(ctx context.Context, pending []leadstate.Update, kinds
 		}
 	}
 	return p.publish(ctx, outbox)
+}
+
+// applyPipelines is how many apply pipelines a batch's updates are spread
+// over, and minPerPipeline the fewest updates worth a pipeline of their own.
+const (
+	applyPipelines = 4
+	minPerPipeline = 32
+)
+
+// applyMany runs updates as ApplyMany does, spread over concurrent pipelines
+// by subject: one subject's updates stay in one pipeline, in their order, so
+// each subject sees exactly the sequence it would in a single pipeline (no
+// script touches two subjects). While Redis runs one pipeline's scripts the
+// next one is encoded and sent, and the replies of the last decoded. Results
+// are in the order of us.
+func (p *Processor) applyMany(ctx context.Context, us []leadstate.Update) ([]leadstate.Result, error) {
+	n := min(applyPipelines, len(us)/minPerPipeline)
+	if n <= 1 {
+		return p.store.ApplyMany(ctx, us)
+	}
+	idx := make([][]int, n)
+	for i := range us {
+		g := subjectGroup(us[i].Subject, n)
+		idx[g] = append(idx[g], i)
+	}
+	results := make([]leadstate.Result, len(us))
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for g := range n {
+		if len(idx[g]) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			part := make([]leadstate.Update, len(idx[g]))
+			for j, i := range idx[g] {
+				part[j] = us[i]
+			}
+			res, err := p.store.ApplyMany(ctx, part)
+			if err != nil {
+				errs[g] = err
+				return
+			}
+			for j, i := range idx[g] {
+				results[i] = res[j]
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// subjectGroup spreads subjects over n groups (FNV-1a of the id).
+func subjectGroup(s leadstate.Subject, n int) int {
+	h := uint32(2166136261)
+	if s.Anonymous {
+		h = (h ^ 'a') * 16777619
+	}
+	for i := 0; i < len(s.ID); i++ {
+		h = (h ^ uint32(s.ID[i])) * 16777619
+	}
+	return int(h % uint32(n))
 }
 
 // hasTraits says whether e changes its subject's traits (an identify of a lead).
