@@ -210,3 +210,41 @@ func TestGCPercent(t *testing.T) {
 		t.Fatalf("GOGC after tuneGC with GOGC set = %d, want 100 (untouched)", got)
 	}
 }
+
+// The one-pass message decoder gives what the JSON decoder gives whenever it
+// takes a message (and decodeMessage as a whole is compared with the
+// reference by FuzzDecodeMessageMatchesReference).
+func FuzzSegMessageFastPath(f *testing.F) {
+	for _, raw := range bytes.Split(bytes.TrimSuffix(bytes.TrimPrefix(benchBatch(2), []byte(`{"batch":[`)), []byte(`],"sentAt":"2026-11-22T16:39:58.300Z"}`)), []byte("},{")) {
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"type":"page","properties":null,"userId":null,"context":{"traits":null,"page":null,"campaign":{"name":"n","x":[1,"]"]}},"name":null}`))
+	f.Add([]byte(` {"Type":"x","type":"y"} `))
+	f.Add([]byte(`{"type":"a\"b","event":"é","messageId":"\u00e9","anonymousId":-1.5e3,"context":{"page":{"url":"u","URL":"v"}}}`))
+	f.Add([]byte(`{"type":"track","type":"page"}`))
+	f.Add([]byte(`{"context":{"ip":5}}`))
+	f.Add([]byte(`{"traits":{"a":"\\\"}"},"x\\y":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if validJSON(b) != nil {
+			return
+		}
+		var fast segMessage
+		if fastSegMessage(b, &fast) {
+			var want segMessage
+			if err := json.Unmarshal(b, &want); err != nil {
+				t.Fatalf("fast path took %q, the decoder fails: %v", b, err)
+			}
+			if !reflect.DeepEqual(fast, want) {
+				t.Fatalf("%q:\nfast    %+v\ndecoder %+v", b, fast, want)
+			}
+		}
+		var fp segPage
+		s := segScan{b: b}
+		if end := s.page(skipWS(b, 0), &fp); end >= 0 && skipWS(b, end) == len(b) {
+			var want segPage
+			if err := json.Unmarshal(b, &want); err != nil || fp != want {
+				t.Fatalf("%q: page %+v, decoder %+v (%v)", b, fp, want, err)
+			}
+		}
+	})
+}

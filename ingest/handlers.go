@@ -101,7 +101,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		m := getSegMessage()
 		defer putSegMessage(m)
 		var e *event.Event
-		if json.Unmarshal(body, m) == nil {
+		if decodeSegMessage(body, m) == nil {
 			if r.writeKeyID = c.writeKey(ctx, m.WriteKey); r.writeKeyID == "" {
 				c.unauthorized(ctx)
 				return

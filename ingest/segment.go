@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -109,7 +110,7 @@ func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Even
 	}
 	m := getSegMessage()
 	defer putSegMessage(m)
-	if err := json.Unmarshal(raw, m); err != nil {
+	if err := decodeSegMessage(raw, m); err != nil {
 		return nil, errField(where, "malformed JSON: %v", err)
 	}
 	return mapMessage(m, raw, where, forceType, r)
@@ -309,7 +310,7 @@ func pageFromProperties(e *event.Event, raw json.RawMessage, urlDone bool) {
 		return
 	}
 	var p segPage
-	if json.Unmarshal(raw, &p) != nil {
+	if decodeSegPage(raw, &p) != nil {
 		return
 	}
 	prev := e.URL
@@ -432,6 +433,7 @@ func decodeBatch(body []byte) (segBatch, error) {
 }
 
 // splitBatch is decodeBatch's fast path; ok is false when it does not apply.
+// body must have passed validJSON: values are skipped, not validated again.
 func splitBatch(body []byte) (b segBatch, ok bool) {
 	i := jsonx.SkipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
@@ -446,11 +448,11 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 		if i >= len(body) || body[i] != '"' {
 			return b, false
 		}
-		end, escaped, ok := jsonx.SkipString(body, i)
-		if !ok || escaped {
+		end := skipValidString(body, i)
+		key := body[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
 			return b, false
 		}
-		key := body[i+1 : end-1]
 		i = jsonx.SkipSpace(body, end)
 		if i >= len(body) || body[i] != ':' {
 			return b, false
@@ -467,9 +469,7 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 			i = jsonx.SkipSpace(body, i+1)
 			for i < len(body) && body[i] != ']' {
 				s := i
-				if i, ok = jsonx.SkipValue(body, i); !ok {
-					return b, false
-				}
+				i = skipValidValue(body, i)
 				b.Batch = append(b.Batch, body[s:i:i])
 				i = jsonx.SkipSpace(body, i)
 				if i < len(body) && body[i] == ',' {
@@ -497,10 +497,11 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 			i = jsonx.SkipSpace(body, i+1)
 			continue
 		}
-		start := i
-		if i, ok = jsonx.SkipValue(body, i); !ok {
+		if i >= len(body) {
 			return b, false
 		}
+		start := i
+		i = skipValidValue(body, i)
 		val := body[start:i]
 		k := -1
 		switch string(key) {
