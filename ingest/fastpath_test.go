@@ -15,6 +15,7 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/stream"
 )
@@ -245,6 +246,26 @@ func FuzzSegMessageFastPath(f *testing.F) {
 			if err := json.Unmarshal(b, &want); err != nil || fp != want {
 				t.Fatalf("%q: page %+v, decoder %+v (%v)", b, fp, want, err)
 			}
+		}
+	})
+}
+
+// fillFromURL with its fast path fills what url.Parse and url.Values filled.
+func FuzzFillFromURL(f *testing.F) {
+	for _, u := range []string{"https://www.acme.example/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=spring-launch",
+		"http://a.example:8080", "https://a.example?utm_term=x&utm_term=y#f", "https://a.example/p?utm_source&utm_medium==a=", "https://a.example/a b",
+		"https://a.example/%zz", "https://u@a.example/", "HTTPS://A.example/X", "https://a.example:/x", "https://a.example/x?utm_source=a+b;c", "https://a.example#?utm_source=x",
+		"https://a.example/?&&utm_content=1&", "https://a.example/\"<>\\^`{|}?utm_source=<x>&x=\"", "http://a-b.c.example:1/x/../y?utm_medium=a=b", "https://a.example?utm_source=%41"} {
+		f.Add(u, "", "")
+		f.Add(u, "/given", "camp")
+	}
+	f.Fuzz(func(t *testing.T, u, path, campaign string) {
+		e := event.Event{URL: u, Path: path, UTMCampaign: campaign}
+		want := e
+		fillFromURL(&e)
+		refFillFromURL(&want)
+		if !reflect.DeepEqual(e, want) {
+			t.Fatalf("%q:\n got %+v\nwant %+v", u, e, want)
 		}
 	})
 }

@@ -128,6 +128,9 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		}
 		events = append(events, e)
 	}
+	// The events are garbage once the answer is written: every path below
+	// ends the request, and the records hold their own copy of the bytes.
+	defer putEvents(events)
 	if origin != "" && !c.originAllowed(r.writeKeyID, origin) {
 		c.m.rejected.WithLabelValues("origin").Inc()
 		jsonError(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")

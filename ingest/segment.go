@@ -116,6 +116,25 @@ func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Even
 	return mapMessage(m, raw, where, forceType, r)
 }
 
+// events recycles the events of finished requests (putEvents): an event is
+// large, and a batch makes one per message.
+var eventPool sync.Pool
+
+func getEvent() *event.Event {
+	if e, _ := eventPool.Get().(*event.Event); e != nil {
+		return e
+	}
+	return new(event.Event)
+}
+
+// putEvents recycles es; nothing may use them afterwards.
+func putEvents(es []*event.Event) {
+	for _, e := range es {
+		*e = event.Event{}
+		eventPool.Put(e)
+	}
+}
+
 // segMessages recycles decoded messages: an event keeps the strings and raw
 // objects decoded into one, never the message itself.
 var segMessages sync.Pool
@@ -141,7 +160,8 @@ func mapMessage(m *segMessage, raw []byte, where, forceType string, r *request) 
 		}
 		typ = forceType
 	}
-	e := &event.Event{ReceivedAt: r.receivedAt, WriteKeyID: r.writeKeyID}
+	e := getEvent()
+	e.ReceivedAt, e.WriteKeyID = r.receivedAt, r.writeKeyID
 	var err error
 	if e.AnonymousID, err = idString(m.AnonymousID, where+".anonymousId"); err != nil {
 		return nil, err
@@ -326,6 +346,37 @@ func fillFromURL(e *event.Event) {
 	if e.URL == "" {
 		return
 	}
+	if path, query, ok := simpleURL(e.URL); ok {
+		if e.Path == "" {
+			e.Path = path
+			if e.Path == "" {
+				e.Path = "/"
+			}
+		}
+		if strings.Contains(query, "utm_") {
+			var utm [5]string
+			var seen [5]bool // the first value counts, empty or not (url.Values.Get)
+			for query != "" {
+				var pair string
+				pair, query, _ = strings.Cut(query, "&")
+				k, v, _ := strings.Cut(pair, "=")
+				for i, name := range utmKeys {
+					if k == name && !seen[i] {
+						utm[i], seen[i] = v, true
+					}
+				}
+			}
+			e.UTMSource = firstNonEmpty(e.UTMSource, utm[0])
+			e.UTMMedium = firstNonEmpty(e.UTMMedium, utm[1])
+			e.UTMCampaign = firstNonEmpty(e.UTMCampaign, utm[2])
+			e.UTMTerm = firstNonEmpty(e.UTMTerm, utm[3])
+			e.UTMContent = firstNonEmpty(e.UTMContent, utm[4])
+		}
+		if e.Campaign == "" {
+			e.Campaign = e.UTMCampaign
+		}
+		return
+	}
 	u, err := url.Parse(e.URL)
 	if err != nil {
 		return
@@ -350,6 +401,54 @@ func fillFromURL(e *event.Event) {
 	if e.Campaign == "" {
 		e.Campaign = e.UTMCampaign
 	}
+}
+
+var utmKeys = [5]string{"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+
+// simpleURL splits the usual page URL — http(s)://host[:port][/path][?query][#fragment]
+// of printable ASCII with nothing percent-encoded, no '+' or ';' in the query
+// and a plain host — into the path and raw query that url.Parse would give,
+// whose query values are then the raw substrings url.ParseQuery would give.
+// ok is false for any other URL, which url.Parse handles.
+func simpleURL(s string) (path, query string, ok bool) {
+	rest, found := strings.CutPrefix(s, "https://")
+	if !found {
+		if rest, found = strings.CutPrefix(s, "http://"); !found {
+			return "", "", false
+		}
+	}
+	i := 0
+	for i < len(rest) && (rest[i] >= 'a' && rest[i] <= 'z' || rest[i] >= 'A' && rest[i] <= 'Z' || rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.' || rest[i] == '-') {
+		i++
+	}
+	if i == 0 {
+		return "", "", false
+	}
+	if i < len(rest) && rest[i] == ':' {
+		j := i + 1
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return "", "", false
+		}
+		i = j
+	}
+	rest = rest[i:]
+	if rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#' {
+		return "", "", false
+	}
+	for j := 0; j < len(rest); j++ {
+		if c := rest[j]; c <= ' ' || c >= 0x7f || c == '%' {
+			return "", "", false
+		}
+	}
+	rest, _, _ = strings.Cut(rest, "#")
+	path, query, _ = strings.Cut(rest, "?")
+	if strings.ContainsAny(query, "+;") {
+		return "", "", false
+	}
+	return path, query, true
 }
 
 func dealFields(e *event.Event, raw json.RawMessage, where string) error {
