@@ -78,6 +78,7 @@ type Producer struct {
 // that send are recycled with their records.
 type waiter struct {
 	p       *Producer
+	n       int // records of the call
 	left    int
 	failed  int
 	bytes   int64
@@ -108,7 +109,7 @@ func (p *Producer) getWaiter(n int, bytes int64) *waiter {
 		w = &waiter{done: make(chan struct{}, 1)}
 		w.promise = w.onRecord
 	}
-	w.p, w.left, w.failed, w.bytes, w.err = p, n, 0, bytes, nil
+	w.p, w.n, w.left, w.failed, w.bytes, w.err = p, n, n, 0, bytes, nil
 	if cap(w.krs) < n {
 		w.krs = make([]kgo.Record, n)
 	}
@@ -238,8 +239,11 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 func (p *Producer) finish(w *waiter) {
 	p.queued.Add(-w.bytes)
 	p.m.queueBytes.Set(float64(p.queued.Load()))
-	if n := float64(w.failed); n > 0 {
-		p.m.failed.Add(n)
+	if ok := w.n - w.failed; ok > 0 {
+		p.m.records.Add(float64(ok))
+	}
+	if w.failed > 0 {
+		p.m.failed.Add(float64(w.failed))
 	}
 	if w.err == nil {
 		if !p.healthy.Load() {
@@ -266,7 +270,6 @@ func (p *Producer) finish(w *waiter) {
 type produceHooks struct{ m *producerMetrics }
 
 func (h produceHooks) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, bm kgo.ProduceBatchMetrics) {
-	h.m.records.Add(float64(bm.NumRecords))
 	h.m.batches.Observe(float64(bm.NumRecords))
 }
 
