@@ -104,52 +104,173 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 // finished (bounded by DrainTimeout) and committed before Run returns.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	defer c.reader.Close()
-	batch := make([]Message, 0, c.cfg.MaxBatch)
-	raw := make([]kafka.Message, 0, c.cfg.MaxBatch)
 	for {
-		batch, raw = batch[:0], raw[:0]
-		m, err := c.reader.FetchMessage(ctx)
+		raw, err := c.fetchBatch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetching from kafka: %w", err)
+			return err
 		}
-		raw = append(raw, m)
-		wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxWait)
-		for len(raw) < c.cfg.MaxBatch {
-			m, err := c.reader.FetchMessage(wctx)
-			if err != nil {
-				break
-			}
-			raw = append(raw, m)
-		}
-		cancel()
-		for _, m := range raw {
-			batch = append(batch, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
-		}
+		batch := toMessages(raw)
 		// Finish the batch even when shutdown starts meanwhile: its offsets
 		// are committed below, so the next owner does not redo the work.
 		hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
 		err = c.handle(hctx, ctx, h, batch)
 		if err == nil {
-			if cerr := c.reader.CommitMessages(hctx, raw...); cerr != nil {
-				// Not fatal: the batch is redelivered and deduplicated.
-				c.m.commitErrors.Inc()
-				c.log.Warn("committing offsets failed", "err", cerr)
-			}
+			c.commit(hctx, raw)
 		}
 		hcancel()
 		if err != nil {
 			return err
 		}
-		c.m.records.Add(float64(len(batch)))
-		c.m.batches.Inc()
-		c.m.lag.Set(float64(c.reader.Stats().Lag))
+		c.done(batch)
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
+}
+
+// PreparedHandler processes one batch like a Handler. prepared is what the
+// prepare function of RunPrepared returned for this batch, or nil on a retry
+// of the batch: prepared work may be stale after a failed attempt, so the
+// handler then does it again itself.
+type PreparedHandler func(ctx context.Context, batch []Message, prepared any) error
+
+// RunPrepared consumes like Run, with the next batch's fetching and the
+// previous batch's offset commit overlapping the handling of a batch:
+//
+//   - while batch N is handled, batch N+1 is fetched and prepare runs on it
+//     (from the moment N's handling starts, so after N-1's handling ended);
+//     prepare must not rely on the effects of the batch being handled;
+//   - batch N's offsets are committed while N+1 is handled; N+1's commit waits
+//     for N's, so commits stay in order.
+//
+// Batches are still handled one at a time, in order, and a batch's offsets
+// are committed only after it was handled, so everything up to a committed
+// offset is done. A batch fetched ahead when shutdown starts is dropped
+// uncommitted (it is redelivered to the next owner).
+func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Context, batch []Message) any, h PreparedHandler) error {
+	defer c.reader.Close()
+	type fetched struct {
+		raw      []kafka.Message
+		batch    []Message
+		prepared any
+		err      error
+	}
+	// The fetch ahead has its own context: Run may return (a batch that
+	// failed for DrainTimeout) while it waits for records on an idle topic.
+	fctx, fcancel := context.WithCancel(ctx)
+	next := make(chan fetched, 1)
+	ahead := false // a fetchAhead whose result was not taken yet
+	fetchAhead := func() {
+		raw, err := c.fetchBatch(fctx)
+		if err != nil {
+			next <- fetched{err: err}
+			return
+		}
+		batch := toMessages(raw)
+		next <- fetched{raw: raw, batch: batch, prepared: prepare(fctx, batch)}
+	}
+	var committing chan struct{} // closed when the previous batch's commit ended
+	waitCommit := func() {
+		if committing != nil {
+			<-committing
+			committing = nil
+		}
+	}
+	defer func() {
+		fcancel()
+		if ahead {
+			<-next
+		}
+		waitCommit()
+	}()
+	ahead = true
+	go fetchAhead()
+	for {
+		f := <-next
+		ahead = false
+		if f.err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return f.err
+		}
+		ahead = true
+		go fetchAhead()
+		// Finish the batch even when shutdown starts meanwhile: its offsets
+		// are committed below, so the next owner does not redo the work.
+		hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+		prepared := f.prepared
+		err := c.handle(hctx, ctx, func(ctx context.Context, batch []Message) error {
+			p := prepared
+			prepared = nil // a retry prepares afresh
+			return h(ctx, batch, p)
+		}, f.batch)
+		hcancel()
+		if err != nil {
+			return err
+		}
+		waitCommit()
+		done := make(chan struct{})
+		committing = done
+		go func() {
+			defer close(done)
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+			defer ccancel()
+			c.commit(cctx, f.raw)
+		}()
+		c.done(f.batch)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// fetchBatch waits for a first message, then takes more until MaxBatch or
+// MaxWait after the first, whichever comes first.
+func (c *Consumer) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
+	m, err := c.reader.FetchMessage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching from kafka: %w", err)
+	}
+	raw := make([]kafka.Message, 1, c.cfg.MaxBatch)
+	raw[0] = m
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxWait)
+	defer cancel()
+	for len(raw) < c.cfg.MaxBatch {
+		m, err := c.reader.FetchMessage(wctx)
+		if err != nil {
+			break
+		}
+		raw = append(raw, m)
+	}
+	return raw, nil
+}
+
+func toMessages(raw []kafka.Message) []Message {
+	batch := make([]Message, len(raw))
+	for i, m := range raw {
+		batch[i] = Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}
+	}
+	return batch
+}
+
+// commit commits a handled batch's offsets. A failure is not fatal: the
+// batch is redelivered and deduplicated.
+func (c *Consumer) commit(ctx context.Context, raw []kafka.Message) {
+	if err := c.reader.CommitMessages(ctx, raw...); err != nil {
+		c.m.commitErrors.Inc()
+		c.log.Warn("committing offsets failed", "err", err)
+	}
+}
+
+// done counts a handled batch.
+func (c *Consumer) done(batch []Message) {
+	c.m.records.Add(float64(len(batch)))
+	c.m.batches.Inc()
+	c.m.lag.Set(float64(c.reader.Stats().Lag))
 }
 
 // handle retries h until it succeeds. Retrying stops only when the drain

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -225,4 +226,103 @@ func testHistogramCount(t *testing.T, reg *prometheus.Registry, name string) uin
 	}
 	t.Fatalf("metric %s not found", name)
 	return 0
+}
+
+// RunPrepared hands every record to prepare and then to the handler exactly
+// once, batch by batch in order, with what prepare made of that very batch;
+// a retry gets nil (prepares afresh); committed offsets are not consumed
+// again by a restarted member, and a prepare of the next batch overlaps the
+// handling of the current one.
+func TestRunPrepared(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n = 600
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Key: []byte("k"), Value: fmt.Appendf(nil, "%d", i)} // one partition: one order
+	}
+	if err := p.Produce(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	cfg := ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}, MaxBatch: 50, MaxWait: 20 * time.Millisecond}
+	cons, err := NewConsumer(cfg, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type prep struct{ first, last int64 }
+	var (
+		mu                sync.Mutex
+		handling          bool
+		overlapped        bool
+		next              int
+		calls, nilCalls   int
+		retriedFirstBatch bool
+	)
+	cctx, ccancel := context.WithCancel(ctx)
+	err = cons.RunPrepared(cctx, func(_ context.Context, batch []Message) any {
+		mu.Lock()
+		overlapped = overlapped || handling
+		mu.Unlock()
+		return prep{batch[0].Offset, batch[len(batch)-1].Offset}
+	}, func(_ context.Context, batch []Message, prepared any) error {
+		mu.Lock()
+		handling = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			handling = false
+			mu.Unlock()
+		}()
+		calls++
+		if prepared == nil {
+			nilCalls++
+		} else if pr := prepared.(prep); pr.first != batch[0].Offset || pr.last != batch[len(batch)-1].Offset {
+			t.Errorf("batch %d..%d got the preparation of %d..%d", batch[0].Offset, batch[len(batch)-1].Offset, pr.first, pr.last)
+		}
+		if !retriedFirstBatch {
+			retriedFirstBatch = true
+			return errors.New("redis down")
+		}
+		time.Sleep(5 * time.Millisecond) // room for the next batch's prepare
+		for _, m := range batch {
+			if string(m.Value) != strconv.Itoa(next) {
+				t.Fatalf("got record %s, want %d", m.Value, next)
+			}
+			next++
+		}
+		if next == n {
+			ccancel()
+		}
+		return nil
+	})
+	if err != nil || next != n {
+		t.Fatalf("RunPrepared = %v after %d of %d records", err, next, n)
+	}
+	if nilCalls != 1 || calls < n/cfg.MaxBatch+1 {
+		t.Errorf("%d handler calls, %d without preparation; want one retry without", calls, nilCalls)
+	}
+	if !overlapped {
+		t.Error("no prepare ran while a batch was handled")
+	}
+
+	cons2, err := NewConsumer(cfg, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer rcancel()
+	again := 0
+	_ = cons2.RunPrepared(rctx, func(context.Context, []Message) any { return nil }, func(_ context.Context, batch []Message, _ any) error {
+		again += len(batch)
+		return nil
+	})
+	if again != 0 {
+		t.Fatalf("restarted consumer got %d already committed records", again)
+	}
 }
