@@ -79,7 +79,13 @@ type Processor struct {
 	mql      *stream.Producer
 	dead     *stream.Producer
 
-	hits []scoring.Hit // scratch, reused per event (Run is single-goroutine)
+	hits []scoring.Hit // scratch, reused per event (handle runs on one goroutine)
+
+	// Of the last batch handled (handle only): its merges, and whether it
+	// took several attempts. The next batch's links, read ahead, lack the
+	// former and cannot be trusted after the latter.
+	prevMerges  []merge
+	prevRetried bool
 }
 
 // New builds a processor; Kafka connections are made in Run.
@@ -132,13 +138,44 @@ func (p *Processor) run(ctx context.Context) error {
 		return err
 	}
 	p.log.Info("processor running", "group", p.cfg.Group, "models", p.names)
-	return p.consumer.Run(ctx, p.handle)
+	return p.consumer.RunPrepared(ctx, p.prepare, p.handle)
+}
+
+// prepared is a decoded batch and the identity links of its anonymous ids.
+type prepared struct {
+	events []event.Event
+	dead   []stream.Record
+	anons  []string
+	links  map[string]string
+	err    error // reading the links failed
+}
+
+// prepare decodes a batch and reads its identity links (one pipeline). The
+// consumer runs it on the next batch while the current one is handled, so the
+// links it reads may miss what the current batch links: handle adds those.
+func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
+	pb := &prepared{events: make([]event.Event, 0, len(batch))}
+	for _, msg := range batch {
+		pb.events = append(pb.events, event.Event{})
+		e := &pb.events[len(pb.events)-1]
+		if err := event.Unmarshal(msg.Value, e); err != nil {
+			pb.events = pb.events[:len(pb.events)-1]
+			pb.dead = append(pb.dead, stream.DeadLetter(msg, err.Error()))
+			continue
+		}
+		if a := anonOf(e); a != "" {
+			pb.anons = append(pb.anons, a)
+		}
+	}
+	pb.links, pb.err = p.store.LinkedLeads(ctx, pb.anons)
+	return pb
 }
 
 // handle applies a batch in a fixed number of Redis round trips, however many
 // merges and identifies it holds:
 //
-//  1. the identity links of the batch's anonymous ids (one pipeline);
+//  1. the identity links of the batch's anonymous ids (one pipeline, done by
+//     prepare while the previous batch was handled);
 //  2. in memory, in batch order: each event's subject, and the visitors to
 //     merge into a lead (an anonymous id seen with a lead it is not linked to);
 //  3. the updates of visitors about to be merged, so that their history is
@@ -146,32 +183,36 @@ func (p *Processor) run(ctx context.Context) error {
 //  4. the merged visitors' histories, alongside the leads' merged traits
 //     (written before any fit they give is applied);
 //  5. every other update in batch order, each merge just before the event
-//     that triggered it (one pipeline of apply scripts);
+//     that triggered it (pipelines of apply scripts);
 //  6. the MQL records left in outboxes published, then cleared (one pipeline);
 //  7. the merged visitors linked to their leads and their state dropped.
 //
 // Every step either dedups or converges, so a batch retried whole after an
-// error or a crash at any point changes nothing more.
-func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
-	var dead []stream.Record
-	events := make([]event.Event, 0, len(batch))
-	var anons []string
-	for _, msg := range batch {
-		events = append(events, event.Event{})
-		e := &events[len(events)-1]
-		if err := event.Unmarshal(msg.Value, e); err != nil {
-			events = events[:len(events)-1]
-			dead = append(dead, stream.DeadLetter(msg, err.Error()))
-			continue
-		}
-		if a := anonOf(e); a != "" {
-			anons = append(anons, a)
+// error or a crash at any point changes nothing more. pb is what prepare made
+// of the batch ahead of time, or nil (a retry): then handle prepares it now.
+func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) error {
+	ahead, _ := pb.(*prepared)
+	b := ahead
+	if b == nil {
+		b = p.prepare(ctx, batch).(*prepared)
+	} else if b.err != nil || p.prevRetried {
+		// The links read ahead are unusable, or the previous batch took
+		// several attempts (a failed one may have linked visitors that the
+		// successful one then no longer merged): read them again.
+		b.links, b.err = p.store.LinkedLeads(ctx, b.anons)
+	} else {
+		// Read ahead while the previous batch was handled: add its links.
+		for _, m := range p.prevMerges {
+			if _, ok := b.links[m.anon]; ok {
+				b.links[m.anon] = m.lead
+			}
 		}
 	}
-	links, err := p.store.LinkedLeads(ctx, anons)
-	if err != nil {
-		return err
+	if b.err != nil {
+		return b.err
 	}
+	events, dead, links := b.events, b.dead, b.links
+	var err error
 
 	// Subjects and merges, in batch order.
 	type item struct {
@@ -329,6 +370,7 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message) error {
 		p.m.events.WithLabelValues("dead_letter").Add(float64(len(dead)))
 		p.log.Warn("records sent to the dead-letter topic", "count", len(dead))
 	}
+	p.prevMerges, p.prevRetried = merges, ahead == nil
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/stream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func records(t *testing.T, evs ...*event.Event) []stream.Record {
@@ -468,6 +469,59 @@ func TestProcessorBatchMergesAndIdentifies(t *testing.T) {
 		check("redelivery processed", n, float64(len(evsB)))
 		if sv2, st2 := modelState(t, store, l3, m.Name); sv2 != sv || st2 != st {
 			t.Fatalf("redelivery changed the state: (%s, %s) -> (%s, %s)", sv, st, sv2, st2)
+		}
+	})
+}
+
+// The links of a batch are read while the previous batch is handled
+// (prepare): a visitor that batch merges is missing from them, and handle
+// adds it, so the visitor's next page view scores on the lead. After a batch
+// that took several attempts the links are read again instead.
+func TestProcessorLinksReadAhead(t *testing.T) {
+	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules := scoring.Default()
+		m := &rules.Models[0]
+		p, err := New(Config{Kafka: stream.Config{Brokers: []string{"127.0.0.1:1"}, Partitions: 1, ReplicationFactor: -1}, Group: "scoring", BatchSize: 100}, rules, store, quiet, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs := func(evs ...*event.Event) []stream.Message {
+			var out []stream.Message
+			for i, r := range records(t, evs...) {
+				out = append(out, stream.Message{Topic: "events", Offset: int64(i), Key: r.Key, Value: r.Value})
+			}
+			return out
+		}
+		for _, retried := range []bool{false, true} {
+			anon, lead := newID("anon"), newID("lead")
+			pv1 := pageView(anon+"-pv1", anon, "", "/pricing", t0)
+			id := touch(anon+"-id1", event.Identify, anon, lead, t0.Add(time.Minute))
+			pv2 := pageView(anon+"-pv2", anon, "", "/", t0.Add(2*time.Minute))
+			first, second := msgs(pv1, id), msgs(pv2)
+			ahead := p.prepare(ctx, second) // before the first batch linked the visitor
+			if err := p.handle(ctx, first, p.prepare(ctx, first)); err != nil {
+				t.Fatal(err)
+			}
+			if retried {
+				// As if the attempt above had failed after linking (say, the
+				// dead-letter topic was down): the retry finds the visitor
+				// linked and merges nothing.
+				if err := p.handle(ctx, first, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.handle(ctx, second, ahead); err != nil {
+				t.Fatal(err)
+			}
+			v, tm, _ := expect(m, pv1, id, pv2)
+			sv, st := modelState(t, store, lead, m.Name)
+			if got, _ := strconv.ParseFloat(sv, 64); !near(got, v) || st != strconv.FormatInt(tm, 10) {
+				t.Errorf("retried=%v: lead (v, t) = (%s, %s), want (%v, %d)", retried, sv, st, v, tm)
+			}
+			if av, _ := modelState(t, store, "a:"+anon, m.Name); av != "" {
+				t.Errorf("retried=%v: the page view after the merge scored on the visitor: v=%s", retried, av)
+			}
 		}
 	})
 }
