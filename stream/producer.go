@@ -33,7 +33,17 @@ type ProducerConfig struct {
 	MaxQueueBytes int64
 	// Timeout bounds how long Produce waits for an acknowledgement, retries included.
 	Timeout time.Duration
+	// Linger is how long a partition with new records waits for more before
+	// a produce request is built (then all partitions with records go in
+	// it). Zero means DefaultLinger, negative none.
+	Linger time.Duration
 }
+
+// DefaultLinger is ProducerConfig.Linger's default. Under load it makes
+// produce requests several times larger (fewer requests for the broker and
+// the client to handle) for a fraction of a millisecond of latency; without
+// it, group commit alone batches only what arrives during a round trip.
+const DefaultLinger = 200 * time.Microsecond
 
 func (c *ProducerConfig) setDefaults() {
 	if c.MaxBatchBytes <= 0 {
@@ -44,6 +54,9 @@ func (c *ProducerConfig) setDefaults() {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Second
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
 	}
 }
 
@@ -56,7 +69,8 @@ func (c *ProducerConfig) setDefaults() {
 //
 // The Kafka client underneath is franz-go's kgo: idempotent (so records of a
 // partition stay in order with several requests in flight, and a retried
-// request is not written twice), no linger, no compression.
+// request is not written twice), a short linger (ProducerConfig.Linger), no
+// compression.
 //
 // Records are partitioned by murmur2 of the key (the Java client's default), so
 // other Kafka clients agree on which partition a key lives in.
@@ -151,7 +165,9 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg 
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // a 200 to the client means durably replicated
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(0), // group commit: what arrives during a request goes into the next
+		// Group commit: what arrives while requests are in flight goes into
+		// the next one, which waits up to Linger for more.
+		kgo.ProducerLinger(max(cfg.Linger, 0)),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxBatchBytes)),
 		// The queue is bounded in bytes by Produce; the client must never block.
