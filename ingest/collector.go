@@ -35,10 +35,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strings"
 	"time"
@@ -74,10 +74,9 @@ type Config struct {
 	// message closer together than this are a scanner's.
 	ScannerMinDelay time.Duration
 	ScannerBurst    time.Duration
-	// GCPercent is the garbage collector's GOGC for the process the
-	// collector runs in, set by Run unless the GOGC environment variable
-	// is; 0 leaves the runtime's setting. Run then also sets a soft memory
-	// limit of MaxQueueBytes + 128 MiB unless GOMEMLIMIT is set.
+	// GCPercent is the highest GOGC Run gives the process the collector
+	// runs in while its heap stays small (see tuneGC), unless the GOGC
+	// environment variable is set; 100 or less leaves the runtime's setting.
 	GCPercent int
 }
 
@@ -105,7 +104,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CookieDomain, "collector.cookie-domain", "", "domain of the ls_anon cookie the collector sets on beacon responses (e.g. acme.example); empty = the collector's host only")
 	fs.DurationVar(&c.ScannerMinDelay, "collector.scanner-min-delay", 5*time.Second, "email opens/clicks sooner than this after sending are flagged as scanner traffic")
 	fs.DurationVar(&c.ScannerBurst, "collector.scanner-burst", time.Second, "clicks on different links of one message within this window are flagged as scanner traffic")
-	fs.IntVar(&c.GCPercent, "collector.gogc", 400, "GOGC of the collector process (less CPU on garbage collection for more memory), with a soft memory limit of collector.max-queue-bytes + 128 MiB; ignored when the GOGC env var is set; 0 = Go's default")
+	fs.IntVar(&c.GCPercent, "collector.gogc", 400, "highest GOGC of the collector process: while the heap stays under 128 MiB, GOGC is raised up to this (less CPU on garbage collection), and back to 100 as the live heap grows; ignored when the GOGC env var is set; <= 100 = Go's default")
 }
 
 // Validate checks the configuration.
@@ -138,7 +137,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.GCPercent < 0 {
-		return errors.New("collector.gogc must be >= 0 (0 = Go's default)")
+		return errors.New("collector.gogc must be >= 0 (<= 100 = Go's default)")
 	}
 	if c.ScannerMinDelay < 0 || c.ScannerBurst < 0 {
 		return errors.New("collector.scanner-min-delay and collector.scanner-burst must be >= 0")
@@ -253,7 +252,9 @@ func (c *Collector) Run(ctx context.Context) error {
 		}
 	}
 	c.log.Info("collector listening", "addr", c.ln.Addr().String())
-	c.tuneGC()
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	go c.tuneGC(gcCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- c.server.Serve(c.ln) }()
 	select {
@@ -269,26 +270,55 @@ func (c *Collector) Run(ctx context.Context) error {
 	return nil
 }
 
-// tuneGC applies Config.GCPercent. The collector's live heap is small (a few
-// MB plus what waits for Kafka) and every request allocates, so at Go's
-// default GOGC=100 collections are frequent; a higher GOGC trades memory for
-// CPU, and the soft memory limit, above the largest queue Kafka may hold
-// back, keeps the heap bounded when that queue fills.
-func (c *Collector) tuneGC() {
-	if c.cfg.GCPercent <= 0 || os.Getenv("GOGC") != "" {
+// gcHeapGoal is the heap size up to which tuneGC raises GOGC.
+const gcHeapGoal = 128 << 20
+
+// tuneGC applies Config.GCPercent until ctx ends. The collector's live heap
+// is small (a few MB plus what waits for Kafka) and every request allocates,
+// so at Go's default GOGC=100 it collects very often. tuneGC raises GOGC up
+// to GCPercent while the heap goal — live heap × (1 + GOGC/100) — stays
+// within gcHeapGoal, and back down to 100 as the live heap grows (a full
+// produce queue, or other roles in the same process): the heap never grows
+// past max(gcHeapGoal, 2 × live heap), which is where GOGC=100 puts it anyway
+// for live heaps above half of gcHeapGoal. No memory limit is set, so a large
+// live heap cannot make the collector spin in garbage collection.
+func (c *Collector) tuneGC(ctx context.Context) {
+	if c.cfg.GCPercent <= 100 || os.Getenv("GOGC") != "" {
 		return
 	}
-	debug.SetGCPercent(c.cfg.GCPercent)
-	attrs := []any{"gogc", c.cfg.GCPercent}
-	if os.Getenv("GOMEMLIMIT") == "" && debug.SetMemoryLimit(-1) == math.MaxInt64 {
-		queue := c.cfg.MaxQueueBytes
-		if queue <= 0 {
-			queue = 64 << 20
+	c.log.Info("garbage collector tuned for the collector", "max_gogc", c.cfg.GCPercent, "heap_goal_mib", gcHeapGoal>>20)
+	sample := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	current := c.cfg.GCPercent
+	orig := debug.SetGCPercent(current)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rtmetrics.Read(sample)
+		live := uint64(0)
+		if sample[0].Value.Kind() == rtmetrics.KindUint64 {
+			live = sample[0].Value.Uint64()
 		}
-		debug.SetMemoryLimit(queue + 128<<20)
-		attrs = append(attrs, "memory_limit_mib", (queue+128<<20)>>20)
+		if g := gcPercentFor(live, c.cfg.GCPercent); g != current {
+			debug.SetGCPercent(g)
+			current = g
+		}
+		select {
+		case <-ctx.Done():
+			debug.SetGCPercent(orig)
+			return
+		case <-tick.C:
+		}
 	}
-	c.log.Info("garbage collector tuned for the collector", attrs...)
+}
+
+// gcPercentFor is the GOGC that puts the heap goal of a live heap at
+// gcHeapGoal, between 100 and maxPercent.
+func gcPercentFor(live uint64, maxPercent int) int {
+	if live == 0 {
+		return maxPercent
+	}
+	g := int(min(uint64(gcHeapGoal)*100/live, 1<<20)) - 100
+	return max(100, min(g, maxPercent))
 }
 
 func (c *Collector) route(ctx *fasthttp.RequestCtx) {

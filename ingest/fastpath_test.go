@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"reflect"
 	"runtime/debug"
 	"strings"
@@ -192,24 +191,32 @@ func TestGCPercent(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "gogc") {
 		t.Fatalf("Validate with gogc -1 = %v", err)
 	}
+	// The heap goal stays within gcHeapGoal, GOGC between 100 and the maximum.
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{{0, 400}, {1 << 20, 400}, {25 << 20, 400}, {32 << 20, 300}, {64 << 20, 100}, {1 << 30, 100}} {
+		if got := gcPercentFor(c.live, 400); got != c.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", c.live>>20, got, c.want)
+		}
+	}
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	c := &Collector{cfg: Config{GCPercent: 300, MaxQueueBytes: 1 << 20}, log: slog.New(slog.DiscardHandler)}
+	col := &Collector{cfg: Config{GCPercent: 300}, log: slog.New(slog.DiscardHandler)}
 	t.Setenv("GOGC", "")
-	t.Setenv("GOMEMLIMIT", "")
-	debug.SetMemoryLimit(math.MaxInt64)
-	c.tuneGC()
-	if got := debug.SetGCPercent(100); got != 300 {
-		t.Fatalf("GOGC after tuneGC = %d, want 300", got)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { col.tuneGC(ctx); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	if got := debug.SetGCPercent(300); got < 100 || got > 300 {
+		t.Errorf("GOGC while tuning = %d, want 100..300", got)
 	}
-	if got := debug.SetMemoryLimit(math.MaxInt64); got != 1<<20+128<<20 {
-		t.Fatalf("memory limit after tuneGC = %d", got)
-	}
-	t.Setenv("GOGC", "150") // the environment wins
-	c.tuneGC()
+	cancel()
+	<-done
 	if got := debug.SetGCPercent(100); got != 100 {
-		t.Fatalf("GOGC after tuneGC with GOGC set = %d, want 100 (untouched)", got)
+		t.Fatalf("GOGC after tuning = %d, want the previous 100", got)
 	}
+	t.Setenv("GOGC", "150") // the environment wins: tuneGC returns at once
+	col.tuneGC(context.Background())
 }
 
 // The one-pass message decoder gives what the JSON decoder gives whenever it
