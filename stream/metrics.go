@@ -14,7 +14,7 @@ func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
 		failed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_failed_records_total", Help: "Records Kafka did not acknowledge in time; their callers got an error."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_rejected_records_total", Help: "Records refused because the produce queue was full."}),
 		errors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_errors_total", Help: "Failed produce requests, retries included."}),
-		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_batch_records", Help: "Records per produce request.",
+		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_batch_records", Help: "Records per partition batch of a produce request (one request carries a batch per partition).",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_duration_seconds", Help: "Time from sending a produce request to its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),

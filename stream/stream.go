@@ -1,10 +1,12 @@
-// Package stream reads and writes leadstream's Kafka topics through kafka-go,
-// using only standard Kafka protocol features so it runs unchanged on Apache
-// Kafka, Redpanda or the in-process kfake broker of `leadstream dev`.
+// Package stream reads and writes leadstream's Kafka topics, using only
+// standard Kafka protocol features so it runs unchanged on Apache Kafka,
+// Redpanda or the in-process kfake broker of `leadstream dev`. Producer writes
+// through franz-go (kgo, idempotent); Consumer reads through kafka-go.
 //
 // Producer group-commits records of concurrent callers into shared acks=all
-// requests; Consumer hands batches to a handler and commits offsets only after
-// the handler finished them, so a crash means redelivery, never loss.
+// requests (one request per broker carries the batches of all its
+// partitions); Consumer hands batches to a handler and commits offsets only
+// after the handler finished them, so a crash means redelivery, never loss.
 //
 // Metrics (labelled by topic or group):
 //
