@@ -230,24 +230,33 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	}
 	p.mu.RUnlock()
 	p.m.queueBytes.Set(float64(p.queued.Load()))
-	var timeout <-chan time.Time
-	if p.cfg.Timeout < time.Second {
-		t := time.NewTimer(p.cfg.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+	// Timeout is enforced here: an idempotent client never fails a request
+	// whose outcome it does not know, so against a broker that accepts
+	// requests and never answers, its own delivery timeout does not fire.
+	t := time.NewTimer(p.cfg.Timeout)
+	defer t.Stop()
 	select {
 	case <-w.done:
 		err := w.err
 		putWaiter(w)
 		return err
-	case <-timeout:
-		p.healthy.Store(false)
+	case <-t.C:
+		p.unhealthy()
 		return fmt.Errorf("%w: producing to %s: no acknowledgement within %s", ErrUnavailable, p.cfg.Topic, p.cfg.Timeout)
 	case <-ctx.Done():
 		// The records stay queued and may still be written; the caller was
 		// told nothing was, which is safe because consumers dedup by event id.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			p.unhealthy() // the caller's own deadline for Kafka passed
+		}
 		return fmt.Errorf("waiting for kafka acknowledgement: %w", ctx.Err())
+	}
+}
+
+// unhealthy marks the producer not ready until the next acknowledgement.
+func (p *Producer) unhealthy() {
+	if p.healthy.Swap(false) {
+		p.log.Warn("kafka did not acknowledge in time: not ready until it does")
 	}
 }
 

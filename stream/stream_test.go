@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func newCluster(t *testing.T, topics ...string) *kfake.Cluster {
@@ -324,5 +325,50 @@ func TestRunPrepared(t *testing.T) {
 	})
 	if again != 0 {
 		t.Fatalf("restarted consumer got %d already committed records", again)
+	}
+}
+
+// A broker that takes produce requests and never answers: Produce gives up
+// after Timeout (an idempotent client never fails such a request itself) and
+// the producer is not ready until Kafka acknowledges again.
+func TestProduceHungBroker(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx := context.Background()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t", Timeout: 1500 * time.Millisecond}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("before")}}); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		<-release // hold every produce request until the test ends
+		return nil, nil, true
+	})
+	defer close(release)
+
+	start := time.Now()
+	err = p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("hung")}}) // no deadline of its own
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Produce to a hung broker = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Produce took %v with Timeout 1.5s", d)
+	}
+	if p.Healthy() {
+		t.Fatal("producer ready while Kafka does not acknowledge")
+	}
+	// A caller's own shorter deadline also counts as Kafka not answering.
+	p.healthy.Store(true)
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := p.Produce(dctx, []Record{{Key: []byte("a"), Value: []byte("hung2")}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Produce past the caller's deadline = %v", err)
+	}
+	if p.Healthy() {
+		t.Fatal("producer ready after the caller's deadline for Kafka passed")
 	}
 }
