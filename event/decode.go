@@ -77,7 +77,7 @@ func decodeFast(b []byte, e *Event) bool {
 			if b[i] != '{' {
 				return false // null or not an object: the general path says what is wrong
 			}
-			if i, ok = jsonx.SkipValue(b, i); !ok {
+			if i, ok = jsonx.SkipValueIn(b, i, 1); !ok { // inside the event object
 				return false
 			}
 			if key == "properties" {

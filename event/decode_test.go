@@ -126,3 +126,11 @@ func ExampleUnmarshal() {
 	fmt.Println(err, e.URL)
 	// Output: <nil> https://x.example/?a=1&b=2
 }
+
+// Nesting in properties counts from the event object, as in encoding/json.
+func TestUnmarshalDepthLimit(t *testing.T) {
+	ok := `{"event_id":"e1","type":"page_view","event_time":"2026-11-22T16:39:58.12Z","received_at":"2026-11-22T16:39:58.12Z","anonymous_id":"a1","properties":`
+	for _, n := range []int{9998, 9999, 10000} {
+		checkSame(t, []byte(ok+strings.Repeat(`{"a":`, n)+`1`+strings.Repeat(`}`, n)+`}`))
+	}
+}

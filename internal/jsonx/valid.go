@@ -53,7 +53,7 @@ func SkipValue(b []byte, i int) (int, bool) {
 		end, _, ok := SkipString(b, i)
 		return end, ok
 	case c == '{' || c == '[':
-		return skipNested(b, i)
+		return skipNested(b, i, 0)
 	case c == '-' || (c >= '0' && c <= '9'):
 		return SkipNumber(b, i)
 	case c == 't':
@@ -73,18 +73,28 @@ func skipLiteral(b []byte, i int, lit string) (int, bool) {
 	return i + len(lit), true
 }
 
-// skipNested validates an object or array iteratively. The stack holds one
-// bit per open level (1 = object), packed in words, so deep input costs no
-// recursion.
-func skipNested(b []byte, i int) (int, bool) {
+// SkipValueIn is SkipValue for a value nested in outer open objects or
+// arrays: they count towards MaxDepth, as they do for encoding/json.
+func SkipValueIn(b []byte, i, outer int) (int, bool) {
+	if i < len(b) && (b[i] == '{' || b[i] == '[') {
+		return skipNested(b, i, outer)
+	}
+	return SkipValue(b, i)
+}
+
+// skipNested validates an object or array iteratively, inside outer open
+// levels. The stack holds one bit per open level (1 = object), packed in
+// words, so deep input costs no recursion.
+func skipNested(b []byte, i, outer int) (int, bool) {
 	var small [4]uint64 // 256 levels without allocating
 	stack := small[:]
 	depth := 0 // open levels
+	limit := MaxDepth - outer
 	var ok bool
 	for {
 		// b[i] (in range, not whitespace) starts a value.
 		if c := b[i]; c == '{' || c == '[' {
-			if depth >= MaxDepth {
+			if depth >= limit {
 				return i, false
 			}
 			w, bit := depth>>6, uint64(1)<<(depth&63)
