@@ -170,7 +170,7 @@ func (ins *eventsInsert) add(evs []event.Event) error {
 			ins.fail(err)
 			return err
 		}
-		clear(ins.w.cols.str[:]) // the block's strings are copied: do not keep the events alive
+		ins.w.cols.release()
 		if err := ins.batch.Flush(); err != nil {
 			ins.fail(err)
 			return fmt.Errorf("sending a block of %d rows into %s: %w", n, TableEvents, err)
@@ -251,6 +251,14 @@ func (c *eventCols) fill(evs []event.Event) []column {
 		column{"event_time", c.times[0]}, column{"received_at", c.times[1]}, column{"event_time_ms", c.ms},
 		column{"revenue", c.revenue}, column{"bot", c.bot})
 	return c.list
+}
+
+// release drops the block's strings (the columns copied them) so the scratch
+// slices, kept for the next block, do not keep the events alive.
+func (c *eventCols) release() {
+	for k := range c.str {
+		clear(c.str[k])
+	}
 }
 
 // pluck returns one field of every element of src.
