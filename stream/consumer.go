@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,9 @@ type ConsumerConfig struct {
 	// MaxBatch and MaxWait bound a batch: whichever is reached first closes it.
 	MaxBatch int
 	MaxWait  time.Duration
-	// DrainTimeout bounds how long a batch in flight at shutdown may take to finish.
+	// DrainTimeout bounds how long a batch in flight at shutdown may take to
+	// finish, and each attempt at handling a batch (failed attempts are
+	// retried until shutdown).
 	DrainTimeout time.Duration
 	// SessionTimeout: see Config.SessionTimeout (default 10s).
 	SessionTimeout time.Duration
@@ -115,10 +118,12 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		batch := toMessages(raw)
 		// Finish the batch even when shutdown starts meanwhile: its offsets
 		// are committed below, so the next owner does not redo the work.
-		hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+		hctx, hcancel := c.drainCtx(ctx)
 		err = c.handle(hctx, ctx, h, batch)
 		if err == nil {
-			c.commit(hctx, raw)
+			cctx, ccancel := context.WithTimeout(hctx, c.cfg.DrainTimeout)
+			c.commit(cctx, raw)
+			ccancel()
 		}
 		hcancel()
 		if err != nil {
@@ -201,7 +206,7 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 		go fetchAhead()
 		// Finish the batch even when shutdown starts meanwhile: its offsets
 		// are committed below, so the next owner does not redo the work.
-		hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+		hctx, hcancel := c.drainCtx(ctx)
 		prepared := f.prepared
 		err := c.handle(hctx, ctx, func(ctx context.Context, batch []Message) error {
 			p := prepared
@@ -273,12 +278,42 @@ func (c *Consumer) done(batch []Message) {
 	c.m.lag.Set(float64(c.reader.Stats().Lag))
 }
 
-// handle retries h until it succeeds. Retrying stops only when the drain
-// deadline passes after shutdown began; the batch is then left uncommitted.
+// drainCtx is the context a batch is handled in: not cancelled with ctx, so
+// a batch in flight at shutdown is finished, but done DrainTimeout after ctx
+// ends. Until shutdown it has no deadline: a batch is retried for as long as
+// Redis, ClickHouse or Kafka is down.
+func (c *Consumer) drainCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(c.cfg.DrainTimeout, cancel)
+		mu.Unlock()
+	})
+	return hctx, func() {
+		stop()
+		cancel()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+	}
+}
+
+// handle retries h until it succeeds; each attempt is bounded by
+// DrainTimeout, so one hung call does not stall the batch. Retrying stops
+// only when the drain deadline passes after shutdown began; the batch is
+// then left uncommitted.
 func (c *Consumer) handle(hctx, runCtx context.Context, h Handler, batch []Message) error {
 	backoff := 50 * time.Millisecond
 	for {
-		err := h(hctx, batch)
+		actx, cancel := context.WithTimeout(hctx, c.cfg.DrainTimeout)
+		err := h(actx, batch)
+		cancel()
 		if err == nil {
 			return nil
 		}

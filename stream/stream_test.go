@@ -372,3 +372,51 @@ func TestProduceHungBroker(t *testing.T) {
 		t.Fatal("producer ready after the caller's deadline for Kafka passed")
 	}
 }
+
+// A batch keeps being retried for longer than DrainTimeout while no shutdown
+// is under way (an outage of Redis or ClickHouse), and each attempt is bounded.
+func TestConsumerRetriesPastDrainTimeout(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, prepared := range []bool{false, true} {
+		cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: fmt.Sprint("g-", prepared), Topics: []string{"t"},
+			DrainTimeout: 200 * time.Millisecond}, quiet, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		attempts := 0
+		cctx, ccancel := context.WithCancel(ctx)
+		h := func(actx context.Context, _ []Message) error {
+			attempts++
+			if attempts == 1 {
+				<-actx.Done() // a hung call: the attempt's own deadline ends it
+				return actx.Err()
+			}
+			if time.Since(start) < time.Second {
+				return errors.New("redis down")
+			}
+			ccancel()
+			return nil
+		}
+		if prepared {
+			err = cons.RunPrepared(cctx, func(context.Context, []Message) any { return nil },
+				func(ctx context.Context, b []Message, _ any) error { return h(ctx, b) })
+		} else {
+			err = cons.Run(cctx, h)
+		}
+		ccancel()
+		if err != nil || time.Since(start) < time.Second {
+			t.Fatalf("prepared=%v: Run = %v after %d attempts in %v; want nil after retrying for over a second", prepared, err, attempts, time.Since(start))
+		}
+	}
+}
