@@ -20,10 +20,7 @@ func TestProducePartitionsAndOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestProducer(ctx, t, c, reg)
 	const callers, per = 8, 300
 	var wg sync.WaitGroup
 	for g := range callers {

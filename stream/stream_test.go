@@ -28,6 +28,28 @@ func newCluster(t *testing.T, topics ...string) *kfake.Cluster {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// newTestProducer is a producer for topic "t" of c with default settings.
+func newTestProducer(ctx context.Context, t *testing.T, c *kfake.Cluster, reg prometheus.Registerer) *Producer {
+	t.Helper()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// oneRecordTopic returns a cluster whose topic "t" holds one record, "1".
+func oneRecordTopic(ctx context.Context, t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c := newCluster(t, "t")
+	p := newTestProducer(ctx, t, c, nil)
+	defer p.Close()
+	if err := p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // Concurrent callers share produce requests, and every acknowledged record is
 // consumed exactly once by a group consumer that commits after handling.
 func TestProduceConsumeGroupCommit(t *testing.T) {
@@ -35,10 +57,7 @@ func TestProduceConsumeGroupCommit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	reg := prometheus.NewRegistry()
-	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newTestProducer(ctx, t, c, reg)
 	const callers, per = 20, 50
 	var wg sync.WaitGroup
 	for g := range callers {
@@ -116,17 +135,9 @@ func TestProduceConsumeGroupCommit(t *testing.T) {
 
 // A handler error retries the same batch; nothing is committed until it succeeds.
 func TestConsumerRetriesFailedBatch(t *testing.T) {
-	c := newCluster(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("1")}}); err != nil {
-		t.Fatal(err)
-	}
+	c := oneRecordTopic(ctx, t)
 	cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}}, quiet, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -376,17 +387,9 @@ func TestProduceHungBroker(t *testing.T) {
 // A batch keeps being retried for longer than DrainTimeout while no shutdown
 // is under way (an outage of Redis or ClickHouse), and each attempt is bounded.
 func TestConsumerRetriesPastDrainTimeout(t *testing.T) {
-	c := newCluster(t, "t")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t"}, quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if err := p.Produce(ctx, []Record{{Key: []byte("a"), Value: []byte("1")}}); err != nil {
-		t.Fatal(err)
-	}
+	c := oneRecordTopic(ctx, t)
 	for _, prepared := range []bool{false, true} {
 		cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: fmt.Sprint("g-", prepared), Topics: []string{"t"},
 			DrainTimeout: 200 * time.Millisecond}, quiet, nil)
