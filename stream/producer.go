@@ -233,14 +233,19 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	// Timeout is enforced here: an idempotent client never fails a request
 	// whose outcome it does not know, so against a broker that accepts
 	// requests and never answers, its own delivery timeout does not fire.
-	t := time.NewTimer(p.cfg.Timeout)
-	defer t.Stop()
+	// A caller whose own deadline comes first (the collector's) needs no timer.
+	var timeout <-chan time.Time
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > p.cfg.Timeout {
+		t := time.NewTimer(p.cfg.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
 	select {
 	case <-w.done:
 		err := w.err
 		putWaiter(w)
 		return err
-	case <-t.C:
+	case <-timeout:
 		p.unhealthy()
 		return fmt.Errorf("%w: producing to %s: no acknowledgement within %s", ErrUnavailable, p.cfg.Topic, p.cfg.Timeout)
 	case <-ctx.Done():
