@@ -73,13 +73,16 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 		if validJSON(b) != nil {
 			return
 		}
-		e, err := decodeMessage(b, "m", "", r)
-		we, werr := refDecodeMessage(b, "m", "", r)
-		if fmt.Sprint(err) != fmt.Sprint(werr) {
-			t.Fatalf("%q: error %v, reference %v", b, err, werr)
-		}
-		if err == nil && !reflect.DeepEqual(e, we) {
-			t.Fatalf("%q:\n got %+v\nwant %+v", b, e, we)
+		// "" is a /v1/batch message; the others are the single-event endpoints.
+		for _, force := range []string{"", "track", "page", "screen", "identify", "alias", "group"} {
+			e, err := decodeMessage(b, "m", force, r)
+			we, werr := refDecodeMessage(b, "m", force, r)
+			if fmt.Sprint(err) != fmt.Sprint(werr) {
+				t.Fatalf("%q (%q): error %v, reference %v", b, force, err, werr)
+			}
+			if err == nil && !reflect.DeepEqual(e, we) {
+				t.Fatalf("%q (%q):\n got %+v\nwant %+v", b, force, e, we)
+			}
 		}
 	})
 }
