@@ -30,8 +30,8 @@ type stepResult struct {
 // sustained steps the offered rate up (50-event batches, open loop). A step
 // holds when at least 97% of the offered events are accepted without errors
 // and, for the processor and the sink, consumer lag neither grows by more
-// than 5% of the rate per second over the measured part of the step (slope of
-// the lowest lag of each second) nor ends above two seconds of input plus one
+// than 5% of the rate per second over the measured part of the step (growth of
+// its floor, see floorGrowth) nor ends above two seconds of input plus one
 // sink batch.
 func (e *e2e) sustained(ctx context.Context) error {
 	h := e.h
@@ -151,8 +151,8 @@ func (e *e2e) step(ctx context.Context, rate float64) (stepResult, error) {
 	if len(win) < 3 {
 		return st, errors.New("too few lag samples in the step")
 	}
-	st.ProcLagSlope = slope(troughs(win, func(s lagSample) int64 { return s.proc }))
-	st.SinkLagSlope = slope(troughs(win, func(s lagSample) int64 { return s.sink }))
+	st.ProcLagSlope = floorGrowth(win, func(s lagSample) int64 { return s.proc })
+	st.SinkLagSlope = floorGrowth(win, func(s lagSample) int64 { return s.sink })
 	st.ProcLagEnd, st.SinkLagEnd = win[len(win)-1].proc, win[len(win)-1].sink
 	var why []string
 	if st.Accepted < acceptedFraction*rate {
@@ -172,46 +172,31 @@ func (e *e2e) step(ctx context.Context, rate float64) (stepResult, error) {
 	return st, nil
 }
 
-// lagPoint is one lag observation.
-type lagPoint struct {
-	at  time.Time
-	lag int64
-}
+// floorWindow is at least one drain cycle of a consumer: the sink inserts
+// once per sink.flush-interval (1 s) and the insert takes a few hundred ms.
+const floorWindow = 1500 * time.Millisecond
 
-// troughs returns the lowest lag of each second of the window. Consumers
-// drain in batches (the sink inserts once per second), so lag is a sawtooth
-// whose raw slope over a few seconds depends on where the teeth fall; the
-// troughs rise only when the consumer falls behind.
-func troughs(s []lagSample, v func(lagSample) int64) []lagPoint {
-	var out []lagPoint
-	t0 := s[0].at
-	for _, p := range s {
-		sec := int(p.at.Sub(t0) / time.Second)
-		for len(out) <= sec {
-			out = append(out, lagPoint{at: t0.Add(time.Duration(len(out)) * time.Second), lag: -1})
-		}
-		if l := v(p); out[sec].lag < 0 || l < out[sec].lag {
-			out[sec].lag = l
-		}
-	}
-	kept := out[:0]
-	for _, p := range out {
-		if p.lag >= 0 {
-			kept = append(kept, p)
-		}
-	}
-	return kept
-}
-
-// slope is the least-squares growth per second of a lag series.
-func slope(s []lagPoint) float64 {
+// floorGrowth is how fast a consumer's lag floor rises, per second.
+// Consumers drain in batches (the sink inserts about once a second), so lag is
+// a sawtooth whose raw slope over a few seconds depends on where the teeth
+// fall; its floor rises only when the consumer falls behind. The floor at a
+// sample is the lowest lag over the floorWindow before it; growth is the
+// least-squares slope of the floor from floorWindow into the window on.
+func floorGrowth(s []lagSample, v func(lagSample) int64) float64 {
 	if len(s) < 2 {
 		return 0
 	}
-	t0 := s[0].at
 	var n, sx, sy, sxx, sxy float64
-	for _, p := range s {
-		x, y := p.at.Sub(t0).Seconds(), float64(p.lag)
+	t0 := s[0].at
+	for i, p := range s {
+		if p.at.Sub(t0) < floorWindow {
+			continue
+		}
+		floor := v(p)
+		for j := i - 1; j >= 0 && p.at.Sub(s[j].at) <= floorWindow; j-- {
+			floor = min(floor, v(s[j]))
+		}
+		x, y := p.at.Sub(t0).Seconds(), float64(floor)
 		n++
 		sx += x
 		sy += y
@@ -219,7 +204,7 @@ func slope(s []lagPoint) float64 {
 		sxy += x * y
 	}
 	d := n*sxx - sx*sx
-	if d == 0 {
+	if n < 2 || d == 0 {
 		return 0
 	}
 	return (n*sxy - sx*sy) / d

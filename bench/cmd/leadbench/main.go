@@ -137,7 +137,7 @@ func run() error {
 	mode := "full"
 	if *quick {
 		mode = "quick"
-		h.warmup, h.measure, h.stepDur = time.Second, 4*time.Second, 6*time.Second
+		h.warmup, h.measure, h.stepDur = time.Second, 4*time.Second, 8*time.Second
 		h.prefill, h.nativeRows = 400_000, 400_000
 		h.stepRates = []float64{10_000, 25_000, 40_000, 55_000, 70_000, 100_000}
 		h.refine = 1
