@@ -525,13 +525,21 @@ func resolve(e *event.Event, links map[string]string) (subject leadstate.Subject
 // update builds what an event does to its subject's models; no models = no
 // effect. traits are the lead's merged traits as of an identify (nil = none).
 func (p *Processor) update(e *event.Event, subject leadstate.Subject, traits map[string]any) leadstate.Update {
+	return BuildUpdate(p.rules, e, subject, traits, &p.hits)
+}
+
+// BuildUpdate is the update the processor applies for e to subject under
+// rules: every model's matching hits (with their caps) and, given the lead's
+// merged traits, its fit. hits is scratch space reused across calls. The
+// benchmark harness builds its Redis ceiling's updates with it.
+func BuildUpdate(rules *scoring.Rules, e *event.Event, subject leadstate.Subject, traits map[string]any, hits *[]scoring.Hit) leadstate.Update {
 	u := leadstate.Update{Subject: subject, DedupID: e.ID, TriggerEventID: e.ID}
 	te := e.EventTime.UnixMilli()
-	for i := range p.rules.Models {
-		m := &p.rules.Models[i]
-		p.hits = m.Match(e, p.hits[:0])
+	for i := range rules.Models {
+		m := &rules.Models[i]
+		*hits = m.Match(e, (*hits)[:0])
 		mu := leadstate.ModelUpdate{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold, RearmBelow: m.RearmBelow}
-		for _, h := range p.hits {
+		for _, h := range *hits {
 			lh := leadstate.Hit{Rule: h.Name, Points: h.Points, TimeMs: te}
 			if h.Cap != nil {
 				lh.CapCount, lh.CapWindow = h.Cap.Count, h.Cap.Window

@@ -11,6 +11,7 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/processor"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/stream"
 )
@@ -116,8 +117,8 @@ func (h *harness) redisCeiling(ctx context.Context, sample []stream.Record) erro
 	return nil
 }
 
-// updateFor is the update the processor makes of e (processor.update without
-// the trait read and the merge, which need extra round trips).
+// updateFor is the update the processor makes of e, with the event's own
+// traits as the lead's (the processor reads and merges the stored ones first).
 func updateFor(e *event.Event, rules *scoring.Rules, hits *[]scoring.Hit) (leadstate.Update, bool) {
 	if e.Bot {
 		return leadstate.Update{}, false
@@ -126,30 +127,10 @@ func updateFor(e *event.Event, rules *scoring.Rules, hits *[]scoring.Hit) (leads
 	if e.LeadID != "" {
 		subject = leadstate.Lead(e.LeadID)
 	}
-	u := leadstate.Update{Subject: subject, DedupID: e.ID, TriggerEventID: e.ID}
-	te := e.EventTime.UnixMilli()
 	var traits map[string]any
 	if e.Type == event.Identify && len(e.Traits) > 0 && !subject.Anonymous {
 		traits, _ = scoring.DecodeTraits(e.Traits)
 	}
-	for i := range rules.Models {
-		m := &rules.Models[i]
-		*hits = m.Match(e, (*hits)[:0])
-		mu := leadstate.ModelUpdate{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold, RearmBelow: m.RearmBelow}
-		for _, h := range *hits {
-			lh := leadstate.Hit{Rule: h.Name, Points: h.Points, TimeMs: te}
-			if h.Cap != nil {
-				lh.CapCount, lh.CapWindow = h.Cap.Count, h.Cap.Window
-			}
-			mu.Hits = append(mu.Hits, lh)
-		}
-		if traits != nil {
-			fit, reasons := m.FitPoints(traits)
-			mu.Fit, mu.FitReasons, mu.FitTimeMs = &fit, reasons, te
-		}
-		if len(mu.Hits) > 0 || mu.Fit != nil {
-			u.Models = append(u.Models, mu)
-		}
-	}
+	u := processor.BuildUpdate(rules, e, subject, traits, hits)
 	return u, len(u.Models) > 0
 }
