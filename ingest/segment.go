@@ -557,94 +557,21 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 			return b, false
 		}
 		i = jsonx.SkipSpace(body, i+1)
-		if string(key) == "batch" && i < len(body) && body[i] == '[' {
+		if i >= len(body) {
+			return b, false
+		}
+		if string(key) == "batch" && body[i] == '[' {
 			// The array is walked element by element rather than
 			// skipped whole and then walked.
 			if seen[0] {
 				return b, false
 			}
 			seen[0] = true
-			b.Batch = make([]json.RawMessage, 0, 64)
-			i = jsonx.SkipSpace(body, i+1)
-			for i < len(body) && body[i] != ']' {
-				s := i
-				i = skipValidValue(body, i)
-				b.Batch = append(b.Batch, body[s:i:i])
-				i = jsonx.SkipSpace(body, i)
-				if i < len(body) && body[i] == ',' {
-					i = jsonx.SkipSpace(body, i+1)
-					if i < len(body) && body[i] == ']' {
-						return b, false // a trailing comma
-					}
-				} else if i >= len(body) || body[i] != ']' {
-					return b, false
-				}
-			}
-			if i >= len(body) {
+			if i, ok = splitArray(body, i, &b); !ok {
 				return b, false
 			}
-			i = jsonx.SkipSpace(body, i+1)
-			if i >= len(body) {
-				return b, false
-			}
-			if body[i] == '}' {
-				return b, jsonx.SkipSpace(body, i+1) == len(body)
-			}
-			if body[i] != ',' {
-				return b, false
-			}
-			i = jsonx.SkipSpace(body, i+1)
-			continue
-		}
-		if i >= len(body) {
+		} else if i, ok = splitMember(body, i, key, &b, &seen); !ok {
 			return b, false
-		}
-		start := i
-		i = skipValidValue(body, i)
-		val := body[start:i]
-		k := -1
-		switch string(key) {
-		case "batch":
-			k = 0
-			if val[0] != 'n' { // only null is left to the fast path
-				return b, false
-			}
-		case "writeKey", "sentAt":
-			k = 1
-			str := ""
-			if val[0] != 'n' { // null leaves it empty
-				if str, ok = plainString(val); !ok {
-					return b, false
-				}
-			}
-			if key[0] == 'w' {
-				b.WriteKey = str
-			} else {
-				k = 2
-				b.SentAt = str
-			}
-		case "context":
-			k = 3
-			b.Context = json.RawMessage(val[:len(val):len(val)])
-		default:
-			// A key the decoder would match regardless of case, or one it
-			// might fold from non-ASCII letters, is left to it.
-			for _, c := range key {
-				if c >= 0x80 {
-					return b, false
-				}
-			}
-			for _, known := range []string{"batch", "writeKey", "sentAt", "context"} {
-				if strings.EqualFold(string(key), known) {
-					return b, false
-				}
-			}
-		}
-		if k >= 0 {
-			if seen[k] {
-				return b, false // a repeated key: the decoder's rules apply
-			}
-			seen[k] = true
 		}
 		i = jsonx.SkipSpace(body, i)
 		if i >= len(body) {
@@ -658,4 +585,84 @@ func splitBatch(body []byte) (b segBatch, ok bool) {
 		}
 		i = jsonx.SkipSpace(body, i+1)
 	}
+}
+
+// splitArray cuts the "batch" array starting at body[i] into b.Batch and
+// returns the index past it.
+func splitArray(body []byte, i int, b *segBatch) (int, bool) {
+	b.Batch = make([]json.RawMessage, 0, 64)
+	i = jsonx.SkipSpace(body, i+1)
+	for i < len(body) && body[i] != ']' {
+		s := i
+		i = skipValidValue(body, i)
+		b.Batch = append(b.Batch, body[s:i:i])
+		i = jsonx.SkipSpace(body, i)
+		if i < len(body) && body[i] == ',' {
+			i = jsonx.SkipSpace(body, i+1)
+			if i < len(body) && body[i] == ']' {
+				return i, false // a trailing comma
+			}
+		} else if i >= len(body) || body[i] != ']' {
+			return i, false
+		}
+	}
+	if i >= len(body) {
+		return i, false
+	}
+	return i + 1, true
+}
+
+// splitMember takes the value at body[i] of a top-level member other than a
+// "batch" array and returns the index past it; false leaves the body to the
+// decoder.
+func splitMember(body []byte, i int, key []byte, b *segBatch, seen *[4]bool) (int, bool) {
+	start := i
+	i = skipValidValue(body, i)
+	val := body[start:i]
+	k := -1
+	switch string(key) {
+	case "batch":
+		k = 0
+		if val[0] != 'n' { // only null is left to the fast path
+			return i, false
+		}
+	case "writeKey", "sentAt":
+		k = 1
+		str := ""
+		if val[0] != 'n' { // null leaves it empty
+			var ok bool
+			if str, ok = plainString(val); !ok {
+				return i, false
+			}
+		}
+		if key[0] == 'w' {
+			b.WriteKey = str
+		} else {
+			k = 2
+			b.SentAt = str
+		}
+	case "context":
+		k = 3
+		b.Context = json.RawMessage(val[:len(val):len(val)])
+	default:
+		// A key the decoder would match regardless of case, or one it
+		// might fold from non-ASCII letters, is left to it.
+		for _, c := range key {
+			if c >= 0x80 {
+				return i, false
+			}
+		}
+		for _, known := range []string{"batch", "writeKey", "sentAt", "context"} {
+			if strings.EqualFold(string(key), known) {
+				return i, false
+			}
+		}
+	}
+	if k >= 0 {
+		if seen[k] {
+			return i, false // a repeated key: the decoder's rules apply
+		}
+		seen[k] = true
+	}
+	return i, true
 }
