@@ -10,13 +10,14 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 )
 
 // Points add up, and decay by event time: the stored (v, t) is the value as of
 // the newest event time, whatever the arrival order.
 func TestApplyPoints(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		f := func(name string, halfLife time.Duration, events [][]leadstate.Hit, wantV float64, wantT time.Time) {
 			t.Helper()
 			lead := leadstate.Lead(newID("lead"))
@@ -48,7 +49,7 @@ func TestApplyPoints(t *testing.T) {
 // An event id is applied at most once per subject, also when the redelivered
 // copy would score differently, and ids merged in through ExtraSeen count as applied.
 func TestApplyDedup(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		f := func(subj leadstate.Subject) {
 			t.Helper()
 			if res := apply(t, s, subj, "e1", model(hl, 1e9, 0, hit("a", 10, t0))); !res.Applied {
@@ -88,7 +89,7 @@ func TestApplyDedup(t *testing.T) {
 // A capped rule scores at most count hits per fixed event-time window (aligned
 // to the epoch), whatever the arrival order; the next window scores again.
 func TestApplyCap(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		lead := leadstate.Lead(newID("lead"))
 		dayStart := t0.Truncate(day) // epoch-aligned UTC day
 		n := 0
@@ -125,7 +126,7 @@ func TestApplyCap(t *testing.T) {
 
 // Fit points are set and replaced (never added), and left alone by updates without fit.
 func TestApplyFit(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		lead := newID("lead")
 		infos := []leadstate.ModelInfo{{Name: "m", Threshold: 1e9}}
 		n := 0
@@ -203,7 +204,7 @@ func sameReasons(got, want []event.Reason) bool {
 // deterministic id, the score, the newest event time and the reasons; it stays
 // there (and every Apply, duplicates included, returns it) until AckOutbox.
 func TestApplyMQLOutbox(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		lead := newID("lead")
 		subj := leadstate.Lead(lead)
@@ -303,7 +304,7 @@ func TestApplyMQLOutbox(t *testing.T) {
 
 // Models of one update cross independently, each with its own mql_id.
 func TestApplyMQLModels(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		lead := newID("lead")
 		mu := func(name string, thr float64, pts float64) leadstate.ModelUpdate {
 			return leadstate.ModelUpdate{Name: name, HalfLife: hl, Threshold: thr, RearmBelow: thr / 2, Hits: []leadstate.Hit{hit("r", pts, t0)}}
@@ -335,7 +336,7 @@ func TestApplyMQLModels(t *testing.T) {
 // After an MQL the lead fires again only once its score fell strictly below
 // rearm_below and then reached the threshold again; each crossing has its own id.
 func TestApplyRearm(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		lead := newID("lead")
 		infos := []leadstate.ModelInfo{{Name: "m", Threshold: 100}}
@@ -399,7 +400,7 @@ func TestApplyRearm(t *testing.T) {
 
 // Anonymous visitors score but never become MQLs (an MQL needs a lead id).
 func TestApplyAnonymousNoMQL(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		anon := leadstate.Anon(newID("anon"))
 		for i := range 3 {
 			res := apply(t, s, anon, fmt.Sprintf("e%d", i), model(hl, 100, 50, hit("r", 200, t0)))
@@ -426,7 +427,7 @@ func TestApplyAnonymousNoMQL(t *testing.T) {
 // faded long ago does not become an MQL by identifying, and crossed_at is the
 // identify's time when it is the newest event.
 func TestApplyFitTime(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		fitReasons := []event.Reason{{Rule: "senior-title", Points: 20}, {Rule: "big-company", Points: 10}}
 		f := func(name string, behaviour float64, fit float64, fitAt time.Time, wantT time.Time, wantV float64, wantMQL bool) {

@@ -8,13 +8,14 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 )
 
 // ApplyMany gives, update by update, the results of Apply in the same order:
 // leads on different cluster slots, copies of one event in one pipeline, a
 // crossing whose pending record every later result of that lead carries.
 func TestApplyMany(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		if res, err := s.ApplyMany(ctx, nil); err != nil || len(res) != 0 {
 			t.Fatalf("ApplyMany(nil) = %v, %v", res, err)
@@ -73,7 +74,7 @@ func TestApplyMany(t *testing.T) {
 
 // LinkedLeads reads many identity links at once: "" for ids without one.
 func TestLinkedLeads(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		a, b, c, lead := newID("anon"), newID("anon"), newID("anon"), newID("lead")
 		for _, x := range []string{a, b} {
@@ -100,7 +101,7 @@ func TestLinkedLeads(t *testing.T) {
 // After the servers lose their script cache (restart, failover), ApplyMany
 // reloads the script and applies every update exactly once.
 func TestApplyManyAfterScriptFlush(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		lead := newID("lead")
 		update := func(id string) leadstate.Update {
@@ -132,7 +133,7 @@ func TestApplyManyAfterScriptFlush(t *testing.T) {
 // and drops the visitor's state, TraitsMany/SetTraitsMany round-trip traits,
 // AckOutboxMany clears exactly the given records of several leads.
 func TestBatchHelpers(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		models := []string{"m", "other"}
 		a, b, empty := newID("anon"), newID("anon"), newID("anon")

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 )
 
@@ -20,25 +19,6 @@ const (
 	day = 24 * time.Hour
 	hl  = 720 * time.Hour // the default half-life
 )
-
-// eachRedis runs f against a single Redis and against the Redis Cluster, each
-// opened the way production opens it (leadstate.Open; several addresses = cluster).
-func eachRedis(t *testing.T, f func(t *testing.T, s *leadstate.Store)) {
-	t.Helper()
-	testsvc.EachRedis(t, func(t *testing.T, addr string) { f(t, openStore(t, addr)) })
-}
-
-func openStore(t testing.TB, addr string) *leadstate.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	return leadstate.NewStore(rdb)
-}
 
 // newID returns a random id: the Redis servers are shared by every test.
 func newID(prefix string) string { return fmt.Sprintf("%s-%016x", prefix, rand.Uint64()) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 )
 
@@ -16,7 +17,7 @@ import (
 // visitor's events had been its own all along, and the visitor's events are
 // duplicates on the lead.
 func TestAnonymousMerge(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		anon, lead, control := newID("anon"), newID("lead"), newID("lead")
 		at := func(d time.Duration) time.Time { return t0.Add(d) }

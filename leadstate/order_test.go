@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 )
 
@@ -19,7 +20,7 @@ import (
 // threshold the same number of times in every order. Half of the orders are
 // applied through ApplyMany, which must not change any of this.
 func TestApplyOrderIndependence(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		type ev struct {
 			id   string

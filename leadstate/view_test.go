@@ -7,12 +7,13 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 )
 
 // Lead decays behaviour to the read time, adds fit (which never decays) and
 // lists each rule's decayed points, largest first, then the fit reasons.
 func TestLeadView(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		lead := newID("lead")
 		infos := []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}, {Name: "other", HalfLife: hl, Threshold: 50}}
@@ -90,7 +91,7 @@ func TestLeadView(t *testing.T) {
 
 // Leads without state read as unknown, zero in every model.
 func TestLeadViewUnknown(t *testing.T) {
-	eachRedis(t, func(t *testing.T, s *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		f := func(lead string, infos []leadstate.ModelInfo) {
 			t.Helper()
 			now := t0.Add(time.Hour)

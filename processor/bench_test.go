@@ -9,6 +9,7 @@ import (
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 )
 
@@ -19,7 +20,7 @@ import (
 // processor does per consumed batch. Each lead gets 5 views (25 points), so no
 // MQL is ever pending.
 func BenchmarkProcessorApply(b *testing.B) {
-	store := openStore(b, testsvc.Redis(b))
+	store := leadstatetest.Open(b, testsvc.Redis(b))
 	rules := scoring.Default()
 	m := &rules.Models[0]
 	ctx := context.Background()

@@ -27,24 +27,6 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// eachRedis runs f against a single Redis and against the Redis Cluster.
-func eachRedis(t *testing.T, f func(t *testing.T, s *leadstate.Store)) {
-	t.Helper()
-	testsvc.EachRedis(t, func(t *testing.T, addr string) { f(t, openStore(t, addr)) })
-}
-
-func openStore(t testing.TB, addr string) *leadstate.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
-	return leadstate.NewStore(rdb)
-}
-
 func newID(prefix string) string { return fmt.Sprintf("%s-%016x", prefix, rand.Uint64()) }
 
 // running is a Processor running on its own kfake broker.

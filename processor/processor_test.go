@@ -11,6 +11,7 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,7 @@ func records(t *testing.T, evs ...*event.Event) []stream.Record {
 // say, exactly one MQL is published, redelivery changes nothing, and records
 // that are not events go to the dead-letter topic without stopping anything.
 func TestProcessorJourney(t *testing.T) {
-	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		ctx := context.Background()
 		rules := scoring.Default()
 		m := &rules.Models[0]
@@ -180,7 +181,7 @@ func TestProcessorJourney(t *testing.T) {
 // The outbox survives a processor that died between applying a crossing and
 // publishing it: the redelivered trigger publishes the pending MQL and clears it.
 func TestProcessorPublishesPendingOutbox(t *testing.T) {
-	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		ctx := context.Background()
 		rules, err := scoring.Parse("test_rules.yaml", []byte(`
 models:
@@ -245,7 +246,7 @@ models:
 // copies in one batch) ends with every lead scored as the rules say, and
 // exactly one MQL for every lead that reached the threshold.
 func TestProcessorManyVisitors(t *testing.T) {
-	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		ctx := context.Background()
 		rules := scoring.Default()
 		m := &rules.Models[0]
@@ -320,7 +321,7 @@ func TestProcessorManyVisitors(t *testing.T) {
 // faded does not become an MQL by identifying months later, one that
 // identifies right away does, crossing at the identify's time.
 func TestProcessorIdentifyFitTime(t *testing.T) {
-	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		ctx := context.Background()
 		rules := scoring.Default()
 		m := &rules.Models[0]
@@ -389,7 +390,7 @@ func TestProcessorIdentifyFitTime(t *testing.T) {
 // first merge would then resolve to the second lead, in this version as in
 // the one before it.)
 func TestProcessorBatchMergesAndIdentifies(t *testing.T) {
-	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		ctx := context.Background()
 		rules := scoring.Default()
 		m := &rules.Models[0]
@@ -478,7 +479,7 @@ func TestProcessorBatchMergesAndIdentifies(t *testing.T) {
 // adds it, so the visitor's next page view scores on the lead. After a batch
 // that took several attempts the links are read again instead.
 func TestProcessorLinksReadAhead(t *testing.T) {
-	eachRedis(t, func(t *testing.T, store *leadstate.Store) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		ctx := context.Background()
 		rules := scoring.Default()
 		m := &rules.Models[0]
