@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -164,4 +165,15 @@ type MQL struct {
 type Reason struct {
 	Rule   string  `json:"rule"`
 	Points float64 `json:"points"`
+}
+
+// SortReasons orders reasons as MQL records and the lead API list them:
+// most points first, then by rule name.
+func SortReasons(rs []Reason) {
+	sort.Slice(rs, func(a, b int) bool {
+		if rs[a].Points != rs[b].Points {
+			return rs[a].Points > rs[b].Points
+		}
+		return rs[a].Rule < rs[b].Rule
+	})
 }

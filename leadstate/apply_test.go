@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"testing"
 	"time"
 
@@ -178,12 +177,7 @@ func wantReasons(hits []leadstate.Hit, halfLife time.Duration, at int64, fit []e
 		out = append(out, event.Reason{Rule: name, Points: scoring.ValueAt(r.v, r.t, at, halfLife)})
 	}
 	out = append(out, fit...)
-	sort.Slice(out, func(a, b int) bool {
-		if out[a].Points != out[b].Points {
-			return out[a].Points > out[b].Points
-		}
-		return out[a].Rule < out[b].Rule
-	})
+	event.SortReasons(out)
 	return out
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -88,12 +87,7 @@ func (s *Store) Lead(ctx context.Context, lead string, models []ModelInfo, now t
 					}
 				}
 			}
-			sort.Slice(mv.TopRules, func(a, b int) bool {
-				if mv.TopRules[a].Points != mv.TopRules[b].Points {
-					return mv.TopRules[a].Points > mv.TopRules[b].Points
-				}
-				return mv.TopRules[a].Rule < mv.TopRules[b].Rule
-			})
+			event.SortReasons(mv.TopRules)
 			if fr := h["fitr"]; fr != "" {
 				var fit []event.Reason
 				if err := json.Unmarshal([]byte(fr), &fit); err == nil {

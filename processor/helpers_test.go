@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -274,12 +273,7 @@ func reasons(rules map[string]float64, fit []event.Reason) []event.Reason {
 		out = append(out, event.Reason{Rule: name, Points: p})
 	}
 	out = append(out, fit...)
-	sort.Slice(out, func(a, b int) bool {
-		if out[a].Points != out[b].Points {
-			return out[a].Points > out[b].Points
-		}
-		return out[a].Rule < out[b].Rule
-	})
+	event.SortReasons(out)
 	return out
 }
 
