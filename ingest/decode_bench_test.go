@@ -47,7 +47,7 @@ func BenchmarkIngestPath(b *testing.B) {
 			}
 			events = append(events, e)
 		}
-		if _, err := encodeRecords(events); err != nil {
+		if _, _, err := appendRecords(nil, events); err != nil {
 			b.Fatal(err)
 		}
 	}

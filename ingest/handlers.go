@@ -253,15 +253,9 @@ func validJSON(body []byte) error {
 	return errors.New("malformed JSON")
 }
 
-// encodeRecords encodes events as Kafka records in one buffer: keys and values
-// are sub-slices of it, cut after the last append so a reallocation cannot
-// strand them.
-func encodeRecords(events []*event.Event) ([]stream.Record, error) {
-	recs, _, err := appendRecords(nil, events)
-	return recs, err
-}
-
-// appendRecords is encodeRecords appending to buf; it also returns the buffer.
+// appendRecords encodes events as Kafka records into buf (grown as needed)
+// and returns them with the buffer: keys and values are sub-slices of it, cut
+// after the last append so a reallocation cannot strand them.
 func appendRecords(buf []byte, events []*event.Event) ([]stream.Record, []byte, error) {
 	recs := make([]stream.Record, len(events))
 	var small [16][2]int

@@ -162,3 +162,35 @@ func asStored(e event.Event) event.Event {
 	e.ReceivedAt = e.ReceivedAt.Truncate(time.Second)
 	return e
 }
+
+// write inserts a decoded batch into every table it touches with the
+// handler's steps (which decode between the blocks). On error some tables may
+// hold the batch already; a retry inserts it again and ReplacingMergeTree
+// folds the copies, because every row's sort key is derived from the record.
+func (w *writer) write(ctx context.Context, r *rows) error {
+	if len(r.events) > 0 {
+		ins, err := w.beginEvents(ctx)
+		if err != nil {
+			return err
+		}
+		err = ins.add(r.events)
+		if err == nil {
+			err = ins.send()
+		}
+		ins.close()
+		if err != nil {
+			return err
+		}
+		if err := w.insertLinks(ctx, identityLinks(r.events)); err != nil {
+			return err
+		}
+	}
+	return w.insertMQLs(ctx, r.mqls)
+}
+
+// identityLinks is the identity_links rows of evs (see linkSet).
+func identityLinks(evs []event.Event) []link {
+	var ls linkSet
+	ls.add(evs)
+	return ls.out
+}

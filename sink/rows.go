@@ -35,30 +35,6 @@ type writer struct {
 	cols eventCols // scratch for the events blocks, reused
 }
 
-// write inserts the batch into every table it touches. On error some tables
-// may hold the batch already; a retry inserts it again and ReplacingMergeTree
-// folds the copies, because every row's sort key is derived from the record.
-func (w *writer) write(ctx context.Context, r *rows) error {
-	if len(r.events) > 0 {
-		ins, err := w.beginEvents(ctx)
-		if err != nil {
-			return err
-		}
-		err = ins.add(r.events)
-		if err == nil {
-			err = ins.send()
-		}
-		ins.close()
-		if err != nil {
-			return err
-		}
-		if err := w.insertLinks(ctx, identityLinks(r.events)); err != nil {
-			return err
-		}
-	}
-	return w.insertMQLs(ctx, r.mqls)
-}
-
 func (w *writer) insertLinks(ctx context.Context, links []link) error {
 	if len(links) == 0 {
 		return nil
@@ -285,17 +261,10 @@ type link struct {
 	eventID             string
 }
 
-// identityLinks returns one row per (anonymous id, lead id) pair the events
-// link, keeping the earliest. Once a visitor is known every later event of
-// theirs carries both ids, so without folding most events would add a row
-// that merges throw away anyway.
-func identityLinks(evs []event.Event) []link {
-	var ls linkSet
-	ls.add(evs)
-	return ls.out
-}
-
-// linkSet folds the identity links of a batch, block by block.
+// linkSet folds the identity links of a batch, block by block: one row per
+// (anonymous id, lead id) pair the events link, keeping the earliest. Once a
+// visitor is known every later event of theirs carries both ids, so without
+// folding most events would add a row that merges throw away anyway.
 type linkSet struct {
 	out []link
 	idx map[[2]string]int

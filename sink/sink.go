@@ -204,6 +204,10 @@ func parallel(n int, f func(lo, hi int)) {
 	wg.Wait()
 }
 
+// handle inserts one batch into every table it touches. On error some tables
+// may hold part of the batch already; the consumer retries the whole batch
+// and ReplacingMergeTree folds the copies, because every row's sort key is
+// derived from the record.
 func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	r := &h.rows
 	r.reset()
