@@ -38,12 +38,11 @@ func Unmarshal(b []byte, e *Event) error {
 // decode exactly like encoding/json, leaving that to the general path.
 //
 // It copies b once into a string that every unescaped string field is a
-// substring of, and properties and traits once into one byte slice: three
+// substring of, and the Object fields (properties, traits) once into one byte slice: three
 // allocations per record instead of one per field.
 func decodeFast(b []byte, e *Event) bool {
 	s := string(b)
-	var propsAt, traitsAt [2]int // value spans in b
-	hasProps, hasTraits := false, false
+	var objAt [maxObjects][2]int // value spans in b of the Object fields, by Field.obj; {0, 0} = absent
 	i := jsonx.SkipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -72,33 +71,29 @@ func decodeFast(b []byte, e *Event) bool {
 			return false
 		}
 		vStart := i
-		switch key {
-		case "properties", "traits":
+		f := fieldNamed(key)
+		if f == nil {
+			return false // not a field name as written: maybe a case variant, or unknown
+		}
+		switch f.Kind {
+		case Object:
 			if b[i] != '{' {
 				return false // null or not an object: the general path says what is wrong
 			}
 			if i, ok = jsonx.SkipValueIn(b, i, 1); !ok { // inside the event object
 				return false
 			}
-			if key == "properties" {
-				propsAt, hasProps = [2]int{vStart, i}, true
-			} else {
-				traitsAt, hasTraits = [2]int{vStart, i}, true
-			}
-		case "event_time", "received_at":
+			objAt[f.obj] = [2]int{vStart, i}
+		case Time:
 			end, esc, ok := stringAt(b, i)
 			if !ok || esc {
 				return false
 			}
-			t := &e.EventTime
-			if key == "received_at" {
-				t = &e.ReceivedAt
-			}
-			if t.UnmarshalJSON(b[vStart:end]) != nil {
+			if f.time(e).UnmarshalJSON(b[vStart:end]) != nil {
 				return false
 			}
 			i = end
-		case "revenue":
+		case Number:
 			if b[i] != '-' && (b[i] < '0' || b[i] > '9') {
 				return false
 			}
@@ -106,31 +101,28 @@ func decodeFast(b []byte, e *Event) bool {
 			if !ok {
 				return false
 			}
-			f, err := strconv.ParseFloat(s[vStart:end], 64)
+			v, err := strconv.ParseFloat(s[vStart:end], 64)
 			if err != nil {
 				return false
 			}
-			e.Revenue, i = f, end
-		case "bot":
+			*f.num(e), i = v, end
+		case Bool:
 			switch {
 			case len(b)-i >= 4 && s[i:i+4] == "true":
-				e.Bot, i = true, i+4
+				*f.flag(e), i = true, i+4
 			case len(b)-i >= 5 && s[i:i+5] == "false":
-				e.Bot, i = false, i+5
+				*f.flag(e), i = false, i+5
 			default:
 				return false
 			}
-		default:
-			f := stringField(e, key)
-			if f == nil {
-				return false // not a field name as written: maybe a case variant, or unknown
-			}
+		case String:
 			end, esc, ok := stringAt(b, i)
 			if !ok {
 				return false
 			}
+			dst := f.str(e)
 			if esc {
-				if *f, ok = unquote(b[vStart+1 : end-1]); !ok {
+				if *dst, ok = unquote(b[vStart+1 : end-1]); !ok {
 					return false
 				}
 			} else {
@@ -138,7 +130,7 @@ func decodeFast(b []byte, e *Event) bool {
 				if !ascii(v) && !utf8.ValidString(v) {
 					return false // encoding/json would replace the bad bytes
 				}
-				*f = v
+				*dst = v
 			}
 			i = end
 		}
@@ -159,16 +151,17 @@ end:
 	if jsonx.SkipSpace(b, i) != len(b) {
 		return false
 	}
-	if hasProps || hasTraits {
-		n := propsAt[1] - propsAt[0]
-		raw := make([]byte, 0, n+traitsAt[1]-traitsAt[0])
-		raw = append(raw, b[propsAt[0]:propsAt[1]]...)
-		raw = append(raw, b[traitsAt[0]:traitsAt[1]]...)
-		if hasProps {
-			e.Properties = json.RawMessage(raw[:n:n])
-		}
-		if hasTraits {
-			e.Traits = json.RawMessage(raw[n:])
+	n := 0
+	for _, at := range objAt {
+		n += at[1] - at[0]
+	}
+	if n > 0 {
+		raw := make([]byte, 0, n)
+		for _, f := range objectFields {
+			if at := objAt[f.obj]; at[1] > at[0] {
+				raw = append(raw, b[at[0]:at[1]]...)
+				*f.raw(e) = json.RawMessage(raw[len(raw)-(at[1]-at[0]) : len(raw) : len(raw)])
+			}
 		}
 	}
 	return true
@@ -180,55 +173,6 @@ func stringAt(b []byte, i int) (end int, escaped, ok bool) {
 		return i, false, false
 	}
 	return jsonx.SkipString(b, i)
-}
-
-// stringField returns the string field of e whose JSON name is key.
-func stringField(e *Event, key string) *string {
-	switch key {
-	case "event_id":
-		return &e.ID
-	case "type":
-		return (*string)(&e.Type)
-	case "anonymous_id":
-		return &e.AnonymousID
-	case "lead_id":
-		return &e.LeadID
-	case "previous_id":
-		return &e.PreviousID
-	case "write_key_id":
-		return &e.WriteKeyID
-	case "campaign":
-		return &e.Campaign
-	case "utm_source":
-		return &e.UTMSource
-	case "utm_medium":
-		return &e.UTMMedium
-	case "utm_campaign":
-		return &e.UTMCampaign
-	case "utm_term":
-		return &e.UTMTerm
-	case "utm_content":
-		return &e.UTMContent
-	case "url":
-		return &e.URL
-	case "path":
-		return &e.Path
-	case "referrer":
-		return &e.Referrer
-	case "title":
-		return &e.Title
-	case "track":
-		return &e.Track
-	case "currency":
-		return &e.Currency
-	case "ip":
-		return &e.IP
-	case "user_agent":
-		return &e.UserAgent
-	case "bot_reason":
-		return &e.BotReason
-	}
-	return nil
 }
 
 func ascii(s string) bool {

@@ -8,64 +8,41 @@ import (
 	"unicode/utf8"
 )
 
-// AppendJSON appends e's topic form to dst. The bytes are exactly what
-// encoding/json produces for Event (field order, omitempty, HTML-safe string
-// escaping, compacted properties and traits), without reflection: the
-// collector encodes every accepted event, so this is on its hot path.
-// Properties and traits must be valid JSON (Validate's callers ensure it).
+// AppendJSON appends e's topic form to dst: the fields of Fields in order.
+// The bytes are exactly what encoding/json produces for Event (field order,
+// omitempty, HTML-safe string escaping, compacted properties and traits),
+// without reflection: the collector encodes every accepted event, so this is
+// on its hot path. Properties and traits must be valid JSON (Validate's
+// callers ensure it).
 func AppendJSON(dst []byte, e *Event) ([]byte, error) {
-	dst = append(dst, `{"event_id":`...)
-	dst = appendString(dst, e.ID)
-	dst = append(dst, `,"type":`...)
-	dst = appendString(dst, string(e.Type))
-	dst = append(dst, `,"event_time":`...)
-	dst = appendTime(dst, e.EventTime)
-	dst = append(dst, `,"received_at":`...)
-	dst = appendTime(dst, e.ReceivedAt)
-	dst = appendField(dst, `,"anonymous_id":`, e.AnonymousID)
-	dst = appendField(dst, `,"lead_id":`, e.LeadID)
-	dst = appendField(dst, `,"previous_id":`, e.PreviousID)
-	dst = appendField(dst, `,"write_key_id":`, e.WriteKeyID)
-	dst = appendField(dst, `,"campaign":`, e.Campaign)
-	dst = appendField(dst, `,"utm_source":`, e.UTMSource)
-	dst = appendField(dst, `,"utm_medium":`, e.UTMMedium)
-	dst = appendField(dst, `,"utm_campaign":`, e.UTMCampaign)
-	dst = appendField(dst, `,"utm_term":`, e.UTMTerm)
-	dst = appendField(dst, `,"utm_content":`, e.UTMContent)
-	dst = appendField(dst, `,"url":`, e.URL)
-	dst = appendField(dst, `,"path":`, e.Path)
-	dst = appendField(dst, `,"referrer":`, e.Referrer)
-	dst = appendField(dst, `,"title":`, e.Title)
-	dst = appendField(dst, `,"track":`, e.Track)
-	var err error
-	if len(e.Properties) > 0 {
-		if dst, err = appendCompact(append(dst, `,"properties":`...), e.Properties); err != nil {
-			return dst, err
+	dst = append(dst, '{')
+	for i := range Fields {
+		f := &Fields[i]
+		switch f.Kind {
+		case String:
+			if v := *f.str(e); v != "" || f.Always {
+				dst = appendString(append(dst, f.key...), v)
+			}
+		case Time:
+			dst = appendTime(append(dst, f.key...), *f.time(e))
+		case Object:
+			if v := *f.raw(e); len(v) > 0 {
+				var err error
+				if dst, err = appendCompact(append(dst, f.key...), v); err != nil {
+					return dst, err
+				}
+			}
+		case Number:
+			if v := *f.num(e); v != 0 {
+				dst = appendFloat(append(dst, f.key...), v)
+			}
+		case Bool:
+			if *f.flag(e) {
+				dst = append(append(dst, f.key...), "true"...)
+			}
 		}
 	}
-	if len(e.Traits) > 0 {
-		if dst, err = appendCompact(append(dst, `,"traits":`...), e.Traits); err != nil {
-			return dst, err
-		}
-	}
-	if e.Revenue != 0 {
-		dst = appendFloat(append(dst, `,"revenue":`...), e.Revenue)
-	}
-	dst = appendField(dst, `,"currency":`, e.Currency)
-	dst = appendField(dst, `,"ip":`, e.IP)
-	dst = appendField(dst, `,"user_agent":`, e.UserAgent)
-	if e.Bot {
-		dst = append(dst, `,"bot":true`...)
-	}
-	dst = appendField(dst, `,"bot_reason":`, e.BotReason)
 	return append(dst, '}'), nil
-}
-
-func appendField(dst []byte, key, v string) []byte {
-	if v == "" {
-		return dst
-	}
-	return appendString(append(dst, key...), v)
 }
 
 func appendTime(dst []byte, t time.Time) []byte {

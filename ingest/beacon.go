@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/ingest/beacon"
+	"github.com/leadstream/leadstream/internal/httpapi"
 	"github.com/valyala/fasthttp"
 )
 
@@ -28,7 +29,7 @@ const beaconLibrary = "leadstream.js"
 func serveBeacon(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		jsonError(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
+		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
 		return
 	}
 	h := &ctx.Response.Header

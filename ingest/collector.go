@@ -13,8 +13,8 @@
 // browsers and email link scanners (bots.go: stored, never scored) and answers
 // 200 only after Kafka acknowledged every accepted event (acks=all);
 // concurrent requests share produce requests (group commit, see
-// stream.Producer). It also serves the lead read API from Redis, and /healthz,
-// /readyz and /metrics.
+// stream.Producer). It also serves /healthz, /readyz and /metrics, and what
+// is mounted on it (Mount): the lead read API (package leadapi).
 //
 // Metrics:
 //
@@ -44,7 +44,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/ingest/token"
-	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/internal/httpapi"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -164,7 +164,6 @@ type Collector struct {
 	log      *slog.Logger
 	m        *metrics
 	producer Producer
-	leads    *leadAPI
 	keys     map[string]string   // write key -> write key id
 	origins  map[string][]string // write key id -> allowed browser origins (absent: any)
 	tokens   *token.Keyring      // nil: no token keys, every token is invalid
@@ -175,13 +174,12 @@ type Collector struct {
 }
 
 type mount struct {
-	prefix  string
-	handler fasthttp.RequestHandler
+	prefix, label string
+	handler       fasthttp.RequestHandler
 }
 
-// New builds a collector writing through producer. leads may be nil, then the
-// lead API answers 503.
-func New(cfg Config, producer Producer, leads *leadstate.Store, models []leadstate.ModelInfo, log *slog.Logger, reg prometheus.Registerer) (*Collector, error) {
+// New builds a collector writing through producer.
+func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registerer) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -202,7 +200,6 @@ func New(cfg Config, producer Producer, leads *leadstate.Store, models []leadsta
 		c.log.Warn("no token-keys: email open and click links cannot be verified")
 	}
 	c.bots = newBotFilter(cfg.ScannerMinDelay, cfg.ScannerBurst)
-	c.leads = &leadAPI{store: leads, models: models, secret: cfg.SecretKey}
 	c.server = &fasthttp.Server{
 		Handler:            c.route,
 		Name:               "leadstream",
@@ -226,10 +223,12 @@ func KeyID(key string) string {
 	return "wk_" + hex.EncodeToString(h[:6])
 }
 
-// Mount serves every path under prefix (e.g. "/demo/") with h. Call it
-// before Run; leadstream dev mounts its demo site this way.
+// Mount serves every path under prefix (e.g. "/demo/") with h, before any
+// route of the collector's own. Call it before Run: the lead API
+// (package leadapi) and dev mode's demo site are mounted this way. The
+// endpoint label of its requests is prefix without its trailing slash.
 func (c *Collector) Mount(prefix string, h fasthttp.RequestHandler) {
-	c.mounts = append(c.mounts, mount{prefix: prefix, handler: h})
+	c.mounts = append(c.mounts, mount{prefix: prefix, label: strings.TrimSuffix(prefix, "/"), handler: h})
 }
 
 // Listen binds the HTTP address; Run serves on it. Split so callers (tests,
@@ -324,6 +323,13 @@ func gcPercentFor(live uint64, maxPercent int) int {
 func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	path := string(ctx.Path())
+	for _, m := range c.mounts {
+		if strings.HasPrefix(path, m.prefix) || path+"/" == m.prefix {
+			m.handler(ctx)
+			c.m.observe(m.label, ctx.Response.StatusCode(), time.Since(start))
+			return
+		}
+	}
 	endpoint := path
 	switch {
 	case path == "/healthz":
@@ -338,9 +344,6 @@ func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 		}
 	case path == "/metrics":
 		c.m.serve(ctx)
-	case strings.HasPrefix(path, "/v1/leads/"):
-		endpoint = "/v1/leads"
-		c.leads.serve(ctx, strings.TrimPrefix(path, "/v1/leads/"))
 	case strings.HasPrefix(path, "/v1/"):
 		c.ingest(ctx, strings.TrimPrefix(path, "/v1/"))
 		if !knownIngest(path) {
@@ -359,15 +362,7 @@ func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 		c.form(ctx, strings.TrimPrefix(path, "/f/"))
 	default:
 		endpoint = "other"
-		for _, m := range c.mounts {
-			if strings.HasPrefix(path, m.prefix) || path+"/" == m.prefix {
-				endpoint = m.prefix
-				m.handler(ctx)
-				c.m.observe(endpoint, ctx.Response.StatusCode(), time.Since(start))
-				return
-			}
-		}
-		jsonError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+path)
+		httpapi.Error(ctx, fasthttp.StatusNotFound, "no such endpoint: "+path)
 	}
 	c.m.observe(endpoint, ctx.Response.StatusCode(), time.Since(start))
 }
@@ -384,7 +379,7 @@ func knownIngest(path string) bool {
 // returning the key's id, or "" when it is unknown.
 func (c *Collector) writeKey(ctx *fasthttp.RequestCtx, bodyKey string) string {
 	key := bodyKey
-	if user, _, ok := basicAuth(ctx); ok && user != "" {
+	if user, _, ok := httpapi.BasicAuth(ctx); ok && user != "" {
 		key = user
 	}
 	if key == "" {

@@ -26,7 +26,7 @@ func TestUnavailableKafkaAnswers503(t *testing.T) {
 	}
 	defer p.Close()
 	c, err := New(Config{Kafka: stream.Config{Brokers: brokers, Partitions: 1}, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{"k"}, ProduceTimeout: time.Second},
-		p, nil, nil, log, prometheus.NewRegistry())
+		p, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

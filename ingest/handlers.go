@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/base64"
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/internal/httpapi"
 	"github.com/leadstream/leadstream/internal/jsonx"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/valyala/fasthttp"
@@ -26,7 +26,7 @@ import (
 // allowed for the key.
 func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	if !knownIngest("/v1/" + call) {
-		jsonError(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+call)
+		httpapi.Error(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+call)
 		return
 	}
 	if ctx.IsOptions() {
@@ -35,7 +35,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	}
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
-		jsonError(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
+		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 		return
 	}
 	// Browsers get every answer readable, refusals included: ls.js drops a
@@ -54,7 +54,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	}
 	if err := validJSON(body); err != nil {
 		c.m.rejected.WithLabelValues("malformed").Inc()
-		jsonError(ctx, fasthttp.StatusBadRequest, err.Error())
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
 	r := &request{receivedAt: time.Now().UTC().Truncate(time.Millisecond), userAgent: string(ctx.UserAgent()), ip: c.clientIP(ctx)}
@@ -66,12 +66,12 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		b, err := decodeBatch(body)
 		if err != nil {
 			c.m.rejected.WithLabelValues("malformed").Inc()
-			jsonError(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
+			httpapi.Error(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
 			return
 		}
 		if b.Batch == nil {
 			c.m.rejected.WithLabelValues("malformed").Inc()
-			jsonError(ctx, fasthttp.StatusBadRequest, `batch: a "batch" array is required`)
+			httpapi.Error(ctx, fasthttp.StatusBadRequest, `batch: a "batch" array is required`)
 			return
 		}
 		bodyKey, r.sentAt = b.WriteKey, b.SentAt
@@ -113,7 +113,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 			}
 			if err := json.Unmarshal(body, &k); err != nil {
 				c.m.rejected.WithLabelValues("malformed").Inc()
-				jsonError(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
+				httpapi.Error(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
 				return
 			}
 			if r.writeKeyID = c.writeKey(ctx, k.WriteKey); r.writeKeyID == "" {
@@ -133,7 +133,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	defer putEvents(events)
 	if origin != "" && !c.originAllowed(r.writeKeyID, origin) {
 		c.m.rejected.WithLabelValues("origin").Inc()
-		jsonError(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
+		httpapi.Error(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
 		return
 	}
 	// User agents are checked for browser traffic only: server-side SDKs
@@ -148,7 +148,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		c.m.rejected.WithLabelValues("unavailable").Inc()
 		c.log.Warn("events not written to kafka", "events", len(events), "err", err)
 		ctx.Response.Header.Set("Retry-After", "1")
-		jsonError(ctx, fasthttp.StatusServiceUnavailable, "events not stored, retry: kafka did not acknowledge them in time")
+		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "events not stored, retry: kafka did not acknowledge them in time")
 		return
 	}
 	c.countEvents(events)
@@ -311,7 +311,7 @@ func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 func (c *Collector) unauthorized(ctx *fasthttp.RequestCtx) {
 	c.m.rejected.WithLabelValues("auth").Inc()
 	ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="leadstream"`)
-	jsonError(ctx, fasthttp.StatusUnauthorized, "unknown or missing write key (HTTP Basic user name or writeKey in the body)")
+	httpapi.Error(ctx, fasthttp.StatusUnauthorized, "unknown or missing write key (HTTP Basic user name or writeKey in the body)")
 }
 
 func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error) {
@@ -322,17 +322,7 @@ func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	c.m.rejected.WithLabelValues("malformed").Inc()
-	jsonError(ctx, fasthttp.StatusBadRequest, err.Error())
-}
-
-type errorBody struct {
-	Success bool   `json:"success"`
-	Error   string `json:"error"`
-	Limit   string `json:"limit,omitempty"`
-}
-
-func jsonError(ctx *fasthttp.RequestCtx, code int, msg string) {
-	writeJSONError(ctx, code, errorBody{Error: msg})
+	httpapi.Error(ctx, fasthttp.StatusBadRequest, err.Error())
 }
 
 // jsonLimitError is a 400 naming the Segment limit that was hit.
@@ -345,30 +335,5 @@ func jsonLimitError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("gzip")) {
 		limit = ""
 	}
-	writeJSONError(ctx, fasthttp.StatusBadRequest, errorBody{Error: err.Error(), Limit: limit})
-}
-
-func writeJSONError(ctx *fasthttp.RequestCtx, code int, b errorBody) {
-	out, _ := json.Marshal(b)
-	ctx.SetStatusCode(code)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(out)
-}
-
-// basicAuth parses an HTTP Basic Authorization header.
-func basicAuth(ctx *fasthttp.RequestCtx) (user, pass string, ok bool) {
-	h := ctx.Request.Header.Peek("Authorization")
-	const prefix = "Basic "
-	if len(h) < len(prefix) || !bytes.EqualFold(h[:len(prefix)], []byte(prefix)) {
-		return "", "", false
-	}
-	dec, err := base64.StdEncoding.DecodeString(string(h[len(prefix):]))
-	if err != nil {
-		return "", "", false
-	}
-	u, p, found := bytes.Cut(dec, []byte(":"))
-	if !found {
-		return string(dec), "", true
-	}
-	return string(u), string(p), true
+	httpapi.WriteError(ctx, fasthttp.StatusBadRequest, httpapi.ErrorBody{Error: err.Error(), Limit: limit})
 }

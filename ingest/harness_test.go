@@ -60,7 +60,7 @@ func startServer(t *testing.T, mod func(*Config)) *server {
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := New(cfg, p, nil, nil, log, prometheus.NewRegistry())
+	c, err := New(cfg, p, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
@@ -127,7 +128,7 @@ func TestApplyCap(t *testing.T) {
 func TestApplyFit(t *testing.T) {
 	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		lead := newID("lead")
-		infos := []leadstate.ModelInfo{{Name: "m", Threshold: 1e9}}
+		infos := []scoring.Model{{Name: "m", Threshold: 1e9}}
 		n := 0
 		f := func(fit *float64, reasons []event.Reason, hits []leadstate.Hit, wantFit, wantBehaviour float64, wantReasons string) {
 			t.Helper()
@@ -137,7 +138,7 @@ func TestApplyFit(t *testing.T) {
 			if res := apply(t, s, leadstate.Lead(lead), fmt.Sprintf("e%d", n), u); !res.Applied {
 				t.Fatalf("event %d not applied", n)
 			}
-			v, err := s.Lead(context.Background(), lead, infos, t0.Add(time.Hour))
+			v, err := leadapi.Read(context.Background(), s, lead, infos, t0.Add(time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -262,7 +263,7 @@ func TestApplyMQLOutbox(t *testing.T) {
 		if h["mql"] != "1" || h["mql_id"] != mqlID || h["mql_at"] != fmt.Sprint(ms(at(3*day))) {
 			t.Errorf("model hash after crossing: mql=%q mql_id=%q mql_at=%q", h["mql"], h["mql_id"], h["mql_at"])
 		}
-		lv, err := s.Lead(ctx, lead, []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}}, at(3*day))
+		lv, err := leadapi.Read(ctx, s, lead, []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 100}}, at(3*day))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,7 +334,7 @@ func TestApplyRearm(t *testing.T) {
 	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		lead := newID("lead")
-		infos := []leadstate.ModelInfo{{Name: "m", Threshold: 100}}
+		infos := []scoring.Model{{Name: "m", Threshold: 100}}
 		n := 0
 		var pending []string
 		f := func(points, wantScore float64, wantMQL, fires bool) {
@@ -356,7 +357,7 @@ func TestApplyRearm(t *testing.T) {
 					t.Fatalf("%s (%+v): outbox %v, want %v", id, points, got, pending)
 				}
 			}
-			v, err := s.Lead(ctx, lead, infos, t0)
+			v, err := leadapi.Read(ctx, s, lead, infos, t0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -410,7 +411,7 @@ func TestApplyAnonymousNoMQL(t *testing.T) {
 			t.Errorf("anonymous outbox has %d entries", n)
 		}
 		// The lead with the same id is a different subject.
-		if lv, err := s.Lead(context.Background(), anon.ID, []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}}, t0); err != nil || lv.Known {
+		if lv, err := leadapi.Read(context.Background(), s, anon.ID, []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 100}}, t0); err != nil || lv.Known {
 			t.Errorf("Lead(%s) = %+v, %v: want unknown", anon.ID, lv, err)
 		}
 	})
@@ -450,7 +451,7 @@ func TestApplyFitTime(t *testing.T) {
 					t.Errorf("%s: MQL %+v, want crossed at %v with score %v", name, m, wantT, wantV+fit)
 				}
 			}
-			lv, err := s.Lead(ctx, lead, []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}}, wantT)
+			lv, err := leadapi.Read(ctx, s, lead, []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 100}}, wantT)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,7 +19,9 @@ package leadstate
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -320,4 +322,15 @@ func decodeOutbox(v any) ([]event.MQL, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// mqlID is the deterministic id of the crossing of model by lead triggered
+// by an event: a name-based UUID of the three.
+func mqlID(lead, model, trigger string) string {
+	h := sha256.Sum256([]byte(lead + "\x00" + model + "\x00" + trigger))
+	b := h[:16]
+	b[6] = (b[6] & 0x0f) | 0x50 // name-based UUID layout, so it reads as a UUID
+	b[8] = (b[8] & 0x3f) | 0x80
+	x := hex.EncodeToString(b)
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
@@ -89,13 +90,13 @@ func TestAnonymousMerge(t *testing.T) {
 		if tm != wantT || ctm != wantT || !near(v, wantV, 1e-12, 0) || !near(cv, wantV, 1e-12, 0) {
 			t.Fatalf("merged lead (v, t) = (%v, %d), control (%v, %d), want (%v, %d)", v, tm, cv, ctm, wantV, wantT)
 		}
-		infos := []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 1000}}
+		infos := []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 1000}}
 		now := at(45 * day)
-		lv, err := s.Lead(ctx, lead, infos, now)
+		lv, err := leadapi.Read(ctx, s, lead, infos, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl, err := s.Lead(ctx, control, infos, now)
+		cl, err := leadapi.Read(ctx, s, control, infos, now)
 		if err != nil {
 			t.Fatal(err)
 		}

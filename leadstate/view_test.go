@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
+	"github.com/leadstream/leadstream/scoring"
 )
 
 // Lead decays behaviour to the read time, adds fit (which never decays) and
@@ -16,7 +18,7 @@ func TestLeadView(t *testing.T) {
 	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
 		ctx := context.Background()
 		lead := newID("lead")
-		infos := []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}, {Name: "other", HalfLife: hl, Threshold: 50}}
+		infos := []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 100}, {Name: "other", HalfLife: hl, Threshold: 50}}
 		fit := 30.0
 		fitReasons := []event.Reason{{Rule: "senior-title", Points: 20}, {Rule: "big-company", Points: 10}}
 		identify := model(hl, 100, 50)
@@ -28,7 +30,7 @@ func TestLeadView(t *testing.T) {
 
 		f := func(now time.Time, wantBehaviour float64, wantRules []event.Reason) {
 			t.Helper()
-			v, err := s.Lead(ctx, lead, infos, now)
+			v, err := leadapi.Read(ctx, s, lead, infos, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +80,7 @@ func TestLeadView(t *testing.T) {
 
 		// An MQL shows in the view with its time.
 		apply(t, s, leadstate.Lead(lead), "e5", model(hl, 100, 50, hit("deal-won", 80, t0.Add(2*hl))))
-		v, err := s.Lead(ctx, lead, infos, t0.Add(2*hl))
+		v, err := leadapi.Read(ctx, s, lead, infos, t0.Add(2*hl))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,10 +94,10 @@ func TestLeadView(t *testing.T) {
 // Leads without state read as unknown, zero in every model.
 func TestLeadViewUnknown(t *testing.T) {
 	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
-		f := func(lead string, infos []leadstate.ModelInfo) {
+		f := func(lead string, infos []scoring.Model) {
 			t.Helper()
 			now := t0.Add(time.Hour)
-			v, err := s.Lead(context.Background(), lead, infos, now)
+			v, err := leadapi.Read(context.Background(), s, lead, infos, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,15 +111,15 @@ func TestLeadViewUnknown(t *testing.T) {
 				}
 			}
 		}
-		f(newID("lead"), []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}})
-		f(newID("lead"), []leadstate.ModelInfo{{Name: "a", Threshold: 1}, {Name: "b", HalfLife: time.Hour, Threshold: 2}})
+		f(newID("lead"), []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 100}})
+		f(newID("lead"), []scoring.Model{{Name: "a", Threshold: 1}, {Name: "b", HalfLife: time.Hour, Threshold: 2}})
 		f(newID("lead"), nil)
 		// State of an anonymous visitor or of another model does not make a lead known.
 		id := newID("lead")
 		apply(t, s, leadstate.Anon(id), "e1", model(hl, 100, 50, hit("r", 5, t0)))
 		apply(t, s, leadstate.Lead(id), "e1", leadstate.ModelUpdate{Name: "n", HalfLife: hl, Threshold: 100, Hits: []leadstate.Hit{hit("r", 5, t0)}})
-		f(id, []leadstate.ModelInfo{{Name: "m", HalfLife: hl, Threshold: 100}})
-		if v, err := s.Lead(context.Background(), id, []leadstate.ModelInfo{{Name: "n", HalfLife: hl, Threshold: 100}}, t0); err != nil || !v.Known {
+		f(id, []scoring.Model{{Name: "m", HalfLife: hl, Threshold: 100}})
+		if v, err := leadapi.Read(context.Background(), s, id, []scoring.Model{{Name: "n", HalfLife: hl, Threshold: 100}}, t0); err != nil || !v.Known {
 			t.Fatalf("Lead(%s) in model n = %+v, %v: want known", id, v, err)
 		}
 	})

@@ -234,14 +234,6 @@ func outboxLen(t *testing.T, s *leadstate.Store, lead string) int64 {
 	return n
 }
 
-func modelInfos(r *scoring.Rules) []leadstate.ModelInfo {
-	var out []leadstate.ModelInfo
-	for _, m := range r.Models {
-		out = append(out, leadstate.ModelInfo{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold})
-	}
-	return out
-}
-
 // expect folds events into what a lead's first model must hold, computed in Go
 // with scoring: the behaviour state (v, t) and each rule's points decayed to t.
 func expect(m *scoring.Model, evs ...*event.Event) (v float64, tm int64, rules map[string]float64) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
@@ -96,7 +97,7 @@ func TestProcessorJourney(t *testing.T) {
 			t.Helper()
 			v, tm, _ = expect(m, evs...)
 			now := time.UnixMilli(tm).Add(48 * time.Hour)
-			lv, err := store.Lead(ctx, lead, modelInfos(rules), now)
+			lv, err := leadapi.Read(ctx, store, lead, rules.Models, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +295,7 @@ func TestProcessorManyVisitors(t *testing.T) {
 		}
 		for i, v := range vs {
 			bv, tm, _ := expect(m, v.evs...)
-			lv, err := store.Lead(ctx, v.lead, modelInfos(rules), time.UnixMilli(tm))
+			lv, err := leadapi.Read(ctx, store, v.lead, rules.Models, time.UnixMilli(tm))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -360,7 +361,7 @@ func TestProcessorIdentifyFitTime(t *testing.T) {
 			if at.Before(t0) {
 				at = t0
 			}
-			v, err := store.Lead(ctx, l.id, modelInfos(rules), at)
+			v, err := leadapi.Read(ctx, store, l.id, rules.Models, at)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -439,7 +440,7 @@ func TestProcessorBatchMergesAndIdentifies(t *testing.T) {
 			for _, w := range wants {
 				v, tm, _ := expect(m, w.evs...)
 				now := at(60)
-				lv, err := store.Lead(ctx, w.lead, modelInfos(rules), now)
+				lv, err := leadapi.Read(ctx, store, w.lead, rules.Models, now)
 				if err != nil {
 					t.Fatal(err)
 				}

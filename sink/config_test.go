@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 func TestConfigFlags(t *testing.T) {
@@ -19,7 +20,7 @@ func TestConfigFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.BatchSize != 50000 || c.FlushInterval != time.Second || c.Group != "clickhouse" ||
-		c.ClickHouse.Database != DefaultDatabase || c.ClickHouse.Username != "default" {
+		c.ClickHouse.Database != warehouse.DefaultDatabase || c.ClickHouse.Username != "default" {
 		t.Errorf("defaults: %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -35,8 +36,8 @@ func TestConfigFlags(t *testing.T) {
 			t.Errorf("Validate(%+v) = %v, want %v", bad, err, want)
 		}
 	}
-	f(func(c *Config) { c.ClickHouse.Addr = " , " }, ErrNoAddr)
-	f(func(c *Config) { c.ClickHouse.Database = "lead-stream" }, ErrBadDatabase)
+	f(func(c *Config) { c.ClickHouse.Addr = " , " }, warehouse.ErrNoAddr)
+	f(func(c *Config) { c.ClickHouse.Database = "lead-stream" }, warehouse.ErrBadDatabase)
 	f(func(c *Config) { c.ClickHouse.DialTimeout = -time.Second }, nil)
 	f(func(c *Config) { c.Kafka.Brokers = nil }, stream.ErrNoBrokers)
 	f(func(c *Config) { c.BatchSize = 0 }, nil)

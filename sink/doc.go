@@ -5,11 +5,10 @@
 // crossings on "<prefix>mql", and the sink consumes both topics in its own
 // consumer group (default "clickhouse") and batch-inserts them into the
 // tables events, identity_links and mql of one database (default
-// "leadstream"). Migrate creates those tables plus campaign_costs; it runs at
-// sink start and from `leadstream migrate`. ParseCosts and ImportCosts fill
-// campaign_costs from a CSV file (`leadstream costs import`); the analytics
-// queries over all four tables live in sink/queries and run through
-// sink/report (`leadstream report`).
+// "leadstream"). The schema, its migrations (run at sink start) and the
+// connection settings live in package warehouse, which the read side
+// (package analytics, `leadstream rescore`) shares; the sink only moves
+// records from Kafka into ClickHouse.
 //
 // Delivery is at least once: offsets are committed only after a batch is in
 // ClickHouse, and a failed batch is inserted again whole. Every table is a

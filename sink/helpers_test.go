@@ -2,8 +2,6 @@ package sink
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -13,41 +11,15 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/testsvc"
+	"github.com/leadstream/leadstream/warehouse"
+	"github.com/leadstream/leadstream/warehouse/warehousetest"
 )
 
 // testDB connects to the test ClickHouse and returns a fresh database name,
 // dropped when the test ends. The database itself is created by Migrate.
-func testDB(t testing.TB) (driver.Conn, ClickHouseConfig) {
+func testDB(t testing.TB) (driver.Conn, warehouse.Config) {
 	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	cfg := ClickHouseConfig{
-		Addr:        testsvc.ClickHouse(t),
-		Database:    "sinktest_" + hex.EncodeToString(b[:]),
-		Username:    "default",
-		DialTimeout: 5 * time.Second,
-	}
-	conn, err := Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+cfg.Database); err != nil {
-			t.Errorf("dropping %s: %v", cfg.Database, err)
-		}
-		conn.Close()
-	})
-	return conn, cfg
-}
-
-func count(t testing.TB, conn driver.Conn, q string) uint64 {
-	t.Helper()
-	var n uint64
-	if err := conn.QueryRow(context.Background(), q).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
+	return warehousetest.Open(t, "sinktest")
 }
 
 // testEvents returns n valid events of every type, spread over three months

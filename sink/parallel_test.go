@@ -16,6 +16,7 @@ import (
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 func TestParallelCoversEveryIndexOnce(t *testing.T) {
@@ -43,7 +44,7 @@ func TestHandleDecodesLargeBatchInParallel(t *testing.T) {
 	kcfg.Brokers = testsvc.Kafka(t, kcfg.Topic(stream.TopicDeadLetter))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := Migrate(ctx, conn, chCfg.Database); err != nil {
+	if err := warehouse.Migrate(ctx, conn, chCfg.Database); err != nil {
 		t.Fatal(err)
 	}
 	dlq, err := stream.NewProducer(ctx, stream.ProducerConfig{Brokers: kcfg.Brokers, Topic: kcfg.Topic(stream.TopicDeadLetter)}, slog.New(slog.DiscardHandler), nil)

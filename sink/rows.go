@@ -3,11 +3,8 @@ package sink
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"slices"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -15,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 // rows is one handler batch after decoding, ready to insert.
@@ -39,32 +37,14 @@ func (w *writer) insertLinks(ctx context.Context, links []link) error {
 	if len(links) == 0 {
 		return nil
 	}
-	return w.insert(ctx, TableIdentityLinks, len(links), linkColumns(links))
+	return w.insert(ctx, warehouse.TableIdentityLinks, len(links), linkColumns(links))
 }
 
 func (w *writer) insertMQLs(ctx context.Context, ms []event.MQL) error {
 	if len(ms) == 0 {
 		return nil
 	}
-	return w.insert(ctx, TableMQL, len(ms), mqlColumns(ms))
-}
-
-// column is one column of an insert: its name and its values as a slice of a
-// type clickhouse-go appends column-wise without boxing each value.
-type column struct {
-	name   string
-	values any
-}
-
-// insertQuery is the INSERT statement for cols. The column list is always
-// explicit: for a bare "INSERT INTO t", ClickHouse 18.16 tells clickhouse-go
-// of no columns and every row is rejected ("expected 0 arguments").
-func (w *writer) insertQuery(table string, cols []column) string {
-	names := make([]string, len(cols))
-	for i, c := range cols {
-		names[i] = c.name
-	}
-	return "INSERT INTO " + w.db + "." + table + " (" + strings.Join(names, ", ") + ")"
+	return w.insert(ctx, warehouse.TableMQL, len(ms), mqlColumns(ms))
 }
 
 // observe records one INSERT's outcome in the metrics.
@@ -77,31 +57,12 @@ func (w *writer) observe(table string, start time.Time, rows int, err error) {
 	w.m.rows.WithLabelValues(table).Add(float64(rows))
 }
 
-// insert sends n rows in one block.
-func (w *writer) insert(ctx context.Context, table string, n int, cols []column) (err error) {
+// insert sends n rows in one INSERT and records it in the metrics.
+func (w *writer) insert(ctx context.Context, table string, n int, cols []warehouse.Column) error {
 	start := time.Now()
-	defer func() { w.observe(table, start, n, err) }()
-	batch, err := w.conn.PrepareBatch(ctx, w.insertQuery(table, cols))
-	if err != nil {
-		return fmt.Errorf("preparing insert into %s.%s: %w", w.db, table, err)
-	}
-	defer batch.Close()
-	if err := appendColumns(batch, table, cols); err != nil {
-		return err
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("inserting %s batch of %d rows: %w", table, n, err)
-	}
-	return nil
-}
-
-func appendColumns(batch driver.Batch, table string, cols []column) error {
-	for i, c := range cols {
-		if err := batch.Column(i).Append(c.values); err != nil {
-			return fmt.Errorf("appending column %s of %s batch: %w", c.name, table, err)
-		}
-	}
-	return nil
+	err := warehouse.Insert(ctx, w.conn, w.db, table, n, cols)
+	w.observe(table, start, n, err)
+	return err
 }
 
 // blockRows is the most rows one block of an events INSERT carries. A
@@ -122,10 +83,10 @@ type eventsInsert struct {
 
 func (w *writer) beginEvents(ctx context.Context) (*eventsInsert, error) {
 	ins := &eventsInsert{w: w, start: time.Now()}
-	batch, err := w.conn.PrepareBatch(ctx, w.insertQuery(TableEvents, w.cols.fill(nil)))
+	batch, err := w.conn.PrepareBatch(ctx, warehouse.InsertQuery(w.db, warehouse.TableEvents, w.cols.fill(nil)))
 	if err != nil {
 		ins.fail(err)
-		return nil, fmt.Errorf("preparing insert into %s.%s: %w", w.db, TableEvents, err)
+		return nil, fmt.Errorf("preparing insert into %s.%s: %w", w.db, warehouse.TableEvents, err)
 	}
 	ins.batch = batch
 	return ins, nil
@@ -134,7 +95,7 @@ func (w *writer) beginEvents(ctx context.Context) (*eventsInsert, error) {
 func (ins *eventsInsert) fail(err error) {
 	if ins.err == nil {
 		ins.err = err
-		ins.w.observe(TableEvents, ins.start, 0, err)
+		ins.w.observe(warehouse.TableEvents, ins.start, 0, err)
 	}
 }
 
@@ -142,14 +103,14 @@ func (ins *eventsInsert) fail(err error) {
 func (ins *eventsInsert) add(evs []event.Event) error {
 	for len(evs) > 0 {
 		n := min(len(evs), blockRows)
-		if err := appendColumns(ins.batch, TableEvents, ins.w.cols.fill(evs[:n])); err != nil {
+		if err := warehouse.AppendColumns(ins.batch, warehouse.TableEvents, ins.w.cols.fill(evs[:n])); err != nil {
 			ins.fail(err)
 			return err
 		}
 		ins.w.cols.release()
 		if err := ins.batch.Flush(); err != nil {
 			ins.fail(err)
-			return fmt.Errorf("sending a block of %d rows into %s: %w", n, TableEvents, err)
+			return fmt.Errorf("sending a block of %d rows into %s: %w", n, warehouse.TableEvents, err)
 		}
 		ins.rows += n
 		evs = evs[n:]
@@ -161,97 +122,97 @@ func (ins *eventsInsert) add(evs []event.Event) error {
 func (ins *eventsInsert) send() error {
 	if err := ins.batch.Send(); err != nil {
 		ins.fail(err)
-		return fmt.Errorf("inserting %s batch of %d rows: %w", TableEvents, ins.rows, err)
+		return fmt.Errorf("inserting %s batch of %d rows: %w", warehouse.TableEvents, ins.rows, err)
 	}
-	ins.w.observe(TableEvents, ins.start, ins.rows, nil)
+	ins.w.observe(warehouse.TableEvents, ins.start, ins.rows, nil)
 	return nil
 }
 
 func (ins *eventsInsert) close() { ins.batch.Close() }
 
-// eventCols holds one block of the events table column-wise. Its slices are
-// reused from block to block; ingested_at is left to its DEFAULT now(), the
-// server's clock.
+// eventCols holds one block of the events table column-wise, one buffer
+// per warehouse.EventColumns entry. Its slices are reused from block to
+// block; ingested_at is left to its DEFAULT now(), the server's clock.
 type eventCols struct {
-	str     [eventStrCols][]string
-	times   [2][]time.Time
-	ms      []uint64
-	revenue []decimal.Decimal
-	bot     []uint8
-	list    []column
+	bufs []colBuf
+	list []warehouse.Column
 }
 
-// The String columns of events, in eventCols.str order.
-var eventStrNames = [...]string{"event_id", "type", "anonymous_id", "lead_id", "previous_id", "write_key_id", "campaign",
-	"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "url", "path", "referrer", "title", "track",
-	"properties", "traits", "currency", "ip", "user_agent", "bot_reason"}
-
-const eventStrCols = len(eventStrNames)
+// colBuf is the values of one column; only the slice of its type is used.
+type colBuf struct {
+	str   []string
+	times []time.Time
+	ms    []uint64
+	dec   []decimal.Decimal
+	u8    []uint8
+}
 
 // bytesView is b as a string without copying. The column append copies the
 // bytes into its own buffer at once and nothing writes to b meanwhile.
 func bytesView(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // fill returns the columns holding evs (names only when evs is nil).
-func (c *eventCols) fill(evs []event.Event) []column {
+func (c *eventCols) fill(evs []event.Event) []warehouse.Column {
 	n := len(evs)
-	for k := range c.str {
-		c.str[k] = slices.Grow(c.str[k][:0], n)[:n]
-	}
-	for k := range c.times {
-		c.times[k] = slices.Grow(c.times[k][:0], n)[:n]
-	}
-	c.ms = slices.Grow(c.ms[:0], n)[:n]
-	c.revenue = slices.Grow(c.revenue[:0], n)[:n]
-	c.bot = slices.Grow(c.bot[:0], n)[:n]
-	for i := range evs {
-		e := &evs[i]
-		for k, v := range [eventStrCols]string{e.ID, string(e.Type), e.AnonymousID, e.LeadID, e.PreviousID, e.WriteKeyID, e.Campaign,
-			e.UTMSource, e.UTMMedium, e.UTMCampaign, e.UTMTerm, e.UTMContent, e.URL, e.Path, e.Referrer, e.Title, e.Track,
-			bytesView(e.Properties), bytesView(e.Traits), e.Currency, e.IP, e.UserAgent, e.BotReason} {
-			c.str[k][i] = v
-		}
-		c.times[0][i], c.times[1][i] = e.EventTime, e.ReceivedAt
-		c.ms[i] = uint64(e.EventTime.UnixMilli())
-		c.revenue[i] = revenue(e.Revenue)
-		c.bot[i] = 0
-		if e.Bot {
-			c.bot[i] = 1
-		}
+	if c.bufs == nil {
+		c.bufs = make([]colBuf, len(warehouse.EventColumns))
 	}
 	c.list = c.list[:0]
-	for k, name := range eventStrNames {
-		c.list = append(c.list, column{name, c.str[k]})
+	for k, col := range warehouse.EventColumns {
+		b, f := &c.bufs[k], col.Field
+		var values any
+		switch {
+		case col.Millis:
+			b.ms = slices.Grow(b.ms[:0], n)[:n]
+			for i := range evs {
+				b.ms[i] = uint64(f.TimeOf(&evs[i]).UnixMilli())
+			}
+			values = b.ms
+		case f.Kind == event.Time:
+			b.times = slices.Grow(b.times[:0], n)[:n]
+			for i := range evs {
+				b.times[i] = *f.TimeOf(&evs[i])
+			}
+			values = b.times
+		case f.Kind == event.Number:
+			b.dec = slices.Grow(b.dec[:0], n)[:n]
+			for i := range evs {
+				b.dec[i] = warehouse.Decimal(*f.Num(&evs[i]))
+			}
+			values = b.dec
+		case f.Kind == event.Bool:
+			b.u8 = slices.Grow(b.u8[:0], n)[:n]
+			for i := range evs {
+				b.u8[i] = 0
+				if *f.Flag(&evs[i]) {
+					b.u8[i] = 1
+				}
+			}
+			values = b.u8
+		case f.Kind == event.Object:
+			b.str = slices.Grow(b.str[:0], n)[:n]
+			for i := range evs {
+				b.str[i] = bytesView(*f.Raw(&evs[i]))
+			}
+			values = b.str
+		default:
+			b.str = slices.Grow(b.str[:0], n)[:n]
+			for i := range evs {
+				b.str[i] = *f.Str(&evs[i])
+			}
+			values = b.str
+		}
+		c.list = append(c.list, warehouse.Column{Name: col.Name, Values: values})
 	}
-	c.list = append(c.list,
-		column{"event_time", c.times[0]}, column{"received_at", c.times[1]}, column{"event_time_ms", c.ms},
-		column{"revenue", c.revenue}, column{"bot", c.bot})
 	return c.list
 }
 
 // release drops the block's strings (the columns copied them) so the scratch
 // slices, kept for the next block, do not keep the events alive.
 func (c *eventCols) release() {
-	for k := range c.str {
-		clear(c.str[k])
+	for k := range c.bufs {
+		clear(c.bufs[k].str)
 	}
-}
-
-// pluck returns one field of every element of src.
-func pluck[S, T any](src []S, f func(*S) T) []T {
-	out := make([]T, len(src))
-	for i := range src {
-		out[i] = f(&src[i])
-	}
-	return out
-}
-
-func revenue(f float64) decimal.Decimal {
-	if f == 0 {
-		return decimal.Decimal{}
-	}
-	// Round rather than let the driver truncate 0.99995 to 0.9999.
-	return decimal.NewFromFloat(f).Round(revenueScale)
 }
 
 // link is one identity_links row.
@@ -307,60 +268,33 @@ func (ls *linkSet) add(evs []event.Event) {
 	}
 }
 
-func linkColumns(ls []link) []column {
-	return []column{
-		{"anonymous_id", pluck(ls, func(l *link) string { return l.anonymousID })},
-		{"lead_id", pluck(ls, func(l *link) string { return l.leadID })},
-		{"linked_at", pluck(ls, func(l *link) time.Time { return l.linkedAt })},
-		{"event_id", pluck(ls, func(l *link) string { return l.eventID })},
+func linkColumns(ls []link) []warehouse.Column {
+	return []warehouse.Column{
+		{Name: "anonymous_id", Values: warehouse.Pluck(ls, func(l *link) string { return l.anonymousID })},
+		{Name: "lead_id", Values: warehouse.Pluck(ls, func(l *link) string { return l.leadID })},
+		{Name: "linked_at", Values: warehouse.Pluck(ls, func(l *link) time.Time { return l.linkedAt })},
+		{Name: "event_id", Values: warehouse.Pluck(ls, func(l *link) string { return l.eventID })},
 	}
 }
 
-func mqlColumns(ms []event.MQL) []column {
-	return []column{
-		{"mql_id", pluck(ms, func(m *event.MQL) string { return m.MQLID })},
-		{"lead_id", pluck(ms, func(m *event.MQL) string { return m.LeadID })},
-		{"model", pluck(ms, func(m *event.MQL) string { return m.Model })},
-		{"score", pluck(ms, func(m *event.MQL) float64 { return m.Score })},
-		{"threshold", pluck(ms, func(m *event.MQL) float64 { return m.Threshold })},
-		{"crossed_at", pluck(ms, func(m *event.MQL) time.Time { return m.CrossedAt })},
-		{"crossed_at_ms", pluck(ms, func(m *event.MQL) uint64 { return uint64(m.CrossedAt.UnixMilli()) })},
-		{"trigger_event_id", pluck(ms, func(m *event.MQL) string { return m.TriggerEventID })},
+func mqlColumns(ms []event.MQL) []warehouse.Column {
+	return []warehouse.Column{
+		{Name: "mql_id", Values: warehouse.Pluck(ms, func(m *event.MQL) string { return m.MQLID })},
+		{Name: "lead_id", Values: warehouse.Pluck(ms, func(m *event.MQL) string { return m.LeadID })},
+		{Name: "model", Values: warehouse.Pluck(ms, func(m *event.MQL) string { return m.Model })},
+		{Name: "score", Values: warehouse.Pluck(ms, func(m *event.MQL) float64 { return m.Score })},
+		{Name: "threshold", Values: warehouse.Pluck(ms, func(m *event.MQL) float64 { return m.Threshold })},
+		{Name: "crossed_at", Values: warehouse.Pluck(ms, func(m *event.MQL) time.Time { return m.CrossedAt })},
+		{Name: "crossed_at_ms", Values: warehouse.Pluck(ms, func(m *event.MQL) uint64 { return uint64(m.CrossedAt.UnixMilli()) })},
+		{Name: "trigger_event_id", Values: warehouse.Pluck(ms, func(m *event.MQL) string { return m.TriggerEventID })},
 		// Nested columns are inserted as their parallel arrays.
-		{"reasons.rule", pluck(ms, func(m *event.MQL) []string { return pluck(m.Reasons, reasonRule) })},
-		{"reasons.points", pluck(ms, func(m *event.MQL) []float64 { return pluck(m.Reasons, reasonPoints) })},
+		{Name: "reasons.rule", Values: warehouse.Pluck(ms, func(m *event.MQL) []string { return warehouse.Pluck(m.Reasons, reasonRule) })},
+		{Name: "reasons.points", Values: warehouse.Pluck(ms, func(m *event.MQL) []float64 { return warehouse.Pluck(m.Reasons, reasonPoints) })},
 	}
 }
 
 func reasonRule(r *event.Reason) string    { return r.Rule }
 func reasonPoints(r *event.Reason) float64 { return r.Points }
-
-const revenueScale = 4 // Decimal(18, 4)
-
-// maxRevenue is the first magnitude Decimal(18, 4) cannot hold.
-var maxRevenue = math.Pow10(18 - revenueScale)
-
-// DateTime is seconds since 1970 in a UInt32; the driver would silently wrap
-// anything outside.
-var (
-	minDateTime = time.Unix(0, 0)
-	maxDateTime = time.Unix(math.MaxUint32, 0)
-)
-
-func checkTime(field string, t time.Time) error {
-	if t.Before(minDateTime) || t.After(maxDateTime) {
-		return fmt.Errorf("%w: %s %s is outside DateTime's range 1970..2106", ErrUnstorable, field, t.Format(time.RFC3339))
-	}
-	return nil
-}
-
-// checkEvent rejects what event.Validate accepts but ClickHouse cannot store.
-func checkEvent(e *event.Event) error {
-	if math.Abs(e.Revenue) >= maxRevenue {
-		return fmt.Errorf("%w: revenue %g does not fit Decimal(18, 4)", ErrUnstorable, e.Revenue)
-	}
-	return errors.Join(checkTime("event_time", e.EventTime), checkTime("received_at", e.ReceivedAt))
-}
 
 // decodeMQL decodes and checks one record of the mql topic.
 func decodeMQL(b []byte, m *event.MQL) error {
@@ -376,5 +310,5 @@ func decodeMQL(b []byte, m *event.MQL) error {
 	case m.Model == "":
 		return fmt.Errorf("%w: model is required", ErrInvalidMQL)
 	}
-	return checkTime("crossed_at", m.CrossedAt)
+	return warehouse.CheckTime("crossed_at", m.CrossedAt)
 }

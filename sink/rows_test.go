@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/warehouse"
+	"github.com/leadstream/leadstream/warehouse/warehousetest"
 )
 
 func TestWriteRoundTripsAndDeduplicates(t *testing.T) {
 	conn, cfg := testDB(t)
 	ctx := context.Background()
-	if err := Migrate(ctx, conn, cfg.Database); err != nil {
+	if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
 		t.Fatal(err)
 	}
 	const n = 1000
@@ -28,16 +30,16 @@ func TestWriteRoundTripsAndDeduplicates(t *testing.T) {
 		}
 	}
 	db := cfg.Database
-	if got := count(t, conn, "SELECT count() FROM "+db+".events"); got != 2*n {
+	if got := warehousetest.Count(t, conn, "SELECT count() FROM "+db+".events"); got != 2*n {
 		t.Errorf("events before merge = %d, want %d (both copies)", got, 2*n)
 	}
 	for table, want := range map[string]uint64{"events": n, "mql": 2, "identity_links": uint64(len(identityLinks(r.events)))} {
-		if got := count(t, conn, "SELECT count() FROM "+db+"."+table+" FINAL"); got != want {
+		if got := warehousetest.Count(t, conn, "SELECT count() FROM "+db+"."+table+" FINAL"); got != want {
 			t.Errorf("%s FINAL count = %d, want %d", table, got, want)
 		}
 	}
 	// ingested_at is left to its DEFAULT now() on the server.
-	if got := count(t, conn, "SELECT count() FROM "+db+".events WHERE ingested_at < now() - 3600"); got != 0 {
+	if got := warehousetest.Count(t, conn, "SELECT count() FROM "+db+".events WHERE ingested_at < now() - 3600"); got != 0 {
 		t.Errorf("%d rows without a fresh ingested_at", got)
 	}
 	stored := storedEvents(t, conn, db)
@@ -71,25 +73,6 @@ func TestIdentityLinks(t *testing.T) {
 	}
 }
 
-func TestCheckEvent(t *testing.T) {
-	ok := testEvents(1)[0]
-	f := func(mutate func(*event.Event), wantErr bool) {
-		t.Helper()
-		e := ok
-		mutate(&e)
-		if err := checkEvent(&e); (err != nil) != wantErr || (err != nil && !errors.Is(err, ErrUnstorable)) {
-			t.Errorf("checkEvent(%+v) = %v, want error: %v", e, err, wantErr)
-		}
-	}
-	f(func(e *event.Event) {}, false)
-	f(func(e *event.Event) { e.Revenue = 99_999_999_999_999.99 }, false)
-	f(func(e *event.Event) { e.Revenue = -1e14 }, true)
-	f(func(e *event.Event) { e.Revenue = 1e300 }, true)
-	f(func(e *event.Event) { e.EventTime = time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC) }, true)
-	f(func(e *event.Event) { e.EventTime = time.Unix(0, 0) }, false)
-	f(func(e *event.Event) { e.ReceivedAt = time.Date(2106, 2, 8, 0, 0, 0, 0, time.UTC) }, true)
-}
-
 func TestDecodeMQL(t *testing.T) {
 	f := func(in string, wantErr error) {
 		t.Helper()
@@ -104,7 +87,7 @@ func TestDecodeMQL(t *testing.T) {
 	f(`{"lead_id":"l","model":"d","crossed_at":"2025-01-01T00:00:00Z"}`, ErrInvalidMQL)
 	f(`{"mql_id":"m","model":"d","crossed_at":"2025-01-01T00:00:00Z"}`, ErrInvalidMQL)
 	f(`{"mql_id":"m","lead_id":"l","crossed_at":"2025-01-01T00:00:00Z"}`, ErrInvalidMQL)
-	f(`{"mql_id":"m","lead_id":"l","model":"d"}`, ErrUnstorable) // zero time is before 1970
+	f(`{"mql_id":"m","lead_id":"l","model":"d"}`, warehouse.ErrUnstorable) // zero time is before 1970
 	f(`{"mql_id":"m","lead_id":"l","model":"d","crossed_at":"2025-01-01T00:00:00Z","score":"high"}`, errAny)
 	f(`not json`, errAny)
 }
@@ -123,7 +106,7 @@ func FuzzDecodeMQL(f *testing.F) {
 		if err := decodeMQL(b, &m); err != nil {
 			return
 		}
-		if m.MQLID == "" || m.LeadID == "" || m.Model == "" || checkTime("crossed_at", m.CrossedAt) != nil {
+		if m.MQLID == "" || m.LeadID == "" || m.Model == "" || warehouse.CheckTime("crossed_at", m.CrossedAt) != nil {
 			t.Fatalf("accepted unstorable mql %+v", m)
 		}
 	})
@@ -132,7 +115,7 @@ func FuzzDecodeMQL(f *testing.F) {
 func BenchmarkInsertEvents(b *testing.B) {
 	conn, cfg := testDB(b)
 	ctx := context.Background()
-	if err := Migrate(ctx, conn, cfg.Database); err != nil {
+	if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
 		b.Fatal(err)
 	}
 	for _, batch := range []int{10_000, 50_000, 100_000} {

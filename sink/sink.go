@@ -15,6 +15,7 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 const (
@@ -69,14 +70,14 @@ func (s *Sink) Run(ctx context.Context) error {
 }
 
 func (s *Sink) run(ctx context.Context) error {
-	conn, err := Open(ctx, s.cfg.ClickHouse)
+	conn, err := warehouse.Open(ctx, s.cfg.ClickHouse)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	defer s.lastOK.Store(0) // a stopped sink is not ready
 	db := s.cfg.ClickHouse.Database
-	if err := Migrate(ctx, conn, db); err != nil {
+	if err := warehouse.Migrate(ctx, conn, db); err != nil {
 		return err
 	}
 	s.markOK()
@@ -308,7 +309,7 @@ func (h *handler) decode(batch []stream.Message, lo, hi int) []event.Event {
 			e := &r.events[j]
 			err := event.Unmarshal(batch[h.evIdx[lo+j]].Value, e)
 			if err == nil {
-				err = checkEvent(e)
+				err = warehouse.CheckEvent(e)
 			}
 			h.errs[lo+j] = err
 		}

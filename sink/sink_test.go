@@ -18,6 +18,7 @@ import (
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 func TestSinkEndToEnd(t *testing.T) {
@@ -110,7 +111,7 @@ func TestSinkEndToEnd(t *testing.T) {
 	if got := counterValue(t, s.m.deadLetters.WithLabelValues(kcfg.Topic(stream.TopicEvents))); got != 2 {
 		t.Errorf("dead letters from events = %v, want 2", got)
 	}
-	if got := counterValue(t, s.m.rows.WithLabelValues(TableEvents)); got < n {
+	if got := counterValue(t, s.m.rows.WithLabelValues(warehouse.TableEvents)); got < n {
 		t.Errorf("rows_total{events} = %v, want >= %d", got, n)
 	}
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leadstream/leadstream/sink"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 const costsUsage = "usage: leadstream costs import [flags] FILE.csv   (header: campaign,day,channel,cost,currency)"
@@ -24,7 +24,7 @@ func runCosts(ctx context.Context, args []string, log *slog.Logger) error {
 		return errors.New(costsUsage)
 	}
 	fs := flag.NewFlagSet("costs import", flag.ContinueOnError)
-	var cfg sink.ClickHouseConfig
+	var cfg warehouse.Config
 	cfg.RegisterFlags(fs)
 	if err := parse(fs, args[1:]); err != nil {
 		return err
@@ -43,8 +43,8 @@ func runCosts(ctx context.Context, args []string, log *slog.Logger) error {
 		return fmt.Errorf("costs import: %w", err)
 	}
 	defer f.Close()
-	costs, err := sink.ParseCosts(f)
-	var bad *sink.CostsError
+	costs, err := warehouse.ParseCosts(f)
+	var bad *warehouse.CostsError
 	if errors.As(err, &bad) {
 		for _, l := range bad.Lines {
 			fmt.Fprintf(os.Stderr, "%s:%s\n", path, strings.TrimPrefix(l.String(), "line "))
@@ -54,15 +54,15 @@ func runCosts(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	conn, err := sink.Open(ctx, cfg)
+	conn, err := warehouse.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := sink.Migrate(ctx, conn, cfg.Database); err != nil {
+	if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
 		return err
 	}
-	if err := sink.ImportCosts(ctx, conn, cfg.Database, costs, time.Now()); err != nil {
+	if err := warehouse.ImportCosts(ctx, conn, cfg.Database, costs, time.Now()); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	campaigns := map[string]bool{}
@@ -82,7 +82,7 @@ func runCosts(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	sort.Strings(names)
 	fmt.Printf("%s: imported %d cost rows into %s.%s (campaigns %s; days %s to %s)\n", path, len(costs), cfg.Database,
-		sink.TableCampaignCosts, strings.Join(names, ", "), first.Format(time.DateOnly), last.Format(time.DateOnly))
+		warehouse.TableCampaignCosts, strings.Join(names, ", "), first.Format(time.DateOnly), last.Format(time.DateOnly))
 	log.Debug("costs imported", "rows", len(costs))
 	return nil
 }

@@ -120,11 +120,10 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	defer producer.Close()
-	col, err := ingest.New(icfg, producer, store, modelInfos(r), log, reg)
+	col, err := newCollector(icfg, producer, store, r, log, reg)
 	if err != nil {
 		return err
 	}
-	col.SetGatherer(reg)
 	col.Mount(demo.Prefix, demo.Handler(icfg.WriteKeys[0]))
 	addr, err := col.Listen()
 	if err != nil {

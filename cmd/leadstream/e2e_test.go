@@ -19,11 +19,13 @@ import (
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/internal/testsvc"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/processor"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/sink"
 	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -71,8 +73,8 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	col, err := ingest.New(ingest.Config{Kafka: kcfg, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{testWriteKey}, SecretKey: testSecret,
-		ProduceTimeout: 5 * time.Second}, producer, store, modelInfos(rules), log, reg)
+	col, err := newCollector(ingest.Config{Kafka: kcfg, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{testWriteKey}, SecretKey: testSecret,
+		ProduceTimeout: 5 * time.Second}, producer, store, rules, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snk, err := sink.New(sink.Config{Kafka: kcfg, ClickHouse: sink.ClickHouseConfig{Addr: p.chAddr, Database: p.db, Username: "default", DialTimeout: 5 * time.Second},
+	snk, err := sink.New(sink.Config{Kafka: kcfg, ClickHouse: warehouse.Config{Addr: p.chAddr, Database: p.db, Username: "default", DialTimeout: 5 * time.Second},
 		BatchSize: 1000, FlushInterval: 100 * time.Millisecond, Group: "clickhouse"}, log, reg)
 	if err != nil {
 		t.Fatal(err)
@@ -197,13 +199,13 @@ func TestE2EPipeline(t *testing.T) {
 		t.Fatalf("POST /v1/batch = %d %s", code, body)
 	}
 
-	var view leadstate.LeadView
+	var view leadapi.LeadView
 	eventually(t, "lead score in the API", 20*time.Second, func() (bool, string) {
 		code, body := p.get(t, "/v1/leads/"+lead, testSecret)
 		if code != 200 {
 			return false, fmt.Sprint(code, body)
 		}
-		view = leadstate.LeadView{}
+		view = leadapi.LeadView{}
 		if err := json.Unmarshal([]byte(body), &view); err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +270,7 @@ func TestE2EPipeline(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // the processor has read past the replay (the sink has)
 	_, body := p.get(t, "/v1/leads/"+lead, testSecret)
-	view = leadstate.LeadView{}
+	view = leadapi.LeadView{}
 	_ = json.Unmarshal([]byte(body), &view)
 	if s := view.Models["default"].Score; !closeTo(s, decayedScore(view.AsOf), 1e-9) {
 		t.Fatalf("after a replay the score is %v, want %v", s, wantScore)

@@ -15,11 +15,13 @@ import (
 	"syscall"
 
 	"github.com/leadstream/leadstream/ingest"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/processor"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/sink"
 	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -128,12 +130,16 @@ func loadRules(path string) (*scoring.Rules, error) {
 	return scoring.Load(path)
 }
 
-func modelInfos(r *scoring.Rules) []leadstate.ModelInfo {
-	out := make([]leadstate.ModelInfo, len(r.Models))
-	for i, m := range r.Models {
-		out[i] = leadstate.ModelInfo{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold}
+// newCollector builds the collector with the lead API mounted on it.
+// store may be nil (no Redis): the lead API then answers 503.
+func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.Store, r *scoring.Rules, log *slog.Logger, reg *prometheus.Registry) (*ingest.Collector, error) {
+	c, err := ingest.New(cfg, producer, log, reg)
+	if err != nil {
+		return nil, err
 	}
-	return out
+	c.SetGatherer(reg)
+	c.Mount(leadapi.Prefix, leadapi.New(store, r.Models, cfg.SecretKey).Serve)
+	return c, nil
 }
 
 func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
@@ -174,11 +180,10 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	} else {
 		log.Warn("no redis.addr: the lead API answers 503")
 	}
-	c, err := ingest.New(cfg, producer, store, modelInfos(r), log, reg)
+	c, err := newCollector(cfg, producer, store, r, log, reg)
 	if err != nil {
 		return err
 	}
-	c.SetGatherer(reg)
 	return c.Run(ctx)
 }
 
@@ -258,17 +263,17 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 
 func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	var cfg sink.ClickHouseConfig
+	var cfg warehouse.Config
 	cfg.RegisterFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conn, err := sink.Open(ctx, cfg)
+	conn, err := warehouse.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := sink.Migrate(ctx, conn, cfg.Database); err != nil {
+	if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
 		return err
 	}
 	log.Info("clickhouse schema is up to date", "database", cfg.Database)

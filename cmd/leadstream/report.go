@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/leadstream/leadstream/sink"
-	"github.com/leadstream/leadstream/sink/report"
+	"github.com/leadstream/leadstream/analytics"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 // reportKinds are the reports `leadstream report` prints, in help order.
@@ -23,7 +23,7 @@ const reportUsage = "usage: leadstream report funnel|romi|campaigns|velocity|ban
 	"       leadstream report [KIND] -html FILE [flags]   (also writes the HTML report)"
 
 // runReport prints one analytics report, and with -html writes the HTML
-// page, from the documented queries (sink/queries) run against ClickHouse.
+// page, from the documented queries (analytics/sql) run against ClickHouse.
 func runReport(ctx context.Context, args []string) error {
 	kind := ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -34,7 +34,7 @@ func runReport(ctx context.Context, args []string) error {
 		name += " " + kind
 	}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	var cfg sink.ClickHouseConfig
+	var cfg warehouse.Config
 	cfg.RegisterFlags(fs)
 	format := fs.String("format", "table", "output format: table (aligned text), csv or json")
 	from := fs.String("from", "", "first day of the period, YYYY-MM-DD (inclusive); empty = from the start")
@@ -51,13 +51,13 @@ func runReport(ctx context.Context, args []string) error {
 	if kind != "" && !slices.Contains(reportKinds, kind) {
 		return fmt.Errorf("report: unknown report %q, want one of %s\n%s", kind, strings.Join(reportKinds, ", "), reportUsage)
 	}
-	write, ok := map[string]func(io.Writer, report.Table) error{
-		"table": nil, "csv": report.WriteCSV, "json": report.WriteJSON,
+	write, ok := map[string]func(io.Writer, analytics.Table) error{
+		"table": nil, "csv": analytics.WriteCSV, "json": analytics.WriteJSON,
 	}[*format]
 	if !ok {
 		return fmt.Errorf("report: -format %q: want table, csv or json", *format)
 	}
-	var f report.Filter
+	var f analytics.Filter
 	var err error
 	if f.From, err = parseDay("from", *from); err != nil {
 		return err
@@ -67,21 +67,21 @@ func runReport(ctx context.Context, args []string) error {
 	}
 	f.Campaign = *campaign
 
-	conn, err := sink.Open(ctx, cfg)
+	conn, err := warehouse.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	r := report.New(conn, cfg.Database)
+	r := analytics.NewReporter(conn, cfg.Database)
 
 	if kind != "" {
-		t, err := runReportKind(ctx, r, kind, report.Dimension(*by), f)
+		t, err := runReportKind(ctx, r, kind, analytics.Dimension(*by), f)
 		if err != nil {
 			return err
 		}
 		if write == nil {
 			fmt.Printf("%s · %s\n\n", t.Title, describe(f))
-			write = report.WriteText
+			write = analytics.WriteText
 		}
 		if err := write(os.Stdout, t); err != nil {
 			return fmt.Errorf("writing the report: %w", err)
@@ -92,7 +92,7 @@ func runReport(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(*htmlFile, func(w io.Writer) error { return report.WriteHTML(w, page) }); err != nil {
+		if err := writeFileAtomic(*htmlFile, func(w io.Writer) error { return analytics.WriteHTML(w, page) }); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "wrote the HTML report to %s\n", *htmlFile)
@@ -100,31 +100,31 @@ func runReport(ctx context.Context, args []string) error {
 	return nil
 }
 
-func runReportKind(ctx context.Context, r *report.Reporter, kind string, by report.Dimension, f report.Filter) (report.Table, error) {
+func runReportKind(ctx context.Context, r *analytics.Reporter, kind string, by analytics.Dimension, f analytics.Filter) (analytics.Table, error) {
 	switch kind {
 	case "funnel":
 		fn, err := r.Funnel(ctx, by, f)
 		if err != nil {
-			return report.Table{}, err
+			return analytics.Table{}, err
 		}
 		return fn.Table(), nil
 	case "romi":
 		rows, err := r.ROMI(ctx, f)
-		return report.ROMITable(rows), err
+		return analytics.ROMITable(rows), err
 	case "campaigns":
 		rows, err := r.Campaigns(ctx, f)
-		return report.CampaignTable(rows), err
+		return analytics.CampaignTable(rows), err
 	case "velocity":
 		rows, err := r.Velocity(ctx, f)
-		return report.VelocityTable(rows), err
+		return analytics.VelocityTable(rows), err
 	case "bands":
 		rows, err := r.Bands(ctx, f)
-		return report.BandTable(rows), err
+		return analytics.BandTable(rows), err
 	case "weekly":
 		rows, err := r.Weekly(ctx, f)
-		return report.WeekTable(report.FillWeeks(rows, f.From, f.To)), err
+		return analytics.WeekTable(analytics.FillWeeks(rows, f.From, f.To)), err
 	}
-	return report.Table{}, fmt.Errorf("BUG: unhandled report %q", kind)
+	return analytics.Table{}, fmt.Errorf("BUG: unhandled report %q", kind)
 }
 
 func parseDay(flagName, s string) (time.Time, error) {
@@ -138,7 +138,7 @@ func parseDay(flagName, s string) (time.Time, error) {
 	return d, nil
 }
 
-func describe(f report.Filter) string {
+func describe(f analytics.Filter) string {
 	p := "all time"
 	switch {
 	case !f.From.IsZero() && !f.To.IsZero():

@@ -15,7 +15,7 @@ import (
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/scoring"
-	"github.com/leadstream/leadstream/sink"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 // rescoreResult is what a rescore found for one model.
@@ -39,7 +39,7 @@ type mover struct {
 // --apply writes them to Redis.
 func runRescore(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("rescore", flag.ContinueOnError)
-	var ch sink.ClickHouseConfig
+	var ch warehouse.Config
 	var rcfg leadstate.Config
 	ch.RegisterFlags(fs)
 	rcfg.RegisterFlags(fs)
@@ -56,7 +56,7 @@ func runRescore(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := sink.Open(ctx, ch)
+	conn, err := warehouse.Open(ctx, ch)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func runRescore(ctx context.Context, args []string) error {
 
 	rp := scoring.NewReplayer(rules)
 	n := 0
-	if err := sink.History(ctx, conn, ch.Database, func(e *event.Event) error {
+	if err := warehouse.History(ctx, conn, ch.Database, func(e *event.Event) error {
 		rp.Apply(e)
 		n++
 		return nil
@@ -100,7 +100,10 @@ func runRescore(ctx context.Context, args []string) error {
 
 // compareRescore compares the replayed leads with their live state.
 func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.Rules, rp *scoring.Replayer, now time.Time, top int) ([]rescoreResult, error) {
-	infos := modelInfos(rules)
+	names := make([]string, len(rules.Models))
+	for i, m := range rules.Models {
+		names[i] = m.Name
+	}
 	results := make([]rescoreResult, len(rules.Models))
 	for i, m := range rules.Models {
 		results[i].Model = m.Name
@@ -109,14 +112,17 @@ func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.
 		if st.Anonymous {
 			continue
 		}
-		cur, err := store.Lead(ctx, st.ID, infos, now)
+		cur, err := store.ReadLead(ctx, st.ID, names)
 		if err != nil {
 			return nil, err
 		}
 		for i, m := range rules.Models {
 			r := &results[i]
 			ms := st.Models[m.Name]
-			mv := mover{Lead: st.ID, Current: cur.Models[m.Name].Score, CurrentMQL: cur.Models[m.Name].MQL}
+			mv := mover{Lead: st.ID}
+			if live := cur[m.Name]; live != nil {
+				mv.Current, mv.CurrentMQL = live.ScoreAt(now.UnixMilli(), m.HalfLife), live.MQL
+			}
 			if ms != nil {
 				mv.Rescored, mv.MQL = ms.ScoreAt(now.UnixMilli(), m.HalfLife), ms.MQL
 				r.Crossings += len(ms.Crossings)

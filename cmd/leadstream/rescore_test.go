@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/scoring"
-	"github.com/leadstream/leadstream/sink"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 // TestRescoreEqualsLive sends visitors' journeys through the live pipeline,
@@ -62,13 +63,13 @@ func TestRescoreEqualsLive(t *testing.T) {
 
 	replay := func(rules *scoring.Rules) *scoring.Replayer {
 		t.Helper()
-		conn, err := sink.Open(ctx, sink.ClickHouseConfig{Addr: p.chAddr, Database: p.db, Username: "default", DialTimeout: 5 * time.Second})
+		conn, err := warehouse.Open(ctx, warehouse.Config{Addr: p.chAddr, Database: p.db, Username: "default", DialTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
 		rp := scoring.NewReplayer(rules)
-		if err := sink.History(ctx, conn, p.db, func(e *event.Event) error { rp.Apply(e); return nil }); err != nil {
+		if err := warehouse.History(ctx, conn, p.db, func(e *event.Event) error { rp.Apply(e); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return rp
@@ -116,7 +117,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 		if st == nil {
 			t.Fatalf("lead %s not replayed", lead)
 		}
-		view, err := p.store.Lead(ctx, lead, modelInfos(rules), now)
+		view, err := leadapi.Read(ctx, p.store, lead, rules.Models, now)
 		if err != nil {
 			t.Fatal(err)
 		}

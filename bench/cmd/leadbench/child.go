@@ -17,6 +17,7 @@ import (
 
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/ingest/token"
+	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/processor"
 	"github.com/leadstream/leadstream/scoring"
@@ -165,14 +166,6 @@ func openStore(ctx context.Context, addr string) (*leadstate.Store, func(), erro
 	return leadstate.NewStore(rdb), func() { rdb.Close() }, nil
 }
 
-func modelInfos(r *scoring.Rules) []leadstate.ModelInfo {
-	out := make([]leadstate.ModelInfo, len(r.Models))
-	for i, m := range r.Models {
-		out[i] = leadstate.ModelInfo{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold}
-	}
-	return out
-}
-
 // runCollectorChild runs the collector, and with withWorkers also the
 // processor and the sink, wired as cmd/leadstream wires them.
 func runCollectorChild(ctx context.Context, c childConfig, log *slog.Logger, reg *prometheus.Registry, withWorkers bool) error {
@@ -192,11 +185,12 @@ func runCollectorChild(ctx context.Context, c childConfig, log *slog.Logger, reg
 		defer closeStore()
 		store = s
 	}
-	col, err := ingest.New(icfg, producer, store, modelInfos(rules), log, reg)
+	col, err := ingest.New(icfg, producer, log, reg)
 	if err != nil {
 		return err
 	}
 	col.SetGatherer(reg)
+	col.Mount(leadapi.Prefix, leadapi.New(store, rules.Models, icfg.SecretKey).Serve)
 	if _, err := col.Listen(); err != nil {
 		return err
 	}

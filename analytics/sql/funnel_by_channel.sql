@@ -1,0 +1,81 @@
+-- funnel_by_channel: how many people reached each step of the funnel
+-- visit -> form -> MQL -> deal won, grouped by the channel of their first touch.
+--
+-- Run as is:  clickhouse-client --multiquery < analytics/sql/funnel_by_channel.sql
+--
+-- A person is a lead (its own events plus those of the anonymous ids linked
+-- to it in identity_links; an anonymous id linked to several leads belongs to
+-- the earliest link) or, never linked, an anonymous visitor. Steps:
+-- visit = page_view, form = form_submit, MQL = a threshold crossing of any
+-- model (table mql), won = deal_won. windowFunnel counts a step only when the
+-- steps before it happened earlier, within 90 days (7776000 s) of the visit:
+-- a lead whose first event is a plain form post reaches no step.
+-- The group is the channel of the person's first touch (a page view, email
+-- open or click, form or custom event with a campaign), '(none)' without one.
+-- The channel comes from utm_medium / utm_source (the same names as the
+-- channel column of campaign_costs): paid_search, social, display, email
+-- (also any email open or click), organic_search, referral, affiliate,
+-- other (some UTM), direct (no UTM). The campaign filter keeps the people
+-- whose first touch belongs to that campaign.
+-- Bot-flagged events are left out; FINAL folds replayed rows.
+-- Period: events and MQL crossings dated between the two dates below
+-- (inclusive, server time zone).
+SELECT
+    first_channel AS channel,
+    countIf(level >= 1) AS visitors,
+    countIf(level >= 2) AS forms,
+    countIf(level >= 3) AS mqls,
+    countIf(level >= 4) AS won
+FROM
+(
+    SELECT
+        person,
+        windowFunnel(7776000)(event_time, step = 'visit', step = 'form', step = 'mql', step = 'won') AS level,
+        if(argMinIf(touch_campaign, event_time_ms, touch_campaign != '') = '', '(none)',
+           argMinIf(touch_campaign, event_time_ms, touch_campaign != '')) AS first_campaign,
+        if(argMinIf(touch_campaign, event_time_ms, touch_campaign != '') = '', '(none)',
+           argMinIf(touch_channel, event_time_ms, touch_campaign != '')) AS first_channel
+    FROM
+    (
+        SELECT
+            if(lead_id != '', lead_id, if(linked_lead != '', linked_lead, concat('anon:', anonymous_id))) AS person,
+            event_time,
+            event_time_ms,
+            multiIf(type = 'page_view', 'visit', type = 'form_submit', 'form', type = 'deal_won', 'won', '') AS step,
+            if(type IN ('page_view', 'email_open', 'email_click', 'form_submit', 'custom'), campaign, '') AS touch_campaign,
+            multiIf(
+                lower(utm_medium) IN ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem'), 'paid_search',
+                lower(utm_medium) IN ('paid_social', 'paidsocial', 'social', 'social_paid')
+                    OR lower(utm_source) IN ('linkedin', 'facebook', 'instagram', 'twitter', 'x', 'youtube'), 'social',
+                lower(utm_medium) IN ('display', 'banner', 'cpm', 'retargeting'), 'display',
+                lower(utm_medium) IN ('email', 'e-mail', 'newsletter') OR type IN ('email_open', 'email_click'), 'email',
+                lower(utm_medium) IN ('organic', 'seo'), 'organic_search',
+                lower(utm_medium) = 'referral', 'referral',
+                lower(utm_medium) IN ('affiliate', 'partner'), 'affiliate',
+                utm_medium != '' OR utm_source != '', 'other',
+                'direct') AS touch_channel
+        FROM leadstream.events FINAL
+        ANY LEFT JOIN
+        (
+            SELECT anonymous_id, argMin(lead_id, (linked_at, lead_id)) AS linked_lead
+            FROM leadstream.identity_links FINAL
+            GROUP BY anonymous_id
+        ) USING (anonymous_id)
+        WHERE bot = 0
+          AND toDate(event_time) BETWEEN toDate('2000-01-01') /*from*/ AND toDate('2100-12-31') /*to*/
+        UNION ALL
+        SELECT
+            lead_id AS person,
+            crossed_at AS event_time,
+            crossed_at_ms AS event_time_ms,
+            materialize('mql') AS step,
+            materialize('') AS touch_campaign,
+            materialize('') AS touch_channel
+        FROM leadstream.mql FINAL
+        WHERE toDate(crossed_at) BETWEEN toDate('2000-01-01') /*from*/ AND toDate('2100-12-31') /*to*/
+    )
+    GROUP BY person
+)
+WHERE '' /*campaign*/ = '' OR first_campaign = '' /*campaign*/
+GROUP BY first_channel
+ORDER BY visitors DESC, channel;

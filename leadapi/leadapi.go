@@ -1,0 +1,82 @@
+// Package leadapi serves the lead read API, GET /v1/leads/{lead_id}: a
+// lead's current scores per model, fit, MQL state and last activity, read
+// from the scoring state in Redis (package leadstate) and decayed to the
+// time of the request. It is authorised by the secret key (HTTP Basic user
+// name or Bearer token). The collector mounts it (at Prefix); it writes
+// nothing.
+package leadapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/leadstream/leadstream/internal/httpapi"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
+)
+
+// Prefix is the path the API serves under: Prefix + URL-escaped lead id.
+const Prefix = "/v1/leads/"
+
+// readTimeout bounds one read of a lead's state.
+const readTimeout = 2 * time.Second
+
+// API serves GET /v1/leads/{lead_id}.
+type API struct {
+	store  *leadstate.Store // nil: the API answers 503
+	models []scoring.Model
+	secret string
+}
+
+// New returns the API reading store for models, authorised by secret (an
+// empty secret refuses every request). store may be nil when no Redis is
+// configured; every request is then answered 503.
+func New(store *leadstate.Store, models []scoring.Model, secret string) *API {
+	return &API{store: store, models: models, secret: secret}
+}
+
+// Serve answers one request under Prefix.
+func (a *API) Serve(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() {
+		ctx.Response.Header.Set("Allow", "GET")
+		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
+		return
+	}
+	if !httpapi.HasSecret(ctx, a.secret) {
+		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="leadstream"`)
+		httpapi.Error(ctx, fasthttp.StatusUnauthorized, "the lead API needs the secret key (HTTP Basic user name or Bearer token)")
+		return
+	}
+	id, err := url.PathUnescape(strings.TrimPrefix(string(ctx.Path()), Prefix))
+	if err != nil || id == "" || strings.Contains(id, "/") {
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, "lead_id: expected /v1/leads/{lead_id} with a URL-escaped id")
+		return
+	}
+	if a.store == nil {
+		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "lead API not configured: no redis address")
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	view, err := Read(rctx, a.store, id, a.models, time.Now())
+	if err != nil {
+		ctx.Response.Header.Set("Retry-After", "1")
+		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading lead state failed, retry")
+		return
+	}
+	if !view.Known {
+		httpapi.Error(ctx, fasthttp.StatusNotFound, "no scores for this lead_id")
+		return
+	}
+	out, err := json.Marshal(view)
+	if err != nil {
+		panic("BUG: encoding lead view: " + err.Error())
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
+}

@@ -1,0 +1,91 @@
+package leadstate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/leadstream/leadstream/scoring"
+	"github.com/redis/go-redis/v9"
+)
+
+// ReadLead returns a lead's stored state per model name, for the models
+// named; a model in which the lead has no state is absent, so an empty map
+// means leadstream knows nothing of the lead. Rule values are as stored (at
+// their own reference times); MQLID is left empty.
+func (s *Store) ReadLead(ctx context.Context, lead string, models []string) (map[string]*scoring.ModelState, error) {
+	subj := Lead(lead)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(models))
+	for i, m := range models {
+		cmds[i] = pipe.HGetAll(ctx, subj.key("m:"+m))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading lead state: %w", err)
+	}
+	out := make(map[string]*scoring.ModelState, len(models))
+	for i, m := range models {
+		if h := cmds[i].Val(); len(h) > 0 {
+			out[m] = modelState(h)
+		}
+	}
+	return out, nil
+}
+
+// modelState decodes one model hash (see the package comment for its fields).
+func modelState(h map[string]string) *scoring.ModelState {
+	ms := &scoring.ModelState{V: parseF(h["v"]), T: int64(parseF(h["t"])), Fit: parseF(h["fit"]),
+		MQL: h["mql"] == "1", Rules: map[string]scoring.RuleValue{}, Caps: map[string]int{}}
+	if ms.MQL {
+		ms.MQLAt = int64(parseF(h["mql_at"]))
+	}
+	if fr := h["fitr"]; fr != "" {
+		// A fit list that does not decode shows no fit reasons rather than
+		// failing the read; the script always writes it with cjson.
+		_ = json.Unmarshal([]byte(fr), &ms.FitReasons)
+	}
+	for f, val := range h {
+		if rule, ok := strings.CutPrefix(f, "r:"); ok {
+			ms.Rules[rule] = scoring.RuleValue{V: parseF(val), T: int64(parseF(h["rt:"+rule]))}
+		} else if c, ok := strings.CutPrefix(f, "c:"); ok {
+			ms.Caps[c] = int(parseF(val))
+		}
+	}
+	return ms
+}
+
+// AnonymousHistory returns, per model, the decayed per-rule values of an
+// anonymous visitor as hits to fold into a lead, and the event ids it applied.
+func (s *Store) AnonymousHistory(ctx context.Context, anon string, models []string) (map[string][]Hit, []string, error) {
+	h, err := s.AnonymousHistories(ctx, []string{anon}, models)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h[0].Hits, h[0].Seen, nil
+}
+
+// DropAnonymous deletes an anonymous visitor's state once it was merged into a lead.
+// The link key stays. All keys share one hash tag, so one DEL is cluster-safe.
+func (s *Store) DropAnonymous(ctx context.Context, anon string, models []string) error {
+	if err := s.rdb.Del(ctx, anonStateKeys(anon, models)...).Err(); err != nil {
+		return fmt.Errorf("dropping merged anonymous state: %w", err)
+	}
+	return nil
+}
+
+// anonStateKeys are a visitor's keys that a merge moves to the lead (all but the link).
+func anonStateKeys(anon string, models []string) []string {
+	subj := Anon(anon)
+	keys := []string{subj.key("seen"), subj.key("outbox"), subj.key("profile")}
+	for _, m := range models {
+		keys = append(keys, subj.key("m:"+m))
+	}
+	return keys
+}
+
+func parseF(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}

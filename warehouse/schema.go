@@ -1,0 +1,170 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// DefaultDatabase is the database leadstream's tables live in unless configured otherwise.
+const DefaultDatabase = "leadstream"
+
+// Table names inside the database.
+const (
+	TableEvents        = "events"
+	TableIdentityLinks = "identity_links"
+	TableMQL           = "mql"
+	TableCampaignCosts = "campaign_costs"
+	tableMigrations    = "schema_migrations"
+)
+
+// migration is one schema version. {db} in a statement stands for the database.
+//
+// Versions are applied in order and recorded in schema_migrations afterwards,
+// so a crash in between re-runs the whole version: every statement must be
+// idempotent. ClickHouse 18.16 has no ALTER ... ADD COLUMN IF NOT EXISTS, so a
+// later version that adds a column must check system.columns first.
+//
+// Only DDL that both ClickHouse 18.16 (test machines) and 24+ (production)
+// accept: no Map, JSON, DateTime64, TTL, CODEC or LowCardinality.
+type migration struct {
+	version uint32
+	stmts   []string
+}
+
+var migrations = []migration{{version: 1, stmts: []string{
+	// One row per accepted event. A replayed event has the same sort key, so
+	// merges (and FINAL) keep one copy. event_time_ms keeps the millisecond
+	// that DateTime drops, so a replay from ClickHouse is exact. bot and
+	// bot_reason are reserved for bot detection; the sink writes 0 and ''.
+	`CREATE TABLE IF NOT EXISTS {db}.events (
+		event_id String,
+		type String,
+		event_time DateTime,
+		event_time_ms UInt64,
+		received_at DateTime,
+		anonymous_id String,
+		lead_id String,
+		previous_id String,
+		write_key_id String,
+		campaign String,
+		utm_source String,
+		utm_medium String,
+		utm_campaign String,
+		utm_term String,
+		utm_content String,
+		url String,
+		path String,
+		referrer String,
+		title String,
+		track String,
+		properties String,
+		traits String,
+		revenue Decimal(18, 4),
+		currency String,
+		ip String,
+		user_agent String,
+		bot UInt8 DEFAULT 0,
+		bot_reason String DEFAULT '',
+		ingested_at DateTime DEFAULT now()
+	) ENGINE = ReplacingMergeTree()
+	PARTITION BY toYYYYMM(event_time)
+	ORDER BY (type, event_time, event_id)`,
+
+	// anonymous id -> lead id, from events carrying both and from alias
+	// events (previous_id -> lead_id). One row per pair survives merges.
+	`CREATE TABLE IF NOT EXISTS {db}.identity_links (
+		anonymous_id String,
+		lead_id String,
+		linked_at DateTime,
+		event_id String
+	) ENGINE = ReplacingMergeTree()
+	ORDER BY (anonymous_id, lead_id)`,
+
+	// Threshold crossings from the mql topic; mql_id is deterministic, so a
+	// redelivered crossing collapses into the first.
+	`CREATE TABLE IF NOT EXISTS {db}.mql (
+		mql_id String,
+		lead_id String,
+		model String,
+		score Float64,
+		threshold Float64,
+		crossed_at DateTime,
+		crossed_at_ms UInt64,
+		trigger_event_id String,
+		reasons Nested(rule String, points Float64)
+	) ENGINE = ReplacingMergeTree()
+	PARTITION BY toYYYYMM(crossed_at)
+	ORDER BY (model, lead_id, mql_id)`,
+
+	// Spend per campaign, day and channel for ROMI; a re-import of a day
+	// replaces the older figure.
+	`CREATE TABLE IF NOT EXISTS {db}.campaign_costs (
+		campaign String,
+		day Date,
+		channel String,
+		cost Decimal(18, 4),
+		currency String,
+		imported_at DateTime
+	) ENGINE = ReplacingMergeTree(imported_at)
+	ORDER BY (campaign, day, channel)`,
+}}}
+
+// Migrate creates the database and brings its tables to the latest schema version. It is
+// idempotent and safe to run from several processes at once.
+func Migrate(ctx context.Context, conn driver.Conn, database string) error {
+	if err := CheckDatabase(database); err != nil {
+		return err
+	}
+	boot := []string{
+		"CREATE DATABASE IF NOT EXISTS {db}",
+		// ReplacingMergeTree: two processes migrating at once both record a version.
+		`CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, applied_at DateTime)
+		ENGINE = ReplacingMergeTree() ORDER BY version`,
+	}
+	for _, q := range boot {
+		if err := exec(ctx, conn, database, q); err != nil {
+			return err
+		}
+	}
+	var applied uint32
+	// max() over no rows is 0 in ClickHouse.
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+database+"."+tableMigrations).Scan(&applied); err != nil {
+		return fmt.Errorf("reading schema version of %s: %w", database, err)
+	}
+	for _, m := range migrations {
+		if m.version <= applied {
+			continue
+		}
+		for _, q := range m.stmts {
+			if err := exec(ctx, conn, database, q); err != nil {
+				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
+			}
+		}
+		// INSERT ... SELECT, not VALUES: over the native protocol ClickHouse
+		// 18.16 waits for a data block after an INSERT ... VALUES from Exec,
+		// and the call hangs until its read timeout.
+		q := fmt.Sprintf("INSERT INTO {db}.schema_migrations (version, applied_at) SELECT %d, now()", m.version)
+		if err := exec(ctx, conn, database, q); err != nil {
+			return fmt.Errorf("recording schema version %d of %s: %w", m.version, database, err)
+		}
+	}
+	return nil
+}
+
+func exec(ctx context.Context, conn driver.Conn, database, q string) error {
+	q = strings.ReplaceAll(q, "{db}", database)
+	if err := conn.Exec(ctx, q); err != nil {
+		return fmt.Errorf("running %q: %w", firstLine(q), err)
+	}
+	return nil
+}
+
+func firstLine(q string) string {
+	if i := strings.IndexByte(q, '\n'); i >= 0 {
+		return q[:i]
+	}
+	return q
+}

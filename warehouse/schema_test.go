@@ -1,0 +1,100 @@
+package warehouse_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/leadstream/leadstream/warehouse"
+	"github.com/leadstream/leadstream/warehouse/warehousetest"
+)
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "warehousetest")
+	ctx := context.Background()
+	for i := range 2 {
+		if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
+			t.Fatalf("migrate #%d: %v", i+1, err)
+		}
+	}
+	if v := warehousetest.Count(t, conn, "SELECT toUInt64(max(version)) FROM "+cfg.Database+".schema_migrations"); v != uint64(warehouse.LatestVersion()) {
+		t.Errorf("schema version = %d, want %d", v, warehouse.LatestVersion())
+	}
+	if n := warehousetest.Count(t, conn, "SELECT count() FROM "+cfg.Database+".schema_migrations FINAL"); n != uint64(warehouse.NumVersions()) {
+		t.Errorf("schema_migrations holds %d versions, want %d", n, warehouse.NumVersions())
+	}
+
+	want := map[string][]string{
+		"events": {"event_id String", "type String", "event_time DateTime", "event_time_ms UInt64", "received_at DateTime",
+			"anonymous_id String", "lead_id String", "previous_id String", "write_key_id String",
+			"campaign String", "utm_source String", "utm_medium String", "utm_campaign String", "utm_term String", "utm_content String",
+			"url String", "path String", "referrer String", "title String", "track String", "properties String", "traits String",
+			"revenue Decimal(18, 4)", "currency String", "ip String", "user_agent String",
+			"bot UInt8", "bot_reason String", "ingested_at DateTime"},
+		"identity_links": {"anonymous_id String", "lead_id String", "linked_at DateTime", "event_id String"},
+		"mql": {"mql_id String", "lead_id String", "model String", "score Float64", "threshold Float64",
+			"crossed_at DateTime", "crossed_at_ms UInt64", "trigger_event_id String",
+			"reasons.rule Array(String)", "reasons.points Array(Float64)"},
+		"campaign_costs":    {"campaign String", "day Date", "channel String", "cost Decimal(18, 4)", "currency String", "imported_at DateTime"},
+		"schema_migrations": {"version UInt32", "applied_at DateTime"},
+	}
+	rs, err := conn.Query(ctx, "SELECT table, name, type FROM system.columns WHERE database = ?", cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	got := map[string][]string{}
+	for rs.Next() {
+		var table, name, typ string
+		if err := rs.Scan(&table, &name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		got[table] = append(got[table], name+" "+typ)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("columns:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestMigrateRejectsBadDatabaseName(t *testing.T) {
+	conn, _ := warehousetest.Open(t, "warehousetest")
+	for _, db := range []string{"", "a-b", "x; DROP TABLE y", "1abc", "db.t"} {
+		if err := warehouse.Migrate(context.Background(), conn, db); err == nil {
+			t.Errorf("warehouse.Migrate(%q) succeeded", db)
+		}
+	}
+}
+
+// TestSchemaMatchesEventFields holds the events table, as the migrations
+// leave it, to the one table of event fields: the columns the sink writes
+// and History reads are exactly the table's, with the types its kinds map
+// to, plus ingested_at.
+func TestSchemaMatchesEventFields(t *testing.T) {
+	conn, cfg := warehousetest.Migrated(t, "warehousetest")
+	rs, err := conn.Query(context.Background(), "SELECT name, type FROM system.columns WHERE database = ? AND table = 'events'", cfg.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	got := map[string]string{}
+	for rs.Next() {
+		var name, typ string
+		if err := rs.Scan(&name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		got[name] = typ
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"ingested_at": "DateTime"}
+	for _, c := range warehouse.EventColumns {
+		want[c.Name] = c.Type
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events columns in ClickHouse:\n got %v\nfrom event.Fields %v", got, want)
+	}
+}
