@@ -2,14 +2,10 @@ module github.com/leadstream/leadstream
 
 go 1.26.0
 
-require (
-	golang.org/x/net v0.62.0 // public suffix list: same-site checks of form redirects
-	gopkg.in/yaml.v3 v3.0.1
-)
+require golang.org/x/net v0.62.0 // public suffix list: same-site checks of form redirects
 
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.50.0
-	github.com/goccy/go-json v0.10.5
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/redis/go-redis/v9 v9.23.0
@@ -17,7 +13,9 @@ require (
 	github.com/shopspring/decimal v1.5.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	github.com/twmb/franz-go/pkg/kmsg v1.15.0
 	github.com/valyala/fasthttp v1.77.0
+	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (
@@ -36,7 +34,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
-	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect

@@ -1,7 +1,7 @@
 package ingest
 
 import (
-	stdjson "encoding/json"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -64,22 +64,22 @@ func BenchmarkIngestPathStdlib(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var batch struct {
-			Batch []stdjson.RawMessage `json:"batch"`
+			Batch []json.RawMessage `json:"batch"`
 		}
-		if err := stdjson.Unmarshal(body, &batch); err != nil {
+		if err := json.Unmarshal(body, &batch); err != nil {
 			b.Fatal(err)
 		}
 		for _, raw := range batch.Batch {
 			var m segMessage
-			if err := stdjson.Unmarshal(raw, &m); err != nil {
+			if err := json.Unmarshal(raw, &m); err != nil {
 				b.Fatal(err)
 			}
 			e := &event.Event{ID: m.MessageID, Type: event.PageView, EventTime: r.receivedAt, ReceivedAt: r.receivedAt, WriteKeyID: r.writeKeyID,
-				Title: m.Name, Track: m.Event, Properties: stdjson.RawMessage(m.Properties)}
+				Title: m.Name, Track: m.Event, Properties: json.RawMessage(m.Properties)}
 			if m.Context != nil {
 				applyContext(e, m.Context)
 			}
-			if _, err := stdjson.Marshal(e); err != nil {
+			if _, err := json.Marshal(e); err != nil {
 				b.Fatal(err)
 			}
 		}

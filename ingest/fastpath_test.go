@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	json "github.com/goccy/go-json"
+	"encoding/json"
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/stream"
@@ -90,7 +89,7 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 func TestPlainString(t *testing.T) {
 	for _, s := range []string{`""`, `"abc"`, `" a b "`, `"a\"b"`, `"a\\b"`, `"é"`, "\"a\x7fb\"", `"\u0041"`, `"<&>"`} {
 		var want string
-		if err := stdjson.Unmarshal([]byte(s), &want); err != nil {
+		if err := json.Unmarshal([]byte(s), &want); err != nil {
 			t.Fatal(err)
 		}
 		if got, ok := plainString([]byte(s)); ok && got != want {
@@ -141,7 +140,7 @@ func FuzzEmailProperties(f *testing.F) {
 		if url != "" {
 			props["url"] = url
 		}
-		want, err := stdjson.Marshal(props)
+		want, err := json.Marshal(props)
 		if err != nil {
 			t.Fatal(err)
 		}

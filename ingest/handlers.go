@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	stdjson "encoding/json"
+	"encoding/json"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"io"
 	"strconv"
 	"sync"
@@ -238,16 +237,16 @@ func (c *deadlineCtx) Err() error {
 	}
 }
 
-// validJSON checks a whole body in one strict pass. The decoder that follows
-// (goccy/go-json, several times faster than encoding/json) skips unknown
-// fields without validating them, and the encoder copies properties and
-// traits as they are; so nothing malformed may get past this point.
+// validJSON checks a whole body in one strict pass. The one-pass decoder
+// that follows skips unknown fields without validating them, and the encoder
+// copies properties and traits as they are; so nothing malformed may get
+// past this point.
 func validJSON(body []byte) error {
 	if jsonx.Valid(body) {
 		return nil
 	}
 	var v any
-	if err := stdjson.Unmarshal(body, &v); err != nil {
+	if err := json.Unmarshal(body, &v); err != nil {
 		return fmt.Errorf("malformed JSON: %v", err)
 	}
 	return errors.New("malformed JSON")

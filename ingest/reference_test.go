@@ -6,7 +6,7 @@ package ingest
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	json "github.com/goccy/go-json"
+	"encoding/json"
 	"net/url"
 	"strings"
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	json "github.com/goccy/go-json"
+	"encoding/json"
 )
 
 // decodeSegMessage decodes one Segment call that passed validJSON (alone or

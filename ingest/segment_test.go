@@ -1,7 +1,7 @@
 package ingest
 
 import (
-	stdjson "encoding/json"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -99,16 +99,16 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 		// The fast decoder must be as strict as encoding/json: the encoder
 		// copies properties and traits without validating them again.
-		if !stdjson.Valid(b) {
+		if !json.Valid(b) {
 			t.Fatalf("accepted invalid JSON %q", b)
 		}
 		for _, raw := range [][]byte{e.Properties, e.Traits} {
-			if len(raw) > 0 && !stdjson.Valid(raw) {
+			if len(raw) > 0 && !json.Valid(raw) {
 				t.Fatalf("accepted invalid JSON %q inside %q", raw, b)
 			}
 		}
 		out, err := event.Marshal(e)
-		if err != nil || !stdjson.Valid(out) {
+		if err != nil || !json.Valid(out) {
 			t.Fatalf("accepted %q but encoded it as %q (%v)", b, out, err)
 		}
 	})

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // The rules file is walked as a yaml.Node tree rather than decoded into
@@ -64,9 +64,11 @@ func (p *parser) err() error {
 	return errors.Join(errs...)
 }
 
-// syntaxErr reports a YAML syntax error at the line where it is. yaml.v3's
-// own line is unreliable: it names the enclosing construct, is one too small
-// for parser errors and is missing for some. A YAML stream is read front to
+// syntaxErr reports a YAML syntax error at the line where it is. The YAML
+// library's own line is unreliable (go.yaml.in/yaml/v3 v3.0.6 as
+// gopkg.in/yaml.v3 before it; checked when moving to it): it names the
+// enclosing construct, is one too small for parser errors and is missing
+// for some. A YAML stream is read front to
 // back, so the problem is on the first line whose inclusion makes the prefix
 // of the file fail with the same message; bisection finds it in O(log n)
 // parses, paid only for broken files.
@@ -93,7 +95,7 @@ func (p *parser) syntaxErr(data []byte, err error) error {
 	return fmt.Errorf("%s:%d: invalid YAML: %s", p.file, hi, msg)
 }
 
-// yaml.v3 formats syntax errors as "yaml: line N: msg" or "yaml: msg".
+// The YAML library formats syntax errors as "yaml: line N: msg" or "yaml: msg".
 var yamlLineRE = regexp.MustCompile(`^line \d+: `)
 
 func yamlMessage(err error) string {
