@@ -47,8 +47,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 	}
 	body, err := requestBody(ctx)
 	if err != nil {
-		c.m.rejected.WithLabelValues("limit").Inc()
-		jsonLimitError(ctx, err)
+		c.badRequest(ctx, err)
 		return
 	}
 	if err := validJSON(body); err != nil {
@@ -90,8 +89,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		}
 	} else {
 		if len(body) > MaxEventBytes {
-			c.m.rejected.WithLabelValues("limit").Inc()
-			jsonLimitError(ctx, errField("body", "event is %d bytes, over the limit of 32 KB (%d bytes) per event", len(body), MaxEventBytes))
+			c.badRequest(ctx, errEventSize("body", len(body)))
 			return
 		}
 		// One decode serves both the write key and the event. A body the
@@ -302,7 +300,8 @@ func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 		body = out
 	}
 	if len(body) > MaxBatchBytes {
-		return nil, errField("body", "request is over the limit of 500 KB (%d bytes) per batch", MaxBatchBytes)
+		return nil, &fieldError{field: "body", limit: LimitBatchSize,
+			msg: fmt.Sprintf("request is over the limit of 500 KB (%d bytes) per batch", MaxBatchBytes)}
 	}
 	return body, nil
 }
@@ -313,26 +312,15 @@ func (c *Collector) unauthorized(ctx *fasthttp.RequestCtx) {
 	httpapi.Error(ctx, fasthttp.StatusUnauthorized, "unknown or missing write key (HTTP Basic user name or writeKey in the body)")
 }
 
+// badRequest answers 400 with err; a limit hit (a *fieldError with its
+// limit set) is counted as such and named in the body's "limit".
 func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error) {
 	var fe *fieldError
-	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("over the limit")) {
+	if errors.As(err, &fe) && fe.limit != "" {
 		c.m.rejected.WithLabelValues("limit").Inc()
-		jsonLimitError(ctx, err)
+		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, httpapi.ErrorBody{Error: err.Error(), Limit: string(fe.limit)})
 		return
 	}
 	c.m.rejected.WithLabelValues("malformed").Inc()
 	httpapi.Error(ctx, fasthttp.StatusBadRequest, err.Error())
-}
-
-// jsonLimitError is a 400 naming the Segment limit that was hit.
-func jsonLimitError(ctx *fasthttp.RequestCtx, err error) {
-	limit := "batch_size_500KB"
-	var fe *fieldError
-	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("per event")) {
-		limit = "event_size_32KB"
-	}
-	if errors.As(err, &fe) && bytes.Contains([]byte(fe.msg), []byte("gzip")) {
-		limit = ""
-	}
-	httpapi.WriteError(ctx, fasthttp.StatusBadRequest, httpapi.ErrorBody{Error: err.Error(), Limit: limit})
 }

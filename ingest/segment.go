@@ -89,10 +89,22 @@ type request struct {
 	userAgent  string
 }
 
-// fieldError is a 400 naming the field that is wrong.
+// Limit is a Segment limit a request can hit; a 400 for it names it in the
+// body's "limit".
+type Limit string
+
+// The limits, as the error body names them.
+const (
+	LimitEventSize Limit = "event_size_32KB"  // MaxEventBytes per event
+	LimitBatchSize Limit = "batch_size_500KB" // MaxBatchBytes per request, after gunzip
+)
+
+// fieldError is a 400 naming the field that is wrong, and the limit it hit
+// when that is what is wrong.
 type fieldError struct {
 	field string
 	msg   string
+	limit Limit // "" = not a limit
 }
 
 func (e *fieldError) Error() string { return e.field + ": " + e.msg }
@@ -101,12 +113,18 @@ func errField(field, format string, args ...any) error {
 	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
 }
 
+// errEventSize is the error of an event of n bytes, over MaxEventBytes.
+func errEventSize(field string, n int) error {
+	return &fieldError{field: field, limit: LimitEventSize,
+		msg: fmt.Sprintf("event is %d bytes, over the limit of 32 KB (%d bytes) per event", n, MaxEventBytes)}
+}
+
 // decodeMessage turns one Segment call into a canonical event. raw must have
 // passed validJSON (alone or as part of its request body). forceType is set
 // by the single-call endpoints (/v1/track …), which imply the type.
 func decodeMessage(raw []byte, where, forceType string, r *request) (*event.Event, error) {
 	if len(raw) > MaxEventBytes {
-		return nil, errField(where, "event is %d bytes, over the limit of 32 KB (%d bytes) per event", len(raw), MaxEventBytes)
+		return nil, errEventSize(where, len(raw))
 	}
 	m := getSegMessage()
 	defer putSegMessage(m)
