@@ -28,11 +28,6 @@ const (
 	ROMI                Name = "romi"
 )
 
-// Names lists every query in the order the README documents them.
-func Names() []Name {
-	return []Name{FunnelByCampaign, FunnelByChannel, MQLVelocity, MQLWeekly, ScoreBands, CampaignPerformance, ROMI}
-}
-
 // DefaultDatabase is the database the files are written against.
 const DefaultDatabase = "leadstream"
 
@@ -76,16 +71,6 @@ func SQL(name Name) (string, error) {
 		return "", fmt.Errorf("%w %q", ErrUnknownQuery, name)
 	}
 	return string(b), nil
-}
-
-// Has reports whether the query has a filter: "from", "to" or "campaign".
-func Has(name Name, filter string) bool {
-	q, err := SQL(name)
-	if err != nil {
-		return false
-	}
-	m := map[string]string{"from": fromMarker, "to": toMarker, "campaign": campaignMarker}[filter]
-	return m != "" && strings.Contains(q, m)
 }
 
 var (

@@ -118,3 +118,18 @@ func withoutComments(q string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Names lists every query in the order the README documents them.
+func Names() []Name {
+	return []Name{FunnelByCampaign, FunnelByChannel, MQLVelocity, MQLWeekly, ScoreBands, CampaignPerformance, ROMI}
+}
+
+// Has reports whether the query has a filter: "from", "to" or "campaign".
+func Has(name Name, filter string) bool {
+	q, err := SQL(name)
+	if err != nil {
+		return false
+	}
+	m := map[string]string{"from": fromMarker, "to": toMarker, "campaign": campaignMarker}[filter]
+	return m != "" && strings.Contains(q, m)
+}

@@ -7,6 +7,8 @@
 package event
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,6 +161,19 @@ type MQL struct {
 	CrossedAt      time.Time `json:"crossed_at"` // event time of the triggering event
 	TriggerEventID string    `json:"trigger_event_id"`
 	Reasons        []Reason  `json:"reasons"`
+}
+
+// MQLID is the deterministic id of the crossing of model by lead triggered by
+// an event: a name-based UUID of the three, so a crossing found again (a
+// redelivered event, a processor restarted before its outbox was cleared)
+// carries the id of the first and consumers drop it.
+func MQLID(lead, model, trigger string) string {
+	h := sha256.Sum256([]byte(lead + "\x00" + model + "\x00" + trigger))
+	b := h[:16]
+	b[6] = (b[6] & 0x0f) | 0x50 // name-based UUID layout, so it reads as a UUID
+	b[8] = (b[8] & 0x3f) | 0x80
+	x := hex.EncodeToString(b)
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
 // Reason is one rule's contribution to a score.

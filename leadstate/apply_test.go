@@ -67,7 +67,7 @@ func TestApplyDedup(t *testing.T) {
 			if after := hash(t, s, subj, "m"); fmt.Sprint(after) != fmt.Sprint(before) {
 				t.Errorf("%v: duplicate changed the state: %v -> %v", subj, before, after)
 			}
-			res, err := s.Apply(context.Background(), &leadstate.Update{Subject: subj, DedupID: "e2", TriggerEventID: "e2",
+			res, err := leadstatetest.Apply(context.Background(), s, &leadstate.Update{Subject: subj, DedupID: "e2", TriggerEventID: "e2",
 				ExtraSeen: []string{"x1", "x2"}, Models: []leadstate.ModelUpdate{model(hl, 1e9, 0, hit("a", 1, t0))}})
 			if err != nil || !res.Applied {
 				t.Fatalf("%v: e2 = %+v, %v", subj, res, err)
@@ -232,9 +232,9 @@ func TestApplyMQLOutbox(t *testing.T) {
 			return res.Outbox
 		}
 		at := func(d time.Duration) time.Time { return t0.Add(d) }
-		mqlID := leadstate.MQLID(lead, "m", "e4")
-		if mqlID != leadstate.MQLID(lead, "m", "e4") || mqlID == leadstate.MQLID(lead, "m", "e5") ||
-			mqlID == leadstate.MQLID(lead, "n", "e4") || mqlID == leadstate.MQLID(lead+"x", "m", "e4") {
+		mqlID := event.MQLID(lead, "m", "e4")
+		if mqlID != event.MQLID(lead, "m", "e4") || mqlID == event.MQLID(lead, "m", "e5") ||
+			mqlID == event.MQLID(lead, "n", "e4") || mqlID == event.MQLID(lead+"x", "m", "e4") {
 			t.Fatal("MQLID is not a deterministic function of (lead, model, trigger)")
 		}
 
@@ -279,16 +279,10 @@ func TestApplyMQLOutbox(t *testing.T) {
 		if dup[0].MQLID != m.MQLID || dup[0].Score != m.Score || !dup[0].CrossedAt.Equal(m.CrossedAt) || !sameReasons(dup[0].Reasons, m.Reasons) {
 			t.Fatalf("pending MQL changed: %+v, was %+v", dup[0], m)
 		}
-		if err := s.AckOutbox(ctx, lead); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.AckOutbox(ctx, lead, "not-pending"); err != nil {
-			t.Fatal(err)
-		}
+		leadstatetest.AckOutbox(t, s, lead)
+		leadstatetest.AckOutbox(t, s, lead, "not-pending")
 		f("e7", false, nil, true, mqlID) // an update that changes nothing
-		if err := s.AckOutbox(ctx, lead, mqlID); err != nil {
-			t.Fatal(err)
-		}
+		leadstatetest.AckOutbox(t, s, lead, mqlID)
 		f("e4", false, nil, false)
 		f("e8", false, []leadstate.Hit{hit("form-submit", 30, at(6*day))}, true)
 		if h := hash(t, s, subj, "m"); h["mql"] != "1" || h["mql_id"] != mqlID {
@@ -315,15 +309,13 @@ func TestApplyMQLModels(t *testing.T) {
 				t.Fatalf("%s: outbox %v, want models %v", id, got, want)
 			}
 			for _, w := range want {
-				if got[leadstate.MQLID(lead, w, id)] != w {
+				if got[event.MQLID(lead, w, id)] != w {
 					t.Fatalf("%s: outbox %v, want an MQL of model %s triggered by %s", id, got, w, id)
 				}
 			}
 		}
 		f("e1", "a")
-		if err := s.AckOutbox(context.Background(), lead, leadstate.MQLID(lead, "a", "e1")); err != nil {
-			t.Fatal(err)
-		}
+		leadstatetest.AckOutbox(t, s, lead, event.MQLID(lead, "a", "e1"))
 		f("e2", "b")
 	})
 }
@@ -343,7 +335,7 @@ func TestApplyRearm(t *testing.T) {
 			id := fmt.Sprintf("e%d", n)
 			res := apply(t, s, leadstate.Lead(lead), id, model(0, 100, 50, hit("r", points, t0.Add(time.Duration(n)*time.Minute))))
 			if fires {
-				pending = append(pending, leadstate.MQLID(lead, "m", id))
+				pending = append(pending, event.MQLID(lead, "m", id))
 			}
 			got := map[string]bool{}
 			for _, m := range res.Outbox {
@@ -367,9 +359,7 @@ func TestApplyRearm(t *testing.T) {
 		}
 		ack := func() {
 			t.Helper()
-			if err := s.AckOutbox(ctx, lead, pending...); err != nil {
-				t.Fatal(err)
-			}
+			leadstatetest.AckOutbox(t, s, lead, pending...)
 			pending = nil
 		}
 		f(60, 60, false, false)

@@ -105,13 +105,15 @@ func (s *Store) LinkedLeads(ctx context.Context, anons []string) (map[string]str
 	return out, nil
 }
 
-// History is an anonymous visitor's state as AnonymousHistory returns it.
+// History is an anonymous visitor's state, as a merge into a lead reads it:
+// per model the decayed per-rule values as hits to fold into the lead, and
+// the event ids it applied.
 type History struct {
 	Hits map[string][]Hit // per model
 	Seen []string         // event ids it applied
 }
 
-// AnonymousHistories reads AnonymousHistory of many visitors in one pipeline.
+// AnonymousHistories reads the History of many visitors in one pipeline.
 func (s *Store) AnonymousHistories(ctx context.Context, anons []string, models []string) ([]History, error) {
 	if len(anons) == 0 {
 		return nil, nil
@@ -159,7 +161,8 @@ type Merged struct {
 }
 
 // LinkMerged records each visitor's link to its lead and then deletes the
-// visitor's merged state (Link followed by DropAnonymous), all in one
+// visitor's merged state (the link key stays; all of a visitor's keys share
+// its hash tag, so each DEL is cluster-safe), all in one
 // pipeline. The steps of one visitor run in order on its hash slot; visitors
 // are handled in the given order, so the last link of a visitor wins.
 func (s *Store) LinkMerged(ctx context.Context, ms []Merged, models []string) error {

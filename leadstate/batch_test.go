@@ -57,7 +57,7 @@ func TestApplyMany(t *testing.T) {
 			if res[i].Applied != st.applied || len(res[i].Outbox) != st.outbox {
 				t.Fatalf("update %d (%v %s): %+v, want applied %v with %d pending", i, st.subj, st.id, res[i], st.applied, st.outbox)
 			}
-			if st.outbox == 1 && res[i].Outbox[0].MQLID != leadstate.MQLID(st.subj.ID, "m", "e2") {
+			if st.outbox == 1 && res[i].Outbox[0].MQLID != event.MQLID(st.subj.ID, "m", "e2") {
 				t.Fatalf("update %d: pending %+v, want the crossing of %s by e2", i, res[i].Outbox[0], st.subj.ID)
 			}
 		}
@@ -78,7 +78,7 @@ func TestLinkedLeads(t *testing.T) {
 		ctx := context.Background()
 		a, b, c, lead := newID("anon"), newID("anon"), newID("anon"), newID("lead")
 		for _, x := range []string{a, b} {
-			if err := s.Link(ctx, x, lead); err != nil {
+			if err := s.LinkMerged(ctx, []leadstate.Merged{{Anon: x, Lead: lead}}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -111,7 +111,7 @@ func TestApplyManyAfterScriptFlush(t *testing.T) {
 		if _, err := s.ApplyMany(ctx, []leadstate.Update{update("e1")}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Client().ScriptFlush(ctx).Err(); err != nil {
+		if err := leadstatetest.Client(t, s).ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
 		res, err := s.ApplyMany(ctx, []leadstate.Update{update("e2"), update("e3"), update("e2")})
@@ -121,7 +121,7 @@ func TestApplyManyAfterScriptFlush(t *testing.T) {
 		if !res[0].Applied || !res[1].Applied || res[2].Applied {
 			t.Fatalf("applied flags %v %v %v, want true true false", res[0].Applied, res[1].Applied, res[2].Applied)
 		}
-		if v := s.Client().HGet(ctx, key(leadstate.Lead(lead), "m:m"), "v").Val(); v != "30" {
+		if v := leadstatetest.Client(t, s).HGet(ctx, key(leadstate.Lead(lead), "m:m"), "v").Val(); v != "30" {
 			t.Fatalf("score after reload = %s, want 30 (each event once)", v)
 		}
 	})
@@ -150,10 +150,8 @@ func TestBatchHelpers(t *testing.T) {
 			t.Fatalf("AnonymousHistories = %v, %v", hs, err)
 		}
 		for i, x := range []string{b, empty, a} {
-			hits, seen, err := s.AnonymousHistory(ctx, x, models)
-			if err != nil {
-				t.Fatal(err)
-			}
+			h := leadstatetest.AnonymousHistory(t, s, x, models)
+			hits, seen := h.Hits, h.Seen
 			slices.Sort(seen)
 			slices.Sort(hs[i].Seen)
 			if !slices.Equal(seen, hs[i].Seen) || fmt.Sprint(hits) != fmt.Sprint(hs[i].Hits) {
@@ -168,11 +166,11 @@ func TestBatchHelpers(t *testing.T) {
 			t.Fatal(err)
 		}
 		for x, want := range map[string]string{a: l2, b: l1} {
-			if l, err := s.LinkedLead(ctx, x); err != nil || l != want {
-				t.Errorf("LinkedLead(%s) = %q, %v; want %s", x, l, err, want)
+			if l := leadstatetest.LinkedLead(t, s, x); l != want {
+				t.Errorf("LinkedLead(%s) = %q; want %s", x, l, want)
 			}
 			for _, suffix := range []string{"seen", "outbox", "profile", "m:m", "m:other"} {
-				if n, err := s.Client().Exists(ctx, key(leadstate.Anon(x), suffix)).Result(); err != nil || n != 0 {
+				if n, err := leadstatetest.Client(t, s).Exists(ctx, key(leadstate.Anon(x), suffix)).Result(); err != nil || n != 0 {
 					t.Errorf("visitor key %s: exists = %d, %v after LinkMerged", suffix, n, err)
 				}
 			}
@@ -189,8 +187,8 @@ func TestBatchHelpers(t *testing.T) {
 		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("TraitsMany = %v, %v; want %v", got, err, want)
 		}
-		if one, err := s.Traits(ctx, l1); err != nil || fmt.Sprint(one) != fmt.Sprint(want[l1]) {
-			t.Fatalf("Traits = %v, %v", one, err)
+		if one := leadstatetest.Traits(t, s, l1); fmt.Sprint(one) != fmt.Sprint(want[l1]) {
+			t.Fatalf("Traits = %v", one)
 		}
 
 		// Two crossings pending on l1 (two models), one on l2.
@@ -218,7 +216,7 @@ func TestBatchHelpers(t *testing.T) {
 		if n := hlen(t, s, key(leadstate.Lead(l2), "outbox")); n != 0 {
 			t.Errorf("l2 outbox holds %d, want 0", n)
 		}
-		left, err := s.Client().HKeys(ctx, key(leadstate.Lead(l1), "outbox")).Result()
+		left, err := leadstatetest.Client(t, s).HKeys(ctx, key(leadstate.Lead(l1), "outbox")).Result()
 		if err != nil || !slices.Equal(left, []string{p1[1].MQLID}) {
 			t.Errorf("l1 outbox holds %v, %v; want only %s", left, err, p1[1].MQLID)
 		}

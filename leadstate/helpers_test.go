@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 )
 
 // t0 is a fixed event time: tests never read the clock for scoring.
@@ -45,7 +46,7 @@ func model(halfLife time.Duration, threshold, rearm float64, hits ...leadstate.H
 // apply applies the event id (dedup and trigger id) to subj and fails on error.
 func apply(t *testing.T, s *leadstate.Store, subj leadstate.Subject, id string, models ...leadstate.ModelUpdate) leadstate.Result {
 	t.Helper()
-	res, err := s.Apply(context.Background(), &leadstate.Update{Subject: subj, DedupID: id, TriggerEventID: id, Models: models})
+	res, err := leadstatetest.Apply(context.Background(), s, &leadstate.Update{Subject: subj, DedupID: id, TriggerEventID: id, Models: models})
 	if err != nil {
 		t.Fatalf("Apply(%s): %v", id, err)
 	}
@@ -55,7 +56,7 @@ func apply(t *testing.T, s *leadstate.Store, subj leadstate.Subject, id string, 
 // hash returns a model hash of subj.
 func hash(t *testing.T, s *leadstate.Store, subj leadstate.Subject, model string) map[string]string {
 	t.Helper()
-	h, err := s.Client().HGetAll(context.Background(), key(subj, "m:"+model)).Result()
+	h, err := leadstatetest.Client(t, s).HGetAll(context.Background(), key(subj, "m:"+model)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func vt(t *testing.T, s *leadstate.Store, subj leadstate.Subject) (float64, int6
 
 func hlen(t *testing.T, s *leadstate.Store, k string) int64 {
 	t.Helper()
-	n, err := s.Client().HLen(context.Background(), k).Result()
+	n, err := leadstatetest.Client(t, s).HLen(context.Background(), k).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

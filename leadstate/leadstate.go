@@ -19,9 +19,7 @@ package leadstate
 
 import (
 	"context"
-	"crypto/sha256"
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -152,25 +150,6 @@ type Store struct {
 // NewStore returns a Store on rdb.
 func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
-// Client returns the underlying Redis client.
-func (s *Store) Client() redis.UniversalClient { return s.rdb }
-
-// MQLID is the deterministic id of the crossing of model by lead triggered by an event.
-func MQLID(lead, model, trigger string) string { return mqlID(lead, model, trigger) }
-
-// Apply runs one update atomically: dedup, points, fit, MQL crossing into the outbox.
-func (s *Store) Apply(ctx context.Context, u *Update) (Result, error) {
-	keys, args, err := applyArgs(u)
-	if err != nil {
-		return Result{}, err
-	}
-	res, err := applyScript.Run(ctx, s.rdb, keys, args...).Slice()
-	if err != nil {
-		return Result{}, fmt.Errorf("applying event %s in redis: %w", u.DedupID, err)
-	}
-	return decodeResult(res)
-}
-
 // applyArgs lays out an update as the apply script's KEYS and ARGV.
 func applyArgs(u *Update) ([]string, []any, error) {
 	keys := make([]string, 0, 2+len(u.Models))
@@ -197,7 +176,7 @@ func applyArgs(u *Update) ([]string, []any, error) {
 			fitReasons = string(b)
 		}
 		args = append(args, m.Name, m.HalfLife.Milliseconds(), m.Threshold, m.RearmBelow, fit, fitReasons, m.FitTimeMs,
-			mqlID(lead, m.Name, u.TriggerEventID), len(m.Hits))
+			event.MQLID(lead, m.Name, u.TriggerEventID), len(m.Hits))
 		for _, h := range m.Hits {
 			args = append(args, h.Rule, h.Points, h.TimeMs, h.CapCount, h.CapWindow.Milliseconds())
 		}
@@ -222,65 +201,6 @@ func nonNil(r []event.Reason) []event.Reason {
 		return []event.Reason{}
 	}
 	return r
-}
-
-// AckOutbox removes MQL records that Kafka acknowledged.
-func (s *Store) AckOutbox(ctx context.Context, lead string, mqlIDs ...string) error {
-	if len(mqlIDs) == 0 {
-		return nil
-	}
-	if err := s.rdb.HDel(ctx, Lead(lead).key("outbox"), mqlIDs...).Err(); err != nil {
-		return fmt.Errorf("clearing mql outbox of a lead: %w", err)
-	}
-	return nil
-}
-
-// LinkedLead returns the lead an anonymous id is linked to, or "".
-func (s *Store) LinkedLead(ctx context.Context, anon string) (string, error) {
-	lead, err := s.rdb.Get(ctx, Anon(anon).key("lead")).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading identity link: %w", err)
-	}
-	return lead, nil
-}
-
-// Link records that anon is lead.
-func (s *Store) Link(ctx context.Context, anon, lead string) error {
-	if err := s.rdb.Set(ctx, Anon(anon).key("lead"), lead, 0).Err(); err != nil {
-		return fmt.Errorf("writing identity link: %w", err)
-	}
-	return nil
-}
-
-// Traits returns a lead's stored profile traits (nil when none).
-func (s *Store) Traits(ctx context.Context, lead string) (map[string]any, error) {
-	raw, err := s.rdb.HGet(ctx, Lead(lead).key("profile"), "traits").Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading traits: %w", err)
-	}
-	var t map[string]any
-	if err := json.Unmarshal([]byte(raw), &t); err != nil {
-		return nil, fmt.Errorf("decoding stored traits: %w", err)
-	}
-	return t, nil
-}
-
-// SetTraits stores a lead's merged traits.
-func (s *Store) SetTraits(ctx context.Context, lead string, traits map[string]any) error {
-	b, err := json.Marshal(traits)
-	if err != nil {
-		return fmt.Errorf("encoding traits: %w", err)
-	}
-	if err := s.rdb.HSet(ctx, Lead(lead).key("profile"), "traits", b).Err(); err != nil {
-		return fmt.Errorf("writing traits: %w", err)
-	}
-	return nil
 }
 
 // outboxEntry is the record the script stores; numbers are strings to keep
@@ -322,15 +242,4 @@ func decodeOutbox(v any) ([]event.MQL, error) {
 		out = append(out, m)
 	}
 	return out, nil
-}
-
-// mqlID is the deterministic id of the crossing of model by lead triggered
-// by an event: a name-based UUID of the three.
-func mqlID(lead, model, trigger string) string {
-	h := sha256.Sum256([]byte(lead + "\x00" + model + "\x00" + trigger))
-	b := h[:16]
-	b[6] = (b[6] & 0x0f) | 0x50 // name-based UUID layout, so it reads as a UUID
-	b[8] = (b[8] & 0x3f) | 0x80
-	x := hex.EncodeToString(b)
-	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }

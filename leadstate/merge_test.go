@@ -14,7 +14,7 @@ import (
 
 // The merge path of the processor, step by step: an anonymous visitor's history
 // read with AnonymousHistory and applied to a lead (dedup "merge:<anon>", its
-// event ids as ExtraSeen), Link, DropAnonymous. The lead ends exactly as if the
+// event ids as ExtraSeen), LinkMerged. The lead ends exactly as if the
 // visitor's events had been its own all along, and the visitor's events are
 // duplicates on the lead.
 func TestAnonymousMerge(t *testing.T) {
@@ -48,10 +48,8 @@ func TestAnonymousMerge(t *testing.T) {
 		f(leadstate.Anon(anon), anonEvents)
 		f(leadstate.Lead(lead), leadBefore)
 
-		hist, seen, err := s.AnonymousHistory(ctx, anon, []string{"m", "other"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := leadstatetest.AnonymousHistory(t, s, anon, []string{"m", "other"})
+		hist, seen := h.Hits, h.Seen
 		slices.Sort(seen)
 		if !slices.Equal(seen, []string{"a1", "a2", "a3", "a4"}) || len(hist["other"]) != 0 || len(hist["m"]) != 4 {
 			t.Fatalf("AnonymousHistory = %v, %v", hist, seen)
@@ -64,14 +62,11 @@ func TestAnonymousMerge(t *testing.T) {
 		merge := &leadstate.Update{Subject: leadstate.Lead(lead), DedupID: "merge:" + anon, TriggerEventID: "identify-1", ExtraSeen: seen,
 			Models: []leadstate.ModelUpdate{model(hl, 1000, 500, hist["m"]...)}}
 		for i, wantApplied := range []bool{true, false} { // a redelivered identify repeats the merge
-			if res, err := s.Apply(ctx, merge); err != nil || res.Applied != wantApplied {
+			if res, err := leadstatetest.Apply(ctx, s, merge); err != nil || res.Applied != wantApplied {
 				t.Fatalf("merge apply %d = %+v, %v; want applied %v", i, res, err, wantApplied)
 			}
 		}
-		if err := s.Link(ctx, anon, lead); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.DropAnonymous(ctx, anon, []string{"m", "other"}); err != nil {
+		if err := s.LinkMerged(ctx, []leadstate.Merged{{Anon: anon, Lead: lead}}, []string{"m", "other"}); err != nil {
 			t.Fatal(err)
 		}
 		f(leadstate.Lead(lead), leadAfter)
@@ -113,18 +108,18 @@ func TestAnonymousMerge(t *testing.T) {
 
 		// The anonymous state is gone, the link stays.
 		for _, suffix := range []string{"seen", "outbox", "profile", "m:m", "m:other"} {
-			if n, err := s.Client().Exists(ctx, key(leadstate.Anon(anon), suffix)).Result(); err != nil || n != 0 {
-				t.Errorf("anonymous key %s: exists = %d, %v after DropAnonymous", suffix, n, err)
+			if n, err := leadstatetest.Client(t, s).Exists(ctx, key(leadstate.Anon(anon), suffix)).Result(); err != nil || n != 0 {
+				t.Errorf("anonymous key %s: exists = %d, %v after LinkMerged", suffix, n, err)
 			}
 		}
-		if l, err := s.LinkedLead(ctx, anon); err != nil || l != lead {
-			t.Fatalf("LinkedLead(%s) = %q, %v; want %s", anon, l, err, lead)
+		if l := leadstatetest.LinkedLead(t, s, anon); l != lead {
+			t.Fatalf("LinkedLead(%s) = %q; want %s", anon, l, lead)
 		}
-		if l, err := s.LinkedLead(ctx, newID("anon")); err != nil || l != "" {
-			t.Fatalf("LinkedLead(unknown) = %q, %v", l, err)
+		if l := leadstatetest.LinkedLead(t, s, newID("anon")); l != "" {
+			t.Fatalf("LinkedLead(unknown) = %q", l)
 		}
-		if hist, seen, err := s.AnonymousHistory(ctx, anon, []string{"m"}); err != nil || len(hist["m"]) != 0 || len(seen) != 0 {
-			t.Fatalf("AnonymousHistory after drop = %v, %v, %v", hist, seen, err)
+		if h := leadstatetest.AnonymousHistory(t, s, anon, []string{"m"}); len(h.Hits["m"]) != 0 || len(h.Seen) != 0 {
+			t.Fatalf("AnonymousHistory after drop = %v, %v", h.Hits, h.Seen)
 		}
 
 		// Replays of the visitor's events, now routed to the lead, are duplicates.

@@ -92,7 +92,7 @@ func TestApplyOrderIndependence(t *testing.T) {
 					}
 					var res []leadstate.Result
 					if perm%2 == 0 {
-						r0, err := s.Apply(ctx, &us[0])
+						r0, err := leadstatetest.Apply(ctx, s, &us[0])
 						if err != nil {
 							t.Fatal(err)
 						}

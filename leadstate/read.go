@@ -56,25 +56,6 @@ func modelState(h map[string]string) *scoring.ModelState {
 	return ms
 }
 
-// AnonymousHistory returns, per model, the decayed per-rule values of an
-// anonymous visitor as hits to fold into a lead, and the event ids it applied.
-func (s *Store) AnonymousHistory(ctx context.Context, anon string, models []string) (map[string][]Hit, []string, error) {
-	h, err := s.AnonymousHistories(ctx, []string{anon}, models)
-	if err != nil {
-		return nil, nil, err
-	}
-	return h[0].Hits, h[0].Seen, nil
-}
-
-// DropAnonymous deletes an anonymous visitor's state once it was merged into a lead.
-// The link key stays. All keys share one hash tag, so one DEL is cluster-safe.
-func (s *Store) DropAnonymous(ctx context.Context, anon string, models []string) error {
-	if err := s.rdb.Del(ctx, anonStateKeys(anon, models)...).Err(); err != nil {
-		return fmt.Errorf("dropping merged anonymous state: %w", err)
-	}
-	return nil
-}
-
 // anonStateKeys are a visitor's keys that a merge moves to the lead (all but the link).
 func anonStateKeys(anon string, models []string) []string {
 	subj := Anon(anon)

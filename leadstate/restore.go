@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/redis/go-redis/v9"
 )
@@ -37,7 +38,7 @@ func (s *Store) Restore(ctx context.Context, st *scoring.SubjectState, models []
 				if !st.Anonymous {
 					lead = st.ID
 				}
-				fields = append(fields, "mql_at", strconv.FormatInt(ms.MQLAt, 10), "mql_id", mqlID(lead, m.Name, ms.MQLID))
+				fields = append(fields, "mql_at", strconv.FormatInt(ms.MQLAt, 10), "mql_id", event.MQLID(lead, m.Name, ms.MQLID))
 			}
 			for rule, rv := range ms.Rules {
 				fields = append(fields, "r:"+rule, num(rv.V), "rt:"+rule, strconv.FormatInt(rv.T, 10))

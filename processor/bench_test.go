@@ -37,7 +37,7 @@ func BenchmarkProcessorApply(b *testing.B) {
 	// cleanup deletes the benchmark's leads from the shared server.
 	cleanup := func(b *testing.B, prefix string, events int) {
 		b.Cleanup(func() {
-			pipe := store.Client().Pipeline()
+			pipe := leadstatetest.Client(b, store).Pipeline()
 			for l := 0; l <= events/5; l++ {
 				id := "{" + prefix + "-" + strconv.Itoa(l) + "}"
 				pipe.Del(ctx, "ls:"+id+":seen", "ls:"+id+":m:"+m.Name, "ls:"+id+":outbox")
@@ -54,7 +54,7 @@ func BenchmarkProcessorApply(b *testing.B) {
 		for b.Loop() {
 			var u leadstate.Update
 			u, hits = build(n, prefix, hits)
-			res, err := store.Apply(ctx, &u)
+			res, err := leadstatetest.Apply(ctx, store, &u)
 			if err != nil || !res.Applied || len(res.Outbox) != 0 {
 				b.Fatalf("Apply = %+v, %v", res, err)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/stream"
 )
@@ -216,7 +217,7 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() (bool
 // modelState returns the raw v and t fields of a lead's model hash (see the leadstate key layout).
 func modelState(t *testing.T, s *leadstate.Store, lead, model string) (string, string) {
 	t.Helper()
-	vals, err := s.Client().HMGet(context.Background(), "ls:{"+lead+"}:m:"+model, "v", "t").Result()
+	vals, err := leadstatetest.Client(t, s).HMGet(context.Background(), "ls:{"+lead+"}:m:"+model, "v", "t").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func modelState(t *testing.T, s *leadstate.Store, lead, model string) (string, s
 
 func outboxLen(t *testing.T, s *leadstate.Store, lead string) int64 {
 	t.Helper()
-	n, err := s.Client().HLen(context.Background(), "ls:{"+lead+"}:outbox").Result()
+	n, err := leadstatetest.Client(t, s).HLen(context.Background(), "ls:{"+lead+"}:outbox").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,14 +78,14 @@ func TestProcessorJourney(t *testing.T) {
 		}
 		wait("journey processed", 5, 0, 2)
 
-		if l, err := store.LinkedLead(ctx, anon); err != nil || l != lead {
-			t.Fatalf("LinkedLead(%s) = %q, %v", anon, l, err)
+		if l := leadstatetest.LinkedLead(t, store, anon); l != lead {
+			t.Fatalf("LinkedLead(%s) = %q", anon, l)
 		}
 		if n := r.metric(t, "leadstream_processor_merges_total", ""); n != 1 {
 			t.Errorf("merges = %v, want 1", n)
 		}
-		if tr, err := store.Traits(ctx, lead); err != nil || tr["title"] != "VP Marketing" {
-			t.Errorf("Traits(%s) = %v, %v", lead, tr, err)
+		if tr := leadstatetest.Traits(t, store, lead); tr["title"] != "VP Marketing" {
+			t.Errorf("Traits(%s) = %v", lead, tr)
 		}
 		if av, _ := modelState(t, store, "a:"+anon, m.Name); av != "" {
 			t.Errorf("anonymous state left after the merge: v=%s", av)
@@ -117,7 +117,7 @@ func TestProcessorJourney(t *testing.T) {
 
 		// Exactly one MQL, the one the form submit triggered.
 		_, _, ruleVals := expect(m, journey...)
-		want := event.MQL{MQLID: leadstate.MQLID(lead, m.Name, formSubmit.ID), LeadID: lead, Model: m.Name, Score: v + 30, Threshold: 100,
+		want := event.MQL{MQLID: event.MQLID(lead, m.Name, formSubmit.ID), LeadID: lead, Model: m.Name, Score: v + 30, Threshold: 100,
 			CrossedAt: time.UnixMilli(tm).UTC(), TriggerEventID: formSubmit.ID, Reasons: reasons(ruleVals, fitReasons)}
 		checkMQL := func() {
 			t.Helper()
@@ -200,15 +200,15 @@ models:
 		lead := newID("lead")
 		form := touch(lead+"-fs1", event.FormSubmit, "", lead, t0)
 		trigger := pageView(lead+"-pv1", "", lead, "/pricing", t0.Add(time.Hour))
-		if res, err := store.Apply(ctx, update(rules, form)); err != nil || !res.Applied || len(res.Outbox) != 0 {
+		if res, err := leadstatetest.Apply(ctx, store, update(rules, form)); err != nil || !res.Applied || len(res.Outbox) != 0 {
 			t.Fatalf("Apply(form) = %+v, %v", res, err)
 		}
-		res, err := store.Apply(ctx, update(rules, trigger))
+		res, err := leadstatetest.Apply(ctx, store, update(rules, trigger))
 		if err != nil || !res.Applied || len(res.Outbox) != 1 {
 			t.Fatalf("Apply(trigger) = %+v, %v; want a crossing", res, err)
 		}
 		pending := res.Outbox[0]
-		if pending.MQLID != leadstate.MQLID(lead, "trial", trigger.ID) {
+		if pending.MQLID != event.MQLID(lead, "trial", trigger.ID) {
 			t.Fatalf("pending MQL %+v", pending)
 		}
 		// The processor "crashed" here: nothing was published.
@@ -303,14 +303,14 @@ func TestProcessorManyVisitors(t *testing.T) {
 			if !near(mv.Score, bv+20) || mv.Fit != 20 || mv.MQL != (i%2 == 0) {
 				t.Errorf("visitor %d: %+v, want score %v (fit 20), MQL %v", i, mv, bv+20, i%2 == 0)
 			}
-			if l, err := store.LinkedLead(ctx, v.anon); err != nil || l != v.lead {
-				t.Errorf("visitor %d: LinkedLead = %q, %v", i, l, err)
+			if l := leadstatetest.LinkedLead(t, store, v.anon); l != v.lead {
+				t.Errorf("visitor %d: LinkedLead = %q", i, l)
 			}
 			rec, ok := byLead[v.lead]
 			if ok != (i%2 == 0) {
 				t.Errorf("visitor %d: MQL published %v, want %v", i, ok, i%2 == 0)
 			}
-			if ok && (rec.MQLID != leadstate.MQLID(v.lead, m.Name, rec.TriggerEventID) || !strings.HasPrefix(rec.TriggerEventID, v.anon+"-") ||
+			if ok && (rec.MQLID != event.MQLID(v.lead, m.Name, rec.TriggerEventID) || !strings.HasPrefix(rec.TriggerEventID, v.anon+"-") ||
 				rec.Score < 100 || outboxLen(t, store, v.lead) != 0) {
 				t.Errorf("visitor %d: MQL %+v", i, rec)
 			}
@@ -448,13 +448,13 @@ func TestProcessorBatchMergesAndIdentifies(t *testing.T) {
 				if mv := lv.Models[m.Name]; !near(mv.Score, score) || mv.Fit != w.fit {
 					t.Errorf("%s: lead %s: %+v, want score %v (fit %v)", what, w.lead, mv, score, w.fit)
 				}
-				if tr, err := store.Traits(ctx, w.lead); err != nil || fmt.Sprint(tr) != w.traits {
-					t.Errorf("%s: traits of %s = %v, %v; want %s", what, w.lead, tr, err, w.traits)
+				if tr := leadstatetest.Traits(t, store, w.lead); fmt.Sprint(tr) != w.traits {
+					t.Errorf("%s: traits of %s = %v; want %s", what, w.lead, tr, w.traits)
 				}
 			}
 			for anon, lead := range map[string]string{a: l2, b: l3} {
-				if l, err := store.LinkedLead(ctx, anon); err != nil || l != lead {
-					t.Errorf("%s: LinkedLead(%s) = %q, %v; want %s", what, anon, l, err, lead)
+				if l := leadstatetest.LinkedLead(t, store, anon); l != lead {
+					t.Errorf("%s: LinkedLead(%s) = %q; want %s", what, anon, l, lead)
 				}
 				if av, _ := modelState(t, store, "a:"+anon, m.Name); av != "" {
 					t.Errorf("%s: state of %s left after the merge: v=%s", what, anon, av)

@@ -70,9 +70,6 @@ func NewReplayer(rules *Rules) *Replayer {
 // (yet) linked, keyed by "lead:<id>" / "anon:<id>".
 func (r *Replayer) Subjects() map[string]*SubjectState { return r.states }
 
-// Lead returns a lead's replayed state, or nil.
-func (r *Replayer) Lead(id string) *SubjectState { return r.states["lead:"+id] }
-
 // Apply replays one event.
 func (r *Replayer) Apply(e *event.Event) {
 	if e.Bot {

@@ -219,7 +219,7 @@ func TestE2EPipeline(t *testing.T) {
 	mqls := readMQL(t, p.brokers, p.kcfg.Topic(stream.TopicMQL), 1, 15*time.Second)
 	m := mqls[0]
 	if m.LeadID != lead || m.Model != "default" || !closeTo(m.Score, wantScore, 1e-6) || m.Threshold != 100 || len(m.Reasons) == 0 ||
-		!strings.HasPrefix(m.TriggerEventID, sfx+"-") || m.MQLID != leadstate.MQLID(lead, "default", m.TriggerEventID) {
+		!strings.HasPrefix(m.TriggerEventID, sfx+"-") || m.MQLID != event.MQLID(lead, "default", m.TriggerEventID) {
 		t.Fatalf("mql record %+v", m)
 	}
 

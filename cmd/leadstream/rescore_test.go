@@ -113,7 +113,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 	gained := 0
 	for l := range leads {
 		lead := fmt.Sprintf("r%s-%d@example.com", sfx, l)
-		st := rp.Lead(lead)
+		st := rp.Subjects()["lead:"+lead]
 		if st == nil {
 			t.Fatalf("lead %s not replayed", lead)
 		}

@@ -2,3 +2,6 @@ package localsvc
 
 // RedisCommand exposes redisCommand to the external test package.
 var RedisCommand = redisCommand
+
+// Done is closed when the server process has exited.
+func (s *Server) Done() <-chan struct{} { return s.done }

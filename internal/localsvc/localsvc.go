@@ -72,9 +72,6 @@ type Server struct {
 	stopErr  error
 }
 
-// Done is closed when the server process has exited.
-func (s *Server) Done() <-chan struct{} { return s.done }
-
 // Stop sends SIGTERM to the server's process group, waits up to 10 s for it
 // to exit, then sends SIGKILL. It is idempotent and safe for concurrent use;
 // every call returns the result of the first.

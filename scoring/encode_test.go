@@ -6,8 +6,7 @@ import (
 )
 
 // MarshalYAML renders r in the rules file format, so yaml.Marshal of parsed
-// rules gives a file that parses back to equal rules. The processor can use
-// it to show the effective rules, defaults such as rearm_below filled in.
+// rules gives a file that parses back to equal rules (the round-trip tests).
 func (r Rules) MarshalYAML() (any, error) {
 	out := yamlRules{Models: make([]yamlModel, len(r.Models))}
 	for i, m := range r.Models {
