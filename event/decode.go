@@ -89,7 +89,7 @@ func decodeFast(b []byte, e *Event) bool {
 			if !ok || esc {
 				return false
 			}
-			if f.time(e).UnmarshalJSON(b[vStart:end]) != nil {
+			if f.TimeOf(e).UnmarshalJSON(b[vStart:end]) != nil {
 				return false
 			}
 			i = end
@@ -105,13 +105,13 @@ func decodeFast(b []byte, e *Event) bool {
 			if err != nil {
 				return false
 			}
-			*f.num(e), i = v, end
+			*f.Num(e), i = v, end
 		case Bool:
 			switch {
 			case len(b)-i >= 4 && s[i:i+4] == "true":
-				*f.flag(e), i = true, i+4
+				*f.Flag(e), i = true, i+4
 			case len(b)-i >= 5 && s[i:i+5] == "false":
-				*f.flag(e), i = false, i+5
+				*f.Flag(e), i = false, i+5
 			default:
 				return false
 			}
@@ -120,7 +120,7 @@ func decodeFast(b []byte, e *Event) bool {
 			if !ok {
 				return false
 			}
-			dst := f.str(e)
+			dst := f.Str(e)
 			if esc {
 				if *dst, ok = unquote(b[vStart+1 : end-1]); !ok {
 					return false
@@ -160,7 +160,7 @@ end:
 		for _, f := range objectFields {
 			if at := objAt[f.obj]; at[1] > at[0] {
 				raw = append(raw, b[at[0]:at[1]]...)
-				*f.raw(e) = json.RawMessage(raw[len(raw)-(at[1]-at[0]) : len(raw) : len(raw)])
+				*f.Raw(e) = json.RawMessage(raw[len(raw)-(at[1]-at[0]) : len(raw) : len(raw)])
 			}
 		}
 	}

@@ -20,24 +20,24 @@ func AppendJSON(dst []byte, e *Event) ([]byte, error) {
 		f := &Fields[i]
 		switch f.Kind {
 		case String:
-			if v := *f.str(e); v != "" || f.Always {
+			if v := *f.Str(e); v != "" || f.Always {
 				dst = appendString(append(dst, f.key...), v)
 			}
 		case Time:
-			dst = appendTime(append(dst, f.key...), *f.time(e))
+			dst = appendTime(append(dst, f.key...), *f.TimeOf(e))
 		case Object:
-			if v := *f.raw(e); len(v) > 0 {
+			if v := *f.Raw(e); len(v) > 0 {
 				var err error
 				if dst, err = appendCompact(append(dst, f.key...), v); err != nil {
 					return dst, err
 				}
 			}
 		case Number:
-			if v := *f.num(e); v != 0 {
+			if v := *f.Num(e); v != 0 {
 				dst = appendFloat(append(dst, f.key...), v)
 			}
 		case Bool:
-			if *f.flag(e) {
+			if *f.Flag(e) {
 				dst = append(append(dst, f.key...), "true"...)
 			}
 		}

@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"time"
+	"unsafe"
 )
 
 // Kind is how a field of Event is encoded on the topic and stored.
@@ -24,71 +25,72 @@ const (
 )
 
 // Field is one field of Event: its name on the topic (and its column in
-// ClickHouse's events table), its kind and how to reach it in an Event.
+// ClickHouse's events table), its kind and where it is in an Event.
 type Field struct {
 	Name   string
 	Kind   Kind
 	Always bool // written even when empty (the fields Validate requires)
 
-	str  func(*Event) *string
-	time func(*Event) *time.Time
-	raw  func(*Event) *json.RawMessage
-	num  func(*Event) *float64
-	flag func(*Event) *bool
-
-	key string // `,"name":` (`"name":` for the first field), as AppendJSON writes it
-	obj int    // ordinal among the Object fields (the decoder's scratch index)
+	off uintptr // offset in Event of a field of the Go type of Kind (TestFieldsMatchStruct holds it)
+	key string  // `,"name":` (`"name":` for the first field), as AppendJSON writes it
+	obj int     // ordinal among the Object fields (the decoder's scratch index)
 }
 
+// The accessors read the field at its offset: the encoder and decoder run
+// them for every field of every event, so they must cost what a field access
+// costs (a func per field was measurably slower).
+func (f *Field) at(e *Event) unsafe.Pointer { return unsafe.Add(unsafe.Pointer(e), f.off) }
+
 // Str returns the String field of e that f names.
-func (f *Field) Str(e *Event) *string { return f.str(e) }
+func (f *Field) Str(e *Event) *string { return (*string)(f.at(e)) }
 
 // TimeOf returns the Time field of e that f names.
-func (f *Field) TimeOf(e *Event) *time.Time { return f.time(e) }
+func (f *Field) TimeOf(e *Event) *time.Time { return (*time.Time)(f.at(e)) }
 
 // Raw returns the Object field of e that f names.
-func (f *Field) Raw(e *Event) *json.RawMessage { return f.raw(e) }
+func (f *Field) Raw(e *Event) *json.RawMessage { return (*json.RawMessage)(f.at(e)) }
 
 // Num returns the Number field of e that f names.
-func (f *Field) Num(e *Event) *float64 { return f.num(e) }
+func (f *Field) Num(e *Event) *float64 { return (*float64)(f.at(e)) }
 
 // Flag returns the Bool field of e that f names.
-func (f *Field) Flag(e *Event) *bool { return f.flag(e) }
+func (f *Field) Flag(e *Event) *bool { return (*bool)(f.at(e)) }
 
 // Fields is the one list of Event's fields, in the order of the topic form.
 // It drives the topic encoder and decoder, the sink's columns and the
 // history reader; adding a field to Event means adding it here (a test
 // holds the list, the struct's JSON tags and ClickHouse's schema together).
 var Fields = func() []Field {
-	s := func(name string, at func(*Event) *string) Field { return Field{Name: name, Kind: String, str: at} }
+	var e Event
+	s := func(name string, off uintptr) Field { return Field{Name: name, Kind: String, off: off} }
 	fs := []Field{
-		{Name: "event_id", Kind: String, Always: true, str: func(e *Event) *string { return &e.ID }},
-		{Name: "type", Kind: String, Always: true, str: func(e *Event) *string { return (*string)(&e.Type) }},
-		{Name: "event_time", Kind: Time, Always: true, time: func(e *Event) *time.Time { return &e.EventTime }},
-		{Name: "received_at", Kind: Time, Always: true, time: func(e *Event) *time.Time { return &e.ReceivedAt }},
-		s("anonymous_id", func(e *Event) *string { return &e.AnonymousID }),
-		s("lead_id", func(e *Event) *string { return &e.LeadID }),
-		s("previous_id", func(e *Event) *string { return &e.PreviousID }),
-		s("write_key_id", func(e *Event) *string { return &e.WriteKeyID }),
-		s("campaign", func(e *Event) *string { return &e.Campaign }),
-		s("utm_source", func(e *Event) *string { return &e.UTMSource }),
-		s("utm_medium", func(e *Event) *string { return &e.UTMMedium }),
-		s("utm_campaign", func(e *Event) *string { return &e.UTMCampaign }),
-		s("utm_term", func(e *Event) *string { return &e.UTMTerm }),
-		s("utm_content", func(e *Event) *string { return &e.UTMContent }),
-		s("url", func(e *Event) *string { return &e.URL }),
-		s("path", func(e *Event) *string { return &e.Path }),
-		s("referrer", func(e *Event) *string { return &e.Referrer }),
-		s("title", func(e *Event) *string { return &e.Title }),
-		s("track", func(e *Event) *string { return &e.Track }),
-		{Name: "properties", Kind: Object, raw: func(e *Event) *json.RawMessage { return &e.Properties }},
-		{Name: "traits", Kind: Object, raw: func(e *Event) *json.RawMessage { return &e.Traits }},
-		{Name: "revenue", Kind: Number, num: func(e *Event) *float64 { return &e.Revenue }},
-		s("currency", func(e *Event) *string { return &e.Currency }),
-		s("ip", func(e *Event) *string { return &e.IP }),
-		s("user_agent", func(e *Event) *string { return &e.UserAgent }),
-		{Name: "bot", Kind: Bool, flag: func(e *Event) *bool { return &e.Bot }},
-		s("bot_reason", func(e *Event) *string { return &e.BotReason }),
+		{Name: "event_id", Kind: String, Always: true, off: unsafe.Offsetof(e.ID)},
+		{Name: "type", Kind: String, Always: true, off: unsafe.Offsetof(e.Type)},
+		{Name: "event_time", Kind: Time, Always: true, off: unsafe.Offsetof(e.EventTime)},
+		{Name: "received_at", Kind: Time, Always: true, off: unsafe.Offsetof(e.ReceivedAt)},
+		s("anonymous_id", unsafe.Offsetof(e.AnonymousID)),
+		s("lead_id", unsafe.Offsetof(e.LeadID)),
+		s("previous_id", unsafe.Offsetof(e.PreviousID)),
+		s("write_key_id", unsafe.Offsetof(e.WriteKeyID)),
+		s("campaign", unsafe.Offsetof(e.Campaign)),
+		s("utm_source", unsafe.Offsetof(e.UTMSource)),
+		s("utm_medium", unsafe.Offsetof(e.UTMMedium)),
+		s("utm_campaign", unsafe.Offsetof(e.UTMCampaign)),
+		s("utm_term", unsafe.Offsetof(e.UTMTerm)),
+		s("utm_content", unsafe.Offsetof(e.UTMContent)),
+		s("url", unsafe.Offsetof(e.URL)),
+		s("path", unsafe.Offsetof(e.Path)),
+		s("referrer", unsafe.Offsetof(e.Referrer)),
+		s("title", unsafe.Offsetof(e.Title)),
+		s("track", unsafe.Offsetof(e.Track)),
+		{Name: "properties", Kind: Object, off: unsafe.Offsetof(e.Properties)},
+		{Name: "traits", Kind: Object, off: unsafe.Offsetof(e.Traits)},
+		{Name: "revenue", Kind: Number, off: unsafe.Offsetof(e.Revenue)},
+		s("currency", unsafe.Offsetof(e.Currency)),
+		s("ip", unsafe.Offsetof(e.IP)),
+		s("user_agent", unsafe.Offsetof(e.UserAgent)),
+		{Name: "bot", Kind: Bool, off: unsafe.Offsetof(e.Bot)},
+		s("bot_reason", unsafe.Offsetof(e.BotReason)),
 	}
 	objects := 0
 	for i := range fs {
@@ -133,11 +135,11 @@ var fieldsByLen = func() (idx [16][]*Field) {
 
 // fieldNamed returns the field whose name is exactly key, or nil.
 func fieldNamed(key string) *Field {
-	if len(key) >= len(fieldsByLen) {
+	if len(key) == 0 || len(key) >= len(fieldsByLen) {
 		return nil
 	}
 	for _, f := range fieldsByLen[len(key)] {
-		if f.Name == key {
+		if f.Name[0] == key[0] && f.Name == key {
 			return f
 		}
 	}
