@@ -95,9 +95,11 @@ func (s *stack) env(role string) []string {
 }
 
 // run starts the roles with launch, waits until each is ready, posts a
-// visitor's journey that makes the lead an MQL plus requests that fail (400,
-// 401), writes an undecodable record to the events topic, and waits until the
-// lead is an MQL and every event is a row in ClickHouse. It returns a function
+// visitor's journey that makes the lead an MQL, a bot's page view and requests
+// that fail (400, 401), writes an undecodable record to the events topic, and
+// waits until the lead is an MQL and every event is a row in ClickHouse; then
+// takes ClickHouse's events table away for one event (failed inserts, retried
+// until the table is back). It returns a function
 // that stops the roles (also run at cleanup).
 func (s *stack) run(t *testing.T, launch launcher) (stop func()) {
 	t.Helper()
@@ -128,6 +130,8 @@ func (s *stack) run(t *testing.T, launch launcher) (stop func()) {
 		msg("id1", "identify", fmt.Sprintf(`,"anonymousId":%q,"userId":%q,"traits":{"title":"VP Marketing","employees":500}`, s.anon, s.lead)),
 		msg("fs1", "track", fmt.Sprintf(`,"anonymousId":%q,"userId":%q,"event":"Form Submitted","properties":{"form":"whitepaper"}`, s.anon, s.lead)),
 		msg("ec1", "track", fmt.Sprintf(`,"userId":%q,"event":"Email Link Clicked","properties":{"campaign":"nurture-1"}`, s.lead)),
+		// A headless browser's page view: stored flagged as a bot, never scored.
+		msg("bot1", "page", fmt.Sprintf(`,"anonymousId":"bot-%s","context":{"userAgent":"Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0"}`, s.anon)),
 	}, ",") + `]}`
 	// page-view 5 + (page-view 5 + pricing 15) + fit 20+10 + form 30 + click 15 = 100 = threshold.
 	s.eventsTotal = 5
@@ -154,12 +158,33 @@ func (s *stack) run(t *testing.T, launch launcher) (stop func()) {
 		_ = json.Unmarshal([]byte(body), &v)
 		return code == 200 && v.Models["default"].MQL, fmt.Sprintf("%d %s", code, body)
 	})
-	q := fmt.Sprintf("SELECT uniqExact(event_id) FROM %s.events WHERE lead_id = '%s' OR anonymous_id = '%s'", s.database, s.lead, s.anon)
-	testsvc.Eventually(t, "the journey's events are rows in ClickHouse", 30*time.Second, 200*time.Millisecond, func() (bool, string) {
-		out, err := clickhouseTry(s.clickhouse, q)
-		return err == nil && out == strconv.Itoa(s.eventsTotal), fmt.Sprintf("%q %v", out, err)
+	s.waitRows(t, "the journey's events are rows in ClickHouse")
+
+	// A ClickHouse outage: the events table disappears, the next event's
+	// insert fails (and is retried), the table comes back, the row lands.
+	clickhouseQuery(t, s.clickhouse, fmt.Sprintf("RENAME TABLE %[1]s.events TO %[1]s.events_offline", s.database))
+	late := fmt.Sprintf(`{"userId":%q,"event":"Webinar Attended","messageId":"%s-late"}`, s.lead, s.anon)
+	if code, body := httpDo(t, "POST", base+"/v1/track", stackWriteKey, late); code != 200 {
+		t.Fatalf("POST /v1/track = %d %s", code, body)
+	}
+	s.eventsTotal++
+	testsvc.Eventually(t, "the sink reports a failed insert into events", 30*time.Second, 200*time.Millisecond, func() (bool, string) {
+		_, body := httpDo(t, "GET", "http://"+s.addrs["sink"]+"/metrics", "", "")
+		return strings.Contains(body, `leadstream_sink_insert_errors_total{table="events"}`), "no insert error yet"
 	})
+	clickhouseQuery(t, s.clickhouse, fmt.Sprintf("RENAME TABLE %[1]s.events_offline TO %[1]s.events", s.database))
+	s.waitRows(t, "the event sent during the outage is a row in ClickHouse")
 	return stop
+}
+
+// waitRows waits until ClickHouse holds every event of the journey.
+func (s *stack) waitRows(t *testing.T, what string) {
+	t.Helper()
+	q := fmt.Sprintf("SELECT uniqExact(event_id) FROM %s.events WHERE lead_id = '%s' OR anonymous_id = '%s'", s.database, s.lead, s.anon)
+	testsvc.Eventually(t, what, 30*time.Second, 200*time.Millisecond, func() (bool, string) {
+		out, err := clickhouseTry(s.clickhouse, q)
+		return err == nil && out == strconv.Itoa(s.eventsTotal), fmt.Sprintf("%q %v (want %d)", out, err, s.eventsTotal)
+	})
 }
 
 // produceGarbage writes a record no stage can decode to the events topic:
