@@ -446,7 +446,7 @@ func checkInPrometheus(t *testing.T, s *stack) {
 			Groups []struct {
 				Rules []struct {
 					Name, Health, LastError, State string
-					LastEvaluation               time.Time
+					LastEvaluation                 time.Time
 				}
 			}
 		}
