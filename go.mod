@@ -1,6 +1,6 @@
 module github.com/leadstream/leadstream
 
-go 1.26.7
+go 1.26.0
 
 require (
 	golang.org/x/net v0.62.0 // public suffix list: same-site checks of form redirects
@@ -13,7 +13,7 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.72.1
-	github.com/prometheus/prometheus v0.316.0
+	github.com/prometheus/prometheus v0.315.1
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/shopspring/decimal v1.5.0
