@@ -249,13 +249,16 @@ func TestImage(t *testing.T) {
 }
 
 // containerLauncher runs a role in a container of the test image on the
-// host's network (the test services listen on loopback). Stopping sends
+// host's network (the test services listen on loopback), with a read-only
+// root file system and no capabilities, as compose.yaml runs it. Stopping sends
 // SIGTERM (podman stop) and wants exit code 0 within 20 s.
 func containerLauncher(p *podman) launcher {
 	return func(t *testing.T, role string, env []string) func() {
 		t.Helper()
 		name := "leadstream-test-" + role
-		args := append([]string{"run", "--detach", "--name", name, "--network", "host"}, limits()...)
+		// As compose.yaml runs the roles: read-only root, no capabilities, no privilege gain.
+		args := append([]string{"run", "--detach", "--name", name, "--network", "host",
+			"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"}, limits()...)
 		for _, kv := range env {
 			args = append(args, "--env", kv)
 		}
