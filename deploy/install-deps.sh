@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the external programs leadstream's dev mode and tests need
-# (Debian 12 packages): redis, clickhouse, kcat, and chromium for the
-# real-browser tests in e2e/ (Node.js and npm are expected on the machine).
+# (Debian 12 packages): redis, clickhouse, kcat; with --test also chromium for
+# the real-browser tests in e2e/, Node.js and npm when absent, and what the
+# deploy/ tests run: podman with the runc runtime (build and run the image),
+# prometheus (the server and promtool) and docker-compose (validates
+# deploy/compose.yaml; no Docker engine needed).
 # Idempotent: does nothing when they are all present.
 #
 #   deploy/install-deps.sh [--test] [EXTRA_PACKAGE...]
@@ -21,20 +24,31 @@ declare -A pkg_of=(
 	[kcat]=kcat
 	# Headless browser of the real-client tests (e2e/): beacon, forms, consent.
 	[chromium]=chromium
+	# deploy/ tests: the container image (podman; runc because crun refuses
+	# hybrid cgroup hosts), alert rules and dashboard queries (promtool,
+	# prometheus), the compose file (docker-compose config).
+	[podman]=podman
+	[runc]=runc
+	[promtool]=prometheus
+	[prometheus]=prometheus
+	[docker-compose]=docker-compose
 )
 
-# --test adds what only the tests need: chromium, Node.js and npm.
+# --test adds what only the tests need: chromium, Node.js and npm, podman,
+# runc, prometheus, docker-compose.
 cmds=(redis-server redis-cli clickhouse-server clickhouse-client kcat)
 tests=false
 if [[ ${1:-} == --test ]]; then
 	tests=true
-	cmds+=(chromium)
+	cmds+=(chromium podman runc promtool prometheus docker-compose)
 	shift
 fi
 
 missing=()
 for cmd in "${cmds[@]}"; do
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
+	if ! command -v "$cmd" >/dev/null 2>&1 && [[ " ${missing[*]} " != *" ${pkg_of[$cmd]} "* ]]; then
+		missing+=("${pkg_of[$cmd]}")
+	fi
 done
 if $tests; then
 	# Node.js and npm run the e2e tests' clients (playwright-core, analytics-node).

@@ -8,6 +8,7 @@ type metrics struct {
 	mql    prometheus.Counter
 	merges prometheus.Counter
 	apply  prometheus.Histogram
+	delay  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -17,9 +18,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		merges: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_merges_total", Help: "Anonymous histories merged into leads."}),
 		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds", Help: "Redis apply time per event (a pipelined batch's duration divided by its events).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
+		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_score_delay_seconds",
+			Help:    "Time from the collector accepting an event (its received_at) to the end of the processor's handling of its batch (score applied in Redis): the accept-to-score latency, Kafka and consumer lag included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.mql, m.merges, m.apply)
+		reg.MustRegister(m.events, m.mql, m.merges, m.apply, m.delay)
 		m.reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": "processor"}, reg)
 	}
 	for _, r := range []string{"scored", "duplicate", "no_match", "dead_letter", "bot"} {

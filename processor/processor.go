@@ -17,6 +17,7 @@
 //	leadstream_processor_mql_published_total    MQL records acknowledged by Kafka
 //	leadstream_processor_merges_total           anonymous histories merged into leads
 //	leadstream_processor_apply_duration_seconds Redis apply time per event (pipelined)
+//	leadstream_processor_score_delay_seconds    accept-to-score latency: received_at to batch handled
 package processor
 
 import (
@@ -371,6 +372,14 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) 
 		p.log.Warn("records sent to the dead-letter topic", "count", len(dead))
 	}
 	p.prevMerges, p.prevRetried = merges, ahead == nil
+	// Accept-to-score latency of every event handled (bots excepted), once
+	// the whole batch succeeded; a clock behind the collector's counts as 0.
+	now := time.Now()
+	for _, it := range items {
+		if !it.e.ReceivedAt.IsZero() {
+			p.m.delay.Observe(max(now.Sub(it.e.ReceivedAt).Seconds(), 0))
+		}
+	}
 	return nil
 }
 

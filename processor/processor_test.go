@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
@@ -526,4 +527,46 @@ func TestProcessorLinksReadAhead(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestProcessorScoreDelay checks the accept-to-score histogram: one sample per
+// handled event with a received_at (bots excepted), measured from received_at.
+func TestProcessorScoreDelay(t *testing.T) {
+	store := leadstatetest.Open(t, testsvc.Redis(t))
+	r := startProcessor(t, store, scoring.Default())
+	lead := newID("lead")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	late := pageView(lead+"-pv1", "", lead, "/pricing", now)
+	late.ReceivedAt = now.Add(-90 * time.Second) // accepted 90 s ago, scored now
+	unmatched := touch(lead+"-c1", event.Custom, "", lead, now)
+	unmatched.Track = "Nothing Scores This"
+	bot := pageView(lead+"-bot", "", lead, "/", now)
+	bot.Bot, bot.BotReason = true, "user_agent:headlesschrome"
+	r.produceEvents(t, late, unmatched, bot)
+
+	var count uint64
+	var sum float64
+	eventually(t, "score delay observed", 15*time.Second, func() (bool, string) {
+		mfs, err := r.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "leadstream_processor_score_delay_seconds" {
+				h := mf.GetMetric()[0].GetHistogram()
+				count, sum = h.GetSampleCount(), h.GetSampleSum()
+			}
+		}
+		return count >= 2, fmt.Sprintf("count=%d sum=%v bot=%v", count, sum, r.events(t, "bot"))
+	})
+	eventually(t, "bot counted", 15*time.Second, func() (bool, string) {
+		return r.events(t, "bot") == 1, fmt.Sprintf("bot=%v", r.events(t, "bot"))
+	})
+	if count != 2 {
+		t.Errorf("score delay samples = %d, want 2 (the page view and the unmatched event; not the bot)", count)
+	}
+	// The page view waited ≥ 90 s; the unmatched event ~0 s; neither minutes more.
+	if sum < 90 || sum > 150 {
+		t.Errorf("score delay sum = %vs, want 90 s plus the pipeline's own small delay", sum)
+	}
 }

@@ -48,6 +48,8 @@ tools:
                 bands, weekly; -format table|csv|json, -from/-to DATE, -campaign NAME
   rescore -rules FILE [-apply]   recompute every lead's scores from the history in ClickHouse
   token open|click   print a signed email-open pixel or click URL (LEADSTREAM_TOKEN_KEYS)
+  healthcheck [URL]  exit 0 when URL (default http://127.0.0.1:8080/readyz) answers 2xx:
+                the container health check (the image has no shell or curl)
   version       print the version
 
 Run 'leadstream <command> -h' for the flags of a command; every flag can also be
@@ -85,6 +87,8 @@ func main() {
 		err = runRescore(ctx, args)
 	case "token":
 		err = runToken(args)
+	case "healthcheck":
+		err = runHealthcheck(args)
 	case "version", "-version", "--version":
 		fmt.Println("leadstream", version)
 	case "help", "-h", "--help":
