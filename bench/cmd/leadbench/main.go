@@ -9,6 +9,8 @@
 //	sink alone on a pre-filled topic               vs clickhouse-client inserting the same rows (Native)
 //	end to end (collector + processor + sink)      highest offered rate with bounded lag; accept-to-score
 //	                                               and accept-to-MQL latency at 10k events/s
+//	collector /v1/track and the pixel under wrk    vs the no-op handler under the same wrk script (wrk.go),
+//	                                               with collector, broker and wrk CPU and the tail's facts
 //
 // It starts its own services: redis-server and clickhouse-server on free
 // loopback ports (package localsvc) and an in-process kfake Kafka broker. The
@@ -23,7 +25,9 @@
 //	go run ./bench/cmd/leadbench              # full run, under 10 minutes on 2 cores
 //	go run ./bench/cmd/leadbench -quick       # about 2 minutes, shorter windows
 //	go run ./bench/cmd/leadbench -soak 5m     # collector RSS over a 5-minute soak
-//	go run ./bench/cmd/leadbench -only collector,stages,e2e
+//	go run ./bench/cmd/leadbench -only collector,wrk,stages,e2e
+//	go run ./bench/cmd/leadbench -only wrk -set kafka.compression=zstd
+//	go run ./bench/cmd/leadbench -only wrk -collector-exe /tmp/leadstream-old   # an older build, same scenario
 //
 // Results: the table on stdout (also bench/results/latest.md), every figure
 // and its details in bench/results/latest.json, CPU and allocation profiles
@@ -82,6 +86,7 @@ type harness struct {
 	peakCollectorRSS int64
 	collectorExe     string // wrk scenarios: a leadstream binary to measure instead of this tree's collector
 	wrkRetention     int64  // wrk scenarios: retention bytes per partition of the broker (0 = unbounded)
+	wrkPrefill       int    // wrk scenarios: records written to the broker before each collector run
 	runSeq           int
 	runTag           string
 }
@@ -119,7 +124,8 @@ func run() error {
 		selfProf = flag.String("harness-cpuprofile", "", "write a CPU profile of the harness itself (load generator, broker) to this file")
 		trace    = flag.Bool("trace", false, "with the profiles, also take a 3 s execution trace of each profiled stage (go tool trace)")
 		colExe   = flag.String("collector-exe", "", "wrk scenarios: measure `leadstream collector` of this binary (e.g. built from an older commit) instead of this tree's collector")
-		wrkRet   = flag.Int64("wrk-retention", wrkRetention, "wrk scenarios: retention bytes per partition of the broker process; 0 = keep every record in memory")
+		wrkRet   = flag.Int64("wrk-retention", wrkRetention, "wrk scenarios: retention bytes per partition of the broker process (with 1 MiB segments); 0 = kfake's defaults: every record kept, 100 MiB segments")
+		prefill  = flag.Int("wrk-prefill", 0, "wrk scenarios: records of the mix written to the broker before each collector run (a broker that already holds data)")
 	)
 	flag.Var(setFlag{}, "set", "name=value: set a stage flag for this run, as an operator would (repeatable; e.g. -set kafka.compression=zstd)")
 	flag.Parse()
@@ -138,7 +144,7 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	h := &harness{start: time.Now(), profileDir: *profiles, trace: *trace, runTag: strconv.FormatUint(rand.Uint64()%1e6, 36),
-		collectorExe: *colExe, wrkRetention: *wrkRet}
+		collectorExe: *colExe, wrkRetention: *wrkRet, wrkPrefill: *prefill}
 	h.warmup, h.measure, h.stepDur = 3*time.Second, 10*time.Second, 12*time.Second
 	h.prefill, h.nativeRows = 1_500_000, 1_000_000
 	h.stepRates = []float64{10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 150_000}

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/leadstream/leadstream/stream"
+	"github.com/segmentio/kafka-go"
 )
 
 // The wrk scenarios drive single-event requests (POST /v1/track and the
@@ -199,6 +201,8 @@ type wrkEndpoint struct {
 	Endpoint      string     `json:"endpoint"`
 	Noop          wrkRun     `json:"noop"`
 	NoopCores     float64    `json:"noop_cores"`
+	NoopRunQueue  float64    `json:"noop_threads_waiting_for_cpu"`
+	NoopPressure  float64    `json:"noop_machine_cpu_pressure_some"`
 	Collector     wrkRun     `json:"collector"`
 	CollCores     float64    `json:"collector_cores"`
 	BrokerCores   float64    `json:"broker_cores"`
@@ -212,6 +216,7 @@ type wrkEndpoint struct {
 	WireBytes     float64    `json:"kafka_batch_bytes_per_record"` // as sent (compressed)
 	RawBytes      float64    `json:"kafka_uncompressed_bytes_per_record"`
 	ProduceMs     float64    `json:"kafka_produce_request_mean_ms"`
+	ProduceErrs   float64    `json:"kafka_produce_request_errors"` // failed produce requests (retried), measured window
 	Settings      string     `json:"settings,omitempty"`
 	Profiles      []string   `json:"profiles,omitempty"`
 	Warmup        wrkSummary `json:"warmup"`
@@ -236,6 +241,64 @@ type tailFacts struct {
 	BrkGCCycles      float64 `json:"broker_gc_cycles"`
 	ColGCPauseMaxMs  float64 `json:"collector_gc_pause_max_bucket_ms"`
 	BrkGCPauseMaxMs  float64 `json:"broker_gc_pause_max_bucket_ms"`
+	// The broker probe: a metadata request every probeEvery from the
+	// harness. kfake serves every request in one loop, so the probe waits
+	// as long as a produce request arriving at the same moment would.
+	ProbeP50Ms  float64 `json:"broker_probe_p50_ms"`
+	ProbeP99Ms  float64 `json:"broker_probe_p99_ms"`
+	ProbeMaxMs  float64 `json:"broker_probe_max_ms"`
+	ProbeOver25 int     `json:"broker_probe_over_25ms"`
+	Probes      int     `json:"broker_probes"`
+	// Waiting for a CPU, from the kernel: the average number of the
+	// process's threads that were runnable but not running, and the share
+	// of the window in which some task on the machine waited (PSI "some").
+	ColRunQueue float64 `json:"collector_threads_waiting_for_cpu"`
+	BrkRunQueue float64 `json:"broker_threads_waiting_for_cpu"`
+	CPUPressure float64 `json:"machine_cpu_pressure_some"`
+}
+
+const probeEvery = 5 * time.Millisecond
+
+// probeBroker sends a metadata request to b every probeEvery until stop and
+// records each round trip.
+func probeBroker(ctx context.Context, b *broker, stop <-chan struct{}) <-chan []int64 {
+	out := make(chan []int64, 1)
+	go func() {
+		var lat []int64
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		topic := b.topic(stream.TopicEvents)
+		for {
+			select {
+			case <-stop:
+				out <- lat
+				return
+			case <-ctx.Done():
+				out <- lat
+				return
+			case <-t.C:
+			}
+			t0 := time.Now()
+			if _, err := b.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}}); err == nil {
+				lat = append(lat, int64(time.Since(t0)))
+			}
+		}
+	}()
+	return out
+}
+
+func (t *tailFacts) addProbes(lat []int64) {
+	slices.Sort(lat)
+	t.Probes = len(lat)
+	t.ProbeP50Ms, t.ProbeP99Ms = pctMs(lat, 0.5), pctMs(lat, 0.99)
+	if len(lat) > 0 {
+		t.ProbeMaxMs = float64(lat[len(lat)-1]) / 1e6
+	}
+	for _, l := range lat {
+		if l > int64(25*time.Millisecond) {
+			t.ProbeOver25++
+		}
+	}
 }
 
 // Bounds of the runtime's scheduling-latency histogram buckets.
@@ -287,19 +350,20 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 		if _, err := runWrk(ctx, h.dir, noop.cfg.httpAddr, ep.path, ep.script, h.warmup); err != nil {
 			return err
 		}
-		n0, snap := procCPU(noop.cmd.Process.Pid), snapshotCPU()
+		n0, nw0, psi0, snap := procCPU(noop.cmd.Process.Pid), runQueueWait(noop.cmd.Process.Pid), cpuPressure(), snapshotCPU()
 		nr, err := runWrk(ctx, h.dir, noop.cfg.httpAddr, ep.path, ep.script, h.measure)
 		if err != nil {
 			return err
 		}
 		u := snap.since()
 		h.noteCPU("noop_"+ep.id, u)
-		res := wrkEndpoint{Endpoint: ep.path, Noop: nr, NoopCores: (procCPU(noop.cmd.Process.Pid) - n0) / u.Seconds, Settings: strings.Join(flagSets, " ")}
+		res := wrkEndpoint{Endpoint: ep.path, Noop: nr, NoopCores: (procCPU(noop.cmd.Process.Pid) - n0) / u.Seconds, Settings: strings.Join(flagSets, " "),
+			NoopRunQueue: (runQueueWait(noop.cmd.Process.Pid) - nw0) / u.Seconds, NoopPressure: (cpuPressure() - psi0) / u.Seconds}
 		if ep.pixel {
 			res.Endpoint = "/o/{token}.gif"
 		}
-		h.logf("  no-op %s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms (no-op %.2f cores, wrk %.2f cores)",
-			num(nr.Summary.ReqPerSec), ms(nr.Summary.P50Ms), ms(nr.Summary.P99Ms), ms(nr.Summary.P999Ms), res.NoopCores, nr.WrkCores)
+		h.logf("  no-op %s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms (no-op %.2f cores, wrk %.2f cores; no-op threads waiting for a CPU %.2f, machine CPU pressure %.0f%%)",
+			num(nr.Summary.ReqPerSec), ms(nr.Summary.P50Ms), ms(nr.Summary.P99Ms), ms(nr.Summary.P999Ms), res.NoopCores, nr.WrkCores, res.NoopRunQueue, 100*res.NoopPressure)
 		h.rep.addCeiling(&ceiling{ID: "noop_" + ep.id, What: "no-op fasthttp handler under the same wrk script", Figure: nr.Summary.ReqPerSec, Unit: "req/s", Detail: nr})
 		if err := h.wrkCollector(ctx, ep.id, ep.path, ep.script, ep.pixel, &res); err != nil {
 			return err
@@ -328,6 +392,11 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 	b, err := dialBroker(ctx, bc.cfg.httpAddr)
 	if err != nil {
 		return err
+	}
+	if h.wrkPrefill > 0 {
+		if err := prefillWrk(ctx, b, h.runID("pf"), h.wrkPrefill); err != nil {
+			return err
+		}
 	}
 	col, err := startChild(ctx, h.dir, childConfig{role: roleCollector, brokers: b.brokers(), exe: h.collectorExe})
 	if err != nil {
@@ -370,13 +439,18 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 	if err != nil {
 		return err
 	}
+	stopProbe := make(chan struct{})
+	probes := probeBroker(ctx, b, stopProbe)
 	c0, b0, snap := procCPU(col.cmd.Process.Pid), procCPU(bc.cmd.Process.Pid), snapshotCPU()
+	cw0, bw0, psi0 := runQueueWait(col.cmd.Process.Pid), runQueueWait(bc.cmd.Process.Pid), cpuPressure()
 	run, err := runWrk(ctx, h.dir, col.cfg.httpAddr, path, script, h.measure)
+	close(stopProbe)
 	if err != nil {
 		return err
 	}
 	u := snap.since()
 	c1, b1 := procCPU(col.cmd.Process.Pid), procCPU(bc.cmd.Process.Pid)
+	cw1, bw1, psi1 := runQueueWait(col.cmd.Process.Pid), runQueueWait(bc.cmd.Process.Pid), cpuPressure()
 	h.noteCPU(name, u)
 	end, err := landed()
 	if err != nil {
@@ -395,6 +469,8 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 		endpoint = "/o"
 	}
 	res.Tail = tailOf(mw, mEnd, bm0, bm1, endpoint)
+	res.Tail.addProbes(<-probes)
+	res.Tail.ColRunQueue, res.Tail.BrkRunQueue, res.Tail.CPUPressure = (cw1-cw0)/u.Seconds, (bw1-bw0)/u.Seconds, (psi1-psi0)/u.Seconds
 	for _, p := range profs {
 		if err := <-p; err != nil {
 			h.logf("  profile failed: %v", err)
@@ -426,6 +502,7 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 		res.Acked = int64(rec(m1) - rec(m0))
 	}
 	d := func(name string) float64 { return m1.sum(name) - mw.sum(name) }
+	res.ProduceErrs = d("leadstream_kafka_produce_errors_total")
 	if n := d("leadstream_kafka_produce_batch_records_count"); n > 0 {
 		recs := d("leadstream_kafka_produce_batch_records_sum")
 		res.Batch = recs / n
@@ -438,17 +515,35 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 			res.RawBytes = d("leadstream_kafka_produced_uncompressed_bytes_total") / recs
 		}
 	}
-	h.logf("  collector %s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms, max %s ms; collector %.2f cores, broker %.2f cores (%.1f µs/event), wrk %.2f cores; landed %d ≥ acked %d; %.1f records/batch, %.1f/request, %.0f → %.0f bytes/record",
+	h.logf("  collector %s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms, max %s ms; collector %.2f cores, broker %.2f cores (%.1f µs/event), wrk %.2f cores; landed %d ≥ acked %d; %.1f records/batch, %.1f/request (%.0f failed requests), %.0f → %.0f bytes/record",
 		num(run.Summary.ReqPerSec), ms(run.Summary.P50Ms), ms(run.Summary.P99Ms), ms(run.Summary.P999Ms), ms(run.Summary.MaxMs),
-		res.CollCores, res.BrokerCores, res.BrokerUsPerEv, run.WrkCores, res.Landed, res.Acked, res.Batch, res.PerRequest, res.RawBytes, res.WireBytes)
+		res.CollCores, res.BrokerCores, res.BrokerUsPerEv, run.WrkCores, res.Landed, res.Acked, res.Batch, res.PerRequest, res.ProduceErrs, res.RawBytes, res.WireBytes)
 	t := res.Tail
-	h.logf("  tail: handler p99 ≤ %s ms, p99.9 ≤ %s ms; produce request p99 ≤ %s ms, p99.9 ≤ %s ms; CPU waits > 1 ms / > 10 ms: collector %.2f%% / %.3f%%, broker %.2f%% / %.3f%%; GC cycles (longest pause ≤ ms): collector %.0f (%s), broker %.0f (%s)",
-		ms(t.HandlerP99Ms), ms(t.HandlerP999Ms), ms(t.ProduceP99Ms), ms(t.ProduceP999Ms), 100*t.ColSchedOver1ms, 100*t.ColSchedOver10ms,
-		100*t.BrkSchedOver1ms, 100*t.BrkSchedOver10ms, t.ColGCCycles, ms(t.ColGCPauseMaxMs), t.BrkGCCycles, ms(t.BrkGCPauseMaxMs))
+	h.logf("  tail: handler p99 ≤ %s ms, p99.9 ≤ %s ms; produce request p99 ≤ %s ms, p99.9 ≤ %s ms; broker probe p50 %s, p99 %s, max %s ms (%d of %d over 25 ms); threads waiting for a CPU: collector %.2f, broker %.2f, machine CPU pressure %.0f%%; Go CPU waits > 1 ms / > 10 ms: collector %.2f%% / %.3f%%, broker %.2f%% / %.3f%%; GC cycles (longest pause ≤ ms): collector %.0f (%s), broker %.0f (%s)",
+		ms(t.HandlerP99Ms), ms(t.HandlerP999Ms), ms(t.ProduceP99Ms), ms(t.ProduceP999Ms), ms(t.ProbeP50Ms), ms(t.ProbeP99Ms), ms(t.ProbeMaxMs), t.ProbeOver25, t.Probes, t.ColRunQueue, t.BrkRunQueue, 100*t.CPUPressure,
+		100*t.ColSchedOver1ms, 100*t.ColSchedOver10ms, 100*t.BrkSchedOver1ms, 100*t.BrkSchedOver10ms, t.ColGCCycles, ms(t.ColGCPauseMaxMs), t.BrkGCCycles, ms(t.BrkGCPauseMaxMs))
 	if res.Landed < res.Acked {
 		return fmt.Errorf("%s: %d events answered 200 but only %d records reached Kafka", name, res.Acked, res.Landed)
 	}
 	return errors.Join(col.stop(), bc.stop())
+}
+
+// prefillWrk writes n records of the mix to the events topic (uncompressed)
+// before a wrk run: a broker that already holds data, like a long-lived
+// in-process test broker.
+func prefillWrk(ctx context.Context, b *broker, runID string, n int) error {
+	const chunk = 100_000
+	for from := 0; from < n; from += chunk {
+		recs, _ := mixRecords(runID, from, min(chunk, n-from))
+		msgs := make([]kafka.Message, len(recs))
+		for i, r := range recs {
+			msgs[i] = kafka.Message{Key: r.Key, Value: r.Value}
+		}
+		if _, err := rawProduce(ctx, b, b.topic(stream.TopicEvents), msgs, 0, 0); err != nil {
+			return fmt.Errorf("pre-filling the broker: %w", err)
+		}
+	}
+	return nil
 }
 
 // wrkTable renders the wrk scenarios' CPU and Kafka figures.
