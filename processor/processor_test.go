@@ -346,9 +346,17 @@ func TestProcessorIdentifyFitTime(t *testing.T) {
 		f(m.HalfLife/10, true) // 80·2^-0.1 + 30 ≈ 104.6
 		f(m.HalfLife/2, false) // 80·2^-0.5 + 30 ≈ 86.6
 		r.produceEvents(t, evs...)
-		eventually(t, "events processed", 15*time.Second, func() (bool, string) {
-			n := r.events(t, "scored")
-			return n == float64(len(evs)), fmt.Sprintf("scored=%v of %d", n, len(evs))
+		wantMQLs := 0
+		for _, l := range leads {
+			if l.wantMQL {
+				wantMQLs++
+			}
+		}
+		// An event counts as scored once applied; its MQL record is
+		// published right after, so wait for both.
+		eventually(t, "events processed and MQLs published", 15*time.Second, func() (bool, string) {
+			n, pub := r.events(t, "scored"), r.metric(t, "leadstream_processor_mql_published_total", "")
+			return n == float64(len(evs)) && pub >= float64(wantMQLs), fmt.Sprintf("scored=%v of %d, mql published=%v of %d", n, len(evs), pub, wantMQLs)
 		})
 		mqls, _ := r.mqls(t)
 		byLead := map[string]event.MQL{}
