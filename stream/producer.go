@@ -42,10 +42,10 @@ type ProducerConfig struct {
 	Compression Compression
 }
 
-// DefaultLinger is ProducerConfig.Linger's default. Under load it makes
-// produce requests several times larger (fewer requests for the broker and
-// the client to handle) for a fraction of a millisecond of latency; without
-// it, group commit alone batches only what arrives during a round trip.
+// DefaultLinger is ProducerConfig.Linger's default: how long a burst's
+// records wait before its produce request is built. It lets a whole burst go
+// out as one request (and what arrives meanwhile join it); 50 µs instead made
+// smaller requests (19 events against 24) and less throughput under wrk.
 const DefaultLinger = 200 * time.Microsecond
 
 func (c *ProducerConfig) setDefaults() {
@@ -63,12 +63,14 @@ func (c *ProducerConfig) setDefaults() {
 	}
 }
 
-// Producer writes records to one topic with acks=all and group commit: every
-// record handed to Produce while a broker's previous requests are in flight
-// joins that broker's next produce request, which carries the batches of all
-// its partitions. Concurrent callers therefore share Kafka round trips
-// instead of paying one each, and Produce returns only once Kafka has
-// acknowledged every record it was given.
+// Producer writes records to one topic with acks=all and group commit:
+// Produce queues its records, and a dispatcher hands everything queued to the
+// client as one burst whenever fewer than burstsInFlight bursts wait for
+// Kafka, so every record given while earlier bursts are in flight joins the
+// next produce request (one per broker, carrying the batches of all its
+// partitions). Concurrent callers therefore share Kafka round trips instead
+// of paying one each, requests grow with the load, and Produce returns only
+// once Kafka has acknowledged every record it was given.
 //
 // The Kafka client underneath is franz-go's kgo: idempotent (so records of a
 // partition stay in order with several requests in flight, and a retried
@@ -205,8 +207,8 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg 
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // a 200 to the client means durably replicated
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		// Group commit: what arrives while requests are in flight goes into
-		// the next one, which waits up to Linger for more.
+		// A burst is handed over record by record: the linger lets all
+		// of it, across partitions, go out in one request.
 		kgo.ProducerLinger(max(cfg.Linger, 0)),
 		// Compressing shrinks what the network and the brokers' disks
 		// carry, and the broker stores batches as sent (kafka.compression).
