@@ -280,9 +280,9 @@ func TestProcessorManyVisitors(t *testing.T) {
 		recs := records(t, all...)
 		r.produce(t, stream.TopicEvents, append(recs, recs...)...)
 		n := float64(len(all))
-		eventually(t, "all events processed", 15*time.Second, func() (bool, string) {
-			s, d := r.events(t, "scored"), r.events(t, "duplicate")
-			return s == n && d == n, fmt.Sprintf("scored=%v duplicate=%v want %v each", s, d, n)
+		eventually(t, "all events processed and MQLs published", 15*time.Second, func() (bool, string) {
+			s, d, pub := r.events(t, "scored"), r.events(t, "duplicate"), r.metric(t, "leadstream_processor_mql_published_total", "")
+			return s == n && d == n && pub >= visitors/2, fmt.Sprintf("scored=%v duplicate=%v want %v each; mql published=%v of %d", s, d, n, pub, visitors/2)
 		})
 		mqls, unique := r.mqls(t)
 		byLead := map[string]event.MQL{}
