@@ -48,7 +48,8 @@ e2e: test-deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-clie
 beacon: npm ## minify ingest/beacon/ls.js into ls.min.js (commit both) and print its size
 	cd e2e && node minify.mjs
 
-bench: deps ## the benchmark harness: every stage against its ceiling in one run (~4 min; BENCH_FLAGS=-quick for ~1.5)
+bench: ## the benchmark harness: every stage against its ceiling in one run, and the wrk scenarios (~5 min; BENCH_FLAGS=-quick for ~2)
+	@bash deploy/install-deps.sh wrk
 	$(GO) run ./bench/cmd/leadbench $(BENCH_FLAGS)
 
 bench-go: deps ## Go micro-benchmarks (matching, encoding, decoding, Redis apply, ClickHouse insert) against real services

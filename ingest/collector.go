@@ -148,8 +148,9 @@ func (c *Config) Validate() error {
 // ProducerConfig is the configuration of the events producer the collector
 // writes through: acks=all within ProduceTimeout, queue bounded by MaxQueueBytes.
 func (c *Config) ProducerConfig() stream.ProducerConfig {
-	return stream.ProducerConfig{Brokers: c.Kafka.Brokers, Topic: c.Kafka.Topic(stream.TopicEvents),
-		Timeout: c.ProduceTimeout, MaxQueueBytes: c.MaxQueueBytes}
+	pc := c.Kafka.Producer(stream.TopicEvents)
+	pc.Timeout, pc.MaxQueueBytes = c.ProduceTimeout, c.MaxQueueBytes
+	return pc
 }
 
 // Producer is what the collector writes events through (stream.Producer).

@@ -117,12 +117,12 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) run(ctx context.Context) error {
 	var err error
-	p.mql, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Topic: p.cfg.Kafka.Topic(stream.TopicMQL)}, p.log, p.m.reg)
+	p.mql, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicMQL), p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting mql producer: %w", err)
 	}
 	defer p.mql.Close()
-	p.dead, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Topic: p.cfg.Kafka.Topic(stream.TopicDeadLetter)}, p.log, p.m.reg)
+	p.dead, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicDeadLetter), p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting dead-letter producer: %w", err)
 	}

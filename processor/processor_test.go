@@ -282,9 +282,9 @@ func TestProcessorManyVisitors(t *testing.T) {
 		recs := records(t, all...)
 		r.produce(t, stream.TopicEvents, append(recs, recs...)...)
 		n := float64(len(all))
-		eventually(t, "all events processed", 15*time.Second, func() (bool, string) {
-			s, d := r.events(t, "scored"), r.events(t, "duplicate")
-			return s == n && d == n, fmt.Sprintf("scored=%v duplicate=%v want %v each", s, d, n)
+		eventually(t, "all events processed and MQLs published", 15*time.Second, func() (bool, string) {
+			s, d, pub := r.events(t, "scored"), r.events(t, "duplicate"), r.metric(t, "leadstream_processor_mql_published_total", "")
+			return s == n && d == n && pub >= visitors/2, fmt.Sprintf("scored=%v duplicate=%v want %v each; mql published=%v of %d", s, d, n, pub, visitors/2)
 		})
 		mqls, unique := r.mqls(t)
 		byLead := map[string]event.MQL{}
@@ -348,9 +348,17 @@ func TestProcessorIdentifyFitTime(t *testing.T) {
 		f(m.HalfLife/10, true) // 80·2^-0.1 + 30 ≈ 104.6
 		f(m.HalfLife/2, false) // 80·2^-0.5 + 30 ≈ 86.6
 		r.produceEvents(t, evs...)
-		eventually(t, "events processed", 15*time.Second, func() (bool, string) {
-			n := r.events(t, "scored")
-			return n == float64(len(evs)), fmt.Sprintf("scored=%v of %d", n, len(evs))
+		wantMQLs := 0
+		for _, l := range leads {
+			if l.wantMQL {
+				wantMQLs++
+			}
+		}
+		// An event counts as scored once applied; its MQL record is
+		// published right after, so wait for both.
+		eventually(t, "events processed and MQLs published", 15*time.Second, func() (bool, string) {
+			n, pub := r.events(t, "scored"), r.metric(t, "leadstream_processor_mql_published_total", "")
+			return n == float64(len(evs)) && pub >= float64(wantMQLs), fmt.Sprintf("scored=%v of %d, mql published=%v of %d", n, len(evs), pub, wantMQLs)
 		})
 		mqls, _ := r.mqls(t)
 		byLead := map[string]event.MQL{}

@@ -87,10 +87,7 @@ func (s *Sink) run(ctx context.Context) error {
 	if err := stream.EnsureTopics(ctx, s.cfg.Kafka); err != nil {
 		s.log.Warn("ensuring kafka topics failed", "err", err)
 	}
-	dlq, err := stream.NewProducer(ctx, stream.ProducerConfig{
-		Brokers: s.cfg.Kafka.Brokers,
-		Topic:   s.cfg.Kafka.Topic(stream.TopicDeadLetter),
-	}, s.log, s.kafkaReg())
+	dlq, err := stream.NewProducer(ctx, s.cfg.Kafka.Producer(stream.TopicDeadLetter), s.log, s.kafkaReg())
 	if err != nil {
 		return fmt.Errorf("starting dead-letter producer: %w", err)
 	}

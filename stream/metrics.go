@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type producerMetrics struct {
 	records, failed, rejected, errors prometheus.Counter
+	bytes, rawBytes                   prometheus.Counter
 	batches, latency                  prometheus.Histogram
 	queueBytes                        prometheus.Gauge
 }
@@ -14,6 +15,8 @@ func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
 		failed:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_failed_records_total", Help: "Records Kafka did not acknowledge in time; their callers got an error."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_rejected_records_total", Help: "Records refused because the produce queue was full."}),
 		errors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produce_errors_total", Help: "Failed produce requests, retries included."}),
+		bytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produced_bytes_total", Help: "Bytes of the record batches written (61-byte batch headers included), as sent (compressed): what the network and the broker's disk carry."}),
+		rawBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_produced_uncompressed_bytes_total", Help: "Bytes of the record batches written (61-byte batch headers included), before compression."}),
 		batches: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_batch_records", Help: "Records per partition batch of a produce request (one request carries a batch per partition).",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_duration_seconds", Help: "Time from sending a produce request to its acknowledgement.",
@@ -21,7 +24,7 @@ func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
 		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadstream_kafka_produce_queue_bytes", Help: "Bytes waiting for Kafka."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.failed, m.rejected, m.errors, m.batches, m.latency, m.queueBytes)
+		reg.MustRegister(m.records, m.failed, m.rejected, m.errors, m.bytes, m.rawBytes, m.batches, m.latency, m.queueBytes)
 	}
 	return m
 }

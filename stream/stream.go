@@ -46,6 +46,8 @@ var (
 	ErrUnavailable = errors.New("kafka unavailable")
 	// ErrClosed means the producer was closed.
 	ErrClosed = errors.New("producer closed")
+	// ErrBadCompression means kafka.compression names no supported codec.
+	ErrBadCompression = errors.New("unknown kafka.compression")
 )
 
 // Config holds the Kafka settings shared by every role.
@@ -57,6 +59,8 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member (a
 	// crashed processor) before handing its partitions to the others.
 	SessionTimeout time.Duration
+	// Compression is the codec of every record batch this role produces.
+	Compression Compression
 }
 
 // RegisterFlags registers kafka.* flags.
@@ -69,6 +73,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Partitions, "kafka.partitions", 8, "partitions of topics that leadstream creates (existing topics are left alone)")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", -1, "replication factor of topics that leadstream creates; -1 = broker default")
 	fs.DurationVar(&c.SessionTimeout, "kafka.session-timeout", 10*time.Second, "consumer group session timeout: how soon a crashed member's partitions move to another")
+	c.Compression = DefaultCompression
+	fs.Func("kafka.compression", "codec of the record batches this role produces: none, snappy, lz4 or zstd (default "+string(DefaultCompression)+")", func(s string) error {
+		v, err := ParseCompression(s)
+		c.Compression = v
+		return err
+	})
 }
 
 // Validate checks the configuration.
@@ -87,6 +97,12 @@ func (c *Config) Validate() error {
 
 // Topic returns the full name of a topic suffix.
 func (c *Config) Topic(suffix string) string { return c.TopicPrefix + suffix }
+
+// Producer is the configuration of a producer for a topic suffix with this
+// role's brokers and compression; the other fields keep their defaults.
+func (c *Config) Producer(suffix string) ProducerConfig {
+	return ProducerConfig{Brokers: c.Brokers, Topic: c.Topic(suffix), Compression: c.Compression}
+}
 
 // SplitList splits a comma-separated list, dropping blanks.
 func SplitList(s string) []string {

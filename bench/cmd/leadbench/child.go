@@ -5,12 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/valyala/fasthttp"
 )
 
@@ -38,6 +42,7 @@ const (
 	roleProcessor = "processor" // processor.Processor against Redis
 	roleSink      = "sink"      // sink.Sink into ClickHouse
 	rolePipeline  = "pipeline"  // collector, processor and sink in one process, like startPipeline
+	roleBroker    = "broker"    // the kfake Kafka broker alone, so its CPU is measured apart (wrk scenarios)
 )
 
 // childConfig is what the harness passes to a child on its command line.
@@ -49,11 +54,52 @@ type childConfig struct {
 	redisAddr  string
 	clickhouse string
 	database   string
+	// retention bounds each partition of the broker role (bytes; 0 = keep
+	// every record in memory).
+	retention int64
+	// exe, for a collector, runs `exe collector` (a leadstream binary, e.g.
+	// one built from an older commit) instead of this harness's own child:
+	// the same settings, but no pprof and no READY line (readiness is /readyz).
+	exe string
 }
 
 func (c *childConfig) args() []string {
-	return []string{"child", "-role", c.role, "-http", c.httpAddr, "-admin", c.adminAddr, "-brokers", c.brokers,
-		"-redis", c.redisAddr, "-clickhouse", c.clickhouse, "-database", c.database}
+	args := []string{"child", "-role", c.role, "-http", c.httpAddr, "-admin", c.adminAddr, "-brokers", c.brokers,
+		"-redis", c.redisAddr, "-clickhouse", c.clickhouse, "-database", c.database, "-retention", strconv.FormatInt(c.retention, 10)}
+	for _, s := range flagSets {
+		args = append(args, "-set", s)
+	}
+	return args
+}
+
+// flagSets are leadbench's -set name=value settings: every stage and the
+// harness's own Kafka client apply them to the flags of the same names, so a
+// run can measure a non-default setting (kafka.compression=zstd,
+// kafka.partitions=1 …) exactly as an operator would set it.
+var flagSets []string
+
+// setFlag is a flag.Value collecting repeated -set name=value.
+type setFlag struct{}
+
+func (setFlag) String() string { return strings.Join(flagSets, " ") }
+
+func (setFlag) Set(s string) error {
+	if name, _, ok := strings.Cut(s, "="); !ok || name == "" {
+		return fmt.Errorf("-set %q: want name=value, e.g. kafka.compression=zstd", s)
+	}
+	flagSets = append(flagSets, s)
+	return nil
+}
+
+// externalArgs are the command line of `exe collector` for c: the flags the
+// harness's own collector child gets from collectorConfig, plus -set.
+func (c *childConfig) externalArgs() []string {
+	args := []string{"collector", "-http.addr", c.httpAddr, "-kafka.brokers", c.brokers, "-write-keys", benchWriteKey,
+		"-secret-key", benchSecretKey, "-token-keys", benchTokenKID + ":" + benchTokenKey}
+	for _, s := range flagSets {
+		args = append(args, "-"+s)
+	}
+	return args
 }
 
 // runChild is the entry point of a child process: it serves its role until
@@ -68,6 +114,8 @@ func runChild(args []string) error {
 	fs.StringVar(&c.redisAddr, "redis", "", "Redis address")
 	fs.StringVar(&c.clickhouse, "clickhouse", "", "ClickHouse native address")
 	fs.StringVar(&c.database, "database", "", "ClickHouse database")
+	fs.Int64Var(&c.retention, "retention", 0, "broker: retention bytes per partition (0 = unbounded)")
+	fs.Var(setFlag{}, "set", "name=value applied to the stage's flag of that name (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,7 +124,11 @@ func runChild(args []string) error {
 	defer stop()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Scheduler latencies and GC pauses as histograms: the wrk scenarios
+	// read them to tell a stage starved of CPU or stopped by its GC from a
+	// slow broker.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler, collectors.MetricsGC)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	stopAdmin, err := serveChildAdmin(c.adminAddr, reg)
 	if err != nil {
 		return err
@@ -86,6 +138,8 @@ func runChild(args []string) error {
 	switch c.role {
 	case roleNoop:
 		return runNoop(ctx, c.httpAddr)
+	case roleBroker:
+		return runBroker(ctx, c.httpAddr, c.retention)
 	case roleCollector:
 		return runCollectorChild(ctx, c, log, reg, false)
 	case rolePipeline:
@@ -115,10 +169,20 @@ func runChild(args []string) error {
 
 // flagDefaults fills a configuration with the defaults of its flags, so every
 // stage runs with exactly the settings an operator gets without flags.
+// The -set settings whose names it has are applied on top.
 func flagDefaults(register func(fs *flag.FlagSet)) {
 	fs := flag.NewFlagSet("defaults", flag.PanicOnError)
 	register(fs)
 	_ = fs.Parse(nil)
+	for _, s := range flagSets {
+		name, value, _ := strings.Cut(s, "=")
+		if fs.Lookup(name) == nil {
+			continue
+		}
+		if err := fs.Set(name, value); err != nil {
+			panic(fmt.Sprintf("-set %s: %v", s, err)) // checked by checkFlagSets before anything starts
+		}
+	}
 }
 
 func kafkaConfig(brokers string) stream.Config {
@@ -267,6 +331,76 @@ func runNoop(ctx context.Context, addr string) error {
 	case <-ctx.Done():
 	}
 	return srv.Shutdown()
+}
+
+// runBroker serves a one-broker kfake cluster on addr until ctx ends. With
+// retention > 0 it bounds every partition to that many bytes (applied every
+// retentionPeriod), so its memory does not grow with the records written.
+func runBroker(ctx context.Context, addr string, retention int64) error {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return err
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port)}
+	if retention > 0 {
+		// kfake keeps each partition's active segment in one in-memory
+		// file that grows by doubling (a copy of the whole file each time)
+		// up to 100 MiB before it rolls; retention only drops closed
+		// segments. Small segments bound both.
+		opts = append(opts, kfake.BrokerConfigs(map[string]string{
+			"log.retention.bytes": strconv.FormatInt(retention, 10),
+			"log.segment.bytes":   strconv.FormatInt(min(retention/4, 1<<20), 10),
+		}))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return fmt.Errorf("starting kfake broker: %w", err)
+	}
+	defer c.Close()
+	fmt.Println("READY")
+	t := time.NewTicker(retentionPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if retention > 0 {
+				c.ApplyRetention()
+			}
+		}
+	}
+}
+
+// checkFlagSets refuses a -set whose name no stage has or whose value its
+// flag does not accept, before anything starts.
+func checkFlagSets() error {
+	fs := flag.NewFlagSet("stages", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		k stream.Config
+		i ingest.Config
+		p processor.Config
+		s sink.Config
+		r leadstate.Config
+	)
+	for _, register := range []func(*flag.FlagSet){k.RegisterFlags, i.RegisterFlags, p.RegisterFlags, s.RegisterFlags, s.ClickHouse.RegisterFlags, r.RegisterFlags} {
+		register(fs)
+	}
+	for _, set := range flagSets {
+		name, value, _ := strings.Cut(set, "=")
+		if fs.Lookup(name) == nil {
+			return fmt.Errorf("-set %s: no stage has a flag %q", set, name)
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("-set %s: %w", set, err)
+		}
+	}
+	return nil
 }
 
 // serveChildAdmin serves /metrics and /debug/pprof/ on addr.

@@ -139,3 +139,42 @@ func (h *harness) noteCPU(id string, u cpuUse) {
 		h.logf("  WARNING: %s", msg)
 	}
 }
+
+// runQueueWait is how long the threads of pid have waited, runnable, for a
+// CPU so far (the kernel's schedstat, summed over threads alive now), in
+// seconds. Its growth over a window divided by the window is the average
+// number of the process's threads that wanted a CPU and had none.
+func runQueueWait(pid int) float64 {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0
+	}
+	var ns float64
+	for _, e := range ents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, e.Name()))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			ns += v
+		}
+	}
+	return ns / 1e9
+}
+
+// cpuPressure is the machine's "some" CPU pressure stall time so far
+// (/proc/pressure/cpu): seconds in which at least one task waited for a CPU.
+func cpuPressure() float64 {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	_, total, ok := strings.Cut(line, "total=")
+	if !ok {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(strings.TrimSpace(total), 64)
+	return v / 1e6
+}

@@ -9,6 +9,8 @@
 //	sink alone on a pre-filled topic               vs clickhouse-client inserting the same rows (Native)
 //	end to end (collector + processor + sink)      highest offered rate with bounded lag; accept-to-score
 //	                                               and accept-to-MQL latency at 10k events/s
+//	collector /v1/track and the pixel under wrk    vs the no-op handler under the same wrk script (wrk.go),
+//	                                               with collector, broker and wrk CPU and the tail's facts
 //
 // It starts its own services: redis-server and clickhouse-server on free
 // loopback ports (package localsvc) and an in-process kfake Kafka broker. The
@@ -23,7 +25,9 @@
 //	go run ./bench/cmd/leadbench              # full run, under 10 minutes on 2 cores
 //	go run ./bench/cmd/leadbench -quick       # about 2 minutes, shorter windows
 //	go run ./bench/cmd/leadbench -soak 5m     # collector RSS over a 5-minute soak
-//	go run ./bench/cmd/leadbench -only collector,stages,e2e
+//	go run ./bench/cmd/leadbench -only collector,wrk,stages,e2e
+//	go run ./bench/cmd/leadbench -only wrk -set kafka.compression=zstd
+//	go run ./bench/cmd/leadbench -only wrk -collector-exe /tmp/leadstream-old   # an older build, same scenario
 //
 // Results: the table on stdout (also bench/results/latest.md), every figure
 // and its details in bench/results/latest.json, CPU and allocation profiles
@@ -80,6 +84,9 @@ type harness struct {
 	trace            bool    // also take 3 s execution traces with the profiles
 	recordBytes      float64 // average record size of the mix
 	peakCollectorRSS int64
+	collectorExe     string // wrk scenarios: a leadstream binary to measure instead of this tree's collector
+	wrkRetention     int64  // wrk scenarios: retention bytes per partition of the broker (0 = unbounded)
+	wrkPrefill       int    // wrk scenarios: records written to the broker before each collector run
 	runSeq           int
 	runTag           string
 }
@@ -110,14 +117,21 @@ func run() error {
 		soak     = flag.Duration("soak", 0, "instead of the benchmark, run the collector under load for this long and report its RSS over time (e.g. 5m)")
 		out      = flag.String("out", "bench/results/latest.json", "JSON results file (the table also goes next to it as .md)")
 		profiles = flag.String("profiles", "bench/results/profiles", "directory for CPU and allocation profiles of the collector and processor; empty = none")
-		only     = flag.String("only", "collector,stages,e2e", "comma-separated scenario groups to run: collector, stages, e2e")
+		only     = flag.String("only", "collector,wrk,stages,e2e", "comma-separated scenario groups to run: collector, wrk, stages, e2e")
 		keep     = flag.Bool("keep", false, "keep the temporary directory (service data and child logs)")
 		warmup   = flag.Duration("warmup", 0, "warm-up before each measured window (default 3s, -quick 1s)")
 		measure  = flag.Duration("measure", 0, "measured window of each scenario (default 10s, -quick 4s)")
 		selfProf = flag.String("harness-cpuprofile", "", "write a CPU profile of the harness itself (load generator, broker) to this file")
 		trace    = flag.Bool("trace", false, "with the profiles, also take a 3 s execution trace of each profiled stage (go tool trace)")
+		colExe   = flag.String("collector-exe", "", "wrk scenarios: measure `leadstream collector` of this binary (e.g. built from an older commit) instead of this tree's collector")
+		wrkRet   = flag.Int64("wrk-retention", wrkRetention, "wrk scenarios: retention bytes per partition of the broker process (with 1 MiB segments); 0 = kfake's defaults: every record kept, 100 MiB segments")
+		prefill  = flag.Int("wrk-prefill", 0, "wrk scenarios: records of the mix written to the broker before each collector run (a broker that already holds data)")
 	)
+	flag.Var(setFlag{}, "set", "name=value: set a stage flag for this run, as an operator would (repeatable; e.g. -set kafka.compression=zstd)")
 	flag.Parse()
+	if err := checkFlagSets(); err != nil {
+		return err
+	}
 	if *selfProf != "" {
 		f, err := os.Create(*selfProf)
 		if err != nil {
@@ -129,7 +143,8 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	h := &harness{start: time.Now(), profileDir: *profiles, trace: *trace, runTag: strconv.FormatUint(rand.Uint64()%1e6, 36)}
+	h := &harness{start: time.Now(), profileDir: *profiles, trace: *trace, runTag: strconv.FormatUint(rand.Uint64()%1e6, 36),
+		collectorExe: *colExe, wrkRetention: *wrkRet, wrkPrefill: *prefill}
 	h.warmup, h.measure, h.stepDur = 3*time.Second, 10*time.Second, 12*time.Second
 	h.prefill, h.nativeRows = 1_500_000, 1_000_000
 	h.stepRates = []float64{10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 150_000}
@@ -177,13 +192,13 @@ func run() error {
 	h.rep = &report{Started: h.start.UTC(), Mode: mode, Warmup: h.warmup.String(), Measure: h.measure.String(),
 		Machine: machineFacts(ctx, h.chPort()), Workload: workloadDoc, Ceilings: map[string]*ceiling{}, Profiles: h.profileDir}
 
-	groups := map[string]func(context.Context) error{"collector": h.collectorScenarios, "stages": h.stageScenarios, "e2e": h.e2eScenarios}
+	groups := map[string]func(context.Context) error{"collector": h.collectorScenarios, "wrk": h.wrkScenarios, "stages": h.stageScenarios, "e2e": h.e2eScenarios}
 	var failed []error
 	for _, g := range strings.Split(*only, ",") {
 		g = strings.TrimSpace(g)
 		f, ok := groups[g]
 		if !ok {
-			return fmt.Errorf("-only: unknown group %q (want collector, stages, e2e)", g)
+			return fmt.Errorf("-only: unknown group %q (want collector, wrk, stages, e2e)", g)
 		}
 		if err := f(ctx); err != nil {
 			if ctx.Err() != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,12 +61,17 @@ func startChild(ctx context.Context, dir string, c childConfig) (*child, error) 
 		}
 		*p = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
+	args := c.args()
+	if c.exe != "" {
+		// A leadstream binary serves /metrics on its HTTP port.
+		exe, args, c.adminAddr = c.exe, c.externalArgs(), c.httpAddr
+	}
 	logPath := filepath.Join(dir, fmt.Sprintf("%s-%d.log", c.role, time.Now().UnixNano()))
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, c.args()...)
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = childProcAttr()
 	stdout, err := cmd.StdoutPipe()
@@ -79,11 +85,26 @@ func startChild(ctx context.Context, dir string, c childConfig) (*child, error) 
 	}
 	ch := &child{role: c.role, cfg: c, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	ready := make(chan struct{})
+	if c.exe != "" {
+		go func() {
+			for {
+				if _, err := httpGet(ctx, "http://"+c.httpAddr+"/readyz"); err == nil {
+					close(ready)
+					return
+				}
+				select {
+				case <-ch.done:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}()
+	}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		signalled := false
 		for sc.Scan() {
-			if !signalled && strings.TrimSpace(sc.Text()) == "READY" {
+			if !signalled && c.exe == "" && strings.TrimSpace(sc.Text()) == "READY" {
 				close(ready)
 				signalled = true
 			}
@@ -328,4 +349,77 @@ func (p promText) sum(name string, labels ...string) float64 {
 		}
 	}
 	return total
+}
+
+// histBucket is one cumulative bucket of a Prometheus histogram.
+type histBucket struct {
+	le    float64
+	count float64
+}
+
+// hist returns the buckets of histogram name (series whose labels include
+// all of labels, summed) as observed between two scrapes, sorted by bound.
+func hist(before, after promText, name string, labels ...string) []histBucket {
+	sums := map[float64]float64{}
+	for series, v := range after {
+		n, rest, _ := strings.Cut(series, "{")
+		if n != name+"_bucket" {
+			continue
+		}
+		_, le, ok := strings.Cut(rest, `le="`)
+		if !ok {
+			continue
+		}
+		le, _, _ = strings.Cut(le, `"`)
+		bound, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err != nil {
+			continue
+		}
+		ok = true
+		for _, l := range labels {
+			if !strings.Contains(rest, l) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			sums[bound] += v - before[series]
+		}
+	}
+	out := make([]histBucket, 0, len(sums))
+	for le, c := range sums {
+		out = append(out, histBucket{le, c})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].le < out[j].le })
+	return out
+}
+
+// histQuantile returns the upper bound of the bucket holding the q-quantile
+// (+Inf when it is in the last bucket; 0 without observations).
+func histQuantile(b []histBucket, q float64) float64 {
+	if len(b) == 0 || b[len(b)-1].count == 0 {
+		return 0
+	}
+	rank := q * b[len(b)-1].count
+	for _, x := range b {
+		if x.count >= rank {
+			return x.le
+		}
+	}
+	return b[len(b)-1].le
+}
+
+// histOver returns the share of observations above bound (bound should be
+// one of the bucket bounds; otherwise the next lower bound is used).
+func histOver(b []histBucket, bound float64) float64 {
+	if len(b) == 0 || b[len(b)-1].count == 0 {
+		return 0
+	}
+	var below float64
+	for _, x := range b {
+		if x.le <= bound*(1+1e-9) {
+			below = x.count
+		}
+	}
+	return 1 - below/b[len(b)-1].count
 }

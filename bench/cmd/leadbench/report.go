@@ -71,6 +71,8 @@ type report struct {
 	CPU       map[string]cpuUse `json:"cpu_per_window,omitempty"`
 	Contended []string          `json:"contended,omitempty"`
 	Profiles  string            `json:"profiles_dir,omitempty"`
+	// Wrk is the wrk scenarios' figures (also a second table).
+	Wrk []*wrkEndpoint `json:"wrk,omitempty"`
 }
 
 func (r *report) addCeiling(c *ceiling) { r.Ceilings[c.ID] = c }
@@ -99,6 +101,8 @@ func (s *stageResult) evaluate() {
 	switch s.ID {
 	case "collector_track", "collector_pixel":
 		ok = s.Ratio >= 0.60
+	case "wrk_track", "wrk_pixel":
+		ok = s.Ratio >= 0.60 && s.P99Ms > 0 && s.P99Ms <= 25
 	case "collector_batch", "processor", "sink":
 		ok = s.Ratio >= 0.50
 	case "e2e_sustained":
@@ -148,6 +152,7 @@ func (r *report) table() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", s.Stage, measured, cw, cf, ratio, target)
 	}
+	b.WriteString(r.wrkTable())
 	return b.String()
 }
 

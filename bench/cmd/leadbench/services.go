@@ -44,11 +44,22 @@ func (s *services) stop() {
 	}
 }
 
-// broker is an in-process kfake Kafka broker with leadstream's topics.
+// broker is a kfake Kafka broker with leadstream's topics: in-process
+// (startBroker), or a broker child process (dialBroker; cluster is nil).
 type broker struct {
 	cluster *kfake.Cluster
 	kcfg    stream.Config
 	client  *kafka.Client
+}
+
+// dialBroker connects to the broker at addr and creates the topics.
+func dialBroker(ctx context.Context, addr string) (*broker, error) {
+	b := &broker{kcfg: kafkaConfig(addr)}
+	b.client = &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
+	if err := stream.EnsureTopics(ctx, b.kcfg); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // startBroker starts a fresh single-broker kfake cluster (records are held in
