@@ -19,41 +19,50 @@ type ModelView struct {
 	MQLAt     *time.Time     `json:"mql_at,omitempty"`
 	LastEvent *time.Time     `json:"last_event_at,omitempty"` // newest event time that scored
 	TopRules  []event.Reason `json:"top_rules"`               // behaviour per rule, decayed, then fit rules
+	RulesHash string         `json:"rules_hash,omitempty"`    // the model's rules the state was scored with (scoring.Model.Hash)
 }
 
 // LeadView is the lead API's answer.
 type LeadView struct {
-	LeadID       string               `json:"lead_id"`
-	Known        bool                 `json:"known"` // any state at all
-	AsOf         time.Time            `json:"as_of"`
-	LastActivity *time.Time           `json:"last_activity,omitempty"`
-	Models       map[string]ModelView `json:"models"`
+	LeadID       string     `json:"lead_id"`
+	Known        bool       `json:"known"` // any state at all
+	AsOf         time.Time  `json:"as_of"`
+	LastActivity *time.Time `json:"last_activity,omitempty"`
+	// MergedInto names the lead this one was merged into by an alias:
+	// Models are then the survivor's, where its history now scores.
+	MergedInto string               `json:"merged_into,omitempty"`
+	Models     map[string]ModelView `json:"models"`
 }
 
 // Read reads a lead's state in the given models and views it as of now.
 func Read(ctx context.Context, store *leadstate.Store, lead string, models []scoring.Model, now time.Time) (*LeadView, error) {
-	names := make([]string, len(models))
-	for i, m := range models {
-		names[i] = m.Name
-	}
-	states, err := store.ReadLead(ctx, lead, names)
+	rec, err := store.ReadLead(ctx, lead)
 	if err != nil {
 		return nil, err
 	}
-	return View(lead, states, models, now), nil
+	return View(lead, rec, models, now), nil
 }
 
-// View is a lead's stored states (per model name) seen at now: behaviour
-// decayed to now, fit added, each rule's points decayed alike.
-func View(lead string, states map[string]*scoring.ModelState, models []scoring.Model, now time.Time) *LeadView {
+// View is a lead's stored state seen at now: behaviour decayed to now, fit
+// added, each rule's points decayed alike. A lead merged into another shows
+// the survivor's scores.
+func View(lead string, rec leadstate.LeadRecord, models []scoring.Model, now time.Time) *LeadView {
 	nowMs := now.UnixMilli()
-	v := &LeadView{LeadID: lead, AsOf: now.UTC(), Known: len(states) > 0, Models: make(map[string]ModelView, len(models))}
+	v := &LeadView{LeadID: lead, AsOf: now.UTC(), Known: rec.State != nil, Models: make(map[string]ModelView, len(models))}
+	if rec.State != nil && rec.State.Into != "" && rec.Survivor != nil {
+		v.MergedInto = rec.Survivor.ID
+	}
 	for _, m := range models {
 		mv := ModelView{Threshold: m.Threshold, TopRules: []event.Reason{}}
-		if st := states[m.Name]; st != nil {
+		var st *scoring.ModelState
+		if rec.Survivor != nil {
+			st = rec.Survivor.Model(m.Name)
+		}
+		if st != nil {
 			mv.Behaviour = scoring.ValueAt(st.V, st.T, nowMs, m.HalfLife)
 			mv.Fit = st.Fit
 			mv.MQL = st.MQL
+			mv.RulesHash = st.RulesHash
 			if st.MQL {
 				at := time.UnixMilli(st.MQLAt).UTC()
 				mv.MQLAt = &at
@@ -65,16 +74,9 @@ func View(lead string, states map[string]*scoring.ModelState, models []scoring.M
 					v.LastActivity = &tm
 				}
 			}
-			// Rules decay to the same time as the behaviour value, which is never
-			// un-decayed to before t, so their points add up to Behaviour.
-			at := max(nowMs, st.T)
-			for rule, rv := range st.Rules {
-				if pts := rv.V * scoring.DecayFactor(at-rv.T, m.HalfLife); pts != 0 {
-					mv.TopRules = append(mv.TopRules, event.Reason{Rule: rule, Points: pts})
-				}
-			}
-			event.SortReasons(mv.TopRules)
-			mv.TopRules = append(mv.TopRules, st.FitReasons...)
+			// Rules decay to the same time as the behaviour value, which is
+			// never un-decayed to before T, so their points add up to Behaviour.
+			mv.TopRules = st.ReasonsAt(nowMs, m.HalfLife)
 		}
 		mv.Score = mv.Behaviour + mv.Fit
 		v.Models[m.Name] = mv

@@ -2,73 +2,97 @@ package leadstate
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 
-	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/scoring"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/leadstream/leadstream/scoring"
 )
 
-// Restore replaces a subject's model state with a replayed one (rescore
-// --apply) and marks its replayed event ids as applied, so events the
-// processor has not reached yet are not counted again. One MULTI/EXEC on the
-// subject's hash slot: readers see the old state or the new one.
-func (s *Store) Restore(ctx context.Context, st *scoring.SubjectState, models []scoring.Model) error {
-	subj := Subject{ID: st.ID, Anonymous: st.Anonymous}
-	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, m := range models {
-			key := subj.key("m:" + m.Name)
-			pipe.Del(ctx, key)
-			ms := st.Models[m.Name]
-			if ms == nil {
-				continue
-			}
-			fields := []any{"v", num(ms.V), "t", strconv.FormatInt(ms.T, 10), "mql", boolFlag(ms.MQL)}
-			if ms.Fit != 0 || len(ms.FitReasons) > 0 {
-				b, err := json.Marshal(ms.FitReasons)
-				if err != nil {
-					return err
-				}
-				fields = append(fields, "fit", num(ms.Fit), "fitr", string(b))
-			}
-			if ms.MQLID != "" {
-				lead := ""
-				if !st.Anonymous {
-					lead = st.ID
-				}
-				fields = append(fields, "mql_at", strconv.FormatInt(ms.MQLAt, 10), "mql_id", event.MQLID(lead, m.Name, ms.MQLID))
-			}
-			for rule, rv := range ms.Rules {
-				fields = append(fields, "r:"+rule, num(rv.V), "rt:"+rule, strconv.FormatInt(rv.T, 10))
-			}
-			for c, n := range ms.Caps {
-				fields = append(fields, "c:"+c, n)
-			}
-			pipe.HSet(ctx, key, fields...)
+// Restore replaces a subject's state with a replayed one (`rescore
+// -apply`) with the ids it applied beyond those its state keeps (spilled:
+// fingerprint -> bucket) whose bucket has not expired as of now, so events
+// the processor has not reached yet are not counted again. One MULTI/EXEC
+// on the subject's hash slot: readers see the old state or the new one. A
+// visitor's state expires expireAt (Unix ms; 0 = never).
+func (s *Store) Restore(ctx context.Context, st *scoring.State, spilled map[uint64]int64, c *scoring.Core, now, expireAt int64) error {
+	k := keysOf(st.Subject)
+	byBucket := map[int64][]any{}
+	for fp, b := range spilled {
+		if c.BucketExpiry(b) > now {
+			byBucket[b] = append(byBucket[b], member(fp))
 		}
-		for i := 0; i < len(st.EventIDs); i += 1000 {
-			ids := st.EventIDs[i:min(i+1000, len(st.EventIDs))]
-			members := make([]any, len(ids))
-			for j, id := range ids {
-				members[j] = id
+	}
+	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.Set(ctx, k.state(), value(newVersion(), st), 0)
+		if expireAt > 0 {
+			pipe.PExpireAt(ctx, k.state(), msTime(expireAt))
+		}
+		for b, ids := range byBucket {
+			for i := 0; i < len(ids); i += 1000 {
+				pipe.SAdd(ctx, k.bucket(b), ids[i:min(i+1000, len(ids))]...)
 			}
-			pipe.SAdd(ctx, subj.key("seen"), members...)
+			pipe.PExpireAt(ctx, k.bucket(b), msTime(c.BucketExpiry(b)))
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("writing rescored state: %w", err)
+		return fmt.Errorf("writing the rescored state of %v: %w", st.Subject, err)
 	}
 	return nil
 }
 
-func num(f float64) string { return strconv.FormatFloat(f, 'g', 17, 64) }
-
-func boolFlag(b bool) string {
-	if b {
-		return "1"
+// DeleteFirstLayout deletes the keys of leadstream's first Redis layout
+// (ls:{lead}:…, ls:{a:visitor}:…), which Restore's rebuild replaces, on
+// every master. It returns how many keys it deleted.
+func (s *Store) DeleteFirstLayout(ctx context.Context) (int, error) {
+	var n int
+	del := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, "ls:{*", 1000).Iterator()
+		var batch []string
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			// One key per DEL: on a cluster node the keys of a batch
+			// may belong to different slots.
+			pipe := c.Pipeline()
+			for _, k := range batch {
+				pipe.Del(ctx, k)
+			}
+			_, err := pipe.Exec(ctx)
+			n += len(batch)
+			batch = batch[:0]
+			return err
+		}
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
 	}
-	return "0"
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		var mu = make(chan struct{}, 1)
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			mu <- struct{}{}
+			defer func() { <-mu }()
+			return del(ctx, m)
+		})
+	case *redis.Client:
+		err = del(ctx, c)
+	default:
+		return 0, fmt.Errorf("BUG: unexpected redis client %T", s.rdb)
+	}
+	if err != nil {
+		return n, fmt.Errorf("deleting keys of the first layout: %w", err)
+	}
+	return n, nil
 }

@@ -13,75 +13,41 @@ import (
 	"github.com/leadstream/leadstream/scoring"
 )
 
-// BenchmarkProcessorApply measures the processor's per-event Redis path on a
-// single Redis: match a page view against the default rules, build the update
-// and run the apply script (dedup, points, threshold check). "Apply" is one
-// round trip per event; "ApplyMany-100" pipelines batches of 100 as the
-// processor does per consumed batch. Each lead gets 5 views (25 points), so no
-// MQL is ever pending.
-func BenchmarkProcessorApply(b *testing.B) {
+// BenchmarkScore measures the processor's Redis path on a single Redis
+// (Scorer.Score: read the states, plan with the default rules, one
+// compare-and-set per lead): batches of 1 (a round trip of each per event)
+// and of 100 (as the processor per consumed batch). Each lead gets 5 page
+// views (25 points) per batch, so no MQL is ever pending.
+func BenchmarkScore(b *testing.B) {
 	store := leadstatetest.Open(b, testsvc.Redis(b))
-	rules := scoring.Default()
-	m := &rules.Models[0]
+	sc := NewScorer(scoring.NewCore(scoring.Default(), testWindow), store, time.Hour)
 	ctx := context.Background()
-	build := func(n int, prefix string, hits []scoring.Hit) (leadstate.Update, []scoring.Hit) {
-		e := event.Event{ID: prefix + "-e" + strconv.Itoa(n), Type: event.PageView, LeadID: prefix + "-" + strconv.Itoa(n/5),
-			URL: "https://acme.example/docs/start", Path: "/docs/start", EventTime: t0.Add(time.Duration(n) * time.Second)}
-		hits = m.Match(&e, hits[:0])
-		mu := leadstate.ModelUpdate{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold, RearmBelow: m.RearmBelow}
-		for _, h := range hits {
-			mu.Hits = append(mu.Hits, leadstate.Hit{Rule: h.Name, Points: h.Points, TimeMs: e.EventTime.UnixMilli()})
-		}
-		return leadstate.Update{Subject: leadstate.Lead(e.LeadID), DedupID: e.ID, TriggerEventID: e.ID, Models: []leadstate.ModelUpdate{mu}}, hits
-	}
-	// cleanup deletes the benchmark's leads from the shared server.
-	cleanup := func(b *testing.B, prefix string, events int) {
-		b.Cleanup(func() {
-			pipe := leadstatetest.Client(b, store).Pipeline()
-			for l := 0; l <= events/5; l++ {
-				id := "{" + prefix + "-" + strconv.Itoa(l) + "}"
-				pipe.Del(ctx, "ls:"+id+":seen", "ls:"+id+":m:"+m.Name, "ls:"+id+":outbox")
+	for _, batch := range []int{1, 100} {
+		b.Run("batch-"+strconv.Itoa(batch), func(b *testing.B) {
+			prefix := newID("bench")
+			evs := make([]*event.Event, batch)
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range evs {
+					evs[i] = &event.Event{ID: prefix + "-e" + strconv.Itoa(n), Type: event.PageView, LeadID: prefix + "-" + strconv.Itoa(n/5),
+						URL: "https://acme.example/docs/start", Path: "/docs/start", EventTime: t0.Add(time.Duration(n) * time.Second)}
+					evs[i].ReceivedAt = evs[i].EventTime
+					n++
+				}
+				res, err := sc.Score(ctx, evs, map[scoring.Subject]leadstate.Record{})
+				if err != nil || res.Outcomes[batch-1] != scoring.Scored {
+					b.Fatalf("Score = %+v, %v", res, err)
+				}
 			}
-			_, _ = pipe.Exec(ctx)
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+			b.Cleanup(func() {
+				pipe := leadstatetest.Client(b, store).Pipeline()
+				for l := 0; l <= n/5; l++ {
+					pipe.Del(ctx, leadstatetest.Key(scoring.Lead(prefix+"-"+strconv.Itoa(l)), "s"))
+				}
+				_, _ = pipe.Exec(ctx)
+			})
 		})
 	}
-
-	b.Run("Apply", func(b *testing.B) {
-		prefix := newID("bench")
-		var hits []scoring.Hit
-		n := 0
-		b.ReportAllocs()
-		for b.Loop() {
-			var u leadstate.Update
-			u, hits = build(n, prefix, hits)
-			res, err := leadstatetest.Apply(ctx, store, &u)
-			if err != nil || !res.Applied || len(res.Outbox) != 0 {
-				b.Fatalf("Apply = %+v, %v", res, err)
-			}
-			n++
-		}
-		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
-		cleanup(b, prefix, n)
-	})
-
-	b.Run("ApplyMany-100", func(b *testing.B) {
-		const batch = 100
-		prefix := newID("bench")
-		var hits []scoring.Hit
-		us := make([]leadstate.Update, batch)
-		n := 0
-		b.ReportAllocs()
-		for b.Loop() {
-			for i := range us {
-				us[i], hits = build(n, prefix, hits)
-				n++
-			}
-			res, err := store.ApplyMany(ctx, us)
-			if err != nil || len(res) != batch || !res[batch-1].Applied {
-				b.Fatalf("ApplyMany = %+v, %v", res, err)
-			}
-		}
-		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
-		cleanup(b, prefix, n)
-	})
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +26,10 @@ import (
 
 // t0 is a fixed event time: expected scores never depend on the clock.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// testWindow is the tests' dedup window: wide enough that events at t0 are
+// neither late nor stale whenever the tests run (as for a historical import).
+const testWindow = 20 * 365 * 24 * time.Hour
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -47,7 +53,7 @@ func startProcessor(t *testing.T, store *leadstate.Store, rules *scoring.Rules) 
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	p, err := New(Config{Kafka: kcfg, Group: "scoring", BatchSize: 100, MaxWait: 10 * time.Millisecond}, rules, store, quiet, reg)
+	p, err := New(Config{Kafka: kcfg, Group: "scoring", BatchSize: 100, MaxWait: 10 * time.Millisecond, DedupWindow: testWindow}, rules, store, quiet, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,25 +220,25 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() (bool
 	testsvc.Eventually(t, what, timeout, 20*time.Millisecond, f)
 }
 
-// modelState returns the raw v and t fields of a lead's model hash (see the leadstate key layout).
-func modelState(t *testing.T, s *leadstate.Store, lead, model string) (string, string) {
+// modelState returns the stored v and t of a subject's model ("" when it
+// has none); id "a:X" names visitor X.
+func modelState(t *testing.T, s *leadstate.Store, id, model string) (string, string) {
 	t.Helper()
-	vals, err := leadstatetest.Client(t, s).HMGet(context.Background(), "ls:{"+lead+"}:m:"+model, "v", "t").Result()
-	if err != nil {
-		t.Fatal(err)
+	subj := scoring.Lead(id)
+	if anon, ok := strings.CutPrefix(id, "a:"); ok {
+		subj = scoring.Anon(anon)
 	}
-	v, _ := vals[0].(string)
-	tm, _ := vals[1].(string)
-	return v, tm
+	st := leadstatetest.State(t, s, subj)
+	if st == nil || st.Model(model) == nil {
+		return "", ""
+	}
+	ms := st.Model(model)
+	return strconv.FormatFloat(ms.V, 'g', -1, 64), strconv.FormatInt(ms.T, 10)
 }
 
 func outboxLen(t *testing.T, s *leadstate.Store, lead string) int64 {
 	t.Helper()
-	n, err := leadstatetest.Client(t, s).HLen(context.Background(), "ls:{"+lead+"}:outbox").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return leadstatetest.OutboxLen(t, s, lead)
 }
 
 // expect folds events into what a lead's first model must hold, computed in Go
@@ -290,27 +296,6 @@ func near(a, b float64) bool {
 	}
 	m := max(1, a, -a, b, -b)
 	return d <= 1e-12*m
-}
-
-// update is the leadstate update the processor makes of an event of a known
-// lead without traits (no identity merge): one hit per matching rule.
-func update(rules *scoring.Rules, e *event.Event) *leadstate.Update {
-	u := &leadstate.Update{Subject: leadstate.Lead(e.LeadID), DedupID: e.ID, TriggerEventID: e.ID}
-	for i := range rules.Models {
-		m := &rules.Models[i]
-		mu := leadstate.ModelUpdate{Name: m.Name, HalfLife: m.HalfLife, Threshold: m.Threshold, RearmBelow: m.RearmBelow}
-		for _, h := range m.Match(e, nil) {
-			lh := leadstate.Hit{Rule: h.Name, Points: h.Points, TimeMs: e.EventTime.UnixMilli()}
-			if h.Cap != nil {
-				lh.CapCount, lh.CapWindow = h.Cap.Count, h.Cap.Window
-			}
-			mu.Hits = append(mu.Hits, lh)
-		}
-		if len(mu.Hits) > 0 {
-			u.Models = append(u.Models, mu)
-		}
-	}
-	return u
 }
 
 func pageView(id, anon, lead, path string, at time.Time) *event.Event {

@@ -7,26 +7,30 @@ type metrics struct {
 	events *prometheus.CounterVec
 	mql    prometheus.Counter
 	merges prometheus.Counter
-	apply  prometheus.Histogram
-	delay  prometheus.Histogram
+	// conflicts counts compare-and-sets lost to a concurrent change.
+	conflicts prometheus.Counter
+	apply     prometheus.Histogram
+	delay     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_processor_events_total", Help: "Events handled, by result."}, []string{"result"}),
 		mql:    prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_mql_published_total", Help: "MQL records acknowledged by Kafka."}),
-		merges: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_merges_total", Help: "Anonymous histories merged into leads."}),
-		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds", Help: "Redis apply time per event (a pipelined batch's duration divided by its events).",
+		merges: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_merges_total", Help: "Histories merged: visitors into the leads they became, leads into leads (alias)."}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_commit_conflicts_total",
+			Help: "Compare-and-sets of a lead's state lost to a concurrent change by another processor; the batch is planned again."}),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds", Help: "Time to plan and store a batch in Redis, divided by its events.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
 		delay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_score_delay_seconds",
 			Help:    "Time from the collector accepting an event (its received_at) to the end of the processor's handling of its batch (score applied in Redis): the accept-to-score latency, Kafka and consumer lag included.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.mql, m.merges, m.apply, m.delay)
+		reg.MustRegister(m.events, m.mql, m.merges, m.conflicts, m.apply, m.delay)
 		m.reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": "processor"}, reg)
 	}
-	for _, r := range []string{"scored", "duplicate", "no_match", "dead_letter", "bot"} {
+	for _, r := range []string{"scored", "duplicate", "no_match", "late", "stale", "dead_letter", "bot"} {
 		m.events.WithLabelValues(r)
 	}
 	return m

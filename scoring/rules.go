@@ -20,6 +20,16 @@ type Rules struct {
 	Models []Model
 }
 
+// Model returns the model named name, or nil.
+func (r *Rules) Model(name string) *Model {
+	for i := range r.Models {
+		if r.Models[i].Name == name {
+			return &r.Models[i]
+		}
+	}
+	return nil
+}
+
 // Model is one independent score (for example one per product line): its own
 // rules, decay and MQL threshold. A lead has one score per model.
 type Model struct {

@@ -200,6 +200,7 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
+	store := leadstate.NewStore(rdb)
 	leads := make([]string, 0, len(expected))
 	for lead := range expected {
 		leads = append(leads, lead)
@@ -209,14 +210,17 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		for _, lead := range leads {
 			for _, model := range []string{"steady", "decaying"} {
 				want := expected[lead][model]
-				vals, err := rdb.HMGet(ctx, "ls:{"+lead+"}:m:"+model, "v", "t").Result()
+				rec, err := store.ReadLead(ctx, lead)
 				if err != nil {
 					t.Fatal(err)
 				}
-				v, _ := strconv.ParseFloat(fmt.Sprint(vals[0]), 64)
-				ts, _ := strconv.ParseFloat(fmt.Sprint(vals[1]), 64)
-				if math.Abs(v-want.v) > 1e-9*math.Max(1, math.Abs(want.v)) || (want.v != 0 && int64(ts) != want.t) {
-					return fmt.Sprintf("%s %s: redis v=%v t=%v, want v=%v t=%v", lead, model, vals[0], vals[1], want.v, want.t)
+				var v float64
+				var ts int64
+				if rec.State != nil && rec.State.Model(model) != nil {
+					v, ts = rec.State.Model(model).V, rec.State.Model(model).T
+				}
+				if math.Abs(v-want.v) > 1e-9*math.Max(1, math.Abs(want.v)) || (want.v != 0 && ts != want.t) {
+					return fmt.Sprintf("%s %s: redis v=%v t=%v, want v=%v t=%v", lead, model, v, ts, want.v, want.t)
 				}
 			}
 		}

@@ -44,6 +44,8 @@ func runRescore(ctx context.Context, args []string) error {
 	ch.RegisterFlags(fs)
 	rcfg.RegisterFlags(fs)
 	rulesPath := fs.String("rules", "", "scoring rules YAML file to rescore with (required)")
+	window := fs.Duration("processor.dedup-window", scoring.DefaultDedupWindow, "the processors' dedup window: events more than this before their receipt are not scored, as live")
+	anonTTL := fs.Duration("processor.anonymous-ttl", scoring.DefaultAnonymousTTL, "expiry of visitors' states written by -apply, as the processors'")
 	apply := fs.Bool("apply", false, "write the rescored state to Redis (default: dry run, report only)")
 	top := fs.Int("top", 10, "how many of the biggest movers to list per model")
 	if err := parse(fs, args); err != nil {
@@ -68,7 +70,7 @@ func runRescore(ctx context.Context, args []string) error {
 	defer rdb.Close()
 	store := leadstate.NewStore(rdb)
 
-	rp := scoring.NewReplayer(rules)
+	rp := scoring.NewReplayer(rules, *window)
 	n := 0
 	if err := warehouse.History(ctx, conn, ch.Database, func(e *event.Event) error {
 		rp.Apply(e)
@@ -87,46 +89,56 @@ func runRescore(ctx context.Context, args []string) error {
 		fmt.Println("\ndry run: nothing was changed (add -apply to write these scores to Redis)")
 		return nil
 	}
-	written := 0
-	for _, st := range rp.Subjects() {
-		if err := store.Restore(ctx, st, rules.Models); err != nil {
+	written, nowMs := 0, now.UnixMilli()
+	for s, st := range rp.States() {
+		rp.Core().Prune(st, nowMs)
+		var expireAt int64
+		if s.Anonymous {
+			expireAt = nowMs + anonTTL.Milliseconds()
+		}
+		if err := store.Restore(ctx, st, rp.Spilled(s), rp.Core(), nowMs, expireAt); err != nil {
 			return err
 		}
 		written++
 	}
-	fmt.Printf("\napplied: %d leads and anonymous visitors rewritten in Redis (no MQL records were published)\n", written)
+	old, err := store.DeleteFirstLayout(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\napplied: %d leads and anonymous visitors rewritten in Redis (no MQL records were published)", written)
+	if old > 0 {
+		fmt.Printf("; %d keys of the first Redis layout deleted", old)
+	}
+	fmt.Println()
 	return nil
 }
 
 // compareRescore compares the replayed leads with their live state.
 func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.Rules, rp *scoring.Replayer, now time.Time, top int) ([]rescoreResult, error) {
-	names := make([]string, len(rules.Models))
-	for i, m := range rules.Models {
-		names[i] = m.Name
-	}
 	results := make([]rescoreResult, len(rules.Models))
 	for i, m := range rules.Models {
 		results[i].Model = m.Name
 	}
-	for _, st := range rp.Subjects() {
-		if st.Anonymous {
+	for s, st := range rp.States() {
+		if s.Anonymous || st.Into != "" {
 			continue
 		}
-		cur, err := store.ReadLead(ctx, st.ID, names)
+		cur, err := store.ReadLead(ctx, s.ID)
 		if err != nil {
 			return nil, err
 		}
 		for i, m := range rules.Models {
 			r := &results[i]
-			ms := st.Models[m.Name]
-			mv := mover{Lead: st.ID}
-			if live := cur[m.Name]; live != nil {
-				mv.Current, mv.CurrentMQL = live.ScoreAt(now.UnixMilli(), m.HalfLife), live.MQL
+			mv := mover{Lead: s.ID}
+			if cur.State != nil && cur.State.Into == "" {
+				if live := cur.State.Model(m.Name); live != nil {
+					mv.Current, mv.CurrentMQL = live.ScoreAt(now.UnixMilli(), m.HalfLife), live.MQL
+				}
 			}
-			if ms != nil {
+			if ms := st.Model(m.Name); ms != nil {
 				mv.Rescored, mv.MQL = ms.ScoreAt(now.UnixMilli(), m.HalfLife), ms.MQL
-				r.Crossings += len(ms.Crossings)
 			}
+			r.Crossings += rp.Crossings(s.ID, m.Name)
 			r.Leads++
 			switch {
 			case mv.MQL && !mv.CurrentMQL:

@@ -68,7 +68,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		rp := scoring.NewReplayer(rules)
+		rp := scoring.NewReplayer(rules, 0)
 		if err := warehouse.History(ctx, conn, p.db, func(e *event.Event) error { rp.Apply(e); return nil }); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 	gained := 0
 	for l := range leads {
 		lead := fmt.Sprintf("r%s-%d@example.com", sfx, l)
-		st := rp.Subjects()["lead:"+lead]
+		st := rp.States()[scoring.Lead(lead)]
 		if st == nil {
 			t.Fatalf("lead %s not replayed", lead)
 		}
@@ -121,7 +121,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms, mv := st.Models["default"], view.Models["default"]
+		ms, mv := st.Model("default"), view.Models["default"]
 		want := ms.ScoreAt(now.UnixMilli(), rules.Models[0].HalfLife)
 		if math.Abs(mv.Score-want) > 1e-9*math.Max(1, want) || mv.MQL != ms.MQL {
 			t.Fatalf("after -apply lead %s: redis score %v mql %v, replay %v mql %v", lead, mv.Score, mv.MQL, want, ms.MQL)

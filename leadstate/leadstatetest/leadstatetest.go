@@ -1,18 +1,22 @@
 // Package leadstatetest opens leadstate stores on the test Redis servers for
-// the tests of leadstate and of the packages built on it.
+// the tests of leadstate and of the packages built on it, and reads what
+// they stored.
 package leadstatetest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
 )
 
 // Each runs f against a single Redis and against the Redis Cluster, each
@@ -55,53 +59,61 @@ func Client(t testing.TB, s *leadstate.Store) redis.UniversalClient {
 	return c.(redis.UniversalClient)
 }
 
-// LinkedLead is the lead anon is linked to, or "".
+// Key is the name of a subject's key with suffix ("s", "o", "d:<bucket>"),
+// derived from the layout the leadstate package comment documents (an
+// operator with redis-cli derives it the same way).
+func Key(s scoring.Subject, suffix string) string {
+	h := sha256.Sum256([]byte(s.ID))
+	ns := "l:"
+	if s.Anonymous {
+		ns = "a:"
+	}
+	return "ls2:{" + ns + hex.EncodeToString(h[:16]) + "}:" + suffix
+}
+
+// State reads a subject's stored state (nil when none).
+func State(t testing.TB, s *leadstate.Store, subj scoring.Subject) *scoring.State {
+	t.Helper()
+	recs, err := s.Read(context.Background(), []scoring.Subject{subj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs[subj].State
+}
+
+// LinkedLead is the lead visitor anon was merged into, or "".
 func LinkedLead(t testing.TB, s *leadstate.Store, anon string) string {
 	t.Helper()
-	m, err := s.LinkedLeads(context.Background(), []string{anon})
-	if err != nil {
-		t.Fatal(err)
+	if st := State(t, s, scoring.Anon(anon)); st != nil {
+		return st.Into
 	}
-	return m[anon]
+	return ""
 }
 
-// Traits is a lead's stored traits (nil when none).
+// Traits is a lead's kept traits (nil when none).
 func Traits(t testing.TB, s *leadstate.Store, lead string) map[string]any {
 	t.Helper()
-	m, err := s.TraitsMany(context.Background(), []string{lead})
-	if err != nil {
-		t.Fatal(err)
+	st := State(t, s, scoring.Lead(lead))
+	if st == nil || len(st.Traits) == 0 {
+		return nil
 	}
-	return m[lead]
+	out := map[string]any{}
+	for k, tr := range st.Traits {
+		var v any
+		if err := json.Unmarshal(tr.Value, &v); err != nil {
+			t.Fatalf("trait %s: %v", k, err)
+		}
+		out[k] = v
+	}
+	return out
 }
 
-// AckOutbox acknowledges a lead's pending MQL records by id.
-func AckOutbox(t testing.TB, s *leadstate.Store, lead string, mqlIDs ...string) {
+// OutboxLen is how many MQL records wait in a lead's outbox.
+func OutboxLen(t testing.TB, s *leadstate.Store, lead string) int64 {
 	t.Helper()
-	ms := make([]event.MQL, len(mqlIDs))
-	for i, id := range mqlIDs {
-		ms[i] = event.MQL{LeadID: lead, MQLID: id}
-	}
-	if err := s.AckOutboxMany(context.Background(), ms); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// AnonymousHistory is one visitor's history as a merge reads it.
-func AnonymousHistory(t testing.TB, s *leadstate.Store, anon string, models []string) leadstate.History {
-	t.Helper()
-	h, err := s.AnonymousHistories(context.Background(), []string{anon}, models)
+	n, err := Client(t, s).HLen(context.Background(), Key(scoring.Lead(lead), "o")).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h[0]
-}
-
-// Apply applies one update (through ApplyMany, the one apply path).
-func Apply(ctx context.Context, s *leadstate.Store, u *leadstate.Update) (leadstate.Result, error) {
-	res, err := s.ApplyMany(ctx, []leadstate.Update{*u})
-	if err != nil {
-		return leadstate.Result{}, err
-	}
-	return res[0], nil
+	return n
 }

@@ -1,51 +1,72 @@
 package scoring
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // MarshalYAML renders r in the rules file format, so yaml.Marshal of parsed
-// rules gives a file that parses back to equal rules (the round-trip tests).
+// rules gives a file that parses back to equal rules.
 func (r Rules) MarshalYAML() (any, error) {
 	out := yamlRules{Models: make([]yamlModel, len(r.Models))}
-	for i, m := range r.Models {
-		ym := yamlModel{
-			Name:       m.Name,
-			HalfLife:   formatDuration(m.HalfLife),
-			Threshold:  m.Threshold,
-			RearmBelow: m.RearmBelow,
-		}
-		for _, ru := range m.Rules {
-			yr := yamlRule{
-				Name: ru.Name, Event: string(ru.Event), Track: ru.Track, URL: ru.URL,
-				Campaign: ru.Campaign, Properties: ru.Properties, Points: ru.Points,
-			}
-			if ru.Cap != nil {
-				yr.Cap = &yamlCap{Count: ru.Cap.Count, Window: formatDuration(ru.Cap.Window)}
-			}
-			ym.Rules = append(ym.Rules, yr)
-		}
-		for _, f := range m.Fit {
-			yf := yamlFit{Name: f.Name, Trait: f.Trait, In: f.in, Points: f.Points}
-			if f.matches != nil {
-				src := f.matches.String()
-				yf.Matches = &src
-			}
-			if f.hasEquals {
-				yf.Equals = &f.equals
-			}
-			if f.hasGte {
-				yf.Gte = &f.gte
-			}
-			if f.hasLte {
-				yf.Lte = &f.lte
-			}
-			ym.Fit = append(ym.Fit, yf)
-		}
-		out.Models[i] = ym
+	for i := range r.Models {
+		out.Models[i] = r.Models[i].toYAML()
 	}
 	return out, nil
+}
+
+// Hash identifies the model's definition: 16 hex digits of the SHA-256 of
+// its canonical YAML. Each model's state records the hash it was scored
+// with, so a state scored under other rules is visible (and `rescore
+// -apply` rewrites it).
+func (m *Model) Hash() string {
+	b, err := yaml.Marshal(m.toYAML())
+	if err != nil {
+		panic("BUG: encoding a parsed model: " + err.Error())
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+func (m *Model) toYAML() yamlModel {
+	ym := yamlModel{
+		Name:       m.Name,
+		HalfLife:   formatDuration(m.HalfLife),
+		Threshold:  m.Threshold,
+		RearmBelow: m.RearmBelow,
+	}
+	for _, ru := range m.Rules {
+		yr := yamlRule{
+			Name: ru.Name, Event: string(ru.Event), Track: ru.Track, URL: ru.URL,
+			Campaign: ru.Campaign, Properties: ru.Properties, Points: ru.Points,
+		}
+		if ru.Cap != nil {
+			yr.Cap = &yamlCap{Count: ru.Cap.Count, Window: formatDuration(ru.Cap.Window)}
+		}
+		ym.Rules = append(ym.Rules, yr)
+	}
+	for _, f := range m.Fit {
+		yf := yamlFit{Name: f.Name, Trait: f.Trait, In: f.in, Points: f.Points}
+		if f.matches != nil {
+			src := f.matches.String()
+			yf.Matches = &src
+		}
+		if f.hasEquals {
+			yf.Equals = &f.equals
+		}
+		if f.hasGte {
+			yf.Gte = &f.gte
+		}
+		if f.hasLte {
+			yf.Lte = &f.lte
+		}
+		ym.Fit = append(ym.Fit, yf)
+	}
+	return ym
 }
 
 type yamlRules struct {

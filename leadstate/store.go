@@ -1,0 +1,398 @@
+package leadstate
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/scoring"
+)
+
+// Store reads and writes scoring states.
+type Store struct {
+	rdb          redis.UniversalClient
+	scriptLoaded atomic.Bool // the commit script is loaded (Commit pipelines EVALSHA)
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Keys of one subject (see the package comment).
+type keys struct{ prefix string }
+
+func keysOf(s scoring.Subject) keys {
+	h := sha256.Sum256([]byte(s.ID))
+	ns := "l:"
+	if s.Anonymous {
+		ns = "a:"
+	}
+	return keys{prefix: "ls2:{" + ns + hex.EncodeToString(h[:16]) + "}:"}
+}
+
+func (k keys) state() string  { return k.prefix + "s" }
+func (k keys) outbox() string { return k.prefix + "o" }
+func (k keys) bucket(b int64) string {
+	return k.prefix + "d:" + strconv.FormatInt(b, 10)
+}
+
+// member is how an id's fingerprint is stored in a dedup set: in decimal,
+// so Redis keeps sets of up to set-max-intset-entries (512) members as a
+// compact intset (8 bytes each).
+func member(fp uint64) string { return strconv.FormatInt(int64(fp), 10) }
+
+// Record is a subject's stored state and its version ("" when it has none).
+type Record struct {
+	State   *scoring.State
+	Version string
+}
+
+// value is a record's stored form.
+func value(version string, st *scoring.State) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, version...)
+	return encodeState(b, st)
+}
+
+func decodeValue(s scoring.Subject, v string) (Record, error) {
+	if len(v) < 9 {
+		return Record{}, fmt.Errorf("%w: %v: %d bytes", ErrCorruptState, s, len(v))
+	}
+	st, err := decodeState([]byte(v[8:]))
+	if err != nil {
+		return Record{}, fmt.Errorf("%v: %w", s, err)
+	}
+	if st.ID != s.ID || st.Anonymous != s.Anonymous {
+		// Two ids whose hashes share 128 bits: never seen, but never
+		// scored on the wrong subject either.
+		return Record{}, fmt.Errorf("%w: %v holds the state of %v", ErrCorruptState, s, st.Subject)
+	}
+	return Record{State: st, Version: v[:8]}, nil
+}
+
+// newVersion is a random version: a state that expired and was written
+// again never gets the version a stale writer expects.
+func newVersion() string {
+	var b [8]byte
+	for {
+		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+		if b != [8]byte{} {
+			return string(b[:])
+		}
+	}
+}
+
+// Read returns the stored records of subjects (absent ones with no state),
+// in one pipeline.
+func (s *Store) Read(ctx context.Context, subjects []scoring.Subject) (map[scoring.Subject]Record, error) {
+	out := make(map[scoring.Subject]Record, len(subjects))
+	if len(subjects) == 0 {
+		return out, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(subjects))
+	for i, subj := range subjects {
+		cmds[i] = pipe.Get(ctx, keysOf(subj).state())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reading %d lead states: %w", len(subjects), err)
+	}
+	for i, subj := range subjects {
+		v, err := cmds[i].Result()
+		if errors.Is(err, redis.Nil) {
+			out[subj] = Record{}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the state of a lead: %w", err)
+		}
+		rec, err := decodeValue(subj, v)
+		if err != nil {
+			return nil, err
+		}
+		out[subj] = rec
+	}
+	return out, nil
+}
+
+// Applied reports, for each question, whether its subject's dedup set of the
+// bucket holds the id.
+func (s *Store) Applied(ctx context.Context, qs []scoring.AppliedQuery) ([]bool, error) {
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(qs))
+	for i, q := range qs {
+		cmds[i] = pipe.SIsMember(ctx, keysOf(q.Subject).bucket(q.Bucket), member(q.FP))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading %d dedup entries: %w", len(qs), err)
+	}
+	out := make([]bool, len(qs))
+	for i := range cmds {
+		out[i] = cmds[i].Val()
+	}
+	return out, nil
+}
+
+// Seen is an applied id (its fingerprint) to record in a dedup set.
+type Seen struct {
+	FP       uint64
+	Bucket   int64
+	ExpireAt int64 // Unix ms
+}
+
+// Commit is one compare-and-set of a subject's state.
+type Commit struct {
+	Subject  scoring.Subject
+	Expect   string // the version the state was read at ("" = had none)
+	State    *scoring.State
+	ExpireAt int64 // Unix ms; 0 = never (leads)
+	Seen     []Seen
+	MQLs     []event.MQL
+}
+
+// Status is a commit's outcome.
+type Status uint8
+
+// Commit outcomes.
+const (
+	// Stored: the state, its ids and its MQL records are stored.
+	Stored Status = iota + 1
+	// Conflict: the state changed since it was read; Current is what it is now.
+	Conflict
+	// Duplicate: some of the ids were applied already (Dups); nothing was stored.
+	Duplicate
+)
+
+// CommitResult is one commit's outcome.
+type CommitResult struct {
+	Status  Status
+	Version string   // Stored: the new version
+	Current Record   // Conflict
+	Dups    []uint64 // Duplicate: the fingerprints applied already
+}
+
+//go:embed commit.lua
+var commitLua string
+
+var commitScript = redis.NewScript(commitLua)
+
+// Commit runs each commit as one atomic script, all in one pipeline. A
+// stored commit's MQL records wait in the subject's outbox until AckOutbox;
+// records a crashed processor left there are read with Outbox.
+func (s *Store) Commit(ctx context.Context, cs []Commit) ([]CommitResult, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	keys := make([][]string, len(cs))
+	args := make([][]any, len(cs))
+	versions := make([]string, len(cs))
+	for i := range cs {
+		versions[i] = newVersion()
+		var err error
+		if keys[i], args[i], err = commitArgs(&cs[i], versions[i]); err != nil {
+			return nil, err
+		}
+	}
+	cmds, err := s.evalMany(ctx, keys, args)
+	if err != nil {
+		return nil, fmt.Errorf("storing %d lead states: %w", len(cs), err)
+	}
+	out := make([]CommitResult, len(cs))
+	for i, c := range cmds {
+		res, err := c.Slice()
+		if err != nil {
+			return nil, fmt.Errorf("storing the state of a lead: %w", err)
+		}
+		if out[i], err = commitResult(cs[i].Subject, versions[i], res); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func commitArgs(c *Commit, version string) ([]string, []any, error) {
+	k := keysOf(c.Subject)
+	ks := []string{k.state(), k.outbox()}
+	args := []any{c.Expect, value(version, c.State), c.ExpireAt}
+	// Group the ids by bucket, in order of first use.
+	var buckets []int64
+	byBucket := map[int64][]Seen{}
+	for _, s := range c.Seen {
+		if _, ok := byBucket[s.Bucket]; !ok {
+			buckets = append(buckets, s.Bucket)
+		}
+		byBucket[s.Bucket] = append(byBucket[s.Bucket], s)
+	}
+	for _, b := range buckets {
+		ks = append(ks, k.bucket(b))
+		ids := byBucket[b]
+		args = append(args, ids[0].ExpireAt, len(ids))
+		for _, s := range ids {
+			args = append(args, member(s.FP))
+		}
+	}
+	args = append(args, len(c.MQLs))
+	for i := range c.MQLs {
+		rec, err := json.Marshal(&c.MQLs[i])
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding mql record: %w", err)
+		}
+		args = append(args, c.MQLs[i].MQLID, rec)
+	}
+	return ks, args, nil
+}
+
+func commitResult(subj scoring.Subject, version string, res []any) (CommitResult, error) {
+	if len(res) == 0 || (res[0] != int64(1) && len(res) != 2) {
+		return CommitResult{}, fmt.Errorf("BUG: commit script returned %v", res)
+	}
+	switch code, _ := res[0].(int64); code {
+	case 1:
+		return CommitResult{Status: Stored, Version: version}, nil
+	case 0:
+		r := CommitResult{Status: Conflict}
+		if v, ok := res[1].(string); ok {
+			rec, err := decodeValue(subj, v)
+			if err != nil {
+				return CommitResult{}, err
+			}
+			r.Current = rec
+		}
+		return r, nil
+	case 2:
+		dups, _ := res[1].([]any)
+		r := CommitResult{Status: Duplicate}
+		for _, m := range dups {
+			s, _ := m.(string)
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return CommitResult{}, fmt.Errorf("BUG: commit script returned dedup member %q", s)
+			}
+			r.Dups = append(r.Dups, uint64(v))
+		}
+		return r, nil
+	default:
+		return CommitResult{}, fmt.Errorf("BUG: commit script returned status %v", res[0])
+	}
+}
+
+// evalMany runs the commit script once per (keys, args) in one pipeline
+// with EVALSHA; the script is loaded once per store, and again for the
+// commands a server answered NOSCRIPT (restart, failover, a new cluster
+// node). A NOSCRIPT command did not run, so retrying it runs it once.
+func (s *Store) evalMany(ctx context.Context, keys [][]string, args [][]any) ([]*redis.Cmd, error) {
+	if !s.scriptLoaded.Load() {
+		if err := commitScript.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("loading the commit script: %w", err)
+		}
+		s.scriptLoaded.Store(true)
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	todo := make([]int, len(keys))
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		pipe := s.rdb.Pipeline()
+		for _, i := range todo {
+			cmds[i] = commitScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return nil, err
+		}
+		var again []int
+		for _, i := range todo {
+			if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			if attempt > 0 {
+				return nil, fmt.Errorf("script still missing after loading it: %w", cmds[again[0]].Err())
+			}
+			if err := commitScript.Load(ctx, s.rdb).Err(); err != nil {
+				return nil, fmt.Errorf("loading the commit script: %w", err)
+			}
+		}
+		todo = again
+	}
+	return cmds, nil
+}
+
+// Outbox returns the MQL records pending in leads' outboxes, in one pipeline.
+func (s *Store) Outbox(ctx context.Context, leads []string) ([]event.MQL, error) {
+	if len(leads) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(leads))
+	for i, l := range leads {
+		cmds[i] = pipe.HGetAll(ctx, keysOf(scoring.Lead(l)).outbox())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading the mql outboxes of %d leads: %w", len(leads), err)
+	}
+	var out []event.MQL
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			var m event.MQL
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				return nil, fmt.Errorf("decoding mql outbox entry: %w", err)
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// AckOutbox removes MQL records that Kafka acknowledged, in one pipeline.
+func (s *Store) AckOutbox(ctx context.Context, ms []event.MQL) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	byLead := map[string][]string{}
+	var leads []string
+	for _, m := range ms {
+		if _, ok := byLead[m.LeadID]; !ok {
+			leads = append(leads, m.LeadID)
+		}
+		byLead[m.LeadID] = append(byLead[m.LeadID], m.MQLID)
+	}
+	pipe := s.rdb.Pipeline()
+	for _, l := range leads {
+		pipe.HDel(ctx, keysOf(scoring.Lead(l)).outbox(), byLead[l]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("clearing the mql outboxes of %d leads: %w", len(leads), err)
+	}
+	return nil
+}
+
+// Touch restarts the expiry of visitors' states (visitors whose events
+// scored on the lead they were merged into).
+func (s *Store) Touch(ctx context.Context, subjects []scoring.Subject, expireAt int64) error {
+	if len(subjects) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for _, subj := range subjects {
+		pipe.PExpireAt(ctx, keysOf(subj).state(), msTime(expireAt))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("renewing %d visitor links: %w", len(subjects), err)
+	}
+	return nil
+}

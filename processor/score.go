@@ -1,0 +1,254 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
+)
+
+// maxAttempts bounds how often a batch is planned again after losing
+// compare-and-sets to concurrent changes before Score fails (the consumer
+// then retries the batch whole, with backoff).
+const maxAttempts = 25
+
+// Scorer applies batches of events to the states in Redis: the processor's
+// work without Kafka. The benchmark harness measures it alone as the
+// processor's Redis ceiling.
+type Scorer struct {
+	core    *scoring.Core
+	store   *leadstate.Store
+	anonTTL time.Duration
+	clock   func() time.Time // time.Now; tests simulate time passing
+	cache   *stateCache      // the processor's; nil: every state is read
+}
+
+// NewScorer returns a scorer storing visitors' states for anonTTL after
+// their last write.
+func NewScorer(core *scoring.Core, store *leadstate.Store, anonTTL time.Duration) *Scorer {
+	return &Scorer{core: core, store: store, anonTTL: anonTTL, clock: time.Now}
+}
+
+// Scored is what Score did with a batch.
+type Scored struct {
+	Outcomes  []scoring.Outcome // per event
+	Errors    []error           // per event: why a Dead one can never be applied
+	Outbox    []event.MQL       // MQL records pending in the outboxes of the subjects stored
+	Stored    map[scoring.Subject]leadstate.Record
+	Merges    int // histories merged
+	Writes    int // compare-and-sets sent
+	Conflicts int // of which lost to a concurrent change
+}
+
+// facts answers Core.Plan from the records read and what the batch learned.
+type facts struct {
+	recs    map[scoring.Subject]leadstate.Record
+	applied map[scoring.AppliedQuery]bool // read from Redis, or learned from commits
+}
+
+func (f *facts) State(s scoring.Subject) (*scoring.State, bool) {
+	r, ok := f.recs[s]
+	return r.State, ok
+}
+
+func (f *facts) Applied(s scoring.Subject, fp uint64, b int64) (bool, bool) {
+	v, ok := f.applied[scoring.AppliedQuery{Subject: s, FP: fp, Bucket: b}]
+	return v, ok
+}
+
+// Score plans events over the states in recs (read ahead; read here when
+// missing or stale), stores the plan's writes phase by phase with
+// compare-and-sets, and plans again after a lost one, keeping what was
+// stored, until every write is stored. recs is updated with what it learns.
+func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[scoring.Subject]leadstate.Record) (*Scored, error) {
+	f := &facts{recs: recs, applied: map[scoring.AppliedQuery]bool{}}
+	res := &Scored{Stored: map[scoring.Subject]leadstate.Record{}}
+	skip := make([]bool, len(events))
+	mqlSeen := map[string]bool{}
+	for attempt := 0; ; attempt++ {
+		if attempt == maxAttempts {
+			return nil, fmt.Errorf("scoring a batch of %d events: still losing to concurrent changes after %d attempts", len(events), maxAttempts)
+		}
+		now := sc.clock().UnixMilli()
+		plan := sc.core.Plan(events, skip, f, now)
+		if !plan.Complete() {
+			if err := sc.learnMissing(ctx, f, plan); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		done, err := sc.commit(ctx, f, plan, now, skip, res, mqlSeen)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			continue
+		}
+		if err := sc.store.Touch(ctx, plan.Via, now+sc.anonTTL.Milliseconds()); err != nil {
+			return nil, err
+		}
+		sc.cache.put(f.recs)
+		res.Outcomes, res.Errors = plan.Outcomes, plan.Errors
+		var dupLeads []string
+		dupSeen := map[string]bool{}
+		for i, o := range res.Outcomes {
+			if skip[i] {
+				res.Outcomes[i] = scoring.Scored // stored by an earlier attempt
+			}
+			// A redelivered event's lead may hold an MQL record a crashed
+			// processor stored but did not publish.
+			if s := plan.Subjects[i]; o == scoring.Duplicate && !s.Anonymous && !dupSeen[s.ID] {
+				dupSeen[s.ID] = true
+				dupLeads = append(dupLeads, s.ID)
+			}
+		}
+		pending, err := sc.store.Outbox(ctx, dupLeads)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range pending {
+			if !mqlSeen[m.MQLID] {
+				mqlSeen[m.MQLID] = true
+				res.Outbox = append(res.Outbox, m)
+			}
+		}
+		return res, nil
+	}
+}
+
+// read adds the records of want, and of the leads they were merged into,
+// to recs.
+func (sc *Scorer) read(ctx context.Context, recs map[scoring.Subject]leadstate.Record, want []scoring.Subject) error {
+	for hop := 0; len(want) > 0 && hop < 8; hop++ {
+		var todo, next []scoring.Subject
+		seen := map[scoring.Subject]bool{}
+		for _, s := range want {
+			if _, ok := recs[s]; ok || seen[s] {
+				continue
+			}
+			seen[s] = true
+			if r, ok := sc.cache.get(s); ok {
+				recs[s] = r
+				if r.State != nil && r.State.Into != "" {
+					next = append(next, scoring.Lead(r.State.Into))
+				}
+				continue
+			}
+			todo = append(todo, s)
+		}
+		got, err := sc.store.Read(ctx, todo)
+		if err != nil {
+			return err
+		}
+		for s, r := range got {
+			recs[s] = r
+			if r.State != nil && r.State.Into != "" {
+				next = append(next, scoring.Lead(r.State.Into))
+			}
+		}
+		want = next
+	}
+	return nil
+}
+
+// learnMissing reads what an incomplete plan lacked.
+func (sc *Scorer) learnMissing(ctx context.Context, f *facts, plan *scoring.Plan) error {
+	if err := sc.read(ctx, f.recs, plan.Missing); err != nil {
+		return err
+	}
+	got, err := sc.store.Applied(ctx, plan.MissingApplied)
+	if err != nil {
+		return err
+	}
+	for i, q := range plan.MissingApplied {
+		f.applied[q] = got[i]
+	}
+	return nil
+}
+
+// commit stores a complete plan's writes phase by phase. It returns done =
+// true when every write was stored; otherwise what it learned (a state
+// changed by another processor, ids applied already) is in f, the events
+// whose writes were stored are marked in skip, and the batch must be planned
+// again.
+func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now int64, skip []bool, res *Scored, mqlSeen map[string]bool) (bool, error) {
+	last := 0
+	for _, w := range plan.Writes {
+		last = max(last, w.Phase)
+	}
+	for phase := 0; phase <= last; phase++ {
+		var cs []leadstate.Commit
+		var ws []*scoring.Write
+		for i := range plan.Writes {
+			w := &plan.Writes[i]
+			if w.Phase != phase {
+				continue
+			}
+			c := leadstate.Commit{Subject: w.Subject, Expect: f.recs[w.Subject].Version, State: w.State, MQLs: w.MQLs}
+			if w.Subject.Anonymous {
+				c.ExpireAt = now + sc.anonTTL.Milliseconds()
+			}
+			for _, s := range w.Seen {
+				c.Seen = append(c.Seen, leadstate.Seen{FP: s.FP, Bucket: s.Bucket, ExpireAt: sc.core.BucketExpiry(s.Bucket)})
+			}
+			cs = append(cs, c)
+			ws = append(ws, w)
+		}
+		if len(cs) == 0 {
+			continue
+		}
+		results, err := sc.store.Commit(ctx, cs)
+		if err != nil {
+			return false, err
+		}
+		res.Writes += len(cs)
+		lost := false
+		for i, r := range results {
+			w := ws[i]
+			switch r.Status {
+			case leadstate.Stored:
+				if prev := f.recs[w.Subject].State; prev != nil && prev.Pending && !w.State.Pending {
+					res.Merges++ // a merged subject emptied: its history is in its survivor
+				}
+				rec := leadstate.Record{State: w.State, Version: r.Version}
+				f.recs[w.Subject], res.Stored[w.Subject] = rec, rec
+				for _, s := range w.Seen {
+					f.applied[scoring.AppliedQuery{Subject: w.Subject, FP: s.FP, Bucket: s.Bucket}] = true
+				}
+				for j := range plan.Outcomes {
+					if plan.Outcomes[j] == scoring.Scored && plan.Subjects[j] == w.Subject {
+						skip[j] = true // recorded by this write
+					}
+				}
+				for _, m := range w.MQLs {
+					if !mqlSeen[m.MQLID] {
+						mqlSeen[m.MQLID] = true
+						res.Outbox = append(res.Outbox, m)
+					}
+				}
+			case leadstate.Conflict:
+				f.recs[w.Subject] = r.Current
+				res.Conflicts++
+				lost = true
+			case leadstate.Duplicate:
+				dups := map[uint64]bool{}
+				for _, fp := range r.Dups {
+					dups[fp] = true
+				}
+				for _, s := range w.Seen {
+					if dups[s.FP] {
+						f.applied[scoring.AppliedQuery{Subject: w.Subject, FP: s.FP, Bucket: s.Bucket}] = true
+					}
+				}
+				lost = true
+			}
+		}
+		if lost {
+			return false, nil
+		}
+	}
+	return true, nil
+}

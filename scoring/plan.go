@@ -1,0 +1,432 @@
+package scoring
+
+import (
+	"fmt"
+
+	"github.com/leadstream/leadstream/event"
+)
+
+// Facts is what planning needs to know besides the events: the stored state
+// of subjects and which event ids they applied. The processor answers from
+// Redis (and what it learned from its writes), `rescore` from memory.
+type Facts interface {
+	// State returns s's stored state (nil when it has none) and whether
+	// that is known; an unknown state is listed in Plan.Missing.
+	State(s Subject) (st *State, known bool)
+	// Applied reports whether s applied the id of fingerprint fp in dedup
+	// bucket b, among the ids kept beside its state (a bucket it spilled,
+	// see State.Spilled), and whether that is known; an unknown answer is
+	// listed in Plan.MissingApplied. The ids a state keeps itself the plan
+	// reads from the state.
+	Applied(s Subject, fp uint64, b int64) (applied, known bool)
+}
+
+// Outcome is what a plan does with one event.
+type Outcome uint8
+
+// Event outcomes.
+const (
+	Blocked   Outcome = iota // not planned: a fact it needs is missing
+	Scored                   // changed its subject's state
+	NoMatch                  // matched no rule: changes nothing
+	Duplicate                // its id was applied already
+	Late                     // event time more than the dedup window before its receipt: not scored
+	Stale                    // processed too long after its receipt to be sure of dedup: not scored
+	Bot                      // flagged by the collector: never scored
+	Dead                     // can never be applied (see Plan.Errors)
+	Skipped                  // the caller said it is done (committed by an earlier attempt)
+)
+
+var outcomeNames = [...]string{"blocked", "scored", "no_match", "duplicate", "late", "stale", "bot", "dead_letter", "skipped"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Seen is an applied id a write records beside its subject's state (in a
+// bucket its state spilled).
+type Seen struct {
+	FP     uint64 // Fingerprint of the id
+	Bucket int64
+}
+
+// Write is one subject's new state, to store only if the stored state is
+// still the one the plan started from (a compare-and-set).
+type Write struct {
+	Subject Subject
+	State   *State
+	// Seen are the ids to record beside the state; the write must fail if
+	// one of them is recorded already, and the caller plans again knowing it.
+	Seen []Seen
+	MQLs []event.MQL // crossings to put in the subject's outbox
+	// Phase orders the writes: a phase is committed only after every write
+	// of the phases before it succeeded (a merge target after its frozen
+	// source, the source's clean-up after the target).
+	Phase int
+}
+
+// Plan is what a batch of events does to the subjects it touches.
+type Plan struct {
+	Outcomes []Outcome
+	Errors   []error   // per event, for Dead
+	Subjects []Subject // per event: for Scored, the subject whose write records it; for Duplicate, the one that applied it
+	Writes   []Write
+	// Via are subjects events passed through (merged into another one):
+	// visitors among them are kept alive (their expiry restarts).
+	Via []Subject
+	// Missing and MissingApplied are the facts the plan could not do
+	// without; when either is set the plan is incomplete: learn them and
+	// plan again.
+	Missing        []Subject
+	MissingApplied []AppliedQuery
+}
+
+// AppliedQuery is a Facts.Applied question.
+type AppliedQuery struct {
+	Subject Subject
+	FP      uint64
+	Bucket  int64
+}
+
+// Complete reports whether nothing was missing.
+func (p *Plan) Complete() bool { return len(p.Missing) == 0 && len(p.MissingApplied) == 0 }
+
+// maxHops bounds the Into chains followed to a survivor.
+const maxHops = 8
+
+// planner is the state of one Plan call.
+type planner struct {
+	c       *Core
+	f       Facts
+	now     int64
+	work    map[Subject]*working
+	order   []Subject // work in first-touched order, for deterministic writes
+	missing map[Subject]bool
+	missQ   map[AppliedQuery]bool
+	blocked map[Subject]bool
+	plan    *Plan
+}
+
+// working is one subject's state as the plan changes it.
+type working struct {
+	base    *State // as stored (nil = none)
+	cur     *State
+	seen    []Seen // ids spilled beside the state
+	seenSet map[uint64]bool
+	mqls    []event.MQL
+	phase   int
+	changed bool
+	via     bool
+	// frozen, when set, is the subject frozen for a merge (Pending, with
+	// its history): written at frozenPhase with seen and mqls, before cur
+	// (emptied once the merge is done) at phase.
+	frozen      *State
+	frozenPhase int
+}
+
+// Plan resolves each event's subject and applies the events, in order, to
+// the states in facts: the identity rules (an event with a lead and an
+// anonymous id merges the visitor into the lead the first time they appear
+// together; alias merges previousId, visitor or lead, into userId; merged
+// subjects redirect to their survivor), dedup, lateness, and Core.Apply and
+// Merge. skip marks events a caller already committed. now (Unix ms) is the
+// processing time for Stale and Prune; 0 disables both (replays).
+func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Plan {
+	p := &planner{c: c, f: f, now: now, work: map[Subject]*working{}, missing: map[Subject]bool{},
+		missQ: map[AppliedQuery]bool{}, blocked: map[Subject]bool{},
+		plan: &Plan{Outcomes: make([]Outcome, len(events)), Errors: make([]error, len(events)), Subjects: make([]Subject, len(events))}}
+	for i, e := range events {
+		if skip != nil && skip[i] {
+			p.plan.Outcomes[i] = Skipped
+			continue
+		}
+		p.plan.Outcomes[i], p.plan.Subjects[i], p.plan.Errors[i] = p.event(e)
+	}
+	for s := range p.missing {
+		p.plan.Missing = append(p.plan.Missing, s)
+	}
+	for q := range p.missQ {
+		p.plan.MissingApplied = append(p.plan.MissingApplied, q)
+	}
+	if !p.plan.Complete() {
+		return p.plan
+	}
+	for _, s := range p.order {
+		w := p.work[s]
+		if w.via && w.cur.Anonymous && !w.changed {
+			p.plan.Via = append(p.plan.Via, s)
+		}
+		if !w.changed {
+			continue
+		}
+		if now > 0 {
+			c.Prune(w.cur, now)
+		}
+		if w.frozen != nil {
+			p.plan.Writes = append(p.plan.Writes,
+				Write{Subject: s, State: w.frozen, Seen: w.seen, MQLs: w.mqls, Phase: w.frozenPhase},
+				Write{Subject: s, State: w.cur, Phase: w.phase})
+			continue
+		}
+		p.plan.Writes = append(p.plan.Writes, Write{Subject: s, State: w.cur, Seen: w.seen, MQLs: w.mqls, Phase: w.phase})
+	}
+	return p.plan
+}
+
+// get returns the working state of s (nil when s has none), or ok = false
+// when its state is not known.
+func (p *planner) get(s Subject) (*working, bool) {
+	if w := p.work[s]; w != nil {
+		return w, true
+	}
+	if p.blocked[s] {
+		return nil, false
+	}
+	st, known := p.f.State(s)
+	if !known {
+		p.missing[s] = true
+		p.blocked[s] = true
+		return nil, false
+	}
+	w := &working{base: st, cur: st.Clone()}
+	if w.cur == nil {
+		w.cur = &State{Subject: s}
+	}
+	p.work[s] = w
+	p.order = append(p.order, s)
+	return w, true
+}
+
+// exists reports whether a working state holds anything stored or planned.
+func (w *working) exists() bool { return w.base != nil || w.changed }
+
+// survivor follows s's Into chain to the subject that scores its events,
+// completing pending merges on the way. via lists the subjects passed.
+func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool) {
+	cur := s
+	for range maxHops {
+		w, ok := p.get(cur)
+		if !ok {
+			return nil, nil, false
+		}
+		if w.cur.Into == "" {
+			return w, via, true
+		}
+		if w.cur.Pending && !p.completeMerge(w) {
+			return nil, nil, false
+		}
+		via = append(via, w)
+		cur = Lead(w.cur.Into)
+	}
+	// A chain longer than maxHops: score on where it got to.
+	w, ok := p.get(cur)
+	return w, via, ok
+}
+
+// completeMerge folds a frozen subject's history into its survivor, unless
+// the survivor's dedup shows that was done; then the subject is emptied:
+// its ids kept in its state move to the survivor, those spilled beside it
+// stay there (the events that pass through it check them).
+func (p *planner) completeMerge(src *working) bool {
+	target, _, ok := p.survivor(Lead(src.cur.Into))
+	if !ok {
+		return false
+	}
+	mark, bucket := Fingerprint(src.cur.MergeMark), p.c.Bucket(src.cur.MergeTime)
+	done, known := p.applied(target, mark, bucket)
+	if !known {
+		return false
+	}
+	if !done {
+		mqls := p.c.Merge(target.cur, src.cur, src.cur.MergeMark, src.cur.MergeTime)
+		p.record(target, mark, bucket)
+		for _, b := range src.cur.Recent {
+			for _, fp := range b.IDs {
+				p.record(target, fp, b.Bucket)
+			}
+		}
+		target.mqls = append(target.mqls, mqls...)
+		target.phase = max(target.phase, src.phase+1)
+	}
+	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
+	src.changed = true
+	src.phase = max(src.phase, target.phase+1)
+	return true
+}
+
+// applied reports whether w applied fp in bucket b: in this plan, in its
+// state, or beside it (a fact).
+func (p *planner) applied(w *working, fp uint64, b int64) (bool, bool) {
+	if w.seenSet[fp] || w.cur.hasInline(b, fp) {
+		return true, true
+	}
+	if !w.cur.isSpilled(b) && (w.base == nil || !w.base.isSpilled(b)) {
+		return false, true
+	}
+	applied, known := p.f.Applied(w.cur.Subject, fp, b)
+	if !known {
+		p.missQ[AppliedQuery{Subject: w.cur.Subject, FP: fp, Bucket: b}] = true
+	}
+	return applied, known
+}
+
+// appliedVia reports whether a subject an event passed through applied fp,
+// before it was merged (its state's ids moved to the survivor; what it
+// spilled stays beside it).
+func (p *planner) appliedVia(w *working, fp uint64, te int64) (bool, bool) {
+	if w.base == nil || te > w.base.MaxTime {
+		return w.seenSet[fp], true // it applied nothing that late
+	}
+	return p.applied(w, fp, p.c.Bucket(te))
+}
+
+// record remembers that w applied fp in bucket b: in its state, or beside
+// it once the state keeps InlineIDs.
+func (p *planner) record(w *working, fp uint64, b int64) {
+	w.changed = true
+	if w.cur.addInline(b, fp) {
+		return
+	}
+	w.cur.spill(b)
+	if w.seenSet == nil {
+		w.seenSet = map[uint64]bool{}
+	}
+	if !w.seenSet[fp] {
+		w.seenSet[fp] = true
+		w.seen = append(w.seen, Seen{FP: fp, Bucket: b})
+	}
+}
+
+// event plans one event.
+func (p *planner) event(e *event.Event) (Outcome, Subject, error) {
+	o, target, err := p.event1(e)
+	if target == nil {
+		return o, Subject{}, err
+	}
+	return o, target.cur.Subject, err
+}
+
+func (p *planner) event1(e *event.Event) (Outcome, *working, error) {
+	te := e.EventTime.UnixMilli()
+	switch {
+	case e.Bot:
+		return Bot, nil, nil
+	case p.c.Late(e):
+		return Late, nil, nil
+	case p.now > 0 && p.c.Stale(te, p.now):
+		return Stale, nil, nil
+	case !p.c.Relevant(e):
+		return NoMatch, nil, nil
+	}
+	anon := e.AnonymousID
+	if e.Type == event.Alias && e.PreviousID != "" && e.LeadID == "" {
+		anon = e.PreviousID
+	}
+	var from Subject
+	if e.LeadID != "" {
+		from = Lead(e.LeadID)
+	} else {
+		from = Anon(anon)
+	}
+	target, via, ok := p.survivor(from)
+	if !ok {
+		return Blocked, nil, nil
+	}
+	if e.LeadID != "" {
+		var srcs []Subject
+		if anon != "" {
+			srcs = append(srcs, Anon(anon))
+		}
+		if e.Type == event.Alias && e.PreviousID != "" {
+			srcs = append(srcs, Anon(e.PreviousID), Lead(e.PreviousID))
+		}
+		for _, src := range srcs {
+			if !p.merge(src, target, te) {
+				return Blocked, nil, nil
+			}
+		}
+	}
+	fp, bucket := Fingerprint(e.ID), p.c.Bucket(te)
+	for _, v := range via {
+		v.via = true
+		applied, known := p.appliedVia(v, fp, te)
+		if !known {
+			return Blocked, nil, nil
+		}
+		if applied {
+			return Duplicate, target, nil
+		}
+	}
+	applied, known := p.applied(target, fp, bucket)
+	if !known {
+		return Blocked, nil, nil
+	}
+	if applied {
+		return Duplicate, target, nil
+	}
+	changed, mqls, err := p.c.Apply(target.cur, e)
+	if err != nil {
+		return Dead, nil, err
+	}
+	if !changed {
+		return NoMatch, nil, nil
+	}
+	p.record(target, fp, bucket)
+	target.mqls = append(target.mqls, mqls...)
+	return Scored, target, nil
+}
+
+// merge makes src (a visitor, or a lead by alias) part of target: its
+// history is folded into target in idempotent steps, each one subject's
+// compare-and-set: src frozen (Pending, pointing at target), target given the
+// history and a marker id, src emptied. A src already merged into another
+// survivor is only pointed at target (last link wins); a src with no state
+// becomes a link (for alias, both a visitor and a lead link: previousId may
+// name either, and a lead's later events must score on target too).
+func (p *planner) merge(src Subject, target *working, te int64) bool {
+	w, ok := p.get(src)
+	if !ok {
+		return false
+	}
+	if w.cur.Subject == target.cur.Subject {
+		return true
+	}
+	if w.cur.Into != "" {
+		end, _, ok := p.survivor(src)
+		if !ok {
+			return false
+		}
+		if end == target || w.cur.Pending {
+			return true // linked already; or mid-merge elsewhere: relinked at a later event
+		}
+		w.cur.Into = target.cur.ID
+		w.changed = true
+		return true
+	}
+	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0) {
+		w.cur.Into = target.cur.ID
+		w.changed = true
+		return true
+	}
+	// Freeze src with its history, then complete the merge: the frozen
+	// state is written first, then the target, then the emptied src.
+	w.cur.Into, w.cur.Pending = target.cur.ID, true
+	w.cur.MergeMark, w.cur.MergeTime = mergeMark(src), te
+	w.frozen, w.frozenPhase = w.cur.Clone(), w.phase
+	w.changed = true
+	return p.completeMerge(w)
+}
+
+// mergeMark is the id a merge records in its target's dedup ("merge:…").
+func mergeMark(src Subject) string {
+	if src.Anonymous {
+		return "merge:a:" + src.ID
+	}
+	return "merge:l:" + src.ID
+}
+
+// String names an outcome's subject for errors.
+func (s Subject) String() string {
+	if s.Anonymous {
+		return fmt.Sprintf("visitor %q", s.ID)
+	}
+	return fmt.Sprintf("lead %q", s.ID)
+}
