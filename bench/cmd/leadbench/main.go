@@ -89,6 +89,7 @@ type harness struct {
 	wrkPrefill       int    // wrk scenarios: records written to the broker before each collector run
 	runSeq           int
 	runTag           string
+	redisFloorUsec   float64 // Redis CPU per event of a pipelined HSET + SADD (redisFloor)
 }
 
 func (h *harness) logf(format string, args ...any) {

@@ -103,8 +103,12 @@ func (s *stageResult) evaluate() {
 		ok = s.Ratio >= 0.60
 	case "wrk_track", "wrk_pixel":
 		ok = s.Ratio >= 0.60 && s.P99Ms > 0 && s.P99Ms <= 25
-	case "collector_batch", "processor", "sink":
+	case "collector_batch", "sink":
 		ok = s.Ratio >= 0.50
+	case "processor":
+		// ≥ 60% of its own Redis ceiling, and Redis CPU per event ≤ 3x the floor.
+		cost, _ := s.Detail.(map[string]any)["redis_cost_vs_floor"].(float64)
+		ok = s.Ratio >= 0.60 && cost > 0 && cost <= 3
 	case "e2e_sustained":
 		ok = s.Figure >= 50_000
 	case "e2e_latency_score":
