@@ -10,7 +10,7 @@ import (
 
 // AppendJSON appends e's topic form to dst: the fields of Fields in order.
 // The bytes are exactly what encoding/json produces for Event (field order,
-// omitempty, HTML-safe string escaping, compacted properties and traits),
+// omitempty and omitzero, HTML-safe string escaping, compacted objects),
 // without reflection: the collector encodes every accepted event, so this is
 // on its hot path. Properties and traits must be valid JSON (Validate's
 // callers ensure it).
@@ -24,7 +24,9 @@ func AppendJSON(dst []byte, e *Event) ([]byte, error) {
 				dst = appendString(append(dst, f.key...), v)
 			}
 		case Time:
-			dst = appendTime(append(dst, f.key...), *f.TimeOf(e))
+			if v := f.TimeOf(e); f.Always || !v.IsZero() {
+				dst = appendTime(append(dst, f.key...), *v)
+			}
 		case Object:
 			if v := *f.Raw(e); len(v) > 0 {
 				var err error

@@ -35,6 +35,8 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	f(Event{ID: "z", Type: Alias, EventTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), ReceivedAt: at, LeadID: "l", PreviousID: "p",
 		WriteKeyID: "wk", Campaign: "c", UTMSource: "s", UTMMedium: "m", UTMCampaign: "uc", UTMTerm: "t", UTMContent: "co",
 		URL: "https://x.example/?a=1&b=<2>", Path: "/p", Referrer: "r", Title: "T", Track: "tr", IP: "198.51.100.7", UserAgent: "ua"})
+	f(Event{ID: "o", Type: Custom, EventTime: at, ReceivedAt: at, LeadID: "l", OriginalTimestamp: at.Add(time.Hour).In(time.FixedZone("y", -7200)),
+		Context: json.RawMessage(` {"ip" : "198.51.100.7", "library":{"name":"analytics-go"}} `), Integrations: json.RawMessage(`{"All":true}`)})
 
 	// Random strings over the characters that need care.
 	rng := rand.New(rand.NewPCG(1, 2))
