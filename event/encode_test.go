@@ -143,3 +143,36 @@ func TestUnmarshalStrict(t *testing.T) {
 		}
 	}
 }
+
+// appendCompact writes what encoding/json writes for a json.RawMessage.
+func FuzzAppendCompact(f *testing.F) {
+	f.Add([]byte(` { "a" : [1, 2, {"b": null}] ,` + "\n\t" + `"c":"<&> \u2028 \u2029 \u00e9 \\\" \u003c"} `))
+	f.Add([]byte(`{"k":"` + "\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xff\xe2" + `"}`))
+	f.Add([]byte(`"x"`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		want, err := json.Marshal(json.RawMessage(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendCompact([]byte("prefix"), raw)
+		if err != nil || string(got) != "prefix"+string(want) {
+			t.Fatalf("appendCompact(%q) = %q, %v; encoding/json %q", raw, got, err, want)
+		}
+	})
+}
+
+// SizeHint is never under the size of an event without escapes to write.
+func TestSizeHint(t *testing.T) {
+	for _, e := range sampleEvents() {
+		b, err := Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := SizeHint(&e); h < len(b)-64 || h > len(b)+256 {
+			t.Errorf("SizeHint = %d for %d bytes: %s", h, len(b), b)
+		}
+	}
+}
