@@ -46,6 +46,10 @@ type batchContext struct {
 	// decoded again rather than taken from the message's own.
 	readKeys bool
 	sentAt   string
+	// added counts the bytes the merges added to the batch's messages,
+	// bounded by MaxBatchBytes: a large context merged into thousands of
+	// small messages must not turn one request into hundreds of megabytes.
+	added int
 }
 
 func (bc *batchContext) init(raw json.RawMessage, sentAt string) error {
@@ -148,6 +152,7 @@ func resolveContext(m *message, raw []byte, at loc, bc *batchContext) (json.RawM
 		return own, c, nil
 	}
 	merged := bc.merge(own)
+	bc.added += len(merged) - len(own)
 	if n := len(raw) - len(own) + len(merged); n > MaxEventBytes {
 		return nil, nil, &Error{Field: at.String(), Limit: LimitEventSize,
 			Msg: fmt.Sprintf("event is %d bytes with its batch's context, over the limit of 32 KB (%d bytes) per event", n, MaxEventBytes)}

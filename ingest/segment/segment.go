@@ -209,6 +209,11 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 	b.events = make([]*event.Event, 0, len(msgs))
 	for i, raw := range msgs {
 		e, err := decodeAndMap(raw, loc{index: i}, "", r, &b.bctx)
+		if b.bctx.added > MaxBatchBytes {
+			// The events made so far stay in b.events for Release.
+			return nil, nil, &Error{Field: "context", Limit: LimitBatchSize,
+				Msg: fmt.Sprintf("the batch's context merged into its messages adds over %d bytes, the limit of 500 KB per batch", MaxBatchBytes)}
+		}
 		if err != nil {
 			rj := Rejected{Index: i, MessageID: messageID(raw), Error: err.Error()}
 			if fe, ok := err.(*Error); ok {

@@ -247,6 +247,20 @@ func TestBatchContext(t *testing.T) {
 			t.Errorf("%.60s…: %v, want %q", body, err, want)
 		}
 	}
+	// What the merges add to a batch is bounded like the batch itself: a
+	// large context in a batch of many small messages refuses the request.
+	ctx := `"context":{"pad":"` + strings.Repeat("z", 20_000) + `"}`
+	small := func(n int) string {
+		return strings.TrimSuffix(strings.Repeat(`{"type":"track","userId":"u","event":"e"},`, n), ",")
+	}
+	_, _, err = events(t, `{"batch":[`+small(30)+`],`+ctx+`}`, "batch", r)
+	var se *Error
+	if !errors.As(err, &se) || se.Limit != LimitBatchSize || !strings.Contains(err.Error(), "context merged into its messages") {
+		t.Errorf("30 messages × a 20 KB context: %v", err)
+	}
+	if evs, _, err := events(t, `{"batch":[`+small(20)+`],`+ctx+`}`, "batch", r); err != nil || len(evs) != 20 {
+		t.Errorf("a few messages with a 20 KB context: %d events, %v", len(evs), err)
+	}
 	// A message whose size with the batch's context is over the limit is refused alone.
 	msg := `{"type":"track","userId":"u","event":"e","properties":{"p":"` + strings.Repeat("x", MaxEventBytes-100) + `"}}`
 	_, rejected, _ = events(t, `{"batch":[`+msg+`,{"type":"track","userId":"u","event":"e"}],"context":{"pad":"`+strings.Repeat("y", 200)+`"}}`, "batch", r)
