@@ -26,8 +26,10 @@ func TestShortPaths(t *testing.T) {
 		"/v1/b": `{"batch":[{"type":"track","event":"Batched","userId":"u-b","messageId":"m-b"}],"writeKey":"` + testKey + `","sentAt":"2026-01-01T00:00:00Z"}`,
 	} {
 		// Preflight first, as a browser sends for a JSON post.
-		res, _ := s.do(t, "OPTIONS", path, "", "Origin: "+origin, "Access-Control-Request-Method: POST")
-		if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != origin {
+		res, _ := s.do(t, "OPTIONS", path, "", "Origin: "+origin, "Access-Control-Request-Method: POST",
+			"Access-Control-Request-Headers: authorization,content-type,x-retry-count,x-site-header")
+		if allow := strings.ToLower(res.Header.Get("Access-Control-Allow-Headers")); res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Origin") != origin ||
+			!strings.Contains(allow, "authorization") || !strings.Contains(allow, "x-retry-count") || !strings.Contains(allow, "x-site-header") {
 			t.Fatalf("OPTIONS %s: %d %v", path, res.StatusCode, res.Header)
 		}
 		res, got := s.do(t, "POST", path, body, "Content-Type: text/plain", "Origin: "+origin, auth)
