@@ -138,7 +138,8 @@ func eachMember(b []byte, f func(key string, member []byte)) {
 
 // resolveContext returns the context of m (merged with the batch's when bc
 // is set) as kept on the event, and its decoded fields (nil when there is no
-// context). n is the message's size with the merged context.
+// context). The message with the merged context must stay within
+// MaxEventBytes.
 func resolveContext(m *message, raw []byte, at loc, bc *batchContext) (json.RawMessage, *segContext, error) {
 	if !isObject(m.Context) {
 		return nil, nil, errNotObject(at.field(".context"))
@@ -161,8 +162,8 @@ func resolveContext(m *message, raw []byte, at loc, bc *batchContext) (json.RawM
 	case c == nil:
 		c = &bc.parsed
 	case bc.readKeys:
-		// The batch's context sets fields the message's did not: decode
-		// the merged one (the message's fields win there).
+		// The batch's context has fields the collector reads: decode
+		// the merged one, where the message's own win.
 		c = &segContext{}
 		if err := decodeContext(merged, c); err != nil {
 			return nil, nil, errField(at.field(".context"), "malformed JSON: %v", err)
