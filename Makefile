@@ -39,7 +39,7 @@ vet: ## go vet
 
 lint: fmt-check vet ## gofmt check and go vet
 
-test: test-deps npm lint ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics-node), race detector on
+test: test-deps npm lint ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics.js, analytics-node, analytics-go), race detector on
 	$(GO) run ./internal/localsvc/cmd/withsvc -cluster -- $(GO) test -race -count=1 -timeout 20m ./...
 
 e2e: test-deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-client), browser (chromium) and Segment SDK

@@ -1,10 +1,11 @@
 // Package e2e proves the tracking surface with clients nobody here wrote:
 // Debian's headless Chromium (driven by playwright-core) on the demo site of a
-// real `leadstream dev` binary, Segment's analytics-node SDK, kcat and
-// clickhouse-client. The Node.js side lives in this folder (package.json,
-// browser.mjs, segment.mjs); `make test` installs it with `npm ci` and
-// chromium with deploy/install-deps.sh. Under CI=true a missing piece fails
-// the test instead of skipping it.
+// real `leadstream dev` binary and running Segment's analytics.js (Analytics
+// Next, from its npm package), Segment's analytics-node and analytics-go
+// SDKs, kcat and clickhouse-client. The Node.js side lives in this folder
+// (package.json, browser.mjs, analytics-next.mjs, segment.mjs); `make test`
+// installs it with `npm ci` and chromium with deploy/install-deps.sh. Under
+// CI=true a missing piece fails the test instead of skipping it.
 package e2e
 
 import (
@@ -60,7 +61,7 @@ func requireTools(t *testing.T) string {
 	if _, err := os.Stat(chromium); err != nil {
 		testsvc.Required(t, "chromium", "Debian's chromium is the browser of this test (deploy/install-deps.sh installs it)")
 	}
-	for _, mod := range []string{"playwright-core", "@segment/analytics-node", "terser"} {
+	for _, mod := range []string{"playwright-core", "@segment/analytics-node", "@segment/analytics-next", "terser"} {
 		if _, err := os.Stat(filepath.Join("node_modules", mod, "package.json")); err != nil {
 			testsvc.Required(t, "npm package "+mod, "run `npm ci` in e2e/ (make test does)")
 		}

@@ -36,7 +36,9 @@ func sampleEvents() []Event {
 	at := time.Date(2026, 11, 22, 16, 39, 58, 120e6, time.UTC)
 	return []Event{
 		{ID: "e1", Type: PageView, EventTime: at, ReceivedAt: at.Add(time.Second), AnonymousID: "a1", URL: "https://x.example/?a=1&b=<2>",
-			Title: "Prix — \u2028 \"Acme\" \\ \x01 \U0001F600", Properties: json.RawMessage(`{"url":"https://x.example/","n":[1,2.5e3,true,null]}`)},
+			Title: "Prix — \u2028 \"Acme\" \\ \x01 \U0001F600", Properties: json.RawMessage(`{"url":"https://x.example/","n":[1,2.5e3,true,null]}`),
+			OriginalTimestamp: at.Add(-time.Hour), Context: json.RawMessage(`{"library":{"name":"analytics.js"},"page":{"url":"https://x.example/"}}`),
+			Integrations: json.RawMessage(`{"All":false,"Salesforce":true}`)},
 		{ID: "e2", Type: Identify, EventTime: at, ReceivedAt: at, LeadID: "lead@acme.example", AnonymousID: "a1",
 			Traits: json.RawMessage(`{"email":"lead@acme.example","employees":250}`), Properties: json.RawMessage(`{}`)},
 		{ID: "e3", Type: DealWon, EventTime: at, ReceivedAt: at, LeadID: "l", Revenue: 1234.5678, Currency: "EUR", Bot: true, BotReason: "user_agent:x"},

@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -10,7 +11,7 @@ import (
 
 // AppendJSON appends e's topic form to dst: the fields of Fields in order.
 // The bytes are exactly what encoding/json produces for Event (field order,
-// omitempty, HTML-safe string escaping, compacted properties and traits),
+// omitempty and omitzero, HTML-safe string escaping, compacted objects),
 // without reflection: the collector encodes every accepted event, so this is
 // on its hot path. Properties and traits must be valid JSON (Validate's
 // callers ensure it).
@@ -24,7 +25,9 @@ func AppendJSON(dst []byte, e *Event) ([]byte, error) {
 				dst = appendString(append(dst, f.key...), v)
 			}
 		case Time:
-			dst = appendTime(append(dst, f.key...), *f.TimeOf(e))
+			if v := f.TimeOf(e); f.Always || !v.IsZero() {
+				dst = appendTime(append(dst, f.key...), *v)
+			}
 		case Object:
 			if v := *f.Raw(e); len(v) > 0 {
 				var err error
@@ -45,6 +48,33 @@ func AppendJSON(dst []byte, e *Event) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
+// SizeHint is about how many bytes AppendJSON writes for e: exact unless
+// strings need escaping (which grows them) or objects hold whitespace
+// (which is dropped). Callers size their buffers with it.
+func SizeHint(e *Event) int {
+	n := 2
+	for i := range Fields {
+		f := &Fields[i]
+		switch f.Kind {
+		case String:
+			if v := *f.Str(e); v != "" || f.Always {
+				n += len(f.key) + len(v) + 2
+			}
+		case Time:
+			n += len(f.key) + len(`"2006-01-02T15:04:05.999999999Z07:00"`)
+		case Object:
+			if v := *f.Raw(e); len(v) > 0 {
+				n += len(f.key) + len(v)
+			}
+		case Number:
+			n += len(f.key) + 24
+		case Bool:
+			n += len(f.key) + 4
+		}
+	}
+	return n
+}
+
 func appendTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')
 	dst = t.AppendFormat(dst, time.RFC3339Nano)
@@ -54,43 +84,76 @@ func appendTime(dst []byte, t time.Time) []byte {
 // appendCompact appends raw JSON without insignificant space and with HTML
 // characters escaped inside strings, as encoding/json does for
 // json.RawMessage. raw must be valid JSON: it was validated when decoded, so
-// one copying pass suffices; anything else is reported as an error.
+// one copying pass suffices; anything else is reported as an error. Runs of
+// bytes that stay as they are (most of a compact object) are copied whole.
 func appendCompact(dst, raw []byte) ([]byte, error) {
-	inString, escaped := false, false
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			case c == '<' || c == '>' || c == '&':
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-				continue
-			case c == 0xE2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9):
-				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[raw[i+2]&0xF])
-				i += 2
+	dst = slices.Grow(dst, len(raw))
+	start := 0 // raw[start:i] is still to be copied
+	inString := false
+	for i := 0; i < len(raw); {
+		if !inString {
+			for i < len(raw) && !compactOut[raw[i]] {
+				i++
+			}
+			if i == len(raw) {
+				break
+			}
+			if raw[i] == '"' {
+				inString = true
+				i++
 				continue
 			}
-			dst = append(dst, c)
+			dst = append(dst, raw[start:i]...) // whitespace: dropped
+			for i++; i < len(raw) && raw[i] <= ' ' && compactOut[raw[i]]; i++ {
+			}
+			start = i
 			continue
 		}
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
+		for i < len(raw) && !compactIn[raw[i]] {
+			i++
+		}
+		if i == len(raw) {
+			break
+		}
+		switch c := raw[i]; c {
+		case '\\':
+			i += 2 // the escaped byte is ASCII in valid JSON
 		case '"':
-			inString = true
+			inString = false
+			i++
+		case '<', '>', '&':
+			dst = append(dst, raw[start:i]...)
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			i++
+			start = i
+		default: // 0xE2: U+2028 and U+2029 are escaped
+			if i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9) {
+				dst = append(dst, raw[start:i]...)
+				dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[raw[i+2]&0xF])
+				i += 3
+				start = i
+			} else {
+				i++
+			}
 		}
-		dst = append(dst, c)
 	}
 	if inString {
-		return dst, errors.New("event: properties or traits are not valid JSON")
+		return dst, errors.New("event: an object field (properties, traits, context, integrations) is not valid JSON")
 	}
-	return dst, nil
+	return append(dst, raw[min(start, len(raw)):]...), nil
 }
+
+// compactOut marks the bytes appendCompact stops at outside strings (a
+// quote, whitespace), compactIn those it stops at inside one.
+var compactOut, compactIn = func() (out, in [256]bool) {
+	for _, c := range []byte{'"', ' ', '\t', '\n', '\r'} {
+		out[c] = true
+	}
+	for _, c := range []byte{'"', '\\', '<', '>', '&', 0xE2} {
+		in[c] = true
+	}
+	return out, in
+}()
 
 // appendFloat formats like encoding/json's float64 encoder.
 func appendFloat(dst []byte, f float64) []byte {

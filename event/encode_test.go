@@ -35,6 +35,8 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	f(Event{ID: "z", Type: Alias, EventTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)), ReceivedAt: at, LeadID: "l", PreviousID: "p",
 		WriteKeyID: "wk", Campaign: "c", UTMSource: "s", UTMMedium: "m", UTMCampaign: "uc", UTMTerm: "t", UTMContent: "co",
 		URL: "https://x.example/?a=1&b=<2>", Path: "/p", Referrer: "r", Title: "T", Track: "tr", IP: "198.51.100.7", UserAgent: "ua"})
+	f(Event{ID: "o", Type: Custom, EventTime: at, ReceivedAt: at, LeadID: "l", OriginalTimestamp: at.Add(time.Hour).In(time.FixedZone("y", -7200)),
+		Context: json.RawMessage(` {"ip" : "198.51.100.7", "library":{"name":"analytics-go"}} `), Integrations: json.RawMessage(`{"All":true}`)})
 
 	// Random strings over the characters that need care.
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -138,6 +140,39 @@ func TestUnmarshalStrict(t *testing.T) {
 	for _, bad := range []string{ok + `,"zz":{""}}`, ok + `,"traits":{"a":}}`, ok, ok + `}x`, `{"event_id":"e1","type":"page_view"}`} {
 		if err := Unmarshal([]byte(bad), &e); err == nil {
 			t.Errorf("Unmarshal(%s) accepted a malformed or invalid record", bad)
+		}
+	}
+}
+
+// appendCompact writes what encoding/json writes for a json.RawMessage.
+func FuzzAppendCompact(f *testing.F) {
+	f.Add([]byte(` { "a" : [1, 2, {"b": null}] ,` + "\n\t" + `"c":"<&> \u2028 \u2029 \u00e9 \\\" \u003c"} `))
+	f.Add([]byte(`{"k":"` + "\xe2\x80\xa8\xe2\x80\xa9\xe2\x80\xff\xe2" + `"}`))
+	f.Add([]byte(`"x"`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		want, err := json.Marshal(json.RawMessage(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendCompact([]byte("prefix"), raw)
+		if err != nil || string(got) != "prefix"+string(want) {
+			t.Fatalf("appendCompact(%q) = %q, %v; encoding/json %q", raw, got, err, want)
+		}
+	})
+}
+
+// SizeHint is never under the size of an event without escapes to write.
+func TestSizeHint(t *testing.T) {
+	for _, e := range sampleEvents() {
+		b, err := Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := SizeHint(&e); h < len(b)-64 || h > len(b)+256 {
+			t.Errorf("SizeHint = %d for %d bytes: %s", h, len(b), b)
 		}
 	}
 }

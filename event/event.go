@@ -45,8 +45,9 @@ func (t Type) Valid() bool {
 
 // Event is one accepted touch of a prospect.
 //
-// Properties and Traits hold a compact JSON object (or are empty) exactly as the
-// client sent it, so the collector never re-encodes user data.
+// Properties, Traits, Context and Integrations hold a compact JSON object (or
+// are empty) exactly as the client sent it, so the collector never re-encodes
+// user data.
 type Event struct {
 	ID         string    `json:"event_id"`    // Segment messageId; dedup key everywhere
 	Type       Type      `json:"type"`        // one of Types
@@ -85,6 +86,16 @@ type Event struct {
 	// BotReason says which rule fired (e.g. "user_agent:headlesschrome").
 	Bot       bool   `json:"bot,omitempty"`
 	BotReason string `json:"bot_reason,omitempty"`
+
+	// OriginalTimestamp is the event time by the client's own clock (its
+	// Segment timestamp), before the collector corrected it for the
+	// client's clock skew into EventTime; zero when the client gave none.
+	OriginalTimestamp time.Time `json:"original_timestamp,omitzero"`
+	// Context and Integrations are the Segment call's context (with its
+	// batch's context merged in) and integrations objects, kept as the
+	// client sent them.
+	Context      json.RawMessage `json:"context,omitempty"`      // JSON object
+	Integrations json.RawMessage `json:"integrations,omitempty"` // JSON object
 }
 
 // Key returns the Kafka record key that orders this event: the anonymous id
@@ -107,7 +118,7 @@ var (
 	ErrNoIdentity = errors.New("anonymous_id or lead_id is required")
 	// ErrMissingTime means event_time or received_at is zero.
 	ErrMissingTime = errors.New("event_time and received_at are required")
-	// ErrNotObject means properties or traits is not a JSON object.
+	// ErrNotObject means properties, traits, context or integrations is not a JSON object.
 	ErrNotObject = errors.New("must be a JSON object")
 )
 
@@ -128,6 +139,12 @@ func (e *Event) Validate() error {
 	}
 	if !isObject(e.Traits) {
 		return fmt.Errorf("traits: %w", ErrNotObject)
+	}
+	if !isObject(e.Context) {
+		return fmt.Errorf("context: %w", ErrNotObject)
+	}
+	if !isObject(e.Integrations) {
+		return fmt.Errorf("integrations: %w", ErrNotObject)
 	}
 	return nil
 }

@@ -13,7 +13,8 @@ type Kind uint8
 const (
 	// String is a JSON string, omitted when empty unless Field.Always.
 	String Kind = iota
-	// Time is an RFC 3339 string with nanoseconds, always written.
+	// Time is an RFC 3339 string with nanoseconds, always written when
+	// Field.Always, else omitted when zero.
 	Time
 	// Object is a JSON object kept as the client sent it (compacted),
 	// omitted when empty.
@@ -29,7 +30,7 @@ const (
 type Field struct {
 	Name   string
 	Kind   Kind
-	Always bool // written even when empty (the fields Validate requires)
+	Always bool // written even when empty (the fields Validate requires); a Time without it is optional
 
 	off uintptr // offset in Event of a field of the Go type of Kind (TestFieldsMatchStruct holds it)
 	key string  // `,"name":` (`"name":` for the first field), as AppendJSON writes it
@@ -91,6 +92,9 @@ var Fields = func() []Field {
 		s("user_agent", unsafe.Offsetof(e.UserAgent)),
 		{Name: "bot", Kind: Bool, off: unsafe.Offsetof(e.Bot)},
 		s("bot_reason", unsafe.Offsetof(e.BotReason)),
+		{Name: "original_timestamp", Kind: Time, off: unsafe.Offsetof(e.OriginalTimestamp)},
+		{Name: "context", Kind: Object, off: unsafe.Offsetof(e.Context)},
+		{Name: "integrations", Kind: Object, off: unsafe.Offsetof(e.Integrations)},
 	}
 	objects := 0
 	for i := range fs {
@@ -122,7 +126,7 @@ var objectFields = func() (out []*Field) {
 }()
 
 // fieldsByLen indexes Fields by name length for the decoder's key lookup.
-var fieldsByLen = func() (idx [16][]*Field) {
+var fieldsByLen = func() (idx [24][]*Field) {
 	for i := range Fields {
 		f := &Fields[i]
 		if len(f.Name) >= len(idx) {

@@ -37,7 +37,7 @@ func TestFieldsMatchStruct(t *testing.T) {
 			t.Errorf("%s: kind %d, Go type %s", f.Name, f.Kind, sf.Type)
 			continue
 		}
-		if f.Always == (opts == "omitempty") {
+		if f.Always == (opts == "omitempty" || opts == "omitzero") {
 			t.Errorf("%s: Always=%v but the tag's options are %q", f.Name, f.Always, opts)
 		}
 		want := v.Field(i).Addr().Pointer()

@@ -1,9 +1,12 @@
 // Package ingest is the collector: a fasthttp server that accepts tracking
 // events and writes them to the Kafka events topic. Its sources:
 //
-//   - the Segment-compatible HTTP API (/v1/batch, /v1/track …, segment.go),
-//     also used by the browser beacon, which posts text/plain JSON with the
-//     write key in the body so that browsers send it without a CORS preflight;
+//   - the Segment-compatible HTTP API (/v1/batch, /v1/track, the short
+//     /v1/b, /v1/t … of analytics.js and the mobile SDKs; handlers.go over
+//     package segment, which decodes and maps the calls), also used by the
+//     browser beacon, which posts text/plain JSON with the write key in the
+//     body so that browsers send it without a CORS preflight; and the SDK
+//     settings, GET /v1/projects/{writeKey}/settings (settings.go);
 //   - the beacon script itself (GET /ls.js, beacon.go and package beacon);
 //   - email opens and clicks with signed tokens (GET /o/{token}.gif,
 //     GET /c/{token}, email.go and package token);
@@ -21,6 +24,7 @@
 //	leadstream_collector_requests_total{endpoint,code}
 //	leadstream_collector_events_total{type}          events accepted (acknowledged by Kafka)
 //	leadstream_collector_rejected_total{reason}      requests refused: auth, limit, malformed, origin, unavailable
+//	leadstream_collector_rejected_events_total{reason}  Segment calls refused for their content: limit, malformed
 //	leadstream_collector_request_duration_seconds{endpoint}
 //	leadstream_collector_email_requests_total{kind,result}  opens/clicks: recorded, invalid_token, unavailable
 //	leadstream_collector_bot_events_total{reason}    events flagged: user_agent, email_delivery_delay, link_burst
@@ -36,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
@@ -43,6 +48,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leadstream/leadstream/ingest/segment"
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/internal/httpapi"
 	"github.com/leadstream/leadstream/stream"
@@ -59,6 +65,10 @@ type Config struct {
 	ProduceTimeout time.Duration
 	MaxQueueBytes  int64
 	TrustForwarded bool
+	// PublicURL is the collector's base URL as browsers and SDKs reach it
+	// (the one email links use): the settings endpoint points SDKs at it.
+	// Empty: the Host each settings request came to.
+	PublicURL string
 
 	// TokenKeys sign and verify email open/click tokens; the first signs.
 	TokenKeys []token.Key
@@ -91,6 +101,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProduceTimeout, "collector.produce-timeout", 5*time.Second, "longest wait for Kafka to acknowledge a request's events before answering 503")
 	fs.Int64Var(&c.MaxQueueBytes, "collector.max-queue-bytes", 64<<20, "bytes of events that may wait for Kafka; beyond it requests get 503")
 	fs.BoolVar(&c.TrustForwarded, "collector.trust-forwarded", false, "take the client IP from X-Forwarded-For (only behind a trusted proxy)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the collector's public base URL (e.g. https://t.acme.example), where SDKs loaded from GET /v1/projects/{writeKey}/settings send; empty = the Host of the settings request")
 	fs.Func("token-keys", "email token keys, comma-separated kid:secret (secret >= 16 bytes); the first one signs", func(s string) error {
 		keys, err := token.ParseKeys(s)
 		c.TokenKeys = keys
@@ -136,6 +147,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.PublicURL != "" {
+		if _, err := parsePublicURL(c.PublicURL); err != nil {
+			return err
+		}
+	}
 	if c.GCPercent < 0 {
 		return errors.New("collector.gogc must be >= 0 (<= 100 = Go's default)")
 	}
@@ -161,17 +177,18 @@ type Producer interface {
 
 // Collector serves the ingest HTTP API.
 type Collector struct {
-	cfg      Config
-	log      *slog.Logger
-	m        *metrics
-	producer Producer
-	keys     map[string]string   // write key -> write key id
-	origins  map[string][]string // write key id -> allowed browser origins (absent: any)
-	tokens   *token.Keyring      // nil: no token keys, every token is invalid
-	bots     *botFilter
-	mounts   []mount
-	server   *fasthttp.Server
-	ln       net.Listener
+	cfg       Config
+	log       *slog.Logger
+	m         *metrics
+	producer  Producer
+	keys      map[string]string   // write key -> write key id
+	origins   map[string][]string // write key id -> allowed browser origins (absent: any)
+	tokens    *token.Keyring      // nil: no token keys, every token is invalid
+	publicURL *url.URL            // nil: none configured
+	bots      *botFilter
+	mounts    []mount
+	server    *fasthttp.Server
+	ln        net.Listener
 }
 
 type mount struct {
@@ -201,6 +218,9 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 		c.log.Warn("no token-keys: email open and click links cannot be verified")
 	}
 	c.bots = newBotFilter(cfg.ScannerMinDelay, cfg.ScannerBurst)
+	if cfg.PublicURL != "" {
+		c.publicURL, _ = parsePublicURL(cfg.PublicURL) // checked by Validate
+	}
 	c.server = &fasthttp.Server{
 		Handler:            c.route,
 		Name:               "leadstream",
@@ -345,6 +365,9 @@ func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 		}
 	case path == "/metrics":
 		c.m.serve(ctx)
+	case strings.HasPrefix(path, settingsPrefix):
+		endpoint = strings.TrimSuffix(settingsPrefix, "/")
+		c.settings(ctx, strings.TrimPrefix(path, settingsPrefix))
 	case strings.HasPrefix(path, "/v1/"):
 		c.ingest(ctx, strings.TrimPrefix(path, "/v1/"))
 		if !knownIngest(path) {
@@ -368,12 +391,15 @@ func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 	c.m.observe(endpoint, ctx.Response.StatusCode(), time.Since(start))
 }
 
+// knownIngest reports whether path is one of the Segment endpoints
+// (/v1/track, /v1/t …), each its own metrics label.
 func knownIngest(path string) bool {
-	switch path {
-	case "/v1/batch", "/v1/import", "/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/alias", "/v1/group":
-		return true
+	name, ok := strings.CutPrefix(path, "/v1/")
+	if !ok {
+		return false
 	}
-	return false
+	_, ok = segment.Call(name)
+	return ok
 }
 
 // writeKey authenticates a request by Basic user name or body writeKey,

@@ -102,9 +102,33 @@ func (c *Collector) preflight(ctx *fasthttp.RequestCtx) {
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
 	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, Content-Encoding")
+	allow := corsHeaders
+	// Other headers an SDK is configured to add (analytics.js takes custom
+	// ones) are allowed too: the write key, not a header, is what counts.
+	if req := ctx.Request.Header.Peek("Access-Control-Request-Headers"); headerList(req) {
+		allow += ", " + string(req)
+	}
+	h.Set("Access-Control-Allow-Headers", allow)
 	h.Set("Access-Control-Max-Age", "86400")
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// corsHeaders are the request headers the SDKs send: analytics.js posts
+// with Authorization and adds X-Retry-Count to its retries, the mobile SDKs
+// gzip (Content-Encoding).
+const corsHeaders = "Content-Type, Authorization, Content-Encoding, X-Retry-Count"
+
+// headerList reports whether h is a short list of header names.
+func headerList(h []byte) bool {
+	if len(h) == 0 || len(h) > 256 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == ',' || c == ' ') {
+			return false
+		}
+	}
+	return true
 }
 
 // allowCORS sets the CORS answer headers for an allowed origin.

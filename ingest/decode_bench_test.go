@@ -3,12 +3,12 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/ingest/segment"
 )
 
 // benchBatch is a /v1/batch body of n events shaped like analytics.js traffic.
@@ -25,31 +25,26 @@ func benchBatch(n int) []byte {
 }
 
 // BenchmarkIngestPath is the collector's CPU path for one 50-event batch, as in
-// the handler: decode the batch, map each call to an event, encode it for Kafka.
+// the handler: check and split the batch, map each call to an event, encode it
+// for Kafka.
 func BenchmarkIngestPath(b *testing.B) {
 	body := benchBatch(50)
-	r := &request{writeKeyID: "wk_1", receivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC)}
+	r := &segment.Request{WriteKeyID: "wk_1", ReceivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC)}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := validJSON(body); err != nil {
-			b.Fatal(err)
-		}
-		batch, err := decodeBatch(body)
+		batch, err := segment.Parse(body, "batch")
 		if err != nil {
 			b.Fatal(err)
 		}
-		events := make([]*event.Event, 0, len(batch.Batch))
-		for i, raw := range batch.Batch {
-			e, err := decodeMessage(raw, "batch["+strconv.Itoa(i)+"]", "", r)
-			if err != nil {
-				b.Fatal(err)
-			}
-			events = append(events, e)
+		events, rejected, err := batch.Events(r)
+		if err != nil || len(rejected) > 0 || len(events) != 50 {
+			b.Fatal(err, rejected)
 		}
 		if _, _, err := appendRecords(nil, events); err != nil {
 			b.Fatal(err)
 		}
+		batch.Release()
 	}
 	b.ReportMetric(float64(b.N*50)/b.Elapsed().Seconds(), "events/s")
 }
@@ -59,9 +54,15 @@ func BenchmarkIngestPath(b *testing.B) {
 // to compare BenchmarkIngestPath with in the same run.
 func BenchmarkIngestPathStdlib(b *testing.B) {
 	body := benchBatch(50)
-	r := &request{writeKeyID: "wk_1", receivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC)}
+	at := time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	type page struct {
+		URL      string `json:"url"`
+		Path     string `json:"path"`
+		Referrer string `json:"referrer"`
+		Title    string `json:"title"`
+	}
 	for b.Loop() {
 		var batch struct {
 			Batch []json.RawMessage `json:"batch"`
@@ -70,14 +71,28 @@ func BenchmarkIngestPathStdlib(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, raw := range batch.Batch {
-			var m segMessage
+			var m struct {
+				MessageID  string          `json:"messageId"`
+				Name       string          `json:"name"`
+				Event      string          `json:"event"`
+				Properties json.RawMessage `json:"properties"`
+				Context    *struct {
+					IP        string `json:"ip"`
+					UserAgent string `json:"userAgent"`
+					Page      *page  `json:"page"`
+				} `json:"context"`
+			}
 			if err := json.Unmarshal(raw, &m); err != nil {
 				b.Fatal(err)
 			}
-			e := &event.Event{ID: m.MessageID, Type: event.PageView, EventTime: r.receivedAt, ReceivedAt: r.receivedAt, WriteKeyID: r.writeKeyID,
-				Title: m.Name, Track: m.Event, Properties: json.RawMessage(m.Properties)}
-			if m.Context != nil {
-				applyContext(e, m.Context)
+			e := &event.Event{ID: m.MessageID, Type: event.PageView, EventTime: at, ReceivedAt: at, WriteKeyID: "wk_1",
+				Title: m.Name, Track: m.Event, Properties: m.Properties}
+			if c := m.Context; c != nil {
+				e.IP, e.UserAgent = c.IP, c.UserAgent
+				if p := c.Page; p != nil {
+					e.URL, e.Path, e.Referrer, e.Title = p.URL, p.Path, p.Referrer, p.Title
+				}
+				segment.FillFromURL(e)
 			}
 			if _, err := json.Marshal(e); err != nil {
 				b.Fatal(err)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/ingest/segment"
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/valyala/fasthttp"
 )
@@ -50,8 +52,8 @@ func (c *Collector) emailClick(ctx *fasthttp.RequestCtx, raw string) {
 	}
 	e := c.emailEvent(ctx, claims, "ec-", event.EmailClick, "Email Link Clicked")
 	e.URL = claims.URL
-	fillFromURL(e)
-	e.Campaign = firstNonEmpty(claims.Campaign, e.Campaign)
+	segment.FillFromURL(e)
+	e.Campaign = cmp.Or(claims.Campaign, e.Campaign)
 	// The anonymous cookie (when the collector shares the site's domain)
 	// stitches the visitor's anonymous history to the lead.
 	e.AnonymousID = validAnonID(string(ctx.Request.Header.Cookie(anonCookie)))

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/ingest/segment"
 	"github.com/valyala/fasthttp"
 )
 
@@ -196,7 +198,7 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 		htmlPage(ctx, fasthttp.StatusBadRequest, "Form not accepted", "The form could not be read ("+reason+").")
 		return
 	}
-	keyID := c.writeKey(ctx, firstNonEmpty(fields.Get(fieldWriteKey), string(ctx.QueryArgs().Peek(fieldWriteKey))))
+	keyID := c.writeKey(ctx, cmp.Or(fields.Get(fieldWriteKey), string(ctx.QueryArgs().Peek(fieldWriteKey))))
 	if keyID == "" {
 		c.m.rejected.WithLabelValues("auth").Inc()
 		htmlPage(ctx, fasthttp.StatusUnauthorized, "Form not accepted", "The form has no valid write key (a hidden field named writeKey).")
@@ -214,7 +216,7 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	lead := leadFromFields(fields)
-	anon := validAnonID(firstNonEmpty(fields.Get(fieldAnonID), string(ctx.Request.Header.Cookie(anonCookie))))
+	anon := validAnonID(cmp.Or(fields.Get(fieldAnonID), string(ctx.Request.Header.Cookie(anonCookie))))
 	if lead == "" && anon == "" {
 		anon = newID("f-")
 		c.setAnonCookie(ctx, origin, anon)
@@ -224,7 +226,7 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 	if err != nil {
 		panic("BUG: encoding form fields: " + err.Error())
 	}
-	if len(props) > MaxEventBytes {
+	if len(props) > segment.MaxEventBytes {
 		c.m.rejected.WithLabelValues("limit").Inc()
 		htmlPage(ctx, fasthttp.StatusBadRequest, "Form not accepted", "The form is over the limit of 32 KB per event.")
 		return
@@ -234,7 +236,7 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 		EventTime: now, ReceivedAt: now, AnonymousID: anon, LeadID: lead, WriteKeyID: keyID,
 		IP: c.clientIP(ctx), UserAgent: string(ctx.UserAgent()), URL: ref,
 	}
-	fillFromURL(&base)
+	segment.FillFromURL(&base)
 	id := newID("f-")
 	submit := base
 	submit.ID, submit.Type, submit.Track, submit.Properties = id, event.FormSubmit, "Form Submitted", props
@@ -242,7 +244,10 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 	if lead != "" {
 		traits, _ := json.Marshal(stored)
 		ident := base
-		ident.ID, ident.Type, ident.Traits = id+"-identify", event.Identify, compactObject(traits)
+		ident.ID, ident.Type = id+"-identify", event.Identify
+		if string(traits) != "{}" {
+			ident.Traits = traits
+		}
 		events = append(events, &ident)
 	}
 	for _, e := range events {

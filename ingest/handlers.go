@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,19 +12,21 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/ingest/segment"
 	"github.com/leadstream/leadstream/internal/httpapi"
-	"github.com/leadstream/leadstream/internal/jsonx"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/valyala/fasthttp"
 )
 
-// ingest handles the Segment-compatible endpoints. Browsers (analytics.js,
-// ls.js) reach them too: the body may be text/plain JSON (ls.js, so that no
-// CORS preflight is needed) with the write key in it, and the Origin must be
-// allowed for the key.
-func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
-	if !knownIngest("/v1/" + call) {
-		httpapi.Error(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+call)
+// ingest handles the Segment-compatible endpoints, /v1/{name} (package
+// segment decodes and maps the calls; this is the HTTP side: method, CORS,
+// credentials, bots, Kafka). Browsers (analytics.js, ls.js) reach them too:
+// the body may be text/plain JSON with the write key in it, and the Origin
+// must be allowed for the key.
+func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
+	call, ok := segment.Call(name)
+	if !ok {
+		httpapi.Error(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+name)
 		return
 	}
 	if ctx.IsOptions() {
@@ -37,107 +38,56 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 		return
 	}
-	// Browsers get every answer readable, refusals included: ls.js drops a
-	// batch on a 4xx, while an unreadable answer looks like a network error
-	// and would be retried forever. The allow-list is enforced below by
-	// refusing the events, not by hiding the answer.
+	// Browsers get every answer readable, refusals included: ls.js and
+	// analytics.js drop a batch on a 4xx, while an unreadable answer looks
+	// like a network error and would be retried forever. The allow-list is
+	// enforced below by refusing the events, not by hiding the answer.
 	origin := string(ctx.Request.Header.Peek("Origin"))
 	if origin != "" {
 		allowCORS(ctx, origin)
 	}
+	single := call != "batch"
 	body, err := requestBody(ctx)
 	if err != nil {
-		c.badRequest(ctx, err)
+		c.badRequest(ctx, err, single)
 		return
 	}
-	if err := validJSON(body); err != nil {
-		c.m.rejected.WithLabelValues("malformed").Inc()
-		httpapi.Error(ctx, fasthttp.StatusBadRequest, err.Error())
+	b, err := segment.Parse(body, call)
+	if err != nil {
+		c.badRequest(ctx, err, single)
 		return
-	}
-	r := &request{receivedAt: time.Now().UTC().Truncate(time.Millisecond), userAgent: string(ctx.UserAgent()), ip: c.clientIP(ctx)}
-
-	var events []*event.Event
-	var bodyKey string
-	beaconBatch := false
-	if call == "batch" || call == "import" {
-		b, err := decodeBatch(body)
-		if err != nil {
-			c.m.rejected.WithLabelValues("malformed").Inc()
-			httpapi.Error(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
-			return
-		}
-		if b.Batch == nil {
-			c.m.rejected.WithLabelValues("malformed").Inc()
-			httpapi.Error(ctx, fasthttp.StatusBadRequest, `batch: a "batch" array is required`)
-			return
-		}
-		bodyKey, r.sentAt = b.WriteKey, b.SentAt
-		beaconBatch = isBeaconBatch(b.Context)
-		if r.writeKeyID = c.writeKey(ctx, bodyKey); r.writeKeyID == "" {
-			c.unauthorized(ctx)
-			return
-		}
-		events = make([]*event.Event, 0, len(b.Batch))
-		for i, raw := range b.Batch {
-			e, err := decodeMessage(raw, "batch["+strconv.Itoa(i)+"]", "", r)
-			if err != nil {
-				c.badRequest(ctx, err)
-				return
-			}
-			events = append(events, e)
-		}
-	} else {
-		if len(body) > MaxEventBytes {
-			c.badRequest(ctx, errEventSize("body", len(body)))
-			return
-		}
-		// One decode serves both the write key and the event. A body the
-		// message does not decode from takes the two-step path, which
-		// answers 401 for a bad key before 400 for the body.
-		m := getSegMessage()
-		defer putSegMessage(m)
-		var e *event.Event
-		if decodeSegMessage(body, m) == nil {
-			if r.writeKeyID = c.writeKey(ctx, m.WriteKey); r.writeKeyID == "" {
-				c.unauthorized(ctx)
-				return
-			}
-			e, err = mapMessage(m, body, call, call, r)
-		} else {
-			var k struct {
-				WriteKey string `json:"writeKey"`
-			}
-			if err := json.Unmarshal(body, &k); err != nil {
-				c.m.rejected.WithLabelValues("malformed").Inc()
-				httpapi.Error(ctx, fasthttp.StatusBadRequest, "malformed JSON: "+err.Error())
-				return
-			}
-			if r.writeKeyID = c.writeKey(ctx, k.WriteKey); r.writeKeyID == "" {
-				c.unauthorized(ctx)
-				return
-			}
-			e, err = decodeMessage(body, call, call, r)
-		}
-		if err != nil {
-			c.badRequest(ctx, err)
-			return
-		}
-		events = append(events, e)
 	}
 	// The events are garbage once the answer is written: every path below
 	// ends the request, and the records hold their own copy of the bytes.
-	defer putEvents(events)
-	if origin != "" && !c.originAllowed(r.writeKeyID, origin) {
+	defer b.Release()
+	r := &segment.Request{ReceivedAt: time.Now().UTC().Truncate(time.Millisecond), UserAgent: string(ctx.UserAgent()),
+		IP: c.clientIP(ctx), Browser: origin != ""}
+	if r.WriteKeyID = c.writeKey(ctx, b.WriteKey); r.WriteKeyID == "" {
+		c.unauthorized(ctx)
+		return
+	}
+	if origin != "" && !c.originAllowed(r.WriteKeyID, origin) {
 		c.m.rejected.WithLabelValues("origin").Inc()
 		httpapi.Error(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
+		return
+	}
+	events, rejected, err := b.Events(r)
+	for _, rj := range rejected {
+		c.m.rejectedEvents.WithLabelValues(rejectReason(rj.Limit)).Inc()
+	}
+	if err != nil {
+		if rejected == nil {
+			c.badRequest(ctx, err, single)
+			return
+		}
+		c.refuseBatch(ctx, err, rejected)
 		return
 	}
 	// User agents are checked for browser traffic only: server-side SDKs
 	// (analytics-node, analytics-go) legitimately send a library's agent.
 	// A context.userAgent is a browser's, relayed, so it is checked too.
 	for _, e := range events {
-		if origin != "" || e.UserAgent != r.userAgent {
+		if origin != "" || e.UserAgent != r.UserAgent {
 			c.bots.userAgent(e, origin != "")
 		}
 	}
@@ -149,7 +99,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		return
 	}
 	c.countEvents(events)
-	if beaconBatch {
+	if !single && isBeaconBatch(b.Context()) {
 		for _, e := range events {
 			if e.AnonymousID != "" {
 				c.setAnonCookie(ctx, origin, validAnonID(e.AnonymousID))
@@ -158,7 +108,43 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, call string) {
 		}
 	}
 	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"success":true,"accepted":` + strconv.Itoa(len(events)) + "}")
+	if len(rejected) == 0 {
+		ctx.SetBodyString(`{"success":true,"accepted":` + strconv.Itoa(len(events)) + "}")
+		return
+	}
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, batchAnswer{Success: true, Accepted: len(events), Rejected: rejected})
+}
+
+// batchAnswer is the answer to a batch some of whose messages were refused:
+// 200 with the others accepted, or 400 (with the error fields) when none was.
+type batchAnswer struct {
+	Success  bool               `json:"success"`
+	Accepted int                `json:"accepted"`
+	Rejected []segment.Rejected `json:"rejected"`
+}
+
+// refuseBatch answers 400 to a batch none of whose messages is valid.
+func (c *Collector) refuseBatch(ctx *fasthttp.RequestCtx, err error, rejected []segment.Rejected) {
+	eb := httpapi.ErrorBody{Error: err.Error()}
+	var se *segment.Error
+	if errors.As(err, &se) {
+		eb.Limit = string(se.Limit)
+	}
+	eb.Fill(fasthttp.StatusBadRequest)
+	c.m.rejected.WithLabelValues(rejectReason(segment.Limit(eb.Limit))).Inc()
+	httpapi.WriteJSON(ctx, fasthttp.StatusBadRequest, struct {
+		httpapi.ErrorBody
+		Accepted int                `json:"accepted"`
+		Rejected []segment.Rejected `json:"rejected"`
+	}{eb, 0, rejected})
+}
+
+// rejectReason is the metric label of a refusal for limit ("" = none hit).
+func rejectReason(limit segment.Limit) string {
+	if limit != "" {
+		return "limit"
+	}
+	return "malformed"
 }
 
 // write encodes events and waits until Kafka acknowledged every one.
@@ -235,21 +221,6 @@ func (c *deadlineCtx) Err() error {
 	}
 }
 
-// validJSON checks a whole body in one strict pass. The one-pass decoder
-// that follows skips unknown fields without validating them, and the encoder
-// copies properties and traits as they are; so nothing malformed may get
-// past this point.
-func validJSON(body []byte) error {
-	if jsonx.Valid(body) {
-		return nil
-	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
-	return errors.New("malformed JSON")
-}
-
 // appendRecords encodes events as Kafka records into buf (grown as needed)
 // and returns them with the buffer: keys and values are sub-slices of it, cut
 // after the last append so a reallocation cannot strand them.
@@ -257,7 +228,11 @@ func appendRecords(buf []byte, events []*event.Event) ([]stream.Record, []byte, 
 	recs := make([]stream.Record, len(events))
 	var small [16][2]int
 	ends := small[:0]
-	if need := 512 * len(events); cap(buf) < need {
+	need := 0
+	for _, e := range events {
+		need += len(e.Key()) + event.SizeHint(e)
+	}
+	if cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
 	for _, e := range events {
@@ -290,18 +265,17 @@ func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 	if bytes.EqualFold(ctx.Request.Header.ContentEncoding(), []byte("gzip")) {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
-			return nil, errField("body", "bad gzip: %v", err)
+			return nil, &segment.Error{Field: "body", Msg: "bad gzip: " + err.Error()}
 		}
 		// Read one byte past the limit to tell "at the limit" from "over".
-		out, err := io.ReadAll(io.LimitReader(zr, MaxBatchBytes+1))
+		out, err := io.ReadAll(io.LimitReader(zr, segment.MaxBatchBytes+1))
 		if err != nil {
-			return nil, errField("body", "bad gzip: %v", err)
+			return nil, &segment.Error{Field: "body", Msg: "bad gzip: " + err.Error()}
 		}
 		body = out
 	}
-	if len(body) > MaxBatchBytes {
-		return nil, &fieldError{field: "body", limit: LimitBatchSize,
-			msg: fmt.Sprintf("request is over the limit of 500 KB (%d bytes) per batch", MaxBatchBytes)}
+	if len(body) > segment.MaxBatchBytes {
+		return nil, segment.ErrBatchSize()
 	}
 	return body, nil
 }
@@ -312,15 +286,19 @@ func (c *Collector) unauthorized(ctx *fasthttp.RequestCtx) {
 	httpapi.Error(ctx, fasthttp.StatusUnauthorized, "unknown or missing write key (HTTP Basic user name or writeKey in the body)")
 }
 
-// badRequest answers 400 with err; a limit hit (a *fieldError with its
-// limit set) is counted as such and named in the body's "limit".
-func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error) {
-	var fe *fieldError
-	if errors.As(err, &fe) && fe.limit != "" {
-		c.m.rejected.WithLabelValues("limit").Inc()
-		httpapi.WriteError(ctx, fasthttp.StatusBadRequest, httpapi.ErrorBody{Error: err.Error(), Limit: string(fe.limit)})
-		return
+// badRequest answers 400 with err; a limit hit (a *segment.Error with its
+// limit set) is counted as such and named in the body's "limit". single says
+// the request is one call: its refusal counts one refused event too.
+func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error, single bool) {
+	var limit segment.Limit
+	var se *segment.Error
+	if errors.As(err, &se) {
+		limit = se.Limit
 	}
-	c.m.rejected.WithLabelValues("malformed").Inc()
-	httpapi.Error(ctx, fasthttp.StatusBadRequest, err.Error())
+	reason := rejectReason(limit)
+	c.m.rejected.WithLabelValues(reason).Inc()
+	if single {
+		c.m.rejectedEvents.WithLabelValues(reason).Inc()
+	}
+	httpapi.WriteError(ctx, fasthttp.StatusBadRequest, httpapi.ErrorBody{Error: err.Error(), Limit: string(limit)})
 }

@@ -14,17 +14,23 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	events   *prometheus.CounterVec
 	rejected *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	email    *prometheus.CounterVec
-	bots     *prometheus.CounterVec
-	handler  fasthttp.RequestHandler
+	// rejectedEvents counts the calls refused by their content: each
+	// message of a batch refused alone or with its batch, and each single
+	// call answered 400.
+	rejectedEvents *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	email          *prometheus.CounterVec
+	bots           *prometheus.CounterVec
+	handler        fasthttp.RequestHandler
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_requests_total", Help: "HTTP requests by endpoint and status code."}, []string{"endpoint", "code"}),
 		events:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_events_total", Help: "Events accepted and acknowledged by Kafka, by type."}, []string{"type"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_total", Help: "Requests refused, by reason (auth, limit, malformed, unavailable)."}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_total", Help: "Requests refused, by reason (auth, limit, malformed, origin, unavailable)."}, []string{"reason"}),
+		rejectedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_events_total",
+			Help: "Segment calls refused for their content, by reason (limit, malformed): each message of a batch refused alone or with its batch, and each single call answered 400."}, []string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "leadstream_collector_request_duration_seconds", Help: "Request duration, Kafka acknowledgement included.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 15)}, []string{"endpoint"}),
 		email: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_email_requests_total",
@@ -34,7 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handler: func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusNotFound) },
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.rejected, m.duration, m.email, m.bots)
+		reg.MustRegister(m.requests, m.events, m.rejected, m.rejectedEvents, m.duration, m.email, m.bots)
+	}
+	for _, r := range []string{"limit", "malformed"} {
+		m.rejectedEvents.WithLabelValues(r)
 	}
 	for _, k := range []string{"open", "click"} {
 		for _, r := range []string{"recorded", "invalid_token", "unavailable"} {

@@ -51,6 +51,13 @@ func testEvents(n int) []event.Event {
 			Campaign:    "cmp-42",
 			Properties:  json.RawMessage(fmt.Sprintf(`{"plan":"enterprise","seats":%d,"tags":["a","b"],"nested":{"x":1.5},"note":"quote \" and \\u00e9"}`, i%50)),
 		}
+		if i%4 != 3 { // the others have no client timestamp, context or integrations (older records too)
+			e.OriginalTimestamp = t.Add(-time.Hour - 7*time.Millisecond)
+			e.Context = json.RawMessage(fmt.Sprintf(`{"library":{"name":"analytics.js","version":"next-1.84.3"},"page":{"url":"https://example.com/pricing?i=%d"},"locale":"ja-JP"}`, i))
+		}
+		if i%4 == 1 {
+			e.Integrations = json.RawMessage(`{"All":false,"Salesforce":true}`)
+		}
 		switch e.Type {
 		case event.EmailOpen, event.EmailClick:
 			e.AnonymousID, e.LeadID = "", fmt.Sprintf("lead-%d", i%11)
@@ -85,7 +92,8 @@ func storedEvents(t testing.TB, conn driver.Conn, db string) map[string]event.Ev
 	t.Helper()
 	rs, err := conn.Query(context.Background(), `SELECT event_id, type, event_time, event_time_ms, received_at,
 		anonymous_id, lead_id, previous_id, write_key_id, campaign, utm_source, utm_medium, utm_campaign, utm_term, utm_content,
-		url, path, referrer, title, track, properties, traits, revenue, currency, ip, user_agent, bot, bot_reason
+		url, path, referrer, title, track, properties, traits, revenue, currency, ip, user_agent, bot, bot_reason,
+		original_timestamp, original_timestamp_ms, context, integrations
 		FROM `+db+`.events FINAL`)
 	if err != nil {
 		t.Fatal(err)
@@ -101,10 +109,14 @@ func storedEvents(t testing.TB, conn driver.Conn, db string) map[string]event.Ev
 			rev                decimal.Decimal
 			bot                uint8
 			botReason          string
+			origTime           time.Time
+			origMs             uint64
+			ctxJSON, integ     string
 		)
 		if err := rs.Scan(&e.ID, &typ, &eventTime, &ms, &e.ReceivedAt,
 			&e.AnonymousID, &e.LeadID, &e.PreviousID, &e.WriteKeyID, &e.Campaign, &e.UTMSource, &e.UTMMedium, &e.UTMCampaign, &e.UTMTerm, &e.UTMContent,
-			&e.URL, &e.Path, &e.Referrer, &e.Title, &e.Track, &props, &traits, &rev, &e.Currency, &e.IP, &e.UserAgent, &bot, &botReason); err != nil {
+			&e.URL, &e.Path, &e.Referrer, &e.Title, &e.Track, &props, &traits, &rev, &e.Currency, &e.IP, &e.UserAgent, &bot, &botReason,
+			&origTime, &origMs, &ctxJSON, &integ); err != nil {
 			t.Fatal(err)
 		}
 		if !eventTime.Equal(time.UnixMilli(int64(ms)).Truncate(time.Second)) {
@@ -120,6 +132,18 @@ func storedEvents(t testing.TB, conn driver.Conn, db string) map[string]event.Ev
 		}
 		if traits != "" {
 			e.Traits = json.RawMessage(traits)
+		}
+		if !origTime.Equal(time.UnixMilli(int64(origMs)).Truncate(time.Second)) {
+			t.Errorf("%s: original_timestamp %v disagrees with original_timestamp_ms %d", e.ID, origTime, origMs)
+		}
+		if origMs != 0 {
+			e.OriginalTimestamp = time.UnixMilli(int64(origMs)).UTC()
+		}
+		if ctxJSON != "" {
+			e.Context = json.RawMessage(ctxJSON)
+		}
+		if integ != "" {
+			e.Integrations = json.RawMessage(integ)
 		}
 		out[e.ID] = e
 	}

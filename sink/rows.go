@@ -165,13 +165,13 @@ func (c *eventCols) fill(evs []event.Event) []warehouse.Column {
 		case col.Millis:
 			b.ms = slices.Grow(b.ms[:0], n)[:n]
 			for i := range evs {
-				b.ms[i] = uint64(f.TimeOf(&evs[i]).UnixMilli())
+				b.ms[i] = warehouse.Millis(*f.TimeOf(&evs[i]))
 			}
 			values = b.ms
 		case f.Kind == event.Time:
 			b.times = slices.Grow(b.times[:0], n)[:n]
 			for i := range evs {
-				b.times[i] = *f.TimeOf(&evs[i])
+				b.times[i] = warehouse.DateTime(*f.TimeOf(&evs[i]))
 			}
 			values = b.times
 		case f.Kind == event.Number:

@@ -23,7 +23,7 @@ type EventColumn struct {
 
 // millisColumns are the time fields whose milliseconds events also keeps,
 // in a "<name>_ms UInt64" column beside the DateTime one.
-var millisColumns = map[string]bool{"event_time": true}
+var millisColumns = map[string]bool{"event_time": true, "original_timestamp": true}
 
 // columnType is the ClickHouse type of each kind of event field.
 var columnType = [...]string{
@@ -66,6 +66,24 @@ var (
 	maxDateTime = time.Unix(math.MaxUint32, 0)
 )
 
+// DateTime is t as the events table stores a time field: an optional time
+// (event.Field.Always unset) that is zero is stored as 0, 1970-01-01 00:00:00,
+// which History reads back as zero.
+func DateTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return minDateTime
+	}
+	return t
+}
+
+// Millis is t as a "<name>_ms" column stores it: Unix milliseconds, 0 for zero.
+func Millis(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixMilli())
+}
+
 // CheckTime returns ErrUnstorable when t is outside DateTime's range.
 func CheckTime(field string, t time.Time) error {
 	if t.Before(minDateTime) || t.After(maxDateTime) {
@@ -81,7 +99,9 @@ func CheckEvent(e *event.Event) error {
 		f := &event.Fields[i]
 		switch f.Kind {
 		case event.Time:
-			errs = append(errs, CheckTime(f.Name, *f.TimeOf(e)))
+			if t := *f.TimeOf(e); f.Always || !t.IsZero() {
+				errs = append(errs, CheckTime(f.Name, t))
+			}
 		case event.Number:
 			if v := *f.Num(e); math.Abs(v) >= maxRevenue {
 				errs = append(errs, fmt.Errorf("%w: %s %g does not fit Decimal(18, 4)", ErrUnstorable, f.Name, v))

@@ -77,9 +77,13 @@ ORDER BY event_time_ms, event_id`, strings.Join(names, ", "), database))
 			f := c.Field
 			switch {
 			case c.Millis:
-				*f.TimeOf(&e) = time.UnixMilli(int64(ms[i])).UTC()
+				if ms[i] != 0 || f.Always { // 0: an optional time that was zero (DateTime, Millis)
+					*f.TimeOf(&e) = time.UnixMilli(int64(ms[i])).UTC()
+				}
 			case f.Kind == event.Time:
-				*f.TimeOf(&e) = ts[i].UTC()
+				if ts[i].Unix() != 0 || f.Always {
+					*f.TimeOf(&e) = ts[i].UTC()
+				}
 			case f.Kind == event.Number:
 				*f.Num(&e) = decs[i].InexactFloat64()
 			case f.Kind == event.Bool:

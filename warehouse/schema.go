@@ -24,14 +24,22 @@ const (
 //
 // Versions are applied in order and recorded in schema_migrations afterwards,
 // so a crash in between re-runs the whole version: every statement must be
-// idempotent. ClickHouse 18.16 has no ALTER ... ADD COLUMN IF NOT EXISTS, so a
-// later version that adds a column must check system.columns first.
+// idempotent. ClickHouse 18.16 has no ALTER ... ADD COLUMN IF NOT EXISTS, so
+// a version adds columns through addColumns, which checks system.columns
+// first (after stmts).
 //
 // Only DDL that both ClickHouse 18.16 (test machines) and 24+ (production)
 // accept: no Map, JSON, DateTime64, TTL, CODEC or LowCardinality.
 type migration struct {
-	version uint32
-	stmts   []string
+	version    uint32
+	stmts      []string
+	addColumns []column
+}
+
+// column is a column a migration adds to an existing table. Rows written
+// before it read its type's default (empty string, 0): event.Fields' empty values.
+type column struct {
+	table, name, typ string
 }
 
 var migrations = []migration{{version: 1, stmts: []string{
@@ -110,11 +118,24 @@ var migrations = []migration{{version: 1, stmts: []string{
 		imported_at DateTime
 	) ENGINE = ReplacingMergeTree(imported_at)
 	ORDER BY (campaign, day, channel)`,
+}}, {version: 2, addColumns: []column{
+	// The Segment call as the client sent it: its own timestamp before the
+	// clock-skew correction (0 when it gave none), its context (merged with
+	// its batch's) and integrations objects as JSON text.
+	{TableEvents, "original_timestamp", "DateTime"},
+	{TableEvents, "original_timestamp_ms", "UInt64"},
+	{TableEvents, "context", "String"},
+	{TableEvents, "integrations", "String"},
 }}}
 
 // Migrate creates the database and brings its tables to the latest schema version. It is
 // idempotent and safe to run from several processes at once.
 func Migrate(ctx context.Context, conn driver.Conn, database string) error {
+	return migrate(ctx, conn, database, migrations[len(migrations)-1].version)
+}
+
+// migrate brings database to schema version upTo (tests start from older ones).
+func migrate(ctx context.Context, conn driver.Conn, database string, upTo uint32) error {
 	if err := CheckDatabase(database); err != nil {
 		return err
 	}
@@ -135,11 +156,16 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		return fmt.Errorf("reading schema version of %s: %w", database, err)
 	}
 	for _, m := range migrations {
-		if m.version <= applied {
+		if m.version <= applied || m.version > upTo {
 			continue
 		}
 		for _, q := range m.stmts {
 			if err := exec(ctx, conn, database, q); err != nil {
+				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
+			}
+		}
+		for _, c := range m.addColumns {
+			if err := addColumn(ctx, conn, database, c); err != nil {
 				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
 			}
 		}
@@ -152,6 +178,30 @@ func Migrate(ctx context.Context, conn driver.Conn, database string) error {
 		}
 	}
 	return nil
+}
+
+// addColumn adds c unless the table has it already. Two processes migrating
+// at once may both find it missing: the ALTER that loses the race fails, and
+// the column being there by then is success.
+func addColumn(ctx context.Context, conn driver.Conn, database string, c column) error {
+	has := func() (bool, error) {
+		var n uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", database, c.table, c.name).Scan(&n)
+		if err != nil {
+			return false, fmt.Errorf("reading the columns of %s.%s: %w", database, c.table, err)
+		}
+		return n > 0, nil
+	}
+	if ok, err := has(); err != nil || ok {
+		return err
+	}
+	err := exec(ctx, conn, database, fmt.Sprintf("ALTER TABLE {db}.%s ADD COLUMN %s %s", c.table, c.name, c.typ))
+	if err != nil {
+		if ok, herr := has(); herr == nil && ok {
+			return nil
+		}
+	}
+	return err
 }
 
 func exec(ctx context.Context, conn driver.Conn, database, q string) error {

@@ -2,8 +2,12 @@ package warehouse_test
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
 
 	"github.com/leadstream/leadstream/warehouse"
 	"github.com/leadstream/leadstream/warehouse/warehousetest"
@@ -30,7 +34,8 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			"campaign String", "utm_source String", "utm_medium String", "utm_campaign String", "utm_term String", "utm_content String",
 			"url String", "path String", "referrer String", "title String", "track String", "properties String", "traits String",
 			"revenue Decimal(18, 4)", "currency String", "ip String", "user_agent String",
-			"bot UInt8", "bot_reason String", "ingested_at DateTime"},
+			"bot UInt8", "bot_reason String", "ingested_at DateTime",
+			"original_timestamp DateTime", "original_timestamp_ms UInt64", "context String", "integrations String"},
 		"identity_links": {"anonymous_id String", "lead_id String", "linked_at DateTime", "event_id String"},
 		"mql": {"mql_id String", "lead_id String", "model String", "score Float64", "threshold Float64",
 			"crossed_at DateTime", "crossed_at_ms UInt64", "trigger_event_id String",
@@ -96,5 +101,46 @@ func TestSchemaMatchesEventFields(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("events columns in ClickHouse:\n got %v\nfrom event.Fields %v", got, want)
+	}
+}
+
+// A database an older release made (schema version 1) gets the columns of
+// version 2 added, keeps its rows, and migrating again changes nothing.
+func TestMigrateFromVersion1(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "warehousetest")
+	ctx := context.Background()
+	if err := warehouse.MigrateTo(ctx, conn, cfg.Database, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "INSERT INTO "+cfg.Database+".events (event_id, type, event_time, event_time_ms, received_at, lead_id) SELECT 'old', 'custom', toDateTime(1700000000), 1700000000123, toDateTime(1700000001), 'l'"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := warehousetest.Count(t, conn, "SELECT toUInt64(max(version)) FROM "+cfg.Database+".schema_migrations"); v != uint64(warehouse.LatestVersion()) {
+		t.Errorf("schema version = %d, want %d", v, warehouse.LatestVersion())
+	}
+	if n := warehousetest.Count(t, conn, "SELECT count() FROM "+cfg.Database+".events WHERE event_id = 'old' AND original_timestamp_ms = 0 AND context = '' AND integrations = '' AND toUnixTimestamp(original_timestamp) = 0"); n != 1 {
+		t.Errorf("the old row with the new columns' defaults: %d rows, want 1", n)
+	}
+	// History reads the old row with empty new fields, and a new row with them.
+	if err := conn.Exec(ctx, "INSERT INTO "+cfg.Database+`.events (event_id, type, event_time, event_time_ms, received_at, lead_id, original_timestamp, original_timestamp_ms, context, integrations)
+		SELECT 'new', 'custom', toDateTime(1700000100), 1700000100456, toDateTime(1700000101), 'l', toDateTime(1700003700), 1700003700789, '{"library":{"name":"analytics-go"}}', '{"All":false}'`); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]event.Event{}
+	if err := warehouse.History(ctx, conn, cfg.Database, func(e *event.Event) error { got[e.ID] = *e; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]event.Event{
+		"old": {ID: "old", Type: event.Custom, EventTime: time.UnixMilli(1700000000123).UTC(), ReceivedAt: time.Unix(1700000001, 0).UTC(), LeadID: "l"},
+		"new": {ID: "new", Type: event.Custom, EventTime: time.UnixMilli(1700000100456).UTC(), ReceivedAt: time.Unix(1700000101, 0).UTC(), LeadID: "l",
+			OriginalTimestamp: time.UnixMilli(1700003700789).UTC(), Context: json.RawMessage(`{"library":{"name":"analytics-go"}}`), Integrations: json.RawMessage(`{"All":false}`)},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("History:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -182,7 +182,7 @@ func printBanner(httpAddr string, icfg ingest.Config, kcfg stream.Config, rcfg l
 	fmt.Printf(`
 leadstream dev is running (Ctrl-C stops it; data in %s)
 
-  collector + lead API  %s   (/v1/batch /v1/track /v1/page /v1/identify /v1/alias, /v1/leads/{id}, /metrics)
+  collector + lead API  %s   (/v1/batch /v1/track /v1/page /v1/identify /v1/alias /v1/t … /v1/b, /v1/leads/{id}, /metrics)
   demo site             %s/demo/   (beacon %s/ls.js, forms, consent mode)
   kafka                 %v   topics %s, %s, %s
   redis                 %s
@@ -203,10 +203,13 @@ Try it:
   LEADSTREAM_TOKEN_KEYS=%s leadstream token click --public-url %s \
     --lead lead-42 --campaign spring --message m-1 --sent-at 2026-01-01T00:00:00Z --url %s/demo/pricing.html
 
+  analytics.js (Segment's, from npm @segment/analytics-next): only its CDN changes
+    AnalyticsBrowser.load({ writeKey: '%s', cdnURL: '%s' })
+
 `, dir, base, base, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
 		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], icfg.SecretKey,
 		icfg.WriteKeys[0], base, icfg.SecretKey, base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
-		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base)
+		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base, icfg.WriteKeys[0], base)
 }
 
 // tokenKeysHint shows the dev token key for copy-paste; other keys are not printed.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest"
+	"github.com/leadstream/leadstream/ingest/segment"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
@@ -298,9 +299,12 @@ func TestE2EErrors(t *testing.T) {
 	f("/v1/track", testWriteKey, `{"event":"x"}`, 400, "userId or anonymousId is required")
 	f("/v1/track", testWriteKey, `{"userId":"u1","event":"x"`, 400, "malformed JSON")
 	f("/v1/track", testWriteKey, `{"userId":"u1","event":"x","properties":[1]}`, 400, "track.properties: must be a JSON object")
-	f("/v1/batch", testWriteKey, `{"batch":[{"type":"track","userId":"u","event":"x"},{"type":"nope","userId":"u"}]}`, 400, `batch[1].type: unknown type \"nope\"`)
+	// A batch's bad message is refused alone; with no good one the batch is.
+	f("/v1/batch", testWriteKey, `{"batch":[{"type":"track","userId":"u","event":"x"},{"type":"nope","userId":"u","messageId":"m2"}]}`, 200,
+		`{"success":true,"accepted":1,"rejected":[{"index":1,"messageId":"m2","error":"batch[1].type: unknown type \"nope\" (want track, page, screen, identify, alias or group)"}]}`)
+	f("/v1/b", testWriteKey, `{"batch":[{"type":"nope","userId":"u"}]}`, 400, `"code":"invalid_request","message":"batch: none of its 1 messages is valid (see rejected)"`)
 	f("/v1/alias", testWriteKey, `{"userId":"u1"}`, 400, "alias needs both userId and previousId")
-	big := `{"userId":"u1","event":"x","properties":{"p":"` + strings.Repeat("x", ingest.MaxEventBytes) + `"}}`
+	big := `{"userId":"u1","event":"x","properties":{"p":"` + strings.Repeat("x", segment.MaxEventBytes) + `"}}`
 	f("/v1/track", testWriteKey, big, 400, `"limit":"event_size_32KB"`)
 	var many []string
 	for range 20 {

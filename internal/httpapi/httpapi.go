@@ -13,11 +13,46 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ErrorBody is the JSON answer of every refused request.
+// ErrorBody is the JSON answer of every refused request. Error and Message
+// say the same: "error" is leadstream's field, "code" and "message" are the
+// ones Segment's API answers and some SDKs read (analytics-python retries a
+// 4xx whose body lacks them, as if the network had failed).
 type ErrorBody struct {
 	Success bool   `json:"success"`
 	Error   string `json:"error"`
+	Code    string `json:"code"`            // Code* below; WriteError fills it from the status when empty
+	Message string `json:"message"`         // Error again; WriteError fills it when empty
 	Limit   string `json:"limit,omitempty"` // which limit was hit, e.g. "event_size_32KB"
+}
+
+// Error codes of ErrorBody.Code, one per status the APIs answer.
+const (
+	CodeInvalidRequest   = "invalid_request"    // 400
+	CodeUnauthorized     = "unauthorized"       // 401
+	CodeForbidden        = "forbidden"          // 403
+	CodeNotFound         = "not_found"          // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeUnavailable      = "unavailable"        // 503
+	CodeError            = "error"              // any other status
+)
+
+// CodeOf is the ErrorBody.Code of an HTTP status.
+func CodeOf(status int) string {
+	switch status {
+	case fasthttp.StatusBadRequest:
+		return CodeInvalidRequest
+	case fasthttp.StatusUnauthorized:
+		return CodeUnauthorized
+	case fasthttp.StatusForbidden:
+		return CodeForbidden
+	case fasthttp.StatusNotFound:
+		return CodeNotFound
+	case fasthttp.StatusMethodNotAllowed:
+		return CodeMethodNotAllowed
+	case fasthttp.StatusServiceUnavailable:
+		return CodeUnavailable
+	}
+	return CodeError
 }
 
 // Error answers code with a JSON body carrying msg.
@@ -25,11 +60,29 @@ func Error(ctx *fasthttp.RequestCtx, code int, msg string) {
 	WriteError(ctx, code, ErrorBody{Error: msg})
 }
 
-// WriteError answers code with b as JSON.
+// WriteError answers code with b as JSON, its Code and Message filled in
+// when empty.
 func WriteError(ctx *fasthttp.RequestCtx, code int, b ErrorBody) {
-	out, err := json.Marshal(b)
+	b.Fill(code)
+	WriteJSON(ctx, code, b)
+}
+
+// Fill sets the Code (from status) and Message (from Error) of b when
+// empty, for answers that embed an ErrorBody in a larger body.
+func (b *ErrorBody) Fill(status int) {
+	if b.Code == "" {
+		b.Code = CodeOf(status)
+	}
+	if b.Message == "" {
+		b.Message = b.Error
+	}
+}
+
+// WriteJSON answers code with v encoded as JSON.
+func WriteJSON(ctx *fasthttp.RequestCtx, code int, v any) {
+	out, err := json.Marshal(v)
 	if err != nil {
-		panic("BUG: encoding an error body: " + err.Error())
+		panic("BUG: encoding an answer: " + err.Error())
 	}
 	ctx.SetStatusCode(code)
 	ctx.SetContentType("application/json")

@@ -1,7 +1,8 @@
 // Package jsonx holds the JSON scanning the hot paths share: a validator that
-// accepts exactly what encoding/json.Valid accepts, several times faster, and
-// the scanning steps (strings, numbers, whole values) that event decoding
-// builds on.
+// accepts exactly what encoding/json.Valid accepts, several times faster, the
+// scanning steps (strings, numbers, whole values) that event decoding builds
+// on, and the walk over input that already passed the validator (walk.go)
+// that the Segment decoder (package ingest/segment) builds on.
 //
 // encoding/json's validator runs a state-machine function per byte; these
 // functions instead loop over the bytes of each token and check eight string

@@ -1,0 +1,215 @@
+package segment
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/internal/jsonx"
+)
+
+// segContext is what the collector reads from a call's context. The whole
+// object is kept too (event.Event.Context).
+type segContext struct {
+	IP        string          `json:"ip"`
+	UserAgent string          `json:"userAgent"`
+	Page      *segPage        `json:"page"`
+	Campaign  *segCampaign    `json:"campaign"`
+	Traits    json.RawMessage `json:"traits"`
+}
+
+type segPage struct {
+	URL      string `json:"url"`
+	Path     string `json:"path"`
+	Referrer string `json:"referrer"`
+	Title    string `json:"title"`
+	Search   string `json:"search"`
+}
+
+type segCampaign struct {
+	Name    string `json:"name"`
+	Source  string `json:"source"`
+	Medium  string `json:"medium"`
+	Term    string `json:"term"`
+	Content string `json:"content"`
+}
+
+// batchContext is what a batch gives each of its messages: its context,
+// merged into theirs, and its sentAt.
+type batchContext struct {
+	raw    json.RawMessage // the batch's context object; nil when absent, null or {}
+	parsed segContext      // raw decoded
+	// readKeys: raw has a key segContext reads (in any case, as
+	// encoding/json matches them), so a message's merged context must be
+	// decoded again rather than taken from the message's own.
+	readKeys bool
+	sentAt   string
+	// added counts the bytes the merges added to the batch's messages,
+	// bounded by MaxBatchBytes: a large context merged into thousands of
+	// small messages must not turn one request into hundreds of megabytes.
+	added int
+}
+
+func (bc *batchContext) init(raw json.RawMessage, sentAt string) error {
+	bc.sentAt = sentAt
+	if !isObject(raw) {
+		return errNotObject("context")
+	}
+	if raw = compactObject(raw); len(raw) == 0 {
+		return nil
+	}
+	if len(raw) > MaxEventBytes {
+		// Each message carries it: a large one would multiply in Kafka.
+		return &Error{Field: "context", Limit: LimitEventSize,
+			Msg: fmt.Sprintf("the batch's context is %d bytes, over the limit of 32 KB (%d bytes) per event it is merged into", len(raw), MaxEventBytes)}
+	}
+	if err := decodeContext(raw, &bc.parsed); err != nil {
+		return errField("context", "malformed JSON: %v", err)
+	}
+	bc.raw = raw
+	eachMember(raw, func(key string, _ []byte) {
+		for _, k := range segContextKeys {
+			bc.readKeys = bc.readKeys || strings.EqualFold(key, k)
+		}
+	})
+	return nil
+}
+
+// merge returns the context of a message whose own context is own (an
+// object, null or absent): the batch's members whose keys the message does
+// not have, then the message's members, so the message's fields win — also
+// for a decoder that matches keys regardless of case, where the later key
+// wins.
+func (bc *batchContext) merge(own json.RawMessage) json.RawMessage {
+	if len(bc.raw) == 0 {
+		return own
+	}
+	if len(own) == 0 || string(own) == "null" {
+		return bc.raw
+	}
+	var small [16]string
+	keys := small[:0]
+	eachMember(own, func(key string, _ []byte) { keys = append(keys, key) })
+	out := make([]byte, 0, len(bc.raw)+len(own))
+	out = append(out, '{')
+	add := func(member []byte) {
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(out, member...)
+	}
+	eachMember(bc.raw, func(key string, member []byte) {
+		if !slices.Contains(keys, key) {
+			add(member)
+		}
+	})
+	eachMember(own, func(_ string, member []byte) { add(member) })
+	return append(out, '}')
+}
+
+// eachMember calls f with the key (unescaped) and the bytes `"key":value` of
+// every member of the valid JSON object b, in order.
+func eachMember(b []byte, f func(key string, member []byte)) {
+	i := jsonx.SkipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return
+	}
+	i = jsonx.SkipSpace(b, i+1)
+	for i < len(b) && b[i] == '"' {
+		start := i
+		end := jsonx.SkipValidString(b, i)
+		key := string(b[i+1 : end-1])
+		if strings.IndexByte(key, '\\') >= 0 {
+			_ = json.Unmarshal(b[i:end], &key) // valid input: cannot fail
+		}
+		i = jsonx.SkipSpace(b, end)
+		i = jsonx.SkipSpace(b, i+1) // past ':'
+		i = jsonx.SkipValidValue(b, i)
+		f(key, b[start:i])
+		i = jsonx.SkipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return
+		}
+		i = jsonx.SkipSpace(b, i+1)
+	}
+}
+
+// resolveContext returns the context of m (merged with the batch's when bc
+// is set) as kept on the event, and its decoded fields (nil when there is no
+// context). The message with the merged context must stay within
+// MaxEventBytes.
+func resolveContext(m *message, raw []byte, at loc, bc *batchContext) (json.RawMessage, *segContext, error) {
+	if !isObject(m.Context) {
+		return nil, nil, errNotObject(at.field(".context"))
+	}
+	own := m.Context
+	var c *segContext
+	if m.parsed {
+		c = &m.ctx
+	}
+	if bc == nil || len(bc.raw) == 0 {
+		return own, c, nil
+	}
+	merged := bc.merge(own)
+	bc.added += len(merged) - len(own)
+	if n := len(raw) - len(own) + len(merged); n > MaxEventBytes {
+		return nil, nil, &Error{Field: at.String(), Limit: LimitEventSize,
+			Msg: fmt.Sprintf("event is %d bytes with its batch's context, over the limit of 32 KB (%d bytes) per event", n, MaxEventBytes)}
+	}
+	switch {
+	case c == nil:
+		c = &bc.parsed
+	case bc.readKeys:
+		// The batch's context has fields the collector reads: decode
+		// the merged one, where the message's own win.
+		c = &segContext{}
+		if err := decodeContext(merged, c); err != nil {
+			return nil, nil, errField(at.field(".context"), "malformed JSON: %v", err)
+		}
+	}
+	return merged, c, nil
+}
+
+// applyContext fills e from a call's context: the client's address and user
+// agent, the page, the campaign and what its URL says.
+func applyContext(e *event.Event, c *segContext) {
+	e.IP, e.UserAgent = c.IP, c.UserAgent
+	if p := c.Page; p != nil {
+		e.URL, e.Path, e.Referrer = p.URL, p.Path, p.Referrer
+		if e.Title == "" {
+			e.Title = p.Title
+		}
+	}
+	if c := c.Campaign; c != nil {
+		e.UTMCampaign, e.UTMSource, e.UTMMedium, e.UTMTerm, e.UTMContent = c.Name, c.Source, c.Medium, c.Term, c.Content
+	}
+	FillFromURL(e)
+}
+
+// decodeContext decodes a context object of valid input into c (zero).
+func decodeContext(raw []byte, c *segContext) error {
+	s := scan{b: raw}
+	if end := s.context(jsonx.SkipSpace(raw, 0), c); end >= 0 && jsonx.SkipSpace(raw, end) == len(raw) {
+		return nil
+	}
+	*c = segContext{}
+	return json.Unmarshal(raw, c)
+}
+
+// compactObject drops empty and null objects so the topic carries no noise.
+func compactObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
+		return nil
+	}
+	return raw
+}
+
+// isObject reports whether raw (a value of valid JSON) is an object, null
+// or absent: what the object fields of a call may be.
+func isObject(raw json.RawMessage) bool {
+	return len(raw) == 0 || raw[0] == '{' || string(raw) == "null"
+}
+
+func errNotObject(field string) error { return errField(field, "must be a JSON object") }
