@@ -148,7 +148,7 @@ func (c *Config) Validate() error {
 // ProducerConfig is the configuration of the events producer the collector
 // writes through: acks=all within ProduceTimeout, queue bounded by MaxQueueBytes.
 func (c *Config) ProducerConfig() stream.ProducerConfig {
-	return stream.ProducerConfig{Brokers: c.Kafka.Brokers, Topic: c.Kafka.Topic(stream.TopicEvents),
+	return stream.ProducerConfig{Brokers: c.Kafka.Brokers, Security: c.Kafka.Security, Topic: c.Kafka.Topic(stream.TopicEvents),
 		Timeout: c.ProduceTimeout, MaxQueueBytes: c.MaxQueueBytes}
 }
 

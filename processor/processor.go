@@ -116,18 +116,19 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) run(ctx context.Context) error {
 	var err error
-	p.mql, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Topic: p.cfg.Kafka.Topic(stream.TopicMQL)}, p.log, p.m.reg)
+	p.mql, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Security: p.cfg.Kafka.Security, Topic: p.cfg.Kafka.Topic(stream.TopicMQL)}, p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting mql producer: %w", err)
 	}
 	defer p.mql.Close()
-	p.dead, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Topic: p.cfg.Kafka.Topic(stream.TopicDeadLetter)}, p.log, p.m.reg)
+	p.dead, err = stream.NewProducer(ctx, stream.ProducerConfig{Brokers: p.cfg.Kafka.Brokers, Security: p.cfg.Kafka.Security, Topic: p.cfg.Kafka.Topic(stream.TopicDeadLetter)}, p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting dead-letter producer: %w", err)
 	}
 	defer p.dead.Close()
 	p.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:        p.cfg.Kafka.Brokers,
+		Security:       p.cfg.Kafka.Security,
 		Group:          p.cfg.Group,
 		Topics:         []string{p.cfg.Kafka.Topic(stream.TopicEvents)},
 		MaxBatch:       p.cfg.BatchSize,

@@ -88,8 +88,9 @@ func (s *Sink) run(ctx context.Context) error {
 		s.log.Warn("ensuring kafka topics failed", "err", err)
 	}
 	dlq, err := stream.NewProducer(ctx, stream.ProducerConfig{
-		Brokers: s.cfg.Kafka.Brokers,
-		Topic:   s.cfg.Kafka.Topic(stream.TopicDeadLetter),
+		Brokers:  s.cfg.Kafka.Brokers,
+		Security: s.cfg.Kafka.Security,
+		Topic:    s.cfg.Kafka.Topic(stream.TopicDeadLetter),
 	}, s.log, s.kafkaReg())
 	if err != nil {
 		return fmt.Errorf("starting dead-letter producer: %w", err)
@@ -114,6 +115,7 @@ func (s *Sink) run(ctx context.Context) error {
 	// must not hold partitions while ClickHouse or the producer is not ready.
 	consumer, err := stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:  s.cfg.Kafka.Brokers,
+		Security: s.cfg.Kafka.Security,
 		Group:    s.cfg.Group,
 		Topics:   []string{h.eventsTopic, h.mqlTopic},
 		MaxBatch: s.cfg.BatchSize,

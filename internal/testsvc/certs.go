@@ -1,0 +1,134 @@
+package testsvc
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// CA is a certificate authority made for one test (crypto/x509, ECDSA
+// P-256), with its certificate written to CAFile. It issues server
+// certificates for loopback and client certificates for mutual TLS.
+type CA struct {
+	CAFile string // PEM certificate of the CA
+	Pool   *x509.CertPool
+
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	dir  string
+}
+
+// KeyPair is an issued certificate: its PEM files and the loaded pair.
+type KeyPair struct {
+	CertFile, KeyFile string
+	Cert              tls.Certificate
+}
+
+var serial atomic.Int64
+
+// NewCA makes a CA named name, its files under a temporary directory of t.
+func NewCA(t testing.TB, name string) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(nextSerial()),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := &CA{CAFile: filepath.Join(dir, name+"-ca.pem"), Pool: x509.NewCertPool(), cert: cert, key: key, dir: dir}
+	writePEM(t, ca.CAFile, "CERTIFICATE", der)
+	ca.Pool.AddCert(cert)
+	return ca
+}
+
+func nextSerial() int64 { return time.Now().UnixNano() + serial.Add(1) }
+
+// Server issues a server certificate for 127.0.0.1, ::1 and localhost.
+func (ca *CA) Server(t testing.TB, name string) KeyPair {
+	t.Helper()
+	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
+}
+
+// Client issues a client certificate (mutual TLS) with common name name.
+func (ca *CA) Client(t testing.TB, name string) KeyPair {
+	t.Helper()
+	return ca.issue(t, name, x509.ExtKeyUsageClientAuth, nil, nil)
+}
+
+func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage, dns []string, ips []net.IP) KeyPair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(nextSerial()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		DNSNames:     dns,
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp := KeyPair{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
+	writePEM(t, kp.CertFile, "CERTIFICATE", der)
+	writePEM(t, kp.KeyFile, "PRIVATE KEY", keyDER)
+	if kp.Cert, err = tls.LoadX509KeyPair(kp.CertFile, kp.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	return kp
+}
+
+// ServerTLS is a server-side TLS configuration with kp's certificate that,
+// when clientCAs is set, requires a client certificate signed by it.
+func ServerTLS(kp KeyPair, clientCAs *CA) *tls.Config {
+	c := &tls.Config{Certificates: []tls.Certificate{kp.Cert}, MinVersion: tls.VersionTLS12}
+	if clientCAs != nil {
+		c.ClientCAs = clientCAs.Pool
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return c
+}
+
+func writePEM(t testing.TB, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
