@@ -1,6 +1,7 @@
 package testsvc
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -15,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/leadstream/leadstream/internal/localsvc"
 )
 
 // CA is a certificate authority made for one test (crypto/x509, ECDSA
@@ -106,7 +111,8 @@ func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage, dns []str
 	if err != nil {
 		t.Fatal(err)
 	}
-	kp := KeyPair{CertFile: filepath.Join(ca.dir, name+".pem"), KeyFile: filepath.Join(ca.dir, name+"-key.pem")}
+	base := filepath.Join(ca.dir, fmt.Sprintf("%s-%d", name, tmpl.SerialNumber))
+	kp := KeyPair{CertFile: base + ".pem", KeyFile: base + "-key.pem"}
 	writePEM(t, kp.CertFile, "CERTIFICATE", der)
 	writePEM(t, kp.KeyFile, "PRIVATE KEY", keyDER)
 	if kp.Cert, err = tls.LoadX509KeyPair(kp.CertFile, kp.KeyFile); err != nil {
@@ -131,4 +137,49 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// SecureRedis starts, for this test only, a redis-server that listens only
+// with TLS (certificate from ca; with clientAuth it requires a client
+// certificate signed by ca), with args appended (e.g. ACL users), and
+// returns its host:port. It is stopped when the test ends.
+func SecureRedis(t testing.TB, ca *CA, clientAuth bool, args ...string) string {
+	t.Helper()
+	s, err := localsvc.StartRedisTLS(context.Background(), filepath.Join(t.TempDir(), "redis-tls"), 0, ca.serverTLS(t, clientAuth), args...)
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		Required(t, "redis-server", err.Error())
+	}
+	if err != nil {
+		t.Fatalf("testsvc: starting redis-server with TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	return s.Addr
+}
+
+// SecureClickHouse starts, for this test only, a clickhouse-server whose
+// native protocol listens only on its secure port (certificate from ca;
+// with clientAuth it requires a client certificate signed by ca), with the
+// extra users (name -> password), and returns that host:port. It is
+// stopped when the test ends.
+func SecureClickHouse(t testing.TB, ca *CA, clientAuth bool, users map[string]string) string {
+	t.Helper()
+	s, err := localsvc.StartClickHouseTLS(context.Background(), filepath.Join(t.TempDir(), "clickhouse-tls"), 0, 0, ca.serverTLS(t, clientAuth), users)
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		Required(t, "clickhouse-server", err.Error())
+	}
+	if err != nil {
+		t.Fatalf("testsvc: starting clickhouse-server with TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	return s.Addr
+}
+
+func (ca *CA) serverTLS(t testing.TB, clientAuth bool) localsvc.TLS {
+	srv := ca.Server(t, "server")
+	lt := localsvc.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, ClientAuth: clientAuth}
+	if clientAuth {
+		c := ca.Client(t, "probe")
+		lt.ClientCertFile, lt.ClientKeyFile = c.CertFile, c.KeyFile
+	}
+	return lt
 }
