@@ -260,7 +260,7 @@ func (c *conn) explain(brokers []string, err error) error {
 		return fmt.Errorf("%s: the brokers do not expect SASL on this listener: unset kafka.sasl.mechanism or use their SASL port (%w)", where, err)
 	}
 	if hint := tlsconfig.Hint(err, "kafka.tls", s.TLS); hint != "" {
-		if s.SASLMechanism == "" && !s.TLS && closedEarly(err) {
+		if s.SASLMechanism == "" && closedEarly(err) {
 			hint += ", or, if it requires SASL, set kafka.sasl.mechanism"
 		}
 		return fmt.Errorf("%s: %w (%s)", where, err, hint)
@@ -275,7 +275,7 @@ func (c *conn) explain(brokers []string, err error) error {
 // retrying cannot fix: refused credentials or an untrusted certificate.
 func (c *conn) permanent(err error) bool {
 	return c.authRefused(err) || errors.Is(err, kafka.UnsupportedSASLMechanism) ||
-		errors.Is(err, kafka.IllegalSASLState) || tlsconfig.Hint(err, "", true) != "" && !tlsconfig.IsTimeout(err)
+		errors.Is(err, kafka.IllegalSASLState) || tlsconfig.Permanent(err)
 }
 
 func closedEarly(err error) bool {

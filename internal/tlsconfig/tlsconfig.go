@@ -98,12 +98,34 @@ func Hint(err error, prefix string, enabled bool) string {
 		return "the server answered in plaintext: it has no TLS on this port; set " + prefix + "=false or use its TLS port"
 	case strings.Contains(err.Error(), "remote error: tls:"):
 		return "the server refused the TLS handshake: if it requires a client certificate, set " + prefix + ".cert-file and " + prefix + ".key-file to one signed by a CA it trusts"
-	case !enabled && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)):
+	case !enabled && closed(err):
 		return "the server closed the connection at once: if it expects TLS on this port, set " + prefix + "=true"
+	case enabled && closed(err):
+		// With TLS 1.3 a refused client certificate may show as a reset
+		// instead of the server's alert.
+		return "the server closed the TLS connection: if it requires a client certificate, set " + prefix + ".cert-file and " + prefix + ".key-file to one signed by a CA it trusts"
 	case enabled && IsTimeout(err):
 		return "no answer within the timeout: if the server expects plaintext on this port, the TLS handshake waits forever; check " + prefix
 	}
 	return ""
+}
+
+func closed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// Permanent reports whether err is a TLS failure that retrying cannot fix:
+// an untrusted or invalid certificate, a plaintext server, a refused
+// handshake.
+func Permanent(err error) bool {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		header   tls.RecordHeaderError
+	)
+	return err != nil && (errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &header) || strings.Contains(err.Error(), "remote error: tls:"))
 }
 
 // serverNameHint points at the server-name setting where there is one.
