@@ -228,18 +228,45 @@ func Check(ctx context.Context, c Config) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	cn, err := c.Security.build()
+	p, err := NewProber(c)
 	if err != nil {
 		return err
 	}
-	client := newClient(c.Brokers, cn, 5*time.Second)
-	defer closeClient(client)
-	_, err = client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.Topic(TopicEvents)}})
+	defer p.Close()
+	return p.Probe(ctx)
+}
+
+// Prober checks that the brokers answer, for a role's /readyz: a consumer
+// role has no other way to tell that it lost Kafka while no records flow.
+type Prober struct {
+	brokers []string
+	topic   string
+	cn      *conn
+	client  *kafka.Client
+}
+
+// NewProber prepares a Prober; it connects on the first Probe.
+func NewProber(c Config) (*Prober, error) {
+	if len(c.Brokers) == 0 {
+		return nil, ErrNoBrokers
+	}
+	cn, err := c.Security.build()
 	if err != nil {
-		return cn.explain(c.Brokers, err)
+		return nil, err
+	}
+	return &Prober{brokers: c.Brokers, topic: c.Topic(TopicEvents), cn: cn, client: newClient(c.Brokers, cn, 5*time.Second)}, nil
+}
+
+// Probe reads the events topic's metadata; its error names the likely cause.
+func (p *Prober) Probe(ctx context.Context) error {
+	if _, err := p.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{p.topic}}); err != nil {
+		return p.cn.explain(p.brokers, err)
 	}
 	return nil
 }
+
+// Close closes the Prober's connections.
+func (p *Prober) Close() { closeClient(p.client) }
 
 // authRefused reports whether err means the brokers refused the credentials.
 func (c *conn) authRefused(err error) bool {
