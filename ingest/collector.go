@@ -184,7 +184,7 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg), producer: producer, keys: map[string]string{}}
+	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg, cfg.ProduceTimeout), producer: producer, keys: map[string]string{}}
 	for _, k := range cfg.WriteKeys {
 		c.keys[k] = KeyID(k)
 	}
@@ -230,6 +230,7 @@ func KeyID(key string) string {
 // endpoint label of its requests is prefix without its trailing slash.
 func (c *Collector) Mount(prefix string, h fasthttp.RequestHandler) {
 	c.mounts = append(c.mounts, mount{prefix: prefix, label: strings.TrimSuffix(prefix, "/"), handler: h})
+	c.m.duration.WithLabelValues(strings.TrimSuffix(prefix, "/"))
 }
 
 // Listen binds the HTTP address; Run serves on it. Split so callers (tests,

@@ -15,8 +15,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_processor_events_total", Help: "Events handled, by result."}, []string{"result"}),
 		mql:    prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_mql_published_total", Help: "MQL records acknowledged by Kafka."}),
 		merges: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_processor_merges_total", Help: "Anonymous histories merged into leads."}),
-		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds", Help: "Redis apply time per event (a pipelined batch's duration divided by its events).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_processor_apply_duration_seconds",
+			Help:    "Time each event waited for its Redis apply: the pipelined round trips of the batch it was applied in, observed once per event (count = events applied).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.events, m.mql, m.merges, m.apply)

@@ -16,7 +16,7 @@
 //	leadstream_processor_events_total{result}   scored | duplicate | no_match | dead_letter | bot
 //	leadstream_processor_mql_published_total    MQL records acknowledged by Kafka
 //	leadstream_processor_merges_total           anonymous histories merged into leads
-//	leadstream_processor_apply_duration_seconds Redis apply time per event (pipelined)
+//	leadstream_processor_apply_duration_seconds time each event waited for its Redis apply (one observation per event)
 package processor
 
 import (
@@ -404,7 +404,11 @@ func (p *Processor) apply(ctx context.Context, pending []leadstate.Update, kinds
 	if err != nil {
 		return err
 	}
-	p.m.apply.Observe(time.Since(start).Seconds() / float64(len(pending)))
+	// Each event waited for the whole pipelined apply: observe that once per event.
+	d := time.Since(start).Seconds()
+	for range pending {
+		p.m.apply.Observe(d)
+	}
 	var outbox []event.MQL
 	seen := map[string]bool{}
 	for i, r := range results {
