@@ -24,7 +24,7 @@ func TestOpenTLSAndACL(t *testing.T) {
 	ca := testsvc.NewCA(t, "redis")
 	client := ca.Client(t, "leadstream")
 	args := append(aclUser("ls-writer", "writer-pw", leadstate.ACLWriter), aclUser("ls-reader", "reader-pw", leadstate.ACLReader)...)
-	addr := testsvc.SecureRedis(t, ca, true, append(args, "--user", "default", "off")...)
+	addr := testsvc.SecureRedis(t, ca, true, append(args, "--user", "default", "off")...).Addr
 	base := leadstate.Config{Addr: addr, TLS: true, TLSCAFile: ca.CAFile, TLSCertFile: client.CertFile, TLSKeyFile: client.KeyFile}
 
 	wcfg := base
@@ -72,8 +72,8 @@ func TestOpenFailures(t *testing.T) {
 	ca := testsvc.NewCA(t, "redis")
 	other := testsvc.NewCA(t, "other")
 	client := ca.Client(t, "leadstream")
-	secure := testsvc.SecureRedis(t, ca, true, append(aclUser("ls", "right-pw", leadstate.ACLWriter), "--user", "default", "off")...)
-	tlsNoClientAuth := testsvc.SecureRedis(t, ca, false)
+	secure := testsvc.SecureRedis(t, ca, true, append(aclUser("ls", "right-pw", leadstate.ACLWriter), "--user", "default", "off")...).Addr
+	tlsNoClientAuth := testsvc.SecureRedis(t, ca, false).Addr
 	plain := testsvc.Redis(t)
 	good := leadstate.Config{Addr: secure, Username: "ls", Password: "right-pw", TLS: true, TLSCAFile: ca.CAFile, TLSCertFile: client.CertFile, TLSKeyFile: client.KeyFile}
 	f := func(name string, change func(*leadstate.Config), want ...string) {

@@ -347,9 +347,16 @@ func TestProcessorIdentifyFitTime(t *testing.T) {
 		f(m.HalfLife/10, true) // 80·2^-0.1 + 30 ≈ 104.6
 		f(m.HalfLife/2, false) // 80·2^-0.5 + 30 ≈ 86.6
 		r.produceEvents(t, evs...)
+		wantPublished := 0.0
+		for _, l := range leads {
+			if l.wantMQL {
+				wantPublished++
+			}
+		}
+		// Events are counted before their MQL records are published: wait for both.
 		eventually(t, "events processed", 15*time.Second, func() (bool, string) {
-			n := r.events(t, "scored")
-			return n == float64(len(evs)), fmt.Sprintf("scored=%v of %d", n, len(evs))
+			n, pub := r.events(t, "scored"), r.metric(t, "leadstream_processor_mql_published_total", "")
+			return n == float64(len(evs)) && pub == wantPublished, fmt.Sprintf("scored=%v of %d, published %v of %v", n, len(evs), pub, wantPublished)
 		})
 		mqls, _ := r.mqls(t)
 		byLead := map[string]event.MQL{}

@@ -19,7 +19,7 @@ func TestOpenTLS(t *testing.T) {
 	ctx := context.Background()
 	ca := testsvc.NewCA(t, "clickhouse")
 	client := ca.Client(t, "leadstream")
-	addr := testsvc.SecureClickHouse(t, ca, true, map[string]string{"ls": "ch-secret"})
+	addr := testsvc.SecureClickHouse(t, ca, true, map[string]string{"ls": "ch-secret"}).Addr
 	cfg := warehouse.Config{Addr: addr, Database: fmt.Sprintf("tls_%d", rand.Uint32()), Username: "ls", Password: "ch-secret",
 		DialTimeout: 5 * time.Second, TLS: true, TLSCAFile: ca.CAFile, TLSCertFile: client.CertFile, TLSKeyFile: client.KeyFile}
 	conn, err := warehouse.Open(ctx, cfg)
@@ -47,7 +47,7 @@ func TestOpenTLSFailures(t *testing.T) {
 	ca := testsvc.NewCA(t, "clickhouse")
 	other := testsvc.NewCA(t, "other")
 	client := ca.Client(t, "leadstream")
-	secure := testsvc.SecureClickHouse(t, ca, true, map[string]string{"ls": "right-pw"})
+	secure := testsvc.SecureClickHouse(t, ca, true, map[string]string{"ls": "right-pw"}).Addr
 	plain := testsvc.ClickHouse(t)
 	good := warehouse.Config{Addr: secure, Database: "leadstream", Username: "ls", Password: "right-pw", DialTimeout: 5 * time.Second,
 		TLS: true, TLSCAFile: ca.CAFile, TLSCertFile: client.CertFile, TLSKeyFile: client.KeyFile}

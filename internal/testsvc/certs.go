@@ -142,8 +142,8 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 // SecureRedis starts, for this test only, a redis-server that listens only
 // with TLS (certificate from ca; with clientAuth it requires a client
 // certificate signed by ca), with args appended (e.g. ACL users), and
-// returns its host:port. It is stopped when the test ends.
-func SecureRedis(t testing.TB, ca *CA, clientAuth bool, args ...string) string {
+// returns it (Addr is its host:port). It is stopped when the test ends.
+func SecureRedis(t testing.TB, ca *CA, clientAuth bool, args ...string) *localsvc.Server {
 	t.Helper()
 	s, err := localsvc.StartRedisTLS(context.Background(), filepath.Join(t.TempDir(), "redis-tls"), 0, ca.serverTLS(t, clientAuth), args...)
 	if errors.Is(err, localsvc.ErrNotInstalled) {
@@ -153,15 +153,15 @@ func SecureRedis(t testing.TB, ca *CA, clientAuth bool, args ...string) string {
 		t.Fatalf("testsvc: starting redis-server with TLS: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Stop() })
-	return s.Addr
+	return s
 }
 
 // SecureClickHouse starts, for this test only, a clickhouse-server whose
 // native protocol listens only on its secure port (certificate from ca;
 // with clientAuth it requires a client certificate signed by ca), with the
-// extra users (name -> password), and returns that host:port. It is
-// stopped when the test ends.
-func SecureClickHouse(t testing.TB, ca *CA, clientAuth bool, users map[string]string) string {
+// extra users (name -> password), and returns it (Addr is the secure
+// host:port). It is stopped when the test ends.
+func SecureClickHouse(t testing.TB, ca *CA, clientAuth bool, users map[string]string) *localsvc.Server {
 	t.Helper()
 	s, err := localsvc.StartClickHouseTLS(context.Background(), filepath.Join(t.TempDir(), "clickhouse-tls"), 0, 0, ca.serverTLS(t, clientAuth), users)
 	if errors.Is(err, localsvc.ErrNotInstalled) {
@@ -171,7 +171,7 @@ func SecureClickHouse(t testing.TB, ca *CA, clientAuth bool, users map[string]st
 		t.Fatalf("testsvc: starting clickhouse-server with TLS: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Stop() })
-	return s.Addr
+	return s
 }
 
 func (ca *CA) serverTLS(t testing.TB, clientAuth bool) localsvc.TLS {
