@@ -94,9 +94,14 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		GroupTopics: cfg.Topics,
 		MinBytes:    1,
 		MaxBytes:    8 << 20,
-		// Short broker-side wait: latency from accept to score matters more
-		// than a few extra fetch requests.
-		MaxWait:        50 * time.Millisecond,
+		// How long a fetch of an idle partition waits: the broker answers as
+		// soon as a record arrives (MinBytes 1), so this adds no latency. The
+		// reader gives the answer a quarter of it as round-trip margin: at
+		// 50 ms that was 12.5 ms, which a TLS round trip to a managed cluster
+		// (or a busy broker) misses, and each miss re-dials the broker (TLS
+		// handshake and SASL again). A fetch in flight also delays a
+		// rebalance or Close by up to this.
+		MaxWait:        500 * time.Millisecond,
 		QueueCapacity:  cfg.MaxBatch,
 		CommitInterval: 0,                 // synchronous commits of completed work only
 		StartOffset:    kafka.FirstOffset, // a new group processes all history: nothing accepted is skipped
@@ -273,10 +278,14 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 
 // fetchBatch waits for a first message, then takes more until MaxBatch or
 // MaxWait after the first, whichever comes first.
+//
+// A failed fetch (brokers unreachable, a partition leader moving) is retried
+// with backoff until ctx ends: the reader reconnects on its own, and a role
+// that lost Kafka stays up, unready, rather than exiting.
 func (c *Consumer) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
-	m, err := c.reader.FetchMessage(ctx)
+	m, err := c.fetchFirst(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetching from kafka: %w", err)
+		return nil, err
 	}
 	raw := make([]kafka.Message, 1, c.cfg.MaxBatch)
 	raw[0] = m
@@ -290,6 +299,35 @@ func (c *Consumer) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
 		raw = append(raw, m)
 	}
 	return raw, nil
+}
+
+// fetchFirst waits for the next message, retrying failed fetches.
+func (c *Consumer) fetchFirst(ctx context.Context) (kafka.Message, error) {
+	backoff := 100 * time.Millisecond
+	failing := false
+	for {
+		m, err := c.reader.FetchMessage(ctx)
+		switch {
+		case err == nil:
+			if failing {
+				c.log.Info("fetching from kafka works again")
+			}
+			return m, nil
+		case ctx.Err() != nil:
+			return m, fmt.Errorf("fetching from kafka: %w", err)
+		}
+		c.m.fetchErrors.Inc()
+		if !failing {
+			c.log.Warn("fetching from kafka failed; retrying until it works", "err", err)
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+			return m, fmt.Errorf("fetching from kafka: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func toMessages(raw []kafka.Message) []Message {

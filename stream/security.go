@@ -239,10 +239,11 @@ func Check(ctx context.Context, c Config) error {
 // Prober checks that the brokers answer, for a role's /readyz: a consumer
 // role has no other way to tell that it lost Kafka while no records flow.
 type Prober struct {
-	brokers []string
-	topic   string
-	cn      *conn
-	client  *kafka.Client
+	brokers   []string
+	topic     string
+	cn        *conn
+	client    *kafka.Client
+	contacted atomic.Bool // a Probe succeeded
 }
 
 // NewProber prepares a Prober; it connects on the first Probe.
@@ -257,9 +258,21 @@ func NewProber(c Config) (*Prober, error) {
 	return &Prober{brokers: c.Brokers, topic: c.Topic(TopicEvents), cn: cn, client: newClient(c.Brokers, cn, 5*time.Second)}, nil
 }
 
-// Probe reads the events topic's metadata; its error names the likely cause.
+// Probe reads the events topic's metadata the first time and asks a broker
+// for its API versions after that (kafka-go answers metadata from a cache
+// that outlives the brokers); its error names the likely cause.
 func (p *Prober) Probe(ctx context.Context) error {
-	if _, err := p.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{p.topic}}); err != nil {
+	var err error
+	if !p.contacted.Load() {
+		_, err = p.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{p.topic}})
+		p.contacted.Store(err == nil)
+	} else {
+		var res *kafka.ApiVersionsResponse
+		if res, err = p.client.ApiVersions(ctx, &kafka.ApiVersionsRequest{}); err == nil {
+			err = res.Error
+		}
+	}
+	if err != nil {
 		return p.cn.explain(p.brokers, err)
 	}
 	return nil

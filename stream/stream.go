@@ -18,6 +18,7 @@
 //	leadstream_kafka_produce_queue_bytes,
 //	leadstream_kafka_consumed_records_total, leadstream_kafka_consume_batches_total,
 //	leadstream_kafka_handler_errors_total, leadstream_kafka_commit_errors_total,
+//	leadstream_kafka_fetch_errors_total,
 //	leadstream_kafka_consumer_lag_records{topic,partition},
 //	leadstream_kafka_consumer_out_of_range_records_total{topic,partition}
 package stream
