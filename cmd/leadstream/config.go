@@ -119,6 +119,9 @@ func usage(fs *flag.FlagSet) {
 	fmt.Fprintf(os.Stdout, "usage: leadstream %s [flags]\n\nEvery flag can also be set through the environment variable shown.\n\n", fs.Name())
 	fs.VisitAll(func(f *flag.Flag) {
 		name, u := flag.UnquoteUsage(f)
+		if name == "value" && secretflag.Is(f) {
+			name = "string"
+		}
 		fmt.Fprintf(os.Stdout, "  -%s %s\n    \t%s (env %s", f.Name, name, u, envName(f.Name))
 		if f.DefValue != "" && !secretflag.Is(f) {
 			fmt.Fprintf(os.Stdout, ", default %q", f.DefValue)
