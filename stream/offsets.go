@@ -107,7 +107,10 @@ func (w *offsetWatch) states(ctx context.Context, parts map[string][]int) (map[t
 	if err == nil {
 		err = of.Error
 	}
-	if err != nil {
+	// A group that has not joined yet has committed nothing (some brokers
+	// say so with GROUP_ID_NOT_FOUND, Kafka with offsets of -1).
+	noGroup := errors.Is(err, kafka.GroupIdNotFound)
+	if err != nil && !noGroup {
 		return nil, fmt.Errorf("reading committed offsets of group %s: %w", w.group, err)
 	}
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
@@ -129,8 +132,14 @@ func (w *offsetWatch) states(ctx context.Context, parts map[string][]int) (map[t
 			out[topicPartition{t, p.Partition}] = partitionState{committed: -1, first: p.FirstOffset, last: p.LastOffset}
 		}
 	}
+	if noGroup {
+		return out, nil
+	}
 	for t, ps := range of.Topics {
 		for _, p := range ps {
+			if errors.Is(p.Error, kafka.GroupIdNotFound) {
+				continue
+			}
 			if p.Error != nil {
 				return nil, fmt.Errorf("reading committed offset of %s/%d: %w", t, p.Partition, p.Error)
 			}

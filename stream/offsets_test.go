@@ -317,3 +317,21 @@ func TestTopicSettings(t *testing.T) {
 		t.Error("min.insync.replicas above the replication factor passed Validate")
 	}
 }
+
+// The lag of a group that has not joined yet is measured at once (kfake,
+// like some brokers, answers GROUP_ID_NOT_FOUND for it).
+func TestLagBeforeTheGroupExists(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newCluster(t, "t")
+	part := produceKey(ctx, t, c, 7)
+	client := &kafka.Client{Addr: kafka.TCP(c.ListenAddrs()...), Timeout: 10 * time.Second}
+	reg := prometheus.NewRegistry()
+	w := newOffsetWatch(client, "nobody-yet", []string{"t"}, newConsumerMetrics(reg), quiet)
+	if err := w.refreshLag(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := metricValue(t, reg, "leadstream_kafka_consumer_lag_records", map[string]string{"topic": "t", "partition": strconv.Itoa(part)}); !ok || v != 7 {
+		t.Fatalf("lag %v (present %v), want 7", v, ok)
+	}
+}

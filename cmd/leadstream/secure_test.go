@@ -338,14 +338,18 @@ func TestSecurePipeline(t *testing.T) {
 	// v0, which kfake does not offer (v1 only), so it cannot log in to kfake.
 
 	// Metrics: build info, lag per partition, apply duration once per event.
-	_, page := get("http://"+proc.addr+"/metrics", "")
+	var page string
+	eventually(t, "lag of every partition on the processor's /metrics", 15*time.Second, func() (bool, string) {
+		_, page = get("http://"+proc.addr+"/metrics", "")
+		for p := range 4 {
+			if _, ok := metricSum(page, "leadstream_kafka_consumer_lag_records", fmt.Sprintf(`partition="%d"`, p), `group="scoring"`); !ok {
+				return false, fmt.Sprintf("no lag series for partition %d", p)
+			}
+		}
+		return true, ""
+	})
 	if _, ok := metricSum(page, "leadstream_build_info", `goversion="go`); !ok {
 		t.Error("no leadstream_build_info on the processor")
-	}
-	for p := range 4 {
-		if _, ok := metricSum(page, "leadstream_kafka_consumer_lag_records", fmt.Sprintf(`partition="%d"`, p), `group="scoring"`); !ok {
-			t.Errorf("no lag series for partition %d", p)
-		}
 	}
 	applied, _ := metricSum(page, "leadstream_processor_apply_duration_seconds_count")
 	scored, _ := metricSum(page, "leadstream_processor_events_total", `result="scored"`)
