@@ -164,7 +164,7 @@ func partitionCount(ctx context.Context, b *broker, topic string) (int, error) {
 func consumeRaw(ctx context.Context, b *broker, total int64) (rateResult, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: b.kcfg.Brokers, GroupID: "bench-consume", GroupTopics: []string{b.topic(stream.TopicEvents)},
-		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 50 * time.Millisecond, QueueCapacity: 500,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond, QueueCapacity: 500,
 		CommitInterval: 0, StartOffset: kafka.FirstOffset,
 	})
 	defer r.Close()
