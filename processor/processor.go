@@ -25,7 +25,7 @@
 //	leadstream_processor_mql_published_total     MQL records acknowledged by Kafka
 //	leadstream_processor_merges_total            histories merged (visitors into leads, leads into leads)
 //	leadstream_processor_commit_conflicts_total  compare-and-sets lost to a concurrent change (the batch is planned again)
-//	leadstream_processor_apply_duration_seconds  Redis time to store a batch, per event
+//	leadstream_processor_apply_duration_seconds  time each event waited for its batch's Redis work (once per event scored or merge)
 //	leadstream_processor_score_delay_seconds     accept-to-score latency: received_at to batch handled
 package processor
 
@@ -155,6 +155,7 @@ func (p *Processor) run(ctx context.Context) error {
 	defer p.dead.Close()
 	p.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:        p.cfg.Kafka.Brokers,
+		Security:       p.cfg.Kafka.Security,
 		Group:          p.cfg.Group,
 		Topics:         []string{p.cfg.Kafka.Topic(stream.TopicEvents)},
 		MaxBatch:       p.cfg.BatchSize,
@@ -245,8 +246,16 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) 
 	if err != nil {
 		return err
 	}
-	if res.Writes > 0 {
-		p.m.apply.Observe(time.Since(start).Seconds() / float64(len(b.events)))
+	// Each event waited for the batch's whole Redis work: observe it once
+	// per event scored and per merge completed.
+	d := time.Since(start).Seconds()
+	for _, o := range res.Outcomes {
+		if o == scoring.Scored {
+			p.m.apply.Observe(d)
+		}
+	}
+	for range res.Merges {
+		p.m.apply.Observe(d)
 	}
 	p.m.conflicts.Add(float64(res.Conflicts))
 	if err := p.deadLetters(ctx, b, res); err != nil {

@@ -107,10 +107,13 @@ func (s *Sink) run(ctx context.Context) error {
 		mqlTopic:    s.cfg.Kafka.Topic(stream.TopicMQL),
 		ok:          s.markOK,
 	}
+	s.m.deadLetters.WithLabelValues(h.eventsTopic)
+	s.m.deadLetters.WithLabelValues(h.mqlTopic)
 	// Created last: a kafka-go group reader joins its group at once, and
 	// must not hold partitions while ClickHouse or the producer is not ready.
 	consumer, err := stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:  s.cfg.Kafka.Brokers,
+		Security: s.cfg.Kafka.Security,
 		Group:    s.cfg.Group,
 		Topics:   []string{h.eventsTopic, h.mqlTopic},
 		MaxBatch: s.cfg.BatchSize,

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadapi"
@@ -119,7 +121,24 @@ func newLogger() *slog.Logger {
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "leadstream_build_info",
+		Help: "Always 1; the labels say which build runs: version (git describe) and goversion."}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(build)
 	return reg
+}
+
+// readyTimeout bounds each check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// kafkaReady returns a /readyz check of the brokers and a function that
+// releases it.
+func kafkaReady(cfg stream.Config) (check func(context.Context) error, release func(), err error) {
+	p, err := stream.NewProber(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.Probe, p.Close, nil
 }
 
 // rulesFlag registers -rules (LEADSTREAM_RULES); empty = the embedded default rules.
@@ -162,6 +181,9 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	r, err := loadRules(*rules)
 	if err != nil {
+		return err
+	}
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
 		return err
 	}
 	reg := newRegistry()
@@ -210,11 +232,19 @@ func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+		return err
+	}
 	rdb, err := leadstate.Open(ctx, rcfg)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer release()
 	reg := newRegistry()
 	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
 		log.Warn("could not create topics; expecting them to exist", "err", err)
@@ -223,7 +253,12 @@ func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := serveAdmin(*admin, reg, func() error { return rdb.Ping(context.Background()).Err() }, log)
+	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return kafkaCheck(ctx)
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -244,6 +279,14 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+		return err
+	}
+	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer release()
 	reg := newRegistry()
 	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
 		log.Warn("could not create topics; expecting them to exist", "err", err)
@@ -252,11 +295,11 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := serveAdmin(*admin, reg, func() error {
+	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
 		if !s.Ready() {
 			return errors.New("clickhouse not reachable")
 		}
-		return nil
+		return kafkaCheck(ctx)
 	}, log)
 	if err != nil {
 		return err
