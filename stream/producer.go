@@ -95,7 +95,7 @@ type Producer struct {
 	reachable atomic.Bool
 	stopPing  chan struct{}
 	pingDone  chan struct{}
-	mu      sync.RWMutex // held for reading while queueing records; Close takes it for writing
+	mu        sync.RWMutex // held for reading while queueing records; Close takes it for writing
 
 	// Group commit (dispatch): Produce queues its waiter on pending; one
 	// goroutine hands everything pending to the client as one burst once
