@@ -86,7 +86,11 @@ func TestRescoreEqualsLive(t *testing.T) {
 		r := results[0]
 		return r.Leads == leads && r.Gain == 0 && r.Lose == 0 && len(r.Movers) == 0, fmt.Sprintf("%+v", r)
 	})
-	mqls := readMQL(t, p.brokers, p.kcfg.Topic("mql"), 0, 2*time.Second)
+	// The records are published after their crossings are stored: read
+	// until every crossing's record is there (a slow machine needs more
+	// than a moment), then a little longer for any extra one.
+	mqls := readMQL(t, p.brokers, p.kcfg.Topic("mql"), results[0].Crossings, 60*time.Second)
+	mqls = append(mqls, readMQL(t, p.brokers, p.kcfg.Topic("mql"), 0, 2*time.Second)...)
 	if got := len(uniqueMQL(mqls)); got != results[0].Crossings {
 		t.Fatalf("live published %d MQLs, the replay found %d crossings", got, results[0].Crossings)
 	}
