@@ -34,6 +34,7 @@ import (
 const (
 	TopicEvents     = "events"
 	TopicMQL        = "mql"
+	TopicMQA        = "mqa"
 	TopicDeadLetter = "deadletter"
 )
 
@@ -127,14 +128,14 @@ func newClient(brokers []string, timeout time.Duration) *kafka.Client {
 	}
 }
 
-// EnsureTopics creates the events, mql and dead-letter topics when missing.
+// EnsureTopics creates the events, mql, mqa and dead-letter topics when missing.
 func EnsureTopics(ctx context.Context, c Config) error {
 	if len(c.Brokers) == 0 {
 		return ErrNoBrokers
 	}
 	client := newClient(c.Brokers, 10*time.Second)
 	var topics []kafka.TopicConfig
-	for _, s := range []string{TopicEvents, TopicMQL, TopicDeadLetter} {
+	for _, s := range []string{TopicEvents, TopicMQL, TopicMQA, TopicDeadLetter} {
 		topics = append(topics, kafka.TopicConfig{Topic: c.Topic(s), NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
 	}
 	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics})

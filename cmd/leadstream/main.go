@@ -142,7 +142,9 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 		return nil, err
 	}
 	c.SetGatherer(reg)
-	c.Mount(leadapi.Prefix, leadapi.New(store, r.Models, cfg.SecretKey).Serve)
+	api := leadapi.New(store, r.Models, cfg.SecretKey)
+	c.Mount(leadapi.Prefix, api.Serve)
+	c.Mount(leadapi.AccountPrefix, api.ServeAccount)
 	return c, nil
 }
 
@@ -237,6 +239,7 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Kafka.RegisterFlags(fs)
 	cfg.ClickHouse.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
+	cfg.RegisterAccountFlags(fs)
 	admin := fs.String("http.addr", ":9102", "address of /healthz, /readyz and /metrics")
 	if err := parse(fs, args); err != nil {
 		return err
