@@ -4,12 +4,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"sort"
 	"testing"
@@ -141,28 +137,4 @@ func checkKillAccounts(t *testing.T, store *leadstate.Store, brokers []string, k
 		}
 	}
 	return len(ids)
-}
-
-// readMQA reads every record of the mqa topic that arrives within wait.
-func readMQA(t *testing.T, brokers []string, topic string, wait time.Duration) []event.MQA {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	cons, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: fmt.Sprintf("reader-%d", rand.Uint32()), Topics: []string{topic}, MaxWait: 10 * time.Millisecond},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []event.MQA
-	_ = cons.Run(ctx, func(_ context.Context, batch []stream.Message) error {
-		for _, m := range batch {
-			var rec event.MQA
-			if err := json.Unmarshal(m.Value, &rec); err != nil {
-				t.Errorf("mqa record is not JSON: %s", m.Value)
-			}
-			out = append(out, rec)
-		}
-		return nil
-	})
-	return out
 }
