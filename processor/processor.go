@@ -19,6 +19,11 @@
 // removed only after Kafka acknowledged it, so a crash never loses one; a
 // redelivered record publishes it again with the same deterministic mql_id.
 //
+// Accounts (B2B, from Segment group calls) are subjects of their own: a
+// member's update and its account's are separate compare-and-sets of one
+// batch, the account's last; the account's MQA records wait in its outbox and
+// are published on the mqa topic, keyed by account id, the same way.
+//
 // Metrics:
 //
 //	leadstream_processor_events_total{result}    scored | duplicate | no_match | late | stale | dead_letter | bot

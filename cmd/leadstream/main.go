@@ -300,7 +300,11 @@ func runRules(args []string) error {
 	}
 	var names []string
 	for _, m := range r.Models {
-		names = append(names, fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g)", m.Name, len(m.Rules), len(m.Fit), m.Threshold))
+		desc := fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g", m.Name, len(m.Rules), len(m.Fit), m.Threshold)
+		if a := m.Accounts; a != nil {
+			desc += fmt.Sprintf("; accounts: threshold %g, %d fit rules", a.Threshold, len(a.Fit))
+		}
+		names = append(names, desc+")")
 	}
 	fmt.Printf("%s: ok: %s\n", args[1], strings.Join(names, "; "))
 	return nil
