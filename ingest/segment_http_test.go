@@ -45,7 +45,7 @@ func TestShortPaths(t *testing.T) {
 	for _, e := range s.events(t) {
 		byID[e.ID] = e
 	}
-	for id, want := range map[string]event.Type{"m-t": event.Custom, "m-p": event.PageView, "m-i": event.Identify, "m-g": event.Custom,
+	for id, want := range map[string]event.Type{"m-t": event.Custom, "m-p": event.PageView, "m-i": event.Identify, "m-g": event.Group,
 		"m-a": event.Alias, "m-s": event.PageView, "m-b": event.Custom} {
 		if e, ok := byID[id]; !ok || e.Type != want {
 			t.Errorf("%s: %+v, want a %s event", id, e, want)
