@@ -161,7 +161,9 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 		return nil, err
 	}
 	c.SetGatherer(reg)
-	c.Mount(leadapi.Prefix, leadapi.New(store, r.Models, cfg.SecretKey).Serve)
+	api := leadapi.New(store, r.Models, cfg.SecretKey)
+	c.Mount(leadapi.Prefix, api.Serve)
+	c.Mount(leadapi.AccountPrefix, api.ServeAccount)
 	return c, nil
 }
 
@@ -272,6 +274,7 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Kafka.RegisterFlags(fs)
 	cfg.ClickHouse.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
+	cfg.RegisterAccountFlags(fs)
 	admin := fs.String("http.addr", ":9102", "address of /healthz, /readyz and /metrics")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -340,7 +343,11 @@ func runRules(args []string) error {
 	}
 	var names []string
 	for _, m := range r.Models {
-		names = append(names, fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g)", m.Name, len(m.Rules), len(m.Fit), m.Threshold))
+		desc := fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g", m.Name, len(m.Rules), len(m.Fit), m.Threshold)
+		if a := m.Accounts; a != nil {
+			desc += fmt.Sprintf("; accounts: threshold %g, %d fit rules", a.Threshold, len(a.Fit))
+		}
+		names = append(names, desc+")")
 	}
 	fmt.Printf("%s: ok: %s\n", args[1], strings.Join(names, "; "))
 	return nil
