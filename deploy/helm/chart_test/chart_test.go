@@ -90,6 +90,7 @@ collector:
     className: nginx
     hosts: [{host: t.acme.example}]
     tls: [{secretName: t-acme-example-tls, hosts: [t.acme.example]}]
+accounts: {fromEmailDomain: true}
 processor: {replicas: 4, group: acme-scoring, batchSize: 1000, maxWait: 50ms, dedupWindow: 1440h, anonymousTTL: 4800h, stateCache: 0}
 sink: {replicas: 3, group: acme-clickhouse, batchSize: 100000, flushInterval: 2s}
 serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
@@ -111,7 +112,14 @@ func defaultRules(t *testing.T) string {
 // object, then starts each role with its pod's environment and files.
 func TestFullValues(t *testing.T) {
 	kafka, redis, ch := closedAddr(t), closedAddr(t), closedAddr(t)
-	r := mustRender(t, fullValues(t, kafka, redis, ch))
+	vals := fullValues(t, kafka, redis, ch)
+	r := mustRender(t, vals)
+	if extra := extraForUnwired(t, r); len(extra) > 0 {
+		for role, settings := range extra {
+			vals[role].(map[string]any)["extraSettings"] = settings
+		}
+		r = mustRender(t, vals)
+	}
 
 	want := []string{
 		"ConfigMap/" + fullname + "-collector", "ConfigMap/" + fullname + "-processor", "ConfigMap/" + fullname + "-rules", "ConfigMap/" + fullname + "-sink",
@@ -183,6 +191,60 @@ func TestFullValues(t *testing.T) {
 	if strings.Contains(r.notes, "WARNING") {
 		t.Errorf("NOTES warn with 4 processors and 3 sinks on 12 partitions:\n%s", r.notes)
 	}
+}
+
+// extraForUnwired finds the flags of each role the full values leave unset.
+// A flag the chart's templates name is an error (its value is missing from
+// fullValues, or the chart does not pass it). A flag they do not name was
+// added to leadstream after the chart: it is logged, and given through the
+// role's extraSettings with its default (when it has one), so the roles
+// started below show the chart passes it and the role takes it.
+func extraForUnwired(t *testing.T, r *rendered) map[string]map[string]any {
+	t.Helper()
+	tpl := chartTemplates(t)
+	extra := map[string]map[string]any{}
+	for _, role := range roles {
+		_, c := container(t, r, role)
+		settings, secrets := unwired(t, role, podEnv(t, r, c))
+		for _, k := range append(settings, secrets...) {
+			if strings.Contains(tpl, k) {
+				t.Errorf("%s: %s is a setting of the chart, but the full values do not give it", role, k)
+			}
+		}
+		for _, k := range secrets {
+			t.Logf("%s: secret %s has no value in the chart: mount it with %s.extraVolumes and give its path in %s.extraSettings", role, k, role, role)
+		}
+		for _, k := range settings {
+			def := roleFlags(t, role).env[k]
+			t.Logf("%s: %s has no value in the chart: given through %s.extraSettings (with its default %q)", role, k, role, def)
+			if def == "" {
+				continue
+			}
+			if extra[role] == nil {
+				extra[role] = map[string]any{}
+			}
+			extra[role][k] = def
+		}
+	}
+	return extra
+}
+
+// chartTemplates is the text of every template of the chart.
+func chartTemplates(t *testing.T) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(chartDir, "templates", "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("the chart's templates: %v (%d files)", err, len(files))
+	}
+	var b strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(data)
+	}
+	return b.String()
 }
 
 // TestMinimalValues renders the chart with only the required values: no
@@ -458,6 +520,30 @@ func TestVariants(t *testing.T) {
 		t.Errorf("NOTES with 10 processors on 8 partitions:\n%s", r.notes)
 	}
 
+	// extraSettings reach the role's ConfigMap (numbers as integers) and roll only its pods.
+	t.Run("extraSettings", func(t *testing.T) {
+		kafka, redis, ch := closedAddr(t), closedAddr(t), closedAddr(t)
+		v := minimalValues(t, kafka, redis, ch)
+		v["collector"] = values(t, "extraSettings: {LEADSTREAM_COLLECTOR_GOGC: 150, LEADSTREAM_COLLECTOR_SCANNER_BURST: 3s}")
+		r := mustRender(t, v)
+		_, c := container(t, r, "collector")
+		env := podEnv(t, r, c)
+		if env["LEADSTREAM_COLLECTOR_GOGC"] != "150" || env["LEADSTREAM_COLLECTOR_SCANNER_BURST"] != "3s" {
+			t.Errorf("collector.extraSettings: env GOGC %q, SCANNER_BURST %q, want 150 and 3s",
+				env["LEADSTREAM_COLLECTOR_GOGC"], env["LEADSTREAM_COLLECTOR_SCANNER_BURST"])
+		}
+		checkRole(t, r, "collector", false)
+		checkStarts(t, r, "collector", kafka, nil)
+		b := mustRender(t, minimalValues(t, kafka, redis, ch))
+		for _, role := range roles {
+			d1, _ := container(t, r, role)
+			d0, _ := container(t, b, role)
+			if changed := d0.Spec.Template.Annotations["checksum/config"] != d1.Spec.Template.Annotations["checksum/config"]; changed != (role == "collector") {
+				t.Errorf("%s: collector.extraSettings set: checksum/config changed %v", role, changed)
+			}
+		}
+	})
+
 	// Without Redis for the collector (lead API off) it gets no Redis setting or password.
 	r = mustRender(t, with(with(base(), "collector.redis.enabled", false), "secrets.redisPassword", "pw"))
 	_, c := container(t, r, "collector")
@@ -522,6 +608,18 @@ func TestBadValues(t *testing.T) {
 	})
 	f(k, "rules.content and rules.existingConfigMap", func(v map[string]any) {
 		v["rules"] = map[string]any{"content": "x", "existingConfigMap": "y"}
+	})
+	f(k, "collector.extraSettings.LEADSTREAM_REDIS_PASSWORD: a secret", func(v map[string]any) {
+		m(v, "collector")["extraSettings"] = map[string]any{"LEADSTREAM_REDIS_PASSWORD": "pw"}
+	})
+	f(k, "sink.extraSettings.LEADSTREAM_CLICKHOUSE_PASSWORD_FILE: a secret", func(v map[string]any) {
+		m(v, "sink")["extraSettings"] = map[string]any{"LEADSTREAM_CLICKHOUSE_PASSWORD_FILE": "/x"}
+	})
+	f(k, "processor.extraSettings.LEADSTREAM_KAFKA_BROKERS: the chart sets", func(v map[string]any) {
+		m(v, "processor")["extraSettings"] = map[string]any{"LEADSTREAM_KAFKA_BROKERS": "other:9092"}
+	})
+	f(k, "'processor.batch-size' does not match pattern '^LEADSTREAM_", func(v map[string]any) {
+		m(v, "processor")["extraSettings"] = map[string]any{"processor.batch-size": "10"}
 	})
 	f("v1.22.9", "incompatible with Kubernetes v1.22.9", func(map[string]any) {})
 }
@@ -589,3 +687,26 @@ func tlsSecrets(t *testing.T) map[string]map[string]string {
 	return map[string]map[string]string{"kafka-tls": files, "redis-tls": files, "clickhouse-tls": files}
 }
 
+// TestREADMEExample renders the values file of README "Kubernetes: the Helm
+// chart" and checks each role as the other renders are checked.
+func TestREADMEExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "cat > leads-values.yaml <<'YAML'\n")
+	example, _, ok2 := strings.Cut(rest, "\nYAML\n")
+	if !ok || !ok2 {
+		t.Fatal("README: no values file between cat > leads-values.yaml <<'YAML' and YAML")
+	}
+	r := mustRender(t, values(t, example))
+	for _, role := range roles {
+		checkRole(t, r, role, false)
+		if got := secretItems(t, r, role, "leadstream-secrets"); len(got) == 0 {
+			t.Errorf("%s mounts no key of leadstream-secrets", role)
+		}
+	}
+	if len(r.ingresses) != 1 || len(r.serviceMonitors) != 3 {
+		t.Errorf("README example renders %q: want an Ingress and three ServiceMonitors", r.all)
+	}
+}

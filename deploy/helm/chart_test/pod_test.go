@@ -69,9 +69,10 @@ func podEnv(t *testing.T, r *rendered, c *corev1.Container) map[string]string {
 	return env
 }
 
-// checkEnv checks the role's variables against its flags: each is a flag's
-// (or a logging variable), no secret is a variable (only its _FILE), and with
-// all, every flag of the role is set, so every setting can be given.
+// checkEnv checks the role's variables against its flags as the binary
+// prints them: each is a flag's (or a logging variable), no secret is a
+// variable (only its _FILE), and none is empty. With all (every value set),
+// the logging variables must be set too.
 func checkEnv(t *testing.T, role string, env map[string]string, all bool) {
 	t.Helper()
 	fs := roleFlags(t, role)
@@ -88,25 +89,33 @@ func checkEnv(t *testing.T, role string, env map[string]string, all bool) {
 	if !all {
 		return
 	}
-	for _, k := range slices.Sorted(maps.Keys(fs.env)) {
-		base, isFile := strings.CutSuffix(k, "_FILE")
-		switch {
-		case fs.secrets[k]:
-			if _, ok := env[k+"_FILE"]; !ok {
-				t.Errorf("%s: secret %s cannot be given: the chart sets no %s_FILE", role, k, k)
-			}
-		case isFile && fs.secrets[base]:
-		default:
-			if _, ok := env[k]; !ok {
-				t.Errorf("%s: setting %s cannot be given through the chart", role, k)
-			}
-		}
-	}
 	for k := range envOnly {
 		if _, ok := env[k]; !ok {
 			t.Errorf("%s: %s cannot be given through the chart", role, k)
 		}
 	}
+}
+
+// unwired are the role's flags the environment does not set: settings by
+// their variable, secrets by their _FILE variable.
+func unwired(t *testing.T, role string, env map[string]string) (settings, secrets []string) {
+	t.Helper()
+	fs := roleFlags(t, role)
+	for _, k := range slices.Sorted(maps.Keys(fs.env)) {
+		base, isFile := strings.CutSuffix(k, "_FILE")
+		switch {
+		case fs.secrets[k]:
+			if _, ok := env[k+"_FILE"]; !ok {
+				secrets = append(secrets, k+"_FILE")
+			}
+		case isFile && fs.secrets[base]:
+		default:
+			if _, ok := env[k]; !ok {
+				settings = append(settings, k)
+			}
+		}
+	}
+	return settings, secrets
 }
 
 // selects reports whether sel selects a pod or object with these labels.
@@ -143,7 +152,8 @@ func containerPort(c *corev1.Container, p intstr.IntOrString) int32 {
 	return 0
 }
 
-// checkRole checks one role's Deployment, container and Service.
+// checkRole checks one role's Deployment, container and Service; all says
+// every value is set (checkEnv).
 func checkRole(t *testing.T, r *rendered, role string, all bool) {
 	t.Helper()
 	img := readImage(t)

@@ -46,7 +46,7 @@ spec:
         {{- end }}
       annotations:
         # The roles read their settings, rules and secrets at start: a change rolls the pods.
-        checksum/config: {{ printf "%s\n%s" (include "leadstream.roleSettings" $ctx) $rulesContent | sha256sum }}
+        checksum/config: {{ printf "%s\n%s" (include "leadstream.roleConfig" $ctx) $rulesContent | sha256sum }}
         {{- if not $v.secrets.existingSecret }}
         checksum/secret: {{ include "leadstream.secretValues" $root | sha256sum }}
         {{- end }}

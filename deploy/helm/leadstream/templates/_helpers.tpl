@@ -254,6 +254,7 @@ The ConfigMap data of a role, every setting it is given: (dict "root" $ "role" "
 {{- include "leadstream.setting" (list "LEADSTREAM_PROCESSOR_STATE_CACHE" $p.stateCache) }}
 {{- include "leadstream.rulesSettings" $root }}
 {{- include "leadstream.redisSettings" (dict "root" $root "username" $v.redis.username) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_ACCOUNTS_FROM_EMAIL_DOMAIN" $v.accounts.fromEmailDomain) }}
 {{- else if eq .role "sink" }}
 {{- $s := $v.sink }}
 {{- $ch := $v.clickhouse }}
@@ -266,6 +267,32 @@ The ConfigMap data of a role, every setting it is given: (dict "root" $ "role" "
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_USERNAME" $ch.username) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DIAL_TIMEOUT" $ch.dialTimeout) }}
 {{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_CLICKHOUSE" "name" "clickhouse" "tls" $ch.tls) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_ACCOUNTS_FROM_EMAIL_DOMAIN" $v.accounts.fromEmailDomain) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ConfigMap data of a role as YAML: its settings (leadstream.roleSettings)
+and its extraSettings, for flags the chart has no value for. An extra setting
+may neither replace one the chart sets nor carry a secret: (dict "root" $ "role" "collector").
+*/}}
+{{- define "leadstream.roleConfig" -}}
+{{- $role := .role }}
+{{- $data := include "leadstream.roleSettings" . | fromYaml }}
+{{- $secretFiles := values (include "leadstream.secretKeyEnv" .root | fromYaml) }}
+{{- range $k, $v := (get .root.Values $role).extraSettings }}
+{{- if or (has $k $secretFiles) (has (printf "%s_FILE" $k) $secretFiles) }}
+{{- fail (printf "%s.extraSettings.%s: a secret; give it in secrets (it is mounted as a file), never as a setting" $role $k) }}
+{{- end }}
+{{- if hasKey $data $k }}
+{{- fail (printf "%s.extraSettings.%s: the chart sets %s from its own value (values.yaml); set that instead" $role $k $k) }}
+{{- end }}
+{{- range $k2, $v2 := include "leadstream.setting" (list $k $v) | fromYaml }}
+{{- $_ := set $data $k2 $v2 }}
+{{- end }}
+{{- end }}
+{{- if $data }}
+{{- toYaml $data }}
 {{- end }}
 {{- end }}
 
