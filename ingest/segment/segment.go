@@ -21,6 +21,7 @@ package segment
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -134,6 +135,7 @@ type Rejected struct {
 	MessageID string `json:"messageId"`
 	Error     string `json:"error"`
 	Limit     Limit  `json:"limit,omitempty"`
+	Scope     bool   `json:"-"` // refused only for the key's scope (Error.Scope)
 }
 
 // Body is a request body that passed Parse.
@@ -245,7 +247,7 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		if err != nil {
 			rj := Rejected{Index: i, MessageID: messageID(raw), Error: err.Error()}
 			if fe, ok := err.(*Error); ok {
-				rj.Limit = fe.Limit
+				rj.Limit, rj.Scope = fe.Limit, fe.Scope
 			}
 			rejected = append(rejected, rj)
 			continue
@@ -253,7 +255,8 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		b.events = append(b.events, e)
 	}
 	if len(b.events) == 0 && len(rejected) > 0 {
-		err = &Error{Field: "batch", Msg: fmt.Sprintf("none of its %d messages is valid (see rejected)", len(rejected)), Limit: commonLimit(rejected)}
+		err = &Error{Field: "batch", Msg: fmt.Sprintf("none of its %d messages is valid (see rejected)", len(rejected)), Limit: commonLimit(rejected),
+			Scope: !slices.ContainsFunc(rejected, func(r Rejected) bool { return !r.Scope })}
 	}
 	return b.events, rejected, err
 }
