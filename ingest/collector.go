@@ -234,15 +234,15 @@ type Collector struct {
 	log       *slog.Logger
 	m         *metrics
 	producer  Producer
-	keys      map[string]string   // write key -> write key id
-	server    map[string]bool     // write key id -> a server key
-	origins   map[string][]string // write key id -> allowed browser origins (absent: any)
-	proxies   []netip.Prefix      // trusted proxies
+	keys      map[string]string     // write key -> write key id
+	server    map[string]bool       // write key id -> a server key
+	origins   map[string][]string   // write key id -> allowed browser origins (absent: any)
+	proxies   []netip.Prefix        // trusted proxies
 	keyRate   map[string]*keyBucket // browser write key id -> its bucket (nil map: no limit)
 	ipRate    *ipBuckets            // nil: no limit
 	emailSeen *hourSet              // opens and clicks recorded this hour, by event id
-	tokens    *token.Keyring      // nil: no token keys, every token is invalid
-	publicURL *url.URL            // nil: none configured
+	tokens    *token.Keyring        // nil: no token keys, every token is invalid
+	publicURL *url.URL              // nil: none configured
 	bots      *botFilter
 	mounts    []mount
 	http      *fasthttp.Server
