@@ -44,13 +44,15 @@ func startServer(t *testing.T, mod func(*Config)) *server {
 func startServerLog(t *testing.T, mod func(*Config), log *slog.Logger) *server {
 	t.Helper()
 	// One partition: events read back in the order the requests were made.
+	// 10 s for Kafka: the idempotent producer's first contact can take
+	// seconds on a loaded machine, and a 503 then would fail the test.
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "leadstream.events"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
 	brokers := cluster.ListenAddrs()
-	p, err := stream.NewProducer(context.Background(), stream.ProducerConfig{Brokers: brokers, Topic: "leadstream.events", Timeout: 2 * time.Second}, log, nil)
+	p, err := stream.NewProducer(context.Background(), stream.ProducerConfig{Brokers: brokers, Topic: "leadstream.events", Timeout: 10 * time.Second}, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func startServerLog(t *testing.T, mod func(*Config), log *slog.Logger) *server {
 		t.Fatal(err)
 	}
 	cfg := Config{Kafka: stream.Config{Brokers: brokers, TopicPrefix: "leadstream.", Partitions: 1}, HTTPAddr: "127.0.0.1:0",
-		WriteKeys: []string{testKey, testOtherKey}, ServerWriteKeys: []string{testServerKey}, ProduceTimeout: 2 * time.Second, TokenKeys: keys,
+		WriteKeys: []string{testKey, testOtherKey}, ServerWriteKeys: []string{testServerKey}, ProduceTimeout: 10 * time.Second, TokenKeys: keys,
 		CORSOrigins:     map[string][]string{testOtherKey: {"https://www.acme.example", "https://*.shop.example"}},
 		ScannerMinDelay: 5 * time.Second, ScannerBurst: time.Second}
 	if mod != nil {
