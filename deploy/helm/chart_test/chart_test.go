@@ -66,7 +66,8 @@ clickhouse:
   dialTimeout: 3s
   tls: {enabled: true, secretName: clickhouse-tls, ca: ca.crt, cert: tls.crt, key: tls.key}
 secrets:
-  writeKeys: wk-browser,wk-server-`+sentinel+`
+  writeKeys: wk-browser,wk-browser-2-`+sentinel+`
+  serverWriteKeys: wk-server-`+sentinel+`
   secretKey: lead-api-`+sentinel+`
   tokenKeys: k2:token-key-`+sentinel+`-0123456789,k1:older-key-`+sentinel+`-0123456789
   redisPassword: redis-processor-`+sentinel+`
@@ -78,8 +79,14 @@ collector:
   publicURL: https://t.acme.example
   cookieDomain: acme.example
   corsOrigins: wk-browser=https://www.acme.example|https://*.acme.example
-  trustForwarded: true
+  trustedProxies: [10.0.0.0/8, 192.168.1.7]
   produceTimeout: 3s
+  idleTimeout: 75s
+  maxConnsPerIP: 64
+  rateLimitIP: "50:500"
+  rateLimitKey: "2000"
+  maxEventAge: 48h
+  ipAnonymize: false
   maxQueueBytes: 134217728
   gogc: 200
   scannerMinDelay: 10s
@@ -144,7 +151,7 @@ func TestFullValues(t *testing.T) {
 		}
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"clickhouse-password", "collector-redis-password", "kafka-sasl-password", "redis-password", "secret-key", "token-keys", "write-keys"}
+	wantKeys := []string{"clickhouse-password", "collector-redis-password", "kafka-sasl-password", "redis-password", "secret-key", "server-write-keys", "token-keys", "write-keys"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Errorf("Secret keys %q, want %q", keys, wantKeys)
 	}
@@ -207,6 +214,9 @@ func extraForUnwired(t *testing.T, r *rendered) map[string]map[string]any {
 		_, c := container(t, r, role)
 		settings, secrets := unwired(t, role, podEnv(t, r, c))
 		for _, k := range append(settings, secrets...) {
+			if roleFlags(t, role).deprecated[k] {
+				continue // its replacement is set instead (TestVariants sets it)
+			}
 			if strings.Contains(tpl, k) {
 				t.Errorf("%s: %s is a setting of the chart, but the full values do not give it", role, k)
 			}
@@ -215,6 +225,9 @@ func extraForUnwired(t *testing.T, r *rendered) map[string]map[string]any {
 			t.Logf("%s: secret %s has no value in the chart: mount it with %s.extraVolumes and give its path in %s.extraSettings", role, k, role, role)
 		}
 		for _, k := range settings {
+			if roleFlags(t, role).deprecated[k] {
+				continue
+			}
 			def := roleFlags(t, role).env[k]
 			t.Logf("%s: %s has no value in the chart: given through %s.extraSettings (with its default %q)", role, k, role, def)
 			if def == "" {
@@ -544,6 +557,13 @@ func TestVariants(t *testing.T) {
 		}
 	})
 
+	// The deprecated collector.trustForwarded still reaches the collector.
+	r = mustRender(t, with(base(), "collector.trustForwarded", true))
+	if _, c := container(t, r, "collector"); podEnv(t, r, c)["LEADSTREAM_COLLECTOR_TRUST_FORWARDED"] != "true" {
+		t.Errorf("collector.trustForwarded true: env %v", podEnv(t, r, c))
+	}
+	checkRole(t, r, "collector", false)
+
 	// Without Redis for the collector (lead API off) it gets no Redis setting or password.
 	r = mustRender(t, with(with(base(), "collector.redis.enabled", false), "secrets.redisPassword", "pw"))
 	_, c := container(t, r, "collector")
@@ -605,6 +625,10 @@ func TestBadValues(t *testing.T) {
 	})
 	f(k, "clickhouse.tls.secretName is set: name the keys", func(v map[string]any) {
 		m(v, "clickhouse")["tls"] = map[string]any{"enabled": true, "secretName": "t"}
+	})
+	f(k, "collector.trustForwarded (deprecated: every address is a proxy) and collector.trustedProxies", func(v map[string]any) {
+		m(v, "collector")["trustForwarded"] = true
+		m(v, "collector")["trustedProxies"] = []any{"10.0.0.0/8"}
 	})
 	f(k, "rules.content and rules.existingConfigMap", func(v map[string]any) {
 		v["rules"] = map[string]any{"content": "x", "existingConfigMap": "y"}

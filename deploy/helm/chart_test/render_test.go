@@ -241,6 +241,8 @@ type flagSet struct {
 	// secrets holds the variables of secret settings (LEADSTREAM_REDIS_PASSWORD):
 	// those also read from a file, LEADSTREAM_REDIS_PASSWORD_FILE.
 	secrets map[string]bool
+	// deprecated holds the variables of flags whose usage starts "deprecated".
+	deprecated map[string]bool
 }
 
 // envOnly are the variables every role reads without a flag (cmd/leadstream newLogger).
@@ -265,7 +267,7 @@ func roleFlags(t *testing.T, role string) flagSet {
 		t.Fatalf("leadstream %s -h: %v", role, err)
 	}
 	envRe := regexp.MustCompile(`\(env (LEADSTREAM_[A-Z0-9_]+)(?:, default "([^"]*)")?\)$`)
-	fs := flagSet{env: map[string]string{}, secrets: map[string]bool{}}
+	fs := flagSet{env: map[string]string{}, secrets: map[string]bool{}, deprecated: map[string]bool{}}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -274,6 +276,9 @@ func roleFlags(t *testing.T, role string) flagSet {
 			continue
 		}
 		fs.env[m[1]] = m[2]
+		if strings.HasPrefix(line, "deprecated") {
+			fs.deprecated[m[1]] = true
+		}
 		if strings.HasPrefix(line, "file to read -") {
 			secret, ok := strings.CutSuffix(m[1], "_FILE")
 			if !ok {

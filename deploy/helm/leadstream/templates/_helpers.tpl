@@ -91,6 +91,7 @@ LEADSTREAM_…_FILE, never the variable holding the secret itself.
 */}}
 {{- define "leadstream.secretKeyEnv" -}}
 write-keys: LEADSTREAM_WRITE_KEYS_FILE
+server-write-keys: LEADSTREAM_SERVER_WRITE_KEYS_FILE
 secret-key: LEADSTREAM_SECRET_KEY_FILE
 token-keys: LEADSTREAM_TOKEN_KEYS_FILE
 redis-password: LEADSTREAM_REDIS_PASSWORD_FILE
@@ -102,6 +103,7 @@ kafka-sasl-password: LEADSTREAM_KAFKA_SASL_PASSWORD_FILE
 {{/* The values of the Secret the chart creates, by key. */}}
 {{- define "leadstream.secretValues" -}}
 write-keys: {{ .Values.secrets.writeKeys | quote }}
+server-write-keys: {{ .Values.secrets.serverWriteKeys | quote }}
 secret-key: {{ .Values.secrets.secretKey | quote }}
 token-keys: {{ .Values.secrets.tokenKeys | quote }}
 redis-password: {{ .Values.secrets.redisPassword | quote }}
@@ -139,7 +141,7 @@ Each role mounts only these keys of the Secret.
 {{- $env := include "leadstream.secretKeyEnv" .root | fromYaml }}
 {{- $want := list "kafka-sasl-password" }}
 {{- if eq .role "collector" }}
-{{- $want = concat $want (list "write-keys" "secret-key" "token-keys") }}
+{{- $want = concat $want (list "write-keys" "server-write-keys" "secret-key" "token-keys") }}
 {{- if $v.collector.redis.enabled }}
 {{- $want = append $want (ternary "collector-redis-password" "redis-password" (has "collector-redis-password" $have)) }}
 {{- end }}
@@ -233,8 +235,15 @@ The ConfigMap data of a role, every setting it is given: (dict "root" $ "role" "
 {{- include "leadstream.setting" (list "LEADSTREAM_PUBLIC_URL" $c.publicURL) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_COOKIE_DOMAIN" $c.cookieDomain) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_CORS_ORIGINS" $c.corsOrigins) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_TRUSTED_PROXIES" (join "," $c.trustedProxies)) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_TRUST_FORWARDED" $c.trustForwarded) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_PRODUCE_TIMEOUT" $c.produceTimeout) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_IDLE_TIMEOUT" $c.idleTimeout) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_MAX_CONNS_PER_IP" $c.maxConnsPerIP) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_RATE_LIMIT_IP" $c.rateLimitIP) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_RATE_LIMIT_KEY" $c.rateLimitKey) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_MAX_EVENT_AGE" $c.maxEventAge) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_IP_ANONYMIZE" $c.ipAnonymize) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_MAX_QUEUE_BYTES" $c.maxQueueBytes) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_GOGC" $c.gogc) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_COLLECTOR_SCANNER_MIN_DELAY" $c.scannerMinDelay) }}
@@ -338,6 +347,9 @@ Checks of the values a render cannot do without, with messages naming the value.
 {{- if ne (empty $t.cert) (empty $t.key) }}
 {{- fail (printf "%s.tls.cert and %s.tls.key go together (mutual TLS): set both or neither" $name $name) }}
 {{- end }}
+{{- end }}
+{{- if and $v.collector.trustForwarded $v.collector.trustedProxies }}
+{{- fail "collector.trustForwarded (deprecated: every address is a proxy) and collector.trustedProxies: set trustedProxies only" }}
 {{- end }}
 {{- if and $v.rules.content $v.rules.existingConfigMap }}
 {{- fail "rules.content and rules.existingConfigMap: set one, not both" }}
