@@ -179,7 +179,7 @@ func newClient(brokers []string, cn *conn, timeout time.Duration) *kafka.Client 
 	}
 }
 
-// EnsureTopics creates the events, mql and dead-letter topics when missing,
+// EnsureTopics creates the events, mql, dead-letter and erasures topics when missing,
 // with the partitions, replication, min.insync.replicas and retention of the
 // configuration. Existing topics are left as they are.
 func EnsureTopics(ctx context.Context, c Config) error {
@@ -193,7 +193,7 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	client := newClient(c.Brokers, cn, 10*time.Second)
 	defer closeClient(client)
 	var topics []kafka.TopicConfig
-	for _, s := range []string{TopicEvents, TopicMQL, TopicDeadLetter} {
+	for _, s := range []string{TopicEvents, TopicMQL, TopicDeadLetter, TopicErasures} {
 		topics = append(topics, kafka.TopicConfig{Topic: c.Topic(s), NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
 			ConfigEntries: c.topicConfigs()})
 	}
