@@ -40,11 +40,26 @@ func (w *writer) insertLinks(ctx context.Context, links []link) error {
 	return w.insert(ctx, warehouse.TableIdentityLinks, len(links), linkColumns(links))
 }
 
+// insertMQLs inserts ms, in as many INSERTs as it takes for each to touch
+// at most maxMonths months (the table is partitioned by month).
 func (w *writer) insertMQLs(ctx context.Context, ms []event.MQL) error {
-	if len(ms) == 0 {
-		return nil
+	var ms2 months
+	for len(ms) > 0 {
+		ms2.reset()
+		var now, later []event.MQL
+		for i := range ms {
+			if ms2.add(ms[i].CrossedAt) {
+				now = append(now, ms[i])
+			} else {
+				later = append(later, ms[i])
+			}
+		}
+		if err := w.insert(ctx, warehouse.TableMQL, len(now), mqlColumns(now)); err != nil {
+			return err
+		}
+		ms = later
 	}
-	return w.insert(ctx, warehouse.TableMQL, len(ms), mqlColumns(ms))
+	return nil
 }
 
 // observe records one INSERT's outcome in the metrics.
@@ -220,6 +235,7 @@ type link struct {
 	anonymousID, leadID string
 	linkedAt            time.Time
 	eventID             string
+	rec                 int // batch index of the record of eventID
 }
 
 // linkSet folds the identity links of a batch, block by block: one row per
@@ -237,23 +253,25 @@ func (ls *linkSet) reset() {
 	ls.out = ls.out[:0]
 }
 
-func (ls *linkSet) add(evs []event.Event) {
+// add adds the links of evs; recs, when not nil, holds the batch index of
+// each event's record (else link.rec is 0).
+func (ls *linkSet) add(evs []event.Event, recs []int) {
 	if ls.idx == nil {
 		ls.idx = map[[2]string]int{}
 	}
-	add := func(anon, lead string, e *event.Event) {
+	add := func(anon, lead string, e *event.Event, rec int) {
 		if anon == "" || lead == "" {
 			return
 		}
 		k := [2]string{anon, lead}
 		if i, ok := ls.idx[k]; ok {
 			if e.EventTime.Before(ls.out[i].linkedAt) {
-				ls.out[i].linkedAt, ls.out[i].eventID = e.EventTime, e.ID
+				ls.out[i].linkedAt, ls.out[i].eventID, ls.out[i].rec = e.EventTime, e.ID, rec
 			}
 			return
 		}
 		ls.idx[k] = len(ls.out)
-		ls.out = append(ls.out, link{anonymousID: anon, leadID: lead, linkedAt: e.EventTime, eventID: e.ID})
+		ls.out = append(ls.out, link{anonymousID: anon, leadID: lead, linkedAt: e.EventTime, eventID: e.ID, rec: rec})
 	}
 	for i := range evs {
 		e := &evs[i]
@@ -261,9 +279,13 @@ func (ls *linkSet) add(evs []event.Event) {
 			// The processor does not link on bot traffic; neither do analytics.
 			continue
 		}
-		add(e.AnonymousID, e.LeadID, e)
+		rec := 0
+		if recs != nil {
+			rec = recs[i]
+		}
+		add(e.AnonymousID, e.LeadID, e, rec)
 		if e.Type == event.Alias {
-			add(e.PreviousID, e.LeadID, e)
+			add(e.PreviousID, e.LeadID, e, rec)
 		}
 	}
 }
