@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/ingest/segment"
@@ -74,8 +75,11 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eraser := erasure.New(erasure.Config{Kafka: kcfg, ClickHouse: warehouse.Config{Addr: p.chAddr, Database: p.db, Username: "default", DialTimeout: 5 * time.Second}},
+		store, log, reg)
+	t.Cleanup(eraser.Close)
 	col, err := newCollector(ingest.Config{Kafka: kcfg, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{testWriteKey}, SecretKey: testSecret,
-		ProduceTimeout: 5 * time.Second}, producer, store, rules, log, reg)
+		ProduceTimeout: 5 * time.Second}, producer, store, rules, log, reg, eraser)
 	if err != nil {
 		t.Fatal(err)
 	}

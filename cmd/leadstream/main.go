@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
@@ -154,14 +155,19 @@ func loadRules(path string) (*scoring.Rules, error) {
 }
 
 // newCollector builds the collector with the lead API mounted on it.
-// store may be nil (no Redis): the lead API then answers 503.
-func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.Store, r *scoring.Rules, log *slog.Logger, reg *prometheus.Registry) (*ingest.Collector, error) {
+// store may be nil (no Redis): the lead API then answers 503; eraser may be
+// nil (no ClickHouse): DELETE /v1/leads/{id} then answers 503.
+func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.Store, r *scoring.Rules, log *slog.Logger, reg *prometheus.Registry, eraser leadapi.Eraser) (*ingest.Collector, error) {
 	c, err := ingest.New(cfg, producer, log, reg)
 	if err != nil {
 		return nil, err
 	}
 	c.SetGatherer(reg)
-	c.Mount(leadapi.Prefix, leadapi.New(store, r.Models, cfg.SecretKey).Serve)
+	api := leadapi.New(store, r.Models, cfg.SecretKey)
+	if eraser != nil {
+		api.SetEraser(eraser)
+	}
+	c.Mount(leadapi.Prefix, api.Serve)
 	return c, nil
 }
 
@@ -169,8 +175,10 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
 	var cfg ingest.Config
 	var rcfg leadstate.Config
+	var chcfg warehouse.Config // optional: DELETE /v1/leads/{id} (erasure) needs it
 	cfg.Kafka.RegisterFlags(fs)
 	rcfg.RegisterFlags(fs)
+	chcfg.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
 	rules := rulesFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -178,6 +186,11 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if chcfg.Addr != "" {
+		if err := chcfg.Validate(); err != nil {
+			return err
+		}
 	}
 	r, err := loadRules(*rules)
 	if err != nil {
@@ -206,7 +219,15 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	} else {
 		log.Warn("no redis.addr: the lead API answers 503")
 	}
-	c, err := newCollector(cfg, producer, store, r, log, reg)
+	var eraser leadapi.Eraser
+	if store != nil && chcfg.Addr != "" {
+		e := erasure.New(erasure.Config{Kafka: cfg.Kafka, ClickHouse: chcfg}, store, log, reg)
+		defer e.Close()
+		eraser = e
+	} else {
+		log.Info("no clickhouse.addr (or redis.addr): DELETE /v1/leads/{id} (erasure) answers 503")
+	}
+	c, err := newCollector(cfg, producer, store, r, log, reg, eraser)
 	if err != nil {
 		return err
 	}
