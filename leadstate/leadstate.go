@@ -1,4 +1,4 @@
-// Package leadstate keeps every lead's and visitor's scoring state in Redis:
+// Package leadstate keeps every lead's, visitor's and account's scoring state in Redis:
 // the state value scoring.Core computes (package scoring), the event ids
 // applied (dedup) and the MQL outbox.
 //
@@ -16,9 +16,11 @@
 //
 //	ls2:{l:H}:s     STRING  8-byte version + encoded scoring.State (codec.go); leads never expire
 //	ls2:{a:H}:s     STRING  a visitor's: expires processor.anonymous-ttl after its last write or use
+//	ls2:{c:H}:s     STRING  an account's (traits, fit, MQA flags, one entry per member); never expires
 //	ls2:{T}:d:<b>   SET     event ids applied (their 64-bit hashes) with event time in dedup bucket b (see
 //	                        scoring.Core.Bucket); expires at scoring.Core.BucketExpiry(b)
-//	ls2:{T}:o       HASH    mql_id -> pending MQL record (JSON), until Kafka acknowledged it
+//	ls2:{T}:o       HASH    mql_id -> pending MQL record (JSON), until Kafka acknowledged it;
+//	                        an account's: mqa_id -> pending MQA record
 //
 // Keys of the first layout (ls:{...}) are not read; `leadstream rescore
 // -apply` rebuilds the state from ClickHouse and deletes them.

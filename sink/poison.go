@@ -140,6 +140,7 @@ func (h *handler) isolateEvents(ctx context.Context, batch []stream.Message, cau
 		return err
 	}
 	h.links.reset()
+	h.members.reset()
 	var stored []int
 	for _, i := range valid {
 		if !bad[i] {
@@ -149,6 +150,7 @@ func (h *handler) isolateEvents(ctx context.Context, batch []stream.Message, cau
 	for lo := 0; lo < len(stored); lo += blockRows {
 		evs := h.decode(batch, stored[lo:min(len(stored), lo+blockRows)], nil)
 		h.links.add(evs, h.kept)
+		h.members.add(evs, h.kept)
 	}
 	return nil
 }
@@ -190,6 +192,46 @@ func (h *handler) insertMQLs(ctx context.Context) error {
 		func(rows []int) error { return h.w.insertMQLs(ctx, pick(ms, rows)) },
 		func(row int, err error) {
 			h.rejects = append(h.rejects, reject{h.mqlIdx[row], refusal(warehouse.TableMQL, err)})
+		})
+}
+
+// insertMembers inserts the batch's account memberships; a row ClickHouse
+// refuses rejects the record of its event (whose events row may be stored).
+func (h *handler) insertMembers(ctx context.Context) error {
+	ms := h.members.out
+	err := h.w.insertMembers(ctx, ms)
+	if err == nil || !warehouse.Refused(err) {
+		return err
+	}
+	h.log.Warn("clickhouse refused a batch of account memberships: isolating the rows it refuses", "rows", len(ms), "err", err)
+	all := make([]int, len(ms))
+	for i := range all {
+		all[i] = i
+	}
+	return isolate(ctx, all, err,
+		func(rows []int) error { return h.w.insertMembers(ctx, pick(ms, rows)) },
+		func(row int, err error) {
+			h.rejects = append(h.rejects, reject{ms[row].rec, refusal(warehouse.TableAccountMembers, err)})
+		})
+}
+
+// insertMQAs inserts the batch's MQA records; one ClickHouse refuses is
+// rejected.
+func (h *handler) insertMQAs(ctx context.Context) error {
+	ms := h.rows.mqas
+	err := h.w.insertMQAs(ctx, ms)
+	if err == nil || !warehouse.Refused(err) {
+		return err
+	}
+	h.log.Warn("clickhouse refused a batch of mqa records: isolating the rows it refuses", "records", len(ms), "err", err)
+	all := make([]int, len(ms))
+	for i := range all {
+		all[i] = i
+	}
+	return isolate(ctx, all, err,
+		func(rows []int) error { return h.w.insertMQAs(ctx, pick(ms, rows)) },
+		func(row int, err error) {
+			h.rejects = append(h.rejects, reject{h.mqaIdx[row], refusal(warehouse.TableMQA, err)})
 		})
 }
 

@@ -19,10 +19,11 @@ import (
 type rows struct {
 	events []event.Event
 	mqls   []event.MQL
+	mqas   []event.MQA
 }
 
 func (r *rows) reset() {
-	r.events, r.mqls = r.events[:0], r.mqls[:0]
+	r.events, r.mqls, r.mqas = r.events[:0], r.mqls[:0], r.mqas[:0]
 }
 
 // writer inserts decoded batches into one database.
@@ -43,21 +44,31 @@ func (w *writer) insertLinks(ctx context.Context, links []link) error {
 // insertMQLs inserts ms, in as many INSERTs as it takes for each to touch
 // at most maxMonths months (the table is partitioned by month).
 func (w *writer) insertMQLs(ctx context.Context, ms []event.MQL) error {
-	var ms2 months
-	for len(ms) > 0 {
-		ms2.reset()
-		var now, later []event.MQL
-		for i := range ms {
-			if ms2.add(ms[i].CrossedAt) {
-				now = append(now, ms[i])
+	return byMonths(ms, func(m *event.MQL) time.Time { return m.CrossedAt }, func(now []event.MQL) error {
+		return w.insert(ctx, warehouse.TableMQL, len(now), mqlColumns(now))
+	})
+}
+
+// byMonths calls insert with the items of s, in order, in as few calls as it
+// takes for each to hold items of at most maxMonths months (at, UTC): the
+// tables are partitioned by month, and modern ClickHouse refuses an INSERT
+// touching more than 100 partitions (see maxMonths).
+func byMonths[T any](s []T, at func(*T) time.Time, insert func([]T) error) error {
+	var ms months
+	for len(s) > 0 {
+		ms.reset()
+		var now, later []T
+		for i := range s {
+			if ms.add(at(&s[i])) {
+				now = append(now, s[i])
 			} else {
-				later = append(later, ms[i])
+				later = append(later, s[i])
 			}
 		}
-		if err := w.insert(ctx, warehouse.TableMQL, len(now), mqlColumns(now)); err != nil {
+		if err := insert(now); err != nil {
 			return err
 		}
-		ms = later
+		s = later
 	}
 	return nil
 }

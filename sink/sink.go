@@ -105,17 +105,20 @@ func (s *Sink) run(ctx context.Context) error {
 		log:         s.log,
 		eventsTopic: s.cfg.Kafka.Topic(stream.TopicEvents),
 		mqlTopic:    s.cfg.Kafka.Topic(stream.TopicMQL),
+		mqaTopic:    s.cfg.Kafka.Topic(stream.TopicMQA),
 		ok:          s.markOK,
 	}
 	s.m.deadLetters.WithLabelValues(h.eventsTopic)
 	s.m.deadLetters.WithLabelValues(h.mqlTopic)
+	s.m.deadLetters.WithLabelValues(h.mqaTopic)
+	h.members.fromDomain = s.cfg.FromEmailDomain
 	// Created last: a kafka-go group reader joins its group at once, and
 	// must not hold partitions while ClickHouse or the producer is not ready.
 	consumer, err := stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:  s.cfg.Kafka.Brokers,
 		Security: s.cfg.Kafka.Security,
 		Group:    s.cfg.Group,
-		Topics:   []string{h.eventsTopic, h.mqlTopic},
+		Topics:   []string{h.eventsTopic, h.mqlTopic, h.mqaTopic},
 		MaxBatch: s.cfg.BatchSize,
 		MaxWait:  s.cfg.FlushInterval,
 	}, s.log, s.kafkaReg())
@@ -175,15 +178,18 @@ type handler struct {
 	dlq                   *stream.Producer
 	log                   *slog.Logger
 	eventsTopic, mqlTopic string
+	mqaTopic              string
 	ok                    func()
 	rows                  rows
-	evIdx                 []int   // scratch: batch index of each events-topic record
-	errs                  []error // scratch: decode result of each
-	kept                  []int   // scratch: batch index of each event of a decoded block
-	links                 linkSet // scratch: the batch's identity links
-	mqlIdx                []int   // scratch: batch index of each decoded mql record
-	months                months  // scratch: the months of one INSERT
-	errs2                 []error // scratch: decode results of records that decoded before
+	evIdx                 []int     // scratch: batch index of each events-topic record
+	errs                  []error   // scratch: decode result of each
+	kept                  []int     // scratch: batch index of each event of a decoded block
+	links                 linkSet   // scratch: the batch's identity links
+	members               memberSet // scratch: the batch's account memberships
+	mqlIdx                []int     // scratch: batch index of each decoded mql record
+	mqaIdx                []int     // scratch: batch index of each decoded mqa record
+	months                months    // scratch: the months of one INSERT
+	errs2                 []error   // scratch: decode results of records that decoded before
 	rejects               []reject
 }
 
@@ -226,8 +232,9 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	r := &h.rows
 	r.reset()
 	h.links.reset()
+	h.members.reset()
 	h.rejects = h.rejects[:0]
-	h.evIdx, h.mqlIdx = h.evIdx[:0], h.mqlIdx[:0]
+	h.evIdx, h.mqlIdx, h.mqaIdx = h.evIdx[:0], h.mqlIdx[:0], h.mqaIdx[:0]
 	for i := range batch {
 		m := &batch[i]
 		switch m.Topic {
@@ -241,6 +248,14 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 				continue
 			}
 			h.mqlIdx = append(h.mqlIdx, i)
+		case h.mqaTopic:
+			r.mqas = append(r.mqas, event.MQA{})
+			if err := decodeMQA(m.Value, &r.mqas[len(r.mqas)-1]); err != nil {
+				r.mqas = r.mqas[:len(r.mqas)-1]
+				h.rejects = append(h.rejects, reject{i, err})
+				continue
+			}
+			h.mqaIdx = append(h.mqaIdx, i)
 		default:
 			h.rejects = append(h.rejects, reject{i, fmt.Errorf("unexpected topic %q", m.Topic)})
 		}
@@ -265,6 +280,12 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 		return err
 	}
 	if err := h.insertMQLs(ctx); err != nil {
+		return err
+	}
+	if err := h.insertMembers(ctx); err != nil {
+		return err
+	}
+	if err := h.insertMQAs(ctx); err != nil {
 		return err
 	}
 	h.ok()
@@ -296,7 +317,8 @@ func (h *handler) deadLetters(ctx context.Context, batch []stream.Message) error
 // decoding them block by block on all cores while ClickHouse takes the block
 // before. A record that does not decode (or cannot be stored, see
 // warehouse.CheckEvent) is left out with its error in errs (parallel to
-// idx). links, unless nil, gets the identity links of the others. One INSERT
+// idx). links, unless nil, gets the identity links of the others (and
+// h.members their account memberships). One INSERT
 // touches at most maxMonths months: the records of further months go into
 // the next INSERT.
 func (h *handler) insertEvents(ctx context.Context, batch []stream.Message, idx []int, errs []error, links *linkSet) error {
@@ -333,6 +355,7 @@ func (h *handler) insertEventsOnce(ctx context.Context, batch []stream.Message, 
 		evs := h.decode(batch, idx[lo:hi], berrs)
 		if links != nil {
 			links.add(evs, h.kept)
+			h.members.add(evs, h.kept)
 		}
 		evs, later = h.months.fit(evs, h.kept, later)
 		if len(evs) == 0 {

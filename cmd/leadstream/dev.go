@@ -102,6 +102,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		scfg.ClickHouse.Addr = srv.Addr
 	}
 	icfg.Kafka, pcfg.Kafka, scfg.Kafka = kcfg, kcfg, kcfg
+	scfg.FromEmailDomain = pcfg.FromEmailDomain // accounts.from-email-domain, registered by the processor's flags
 	if err := errors.Join(icfg.Validate(), pcfg.Validate(), scfg.Validate()); err != nil {
 		return err
 	}

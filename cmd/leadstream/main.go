@@ -168,6 +168,7 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 		api.SetEraser(eraser)
 	}
 	c.Mount(leadapi.Prefix, api.Serve)
+	c.Mount(leadapi.AccountPrefix, api.ServeAccount)
 	return c, nil
 }
 
@@ -293,6 +294,7 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Kafka.RegisterFlags(fs)
 	cfg.ClickHouse.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
+	cfg.RegisterAccountFlags(fs)
 	admin := fs.String("http.addr", ":9102", "address of /healthz, /readyz and /metrics")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -361,7 +363,11 @@ func runRules(args []string) error {
 	}
 	var names []string
 	for _, m := range r.Models {
-		names = append(names, fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g)", m.Name, len(m.Rules), len(m.Fit), m.Threshold))
+		desc := fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g", m.Name, len(m.Rules), len(m.Fit), m.Threshold)
+		if a := m.Accounts; a != nil {
+			desc += fmt.Sprintf("; accounts: threshold %g, %d fit rules", a.Threshold, len(a.Fit))
+		}
+		names = append(names, desc+")")
 	}
 	fmt.Printf("%s: ok: %s\n", args[1], strings.Join(names, "; "))
 	return nil
