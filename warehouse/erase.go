@@ -91,8 +91,22 @@ func distinct(ctx context.Context, conn driver.Conn, q string, ids []string) ([]
 	return out, nil
 }
 
-// ErasedTables are the tables EraseRows deletes from.
-var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL}
+// ErasedTables are the tables EraseRows changes.
+var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL, TableAccountMembers, TableMQA}
+
+// Accounts returns the accounts the leads were ever recorded in
+// (account_members), sorted.
+func Accounts(ctx context.Context, conn driver.Conn, database string, leads []string) ([]string, error) {
+	if err := CheckDatabase(database); err != nil {
+		return nil, err
+	}
+	out, err := distinct(ctx, conn, "SELECT DISTINCT account_id FROM "+database+"."+TableAccountMembers+" WHERE lead_id IN ?", leads)
+	if err != nil {
+		return nil, fmt.Errorf("finding the accounts of a lead: %w", err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
 
 // EraseRows submits the mutations that delete the rows of leads and anons:
 //
@@ -102,6 +116,10 @@ var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL}
 //   - identity_links: the links to the leads, and the links of the leads'
 //     own ids (a lead merged into another by alias).
 //   - mql: the crossings of the leads.
+//   - account_members: the memberships of the leads, and those of the
+//     anonymous ids recorded without a lead.
+//   - mqa: the account crossings stay (they are the account's), but the
+//     leads are removed from their top_members (ALTER TABLE … UPDATE).
 //
 // It returns once ClickHouse accepted them; PendingMutations tells when they
 // are done.
@@ -127,10 +145,24 @@ func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, an
 		{TableIdentityLinks, "lead_id IN ?", leads},
 		{TableIdentityLinks, "anonymous_id IN ?", leads},
 		{TableMQL, "lead_id IN ?", leads},
+		{TableAccountMembers, "lead_id IN ?", leads},
+		{TableAccountMembers, "lead_id = '' AND anonymous_id IN ?", anons},
 	}
 	for _, s := range steps {
 		if err := del(s.table, s.where, s.ids); err != nil {
 			return err
+		}
+	}
+	// Both columns of the Nested in one mutation, so they keep one length;
+	// points first, filtered by the lead ids before they change.
+	for lo := 0; lo < len(leads); lo += idChunk {
+		ids := leads[lo:min(len(leads), lo+idChunk)]
+		q := "ALTER TABLE " + database + "." + TableMQA + " UPDATE " +
+			"`top_members.points` = arrayFilter((p, l) -> NOT has(?, l), `top_members.points`, `top_members.lead_id`), " +
+			"`top_members.lead_id` = arrayFilter(l -> NOT has(?, l), `top_members.lead_id`) " +
+			"WHERE hasAny(`top_members.lead_id`, ?)"
+		if err := conn.Exec(ctx, q, ids, ids, ids); err != nil {
+			return fmt.Errorf("removing erased leads from %s.%s: %w", database, TableMQA, err)
 		}
 	}
 	return nil

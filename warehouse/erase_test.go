@@ -62,6 +62,19 @@ func TestEraseRows(t *testing.T) {
 		warehouse.Column{Name: "lead_id", Values: []string{x, b, y}},
 		warehouse.Column{Name: "crossed_at", Values: []time.Time{now, now.AddDate(-1, 0, 0), now}})
 
+	insert("account_members",
+		warehouse.Column{Name: "account_id", Values: []string{"acme", "acme", "acme", "globex"}},
+		warehouse.Column{Name: "lead_id", Values: []string{x, "", y, b}},
+		warehouse.Column{Name: "anonymous_id", Values: []string{"", v2, v1, ""}},
+		warehouse.Column{Name: "joined_at", Values: []time.Time{now, now, now, now}},
+		warehouse.Column{Name: "event_id", Values: []string{"g1", "g2", "g3", "g4"}})
+	insert("mqa",
+		warehouse.Column{Name: "mqa_id", Values: []string{"q-acme", "q-other"}},
+		warehouse.Column{Name: "account_id", Values: []string{"acme", "initech"}},
+		warehouse.Column{Name: "crossed_at", Values: []time.Time{now, now}},
+		warehouse.Column{Name: "top_members.lead_id", Values: [][]string{{y, x, b}, {z}}},
+		warehouse.Column{Name: "top_members.points", Values: [][]float64{{1, 2, 3}, {4}}})
+
 	leads, anons, err := warehouse.Linked(ctx, conn, db, x)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +84,9 @@ func TestEraseRows(t *testing.T) {
 	}
 	if want := []string{b, v1, v2}; !reflect.DeepEqual(anons, want) {
 		t.Errorf("anonymous ids %q, want %q", anons, want)
+	}
+	if accts, err := warehouse.Accounts(ctx, conn, db, leads); err != nil || !reflect.DeepEqual(accts, []string{"acme", "globex"}) {
+		t.Errorf("accounts %q, %v; want acme, globex", accts, err)
 	}
 	if err := warehouse.EraseRows(ctx, conn, db, leads, anons); err != nil {
 		t.Fatal(err)
@@ -97,9 +113,11 @@ func TestEraseRows(t *testing.T) {
 		return strings.Join(out, ",")
 	}
 	for q, want := range map[string]string{
-		"SELECT event_id FROM " + db + ".events ORDER BY event_id":                                      "e7,e8",
+		"SELECT event_id FROM " + db + ".events ORDER BY event_id":                                       "e7,e8",
 		"SELECT concat(anonymous_id, '>', lead_id) FROM " + db + ".identity_links ORDER BY anonymous_id": v1 + ">" + y,
-		"SELECT mql_id FROM " + db + ".mql ORDER BY mql_id":                                             "m-y",
+		"SELECT mql_id FROM " + db + ".mql ORDER BY mql_id":                                              "m-y",
+		"SELECT event_id FROM " + db + ".account_members ORDER BY event_id":                              "g3",
+		"SELECT concat(mqa_id, ':', arrayStringConcat(top_members.lead_id, '+'), ':', arrayStringConcat(arrayMap(p -> toString(p), top_members.points), '+')) FROM " + db + ".mqa ORDER BY mqa_id": "q-acme:" + y + ":1,q-other:" + z + ":4",
 	} {
 		if got := left(q); got != want {
 			t.Errorf("%s: %q left, want %q", q, got, want)
