@@ -14,6 +14,10 @@ import (
 // DELETE /v1/leads/{id} (erasure) besides the lead API.
 const ACLEraser = ACLReader + " +del"
 
+// ErrBusyAccount means an account changed under every compare-and-set
+// ForgetMembers tried: erasing again will finish it.
+var ErrBusyAccount = errors.New("account state kept changing")
+
 // SubjectState is what Erase found of one subject before deleting it.
 type SubjectState struct {
 	State   *scoring.State // nil: none, or Corrupt
@@ -120,4 +124,51 @@ func (s *Store) scanTag(ctx context.Context, k keys) ([]string, error) {
 		return nil, fmt.Errorf("listing the dedup sets of a state: %w", err)
 	}
 	return out, nil
+}
+
+// maxForgetTries bounds the compare-and-sets ForgetMembers tries on one
+// account that processors keep changing.
+const maxForgetTries = 10
+
+// ForgetMembers removes the entries of leads from account's state (an
+// erasure: the account keeps no trace of them, tombstones included), with a
+// compare-and-set retried while processors change the account. It reports
+// how many entries it removed. The account's engagement is recomputed from
+// its remaining members at its next event.
+func (s *Store) ForgetMembers(ctx context.Context, account string, leads []string) (int, error) {
+	subj := scoring.Account(account)
+	drop := make(map[string]bool, len(leads))
+	for _, l := range leads {
+		drop[l] = true
+	}
+	for range maxForgetTries {
+		recs, err := s.Read(ctx, []scoring.Subject{subj})
+		if err != nil {
+			return 0, err
+		}
+		rec := recs[subj]
+		if rec.State == nil {
+			return 0, nil
+		}
+		st := rec.State.Clone()
+		kept := st.Members[:0]
+		for _, m := range st.Members {
+			if !drop[m.Lead] {
+				kept = append(kept, m)
+			}
+		}
+		n := len(st.Members) - len(kept)
+		if n == 0 {
+			return 0, nil
+		}
+		st.Members = kept
+		res, err := s.Commit(ctx, []Commit{{Subject: subj, Expect: rec.Version, State: st}})
+		if err != nil {
+			return 0, fmt.Errorf("removing members from an account: %w", err)
+		}
+		if res[0].Status == Stored {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("removing members from an account: %w after %d tries", ErrBusyAccount, maxForgetTries)
 }
