@@ -10,9 +10,11 @@ import (
 	"github.com/leadstream/leadstream/scoring"
 )
 
-// ACLEraser is ACLReader plus DEL: what the collector needs to serve
-// DELETE /v1/leads/{id} (erasure) besides the lead API.
-const ACLEraser = ACLReader + " +del"
+// ACLEraser is what a collector serving DELETE /v1/leads/{id} (erasure)
+// and `leadstream erase` need: the lead's keys are deleted (DEL) and its
+// account's state rewritten by the compare-and-set script, so the
+// processor's rule on ls2:* keys.
+const ACLEraser = "~ls2:* resetchannels -@all +@connection +@read +@write +@scripting -@dangerous +cluster|slots"
 
 // ErrBusyAccount means an account changed under every compare-and-set
 // ForgetMembers tried: erasing again will finish it.

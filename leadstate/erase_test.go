@@ -123,4 +123,29 @@ func TestEraseACL(t *testing.T) {
 	if n, err := open("eraser", "e-pw").Erase(ctx, []scoring.Subject{lead}); err != nil || n != 1 {
 		t.Errorf("Erase as the eraser = %d, %v; want the state deleted", n, err)
 	}
+
+	// ForgetMembers rewrites the account (the commit script) as the eraser.
+	acct := scoring.Account(newID("acct"))
+	st := &scoring.State{Subject: acct, Members: []scoring.AccountEntry{
+		{Lead: lead.ID, Seq: 1, Values: []scoring.MemberValue{{Model: "default", V: 10, T: 1}}},
+		{Lead: "colleague", Seq: 2, Values: []scoring.MemberValue{{Model: "default", V: 5, T: 1}}},
+		{Lead: "left-before", Seq: 3, Left: true},
+	}}
+	if r := commit(t, admin, leadstate.Commit{Subject: acct, State: st}); r.Status != leadstate.Stored {
+		t.Fatal(r)
+	}
+	if _, err := open("reader", "r-pw").ForgetMembers(ctx, acct.ID, []string{lead.ID}); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("ForgetMembers as the reader = %v, want NOPERM", err)
+	}
+	eraser := open("eraser", "e-pw")
+	if n, err := eraser.ForgetMembers(ctx, acct.ID, []string{lead.ID, "left-before", "stranger"}); err != nil || n != 2 {
+		t.Errorf("ForgetMembers = %d, %v; want 2 entries removed", n, err)
+	}
+	got, err := admin.ReadAccount(ctx, acct.ID)
+	if err != nil || got == nil || len(got.Members) != 1 || got.Members[0].Lead != "colleague" || got.Members[0].Values[0].V != 5 {
+		t.Errorf("account after ForgetMembers = %+v, %v; want the colleague alone", got, err)
+	}
+	if n, err := eraser.ForgetMembers(ctx, acct.ID, []string{lead.ID}); err != nil || n != 0 {
+		t.Errorf("ForgetMembers again = %d, %v; want nothing to do", n, err)
+	}
 }
