@@ -9,8 +9,11 @@
 //   - Redis: each one's scoring state, MQL outbox and dedup sets
 //     (leadstate.Store.Erase); a visitor that is now linked to another lead
 //     keeps its link (it holds no history, which went to the erased lead);
-//   - ClickHouse: their rows in events, identity_links and mql
-//     (warehouse.EraseRows, ALTER TABLE … DELETE mutations, waited for);
+//     the leads' entries in their accounts' states (leadstate.ForgetMembers);
+//   - ClickHouse: their rows in events, identity_links, mql and
+//     account_members, and their names in mqa.top_members
+//     (warehouse.EraseRows, ALTER TABLE … DELETE/UPDATE mutations, waited
+//     for);
 //   - Kafka: one tombstone on <prefix>erasures (key = the lead id, value =
 //     null) for downstream systems to erase what they copied.
 //
@@ -31,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -88,8 +92,10 @@ type Result struct {
 	// link is kept, their anonymous events are deleted).
 	AnonymousIDs int `json:"anonymous_ids"`
 	KeptVisitors int `json:"kept_visitors,omitempty"`
-	// RedisKeys is how many keys were deleted from Redis.
-	RedisKeys int `json:"redis_keys"`
+	// RedisKeys is how many keys were deleted from Redis; AccountEntries
+	// how many member entries were removed from account states.
+	RedisKeys      int `json:"redis_keys"`
+	AccountEntries int `json:"account_entries,omitempty"`
 	// MergedInto is the lead this lead had been merged into by alias; it is
 	// not erased (erase it too if it is the same person's).
 	MergedInto string `json:"merged_into,omitempty"`
@@ -156,6 +162,31 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 			continue
 		}
 		subjects = append(subjects, v)
+	}
+	// The accounts first: found from the states about to go, and from
+	// ClickHouse (an account the lead left, a member entry of a state that
+	// does not decode).
+	accts, err := warehouse.Accounts(ctx, conn, db, leads)
+	if err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+	for _, l := range leads {
+		if st := states[scoring.Lead(l)].State; st != nil {
+			if st.MemberOf != "" {
+				accts = append(accts, st.MemberOf)
+			}
+			for _, left := range st.Left {
+				accts = append(accts, left.Account)
+			}
+		}
+	}
+	slices.Sort(accts)
+	for _, a := range slices.Compact(accts) {
+		n, err := e.store.ForgetMembers(ctx, a, leads)
+		if err != nil {
+			return nil, fmt.Errorf("erasure: %w", err)
+		}
+		res.AccountEntries += n
 	}
 	if res.RedisKeys, err = e.store.Erase(ctx, subjects); err != nil {
 		return nil, fmt.Errorf("erasure: %w", err)
