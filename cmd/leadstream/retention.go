@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -19,6 +20,10 @@ import (
 // -older-than: `leadstream retention -older-than 400d` lists them (dry run),
 // and with -apply drops them.
 func runRetention(ctx context.Context, args []string, log *slog.Logger) error {
+	return retention(ctx, args, log, os.Stdout)
+}
+
+func retention(ctx context.Context, args []string, log *slog.Logger, out io.Writer) error {
 	fs := flag.NewFlagSet("retention", flag.ContinueOnError)
 	var cfg warehouse.Config
 	cfg.RegisterFlags(fs)
@@ -48,7 +53,7 @@ func runRetention(ctx context.Context, args []string, log *slog.Logger) error {
 	if *apply {
 		action = "dropped"
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TABLE\tMONTH\tROWS\tBYTES\tACTION")
 	for _, p := range parts {
 		if *apply {
@@ -62,9 +67,9 @@ func runRetention(ctx context.Context, args []string, log *slog.Logger) error {
 	tw.Flush()
 	switch {
 	case len(parts) == 0:
-		fmt.Printf("no monthly partition is wholly older than %s\n", before.Format(time.RFC3339))
+		fmt.Fprintf(out, "no monthly partition is wholly older than %s\n", before.Format(time.RFC3339))
 	case !*apply:
-		fmt.Printf("dry run: %d partition(s) wholly older than %s; run again with -apply to drop them\n", len(parts), before.Format(time.RFC3339))
+		fmt.Fprintf(out, "dry run: %d partition(s) wholly older than %s; run again with -apply to drop them\n", len(parts), before.Format(time.RFC3339))
 	default:
 		log.Info("partitions dropped", "count", len(parts), "before", before)
 	}
