@@ -26,7 +26,7 @@
 //
 // Metrics:
 //
-//	leadstream_erasures_total{result}   done | pending (ClickHouse still deleting) | failed
+//	leadstream_collector_erasures_total{result}   done | pending (ClickHouse still deleting) | failed
 package erasure
 
 import (
@@ -74,8 +74,11 @@ type Eraser struct {
 // New returns an Eraser over store (Redis) and cfg (ClickHouse, Kafka).
 func New(cfg Config, store *leadstate.Store, log *slog.Logger, reg prometheus.Registerer) *Eraser {
 	e := &Eraser{cfg: cfg, store: store, log: log.With("stage", "erasure"), reg: reg,
-		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_erasures_total",
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_erasures_total",
 			Help: "Erasures of a lead (GDPR art. 17): done, pending (ClickHouse still deleting when answered) or failed."}, []string{"result"})}
+	for _, r := range []string{"done", "pending", "failed"} {
+		e.total.WithLabelValues(r)
+	}
 	if reg != nil {
 		reg.MustRegister(e.total)
 	}
