@@ -315,7 +315,7 @@ func TestExistingSecret(t *testing.T) {
 		"acme-scoring-rules": {"acme.yaml": defaultRules(t)},
 	}
 	want := map[string][]string{
-		"collector": {"kafka-sasl-password", "redis-password", "secret-key", "write-keys"},
+		"collector": {"clickhouse-password", "kafka-sasl-password", "redis-password", "secret-key", "write-keys"},
 		"processor": {"kafka-sasl-password", "redis-password"},
 		"sink":      {"clickhouse-password", "kafka-sasl-password"},
 	}

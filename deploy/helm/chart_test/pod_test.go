@@ -24,7 +24,7 @@ import (
 
 // roleSecrets are the secret keys each role may mount: nothing it does not read.
 var roleSecrets = map[string][]string{
-	"collector": {"write-keys", "server-write-keys", "secret-key", "token-keys", "redis-password", "collector-redis-password", "kafka-sasl-password"},
+	"collector": {"write-keys", "server-write-keys", "secret-key", "clickhouse-password", "token-keys", "redis-password", "collector-redis-password", "kafka-sasl-password"},
 	"processor": {"redis-password", "kafka-sasl-password"},
 	"sink":      {"clickhouse-password", "kafka-sasl-password"},
 }

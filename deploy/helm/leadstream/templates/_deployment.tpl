@@ -17,7 +17,7 @@ their port, and for the collector the autoscaler and the preStop sleep.
 {{- $tls := list }}
 {{- if and $v.kafka.tls.enabled $v.kafka.tls.secretName }}{{ $tls = append $tls (dict "name" "kafka" "t" $v.kafka.tls) }}{{ end }}
 {{- if and $usesRedis $v.redis.tls.enabled $v.redis.tls.secretName }}{{ $tls = append $tls (dict "name" "redis" "t" $v.redis.tls) }}{{ end }}
-{{- if and (eq $role "sink") $v.clickhouse.tls.enabled $v.clickhouse.tls.secretName }}{{ $tls = append $tls (dict "name" "clickhouse" "t" $v.clickhouse.tls) }}{{ end }}
+{{- if and (has $role (list "sink" "collector")) $v.clickhouse.tls.enabled $v.clickhouse.tls.secretName }}{{ $tls = append $tls (dict "name" "clickhouse" "t" $v.clickhouse.tls) }}{{ end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:

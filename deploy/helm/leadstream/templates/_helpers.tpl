@@ -141,7 +141,7 @@ Each role mounts only these keys of the Secret.
 {{- $env := include "leadstream.secretKeyEnv" .root | fromYaml }}
 {{- $want := list "kafka-sasl-password" }}
 {{- if eq .role "collector" }}
-{{- $want = concat $want (list "write-keys" "server-write-keys" "secret-key" "token-keys") }}
+{{- $want = concat $want (list "write-keys" "server-write-keys" "secret-key" "token-keys" "clickhouse-password") }}
 {{- if $v.collector.redis.enabled }}
 {{- $want = append $want (ternary "collector-redis-password" "redis-password" (has "collector-redis-password" $have)) }}
 {{- end }}
@@ -200,6 +200,16 @@ TLS settings of one service: (dict "prefix" "LEADSTREAM_KAFKA" "name" "kafka" "t
 {{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_REDIS" "name" "redis" "tls" $r.tls) }}
 {{- end }}
 
+{{/* The ClickHouse settings of the sink and the collector (DELETE /v1/leads/{id}). */}}
+{{- define "leadstream.clickhouseSettings" -}}
+{{- $ch := .Values.clickhouse }}
+{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_ADDR" $ch.addr) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DATABASE" $ch.database) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_USERNAME" $ch.username) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DIAL_TIMEOUT" $ch.dialTimeout) }}
+{{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_CLICKHOUSE" "name" "clickhouse" "tls" $ch.tls) }}
+{{- end }}
+
 {{/* The settings of the log every role writes. */}}
 {{- define "leadstream.logSettings" -}}
 {{- include "leadstream.setting" (list "LEADSTREAM_LOG_LEVEL" .Values.log.level) }}
@@ -252,6 +262,7 @@ The ConfigMap data of a role, every setting it is given: (dict "root" $ "role" "
 {{- if $c.redis.enabled }}
 {{- include "leadstream.redisSettings" (dict "root" $root "username" (default $v.redis.username $c.redis.username)) }}
 {{- end }}
+{{- include "leadstream.clickhouseSettings" $root }}
 {{- else if eq .role "processor" }}
 {{- $p := $v.processor }}
 {{- include "leadstream.setting" (list "LEADSTREAM_HTTP_ADDR" (printf ":%d" (int64 $p.port))) }}
@@ -266,16 +277,11 @@ The ConfigMap data of a role, every setting it is given: (dict "root" $ "role" "
 {{- include "leadstream.setting" (list "LEADSTREAM_ACCOUNTS_FROM_EMAIL_DOMAIN" $v.accounts.fromEmailDomain) }}
 {{- else if eq .role "sink" }}
 {{- $s := $v.sink }}
-{{- $ch := $v.clickhouse }}
 {{- include "leadstream.setting" (list "LEADSTREAM_HTTP_ADDR" (printf ":%d" (int64 $s.port))) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_SINK_GROUP" $s.group) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_SINK_BATCH_SIZE" $s.batchSize) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_SINK_FLUSH_INTERVAL" $s.flushInterval) }}
-{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_ADDR" $ch.addr) }}
-{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DATABASE" $ch.database) }}
-{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_USERNAME" $ch.username) }}
-{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DIAL_TIMEOUT" $ch.dialTimeout) }}
-{{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_CLICKHOUSE" "name" "clickhouse" "tls" $ch.tls) }}
+{{- include "leadstream.clickhouseSettings" $root }}
 {{- include "leadstream.setting" (list "LEADSTREAM_ACCOUNTS_FROM_EMAIL_DOMAIN" $v.accounts.fromEmailDomain) }}
 {{- end }}
 {{- end }}
