@@ -133,7 +133,8 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	// Each processor run gets a fresh chunk of events (plus some redelivered
 	// ones) and is killed shortly after it has started working on them.
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{Brokers: brokers, Topic: kcfg.Topic(stream.TopicEvents)}, log, nil)
+	producer, err := stream.NewProducer(ctx, stream.ProducerConfig{Brokers: brokers, Topic: kcfg.Topic(stream.TopicEvents),
+		Timeout: time.Minute}, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
