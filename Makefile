@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/leadstream
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: help deps test-deps npm build run test lint vet fmt-check unit e2e bench bench-go beacon clean
+.PHONY: help deps test-deps npm build run test lint vet fmt-check unit e2e bench bench-go beacon clean chart-test
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,8 +39,14 @@ vet: ## go vet
 
 lint: fmt-check vet ## gofmt check and go vet
 
-test: test-deps npm lint ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics.js, analytics-node, analytics-go), race detector on
+test: test-deps npm lint chart-test ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics.js, analytics-node, analytics-go, the Helm chart), race detector on
 	$(GO) run ./internal/localsvc/cmd/withsvc -cluster -- $(GO) test -race -count=1 -timeout 20m ./...
+
+# The chart's test is a Go module of its own (deploy/helm/chart_test), so Helm
+# and the Kubernetes libraries stay out of leadstream's go.mod; `./...` above
+# does not enter it. It needs no service and no cluster.
+chart-test: ## render the Helm chart deploy/helm/leadstream (Helm Go module) and check it against the binary's flags
+	cd deploy/helm/chart_test && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 15m ./...
 
 e2e: test-deps npm ## only the end-to-end tests: pipeline (kcat, clickhouse-client), browser (chromium) and Segment SDK
 	$(GO) run ./internal/localsvc/cmd/withsvc -- $(GO) test -race -count=1 -run 'E2E' -v ./cmd/... ./e2e/...
