@@ -116,6 +116,25 @@ func encodeState(dst []byte, st *scoring.State) []byte {
 		e.int(t.Time)
 		e.str(t.ID)
 	}
+	// Audience hits: a trailing section, written only when there are some,
+	// so states without them encode as before.
+	if len(st.Audiences) > 0 {
+		names := make([]string, 0, len(st.Audiences))
+		for n := range st.Audiences {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		e.uint(uint64(len(names)))
+		for _, n := range names {
+			hits := st.Audiences[n]
+			e.str(n)
+			e.uint(uint64(len(hits)))
+			for _, h := range hits {
+				e.int(h.Time)
+				e.str(h.ID)
+			}
+		}
+	}
 	return e.b
 }
 
@@ -206,6 +225,20 @@ func decodeState(b []byte) (*scoring.State, error) {
 		for range n {
 			k := d.str()
 			st.Traits[k] = &scoring.Trait{Value: []byte(d.str()), Time: d.int(), ID: d.str()}
+		}
+	}
+	if len(d.b) > 0 && d.err == nil {
+		n := d.count()
+		if n > 0 {
+			st.Audiences = make(map[string][]scoring.AudienceHit, n)
+		}
+		for range n {
+			name := d.str()
+			hits := make([]scoring.AudienceHit, d.count())
+			for j := range hits {
+				hits[j] = scoring.AudienceHit{Time: d.int(), ID: d.str()}
+			}
+			st.Audiences[name] = hits
 		}
 	}
 	if d.err != nil {

@@ -20,7 +20,8 @@ func codecSample() *scoring.State {
 			Rules:      map[string]scoring.RuleValue{"x": {V: 1, T: 2}, "": {V: 3, T: -4}},
 			Caps:       map[scoring.CapKey][]scoring.CapHit{{Rule: "x", Window: 0}: {{Time: 1, ID: "é", Points: 1}}, {Rule: "x", Window: -86400000}: nil},
 		}},
-		Traits: map[string]*scoring.Trait{"t": {Value: []byte(`{"a":[1,2]}`), Time: 3, ID: "i"}},
+		Traits:    map[string]*scoring.Trait{"t": {Value: []byte(`{"a":[1,2]}`), Time: 3, ID: "i"}},
+		Audiences: map[string][]scoring.AudienceHit{"pricing-returner": {{Time: -3, ID: "e1"}, {Time: 5, ID: "é"}}, "x": {}},
 	}
 }
 

@@ -16,6 +16,9 @@ func (r Rules) MarshalYAML() (any, error) {
 	for i := range r.Models {
 		out.Models[i] = r.Models[i].toYAML()
 	}
+	for i := range r.Audiences {
+		out.Audiences = append(out.Audiences, r.Audiences[i].toYAML())
+	}
 	return out, nil
 }
 
@@ -70,7 +73,8 @@ func (m *Model) toYAML() yamlModel {
 }
 
 type yamlRules struct {
-	Models []yamlModel `yaml:"models"`
+	Models    []yamlModel    `yaml:"models"`
+	Audiences []yamlAudience `yaml:"audiences,omitempty"`
 }
 
 type yamlModel struct {

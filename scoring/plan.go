@@ -247,6 +247,7 @@ func (p *planner) completeMerge(src *working) bool {
 		target.phase = max(target.phase, src.phase+1)
 	}
 	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
+	src.cur.Audiences = nil
 	src.changed = true
 	src.phase = max(src.phase, target.phase+1)
 	return true
@@ -401,7 +402,7 @@ func (p *planner) merge(src Subject, target *working, te int64) bool {
 		w.changed = true
 		return true
 	}
-	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0) {
+	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0 && len(w.cur.Audiences) == 0) {
 		w.cur.Into = target.cur.ID
 		w.changed = true
 		return true

@@ -53,6 +53,10 @@ type State struct {
 
 	Models []ModelState      // sorted by Name
 	Traits map[string]*Trait // only the traits a fit rule reads (see Core)
+
+	// Audiences holds, per behaviour audience (audiences.go), the latest
+	// Count hits by (Time, ID), oldest first.
+	Audiences map[string][]AudienceHit
 }
 
 // ModelState is a subject's state in one model.
@@ -162,6 +166,12 @@ func (s *State) Clone() *State {
 		}
 	}
 	c.Spilled = slices.Clone(s.Spilled)
+	if s.Audiences != nil {
+		c.Audiences = make(map[string][]AudienceHit, len(s.Audiences))
+		for k, v := range s.Audiences {
+			c.Audiences[k] = slices.Clone(v)
+		}
+	}
 	if s.Traits != nil {
 		c.Traits = make(map[string]*Trait, len(s.Traits))
 		for k, t := range s.Traits {
