@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/leadstream/leadstream/audience"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
@@ -143,6 +144,9 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 	}
 	c.SetGatherer(reg)
 	c.Mount(leadapi.Prefix, leadapi.New(store, r.Models, cfg.SecretKey).Serve)
+	if store != nil {
+		c.SetAudiences(audience.New(store, r))
+	}
 	return c, nil
 }
 
