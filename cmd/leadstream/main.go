@@ -38,6 +38,7 @@ roles:
   collector     HTTP ingest (Segment-compatible API, lead API) -> Kafka
   processor     Kafka -> identity, scoring rules, rolling scores in Redis -> MQL records on Kafka
   sink          Kafka -> batched inserts into ClickHouse
+  notifier      Kafka mql (and mqa) -> webhooks, Slack, e-mail (LEADSTREAM_NOTIFY_CONFIG)
   dev           every role in one process, with an embedded Kafka broker and local
                 redis-server / clickhouse-server started when no addresses are given
 
@@ -74,6 +75,8 @@ func main() {
 		err = runProcessor(ctx, args, log)
 	case "sink":
 		err = runSink(ctx, args, log)
+	case "notifier":
+		err = runNotifier(ctx, args, log)
 	case "dev":
 		err = runDev(ctx, args, log)
 	case "migrate":
