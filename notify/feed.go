@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,9 +55,10 @@ func newFeed(d *dest, kind, topic string) *feed {
 		GroupTopics: []string{topic},
 		MinBytes:    1,
 		MaxBytes:    4 << 20,
-		// Notifications are wanted while the visitor is still on the site:
-		// a short broker-side wait.
-		MaxWait: 100 * time.Millisecond,
+		// A fetch returns as soon as a record is there (MinBytes 1); the
+		// wait bounds idle long polls. kafka-go uses it as the connection's
+		// deadline too, so a short one fails on a busy machine.
+		MaxWait: 3 * time.Second,
 		// Offsets are committed by the feed itself (commitLoop), only for
 		// finished work.
 		CommitInterval: 0,
@@ -68,7 +70,16 @@ func newFeed(d *dest, kind, topic string) *feed {
 		RebalanceTimeout:  session,
 		ReadBackoffMin:    50 * time.Millisecond,
 		ReadBackoffMax:    time.Second,
-		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			text := fmt.Sprintf(msg, args...)
+			if strings.HasSuffix(text, "i/o timeout") {
+				// A long poll on an idle partition that outlived kafka-go's
+				// deadline (set to MaxWait itself): retried, nothing lost.
+				log.Debug(text)
+				return
+			}
+			log.Warn(text)
+		}),
 	})
 	return &feed{d: d, kind: kind, topic: topic, reader: r, parts: map[int]*partition{}}
 }

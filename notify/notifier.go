@@ -167,10 +167,14 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.mu.Lock()
 	fs := slices.Clone(n.feeds)
 	n.mu.Unlock()
+	var closing sync.WaitGroup
 	for _, f := range fs {
-		f.commit(context.Background())
-		f.reader.Close()
+		closing.Go(func() {
+			f.commit(context.Background())
+			f.reader.Close()
+		})
 	}
+	closing.Wait()
 	close(recStop)
 	<-n.rec.done
 	n.log.Info("notifier stopped")

@@ -129,6 +129,10 @@ func (w *webSender) send(ctx context.Context, r *record, attempt int) outcome {
 	if err != nil {
 		return outcome{permanent: true, err: "bad URL"}
 	}
+	// Without GetBody net/http does not resend the request by itself after
+	// a broken connection (it would, for a request with an Idempotency-Key):
+	// every attempt is ours, counted and recorded.
+	req.GetBody = nil
 	h := req.Header
 	for k, v := range w.d.Headers {
 		h.Set(k, v)
