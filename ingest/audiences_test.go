@@ -11,7 +11,9 @@ import (
 // lookup over Redis is tested in processor (TestProcessorAudiences) and e2e.
 type lookupFunc func(ctx context.Context, anon string) ([]string, error)
 
-func (f lookupFunc) Audiences(ctx context.Context, anon string) ([]string, error) { return f(ctx, anon) }
+func (f lookupFunc) Audiences(ctx context.Context, anon string) ([]string, error) {
+	return f(ctx, anon)
+}
 
 func TestAudiencesAPI(t *testing.T) {
 	s := startServer(t, nil)

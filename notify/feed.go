@@ -51,6 +51,7 @@ func newFeed(d *dest, kind, topic string) *feed {
 	log := n.log.With("destination", d.cfg.Name, "kind", kind)
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:     kc.Brokers,
+		Dialer:      n.kg.Dialer,
 		GroupID:     n.cfg.GroupPrefix + "." + d.cfg.Name + "." + kind,
 		GroupTopics: []string{topic},
 		MinBytes:    1,

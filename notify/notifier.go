@@ -53,7 +53,7 @@ import (
 // TopicMQA is the topic suffix of account threshold crossings (published by
 // the processor when accounts are scored); the notifier consumes it once it
 // exists.
-const TopicMQA = "mqa"
+const TopicMQA = stream.TopicMQA
 
 // ErrNoDestinations means the notifier was given no destination.
 var ErrNoDestinations = errors.New("notifier needs at least one destination (notify.config)")
@@ -67,6 +67,7 @@ type Notifier struct {
 	m     *metrics
 	rec   *recorder
 	dead  *stream.Producer
+	kg    *stream.KafkaGo // readers' dialer and the metadata client, with kafka.tls*/kafka.sasl.*
 	ready atomic.Bool
 
 	stopping   chan struct{} // closed when shutdown starts: fetch and retries stop
@@ -91,6 +92,11 @@ func New(cfg Config, dests []Destination, log *slog.Logger, reg prometheus.Regis
 	}
 	n := &Notifier{cfg: cfg, log: log.With("stage", "notifier"), reg: reg, m: newMetrics(reg),
 		stopping: make(chan struct{}), hardStop: make(chan struct{}), started: map[string]bool{}}
+	kg, err := stream.NewKafkaGo(cfg.Kafka, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	n.kg = kg
 	n.attemptCtx, n.cancelAll = context.WithCancel(context.Background())
 	n.rec = newRecorder(cfg.ClickHouse, n.log, n.m)
 	for i := range dests {
@@ -220,7 +226,7 @@ func (n *Notifier) watch(ctx context.Context, wg *sync.WaitGroup) {
 	defer gauges.Stop()
 	for {
 		if wantMQA && !n.kindStarted(KindMQA) {
-			if ok, err := topicExists(ctx, n.cfg.Kafka.Brokers, topic); err != nil {
+			if ok, err := topicExists(ctx, n.kg.Client, topic); err != nil {
 				n.log.Debug("looking for the mqa topic failed", "err", err)
 			} else if ok {
 				n.startKind(ctx, wg, KindMQA, topic)
@@ -247,10 +253,9 @@ func (n *Notifier) kindStarted(kind string) bool {
 
 // topicExists asks the brokers for every topic's metadata (asking for the
 // one topic could auto-create it on brokers that do so).
-func topicExists(ctx context.Context, brokers []string, topic string) (bool, error) {
+func topicExists(ctx context.Context, c *kafka.Client, topic string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
 	md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		return false, err

@@ -30,6 +30,14 @@ func runNotifier(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	cfg.Version = version
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+		return err
+	}
+	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer release()
 	reg := newRegistry()
 	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
 		log.Warn("could not create topics; expecting them to exist", "err", err)
@@ -38,11 +46,11 @@ func runNotifier(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := serveAdmin(*admin, reg, func() error {
+	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
 		if !n.Ready() {
 			return errors.New("notifier not running")
 		}
-		return nil
+		return kafkaCheck(ctx)
 	}, log)
 	if err != nil {
 		return err
