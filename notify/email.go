@@ -41,7 +41,11 @@ func (s *emailSender) send(ctx context.Context, r *record, _ int) outcome {
 		return o
 	case <-ctx.Done():
 		conn.Close()
-		<-done
+		if o := <-done; o.ok {
+			// The server accepted the message (end of DATA) before the
+			// deadline cut the QUIT short: delivered, not to be sent again.
+			return o
+		}
 		return outcome{err: netError(ctx, ctx.Err())}
 	}
 }
