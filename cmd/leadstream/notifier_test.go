@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -116,8 +117,11 @@ func TestNotifierRole(t *testing.T) {
 		return n == 2, fmt.Sprint(n)
 	})
 	eventually(t, "attempts in clickhouse", 30*time.Second, func() (bool, string) {
-		out := strings.TrimSpace(clickhouse(t, chAddr, "SELECT kind, status, attempt FROM "+db+".notifications FINAL WHERE destination = 'crm' ORDER BY kind FORMAT CSV"))
-		return out == "\"mqa\",\"delivered\",1\n\"mql\",\"delivered\",1", out
+		// The table exists once the notifier's recorder first wrote.
+		b, err := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", portOf(chAddr), "-q",
+			"SELECT kind, status, attempt FROM "+db+".notifications FINAL WHERE destination = 'crm' ORDER BY kind FORMAT CSV").CombinedOutput()
+		out := strings.TrimSpace(string(b))
+		return err == nil && out == "\"mqa\",\"delivered\",1\n\"mql\",\"delivered\",1", out
 	})
 
 	start := time.Now()
