@@ -28,7 +28,18 @@ import (
 // pendingMetrics are names the dashboard or the alerts query that no role
 // exports yet, because another change adds them. The test fails when one of
 // them appears in a role's /metrics: then remove it from this list.
-var pendingMetrics = map[string]string{}
+var pendingMetrics = map[string]string{
+	// The notifier role (issue 17) is not part of the deployed stack yet
+	// (compose, systemd, image tests run collector, processor and sink);
+	// package notify's TestMetricsTheDashboardUses holds these names.
+	"leadstream_notifier_deliveries_total":                "notifier: deliveries by destination and result",
+	"leadstream_notifier_attempts_total":                  "notifier: attempts by destination and result",
+	"leadstream_notifier_oldest_pending_seconds":          "notifier: retry age",
+	"leadstream_notifier_pending_records":                 "notifier: records held",
+	"leadstream_notifier_delivery_delay_seconds_bucket":   "notifier: publication to delivery",
+	"leadstream_notifier_attempt_duration_seconds_bucket": "notifier: one attempt",
+	"leadstream_notifier_lag_records":                     "notifier: records not fetched yet",
+}
 
 // targetMetrics are series Prometheus makes for every scrape target, and
 // targetLabels the labels it attaches to every scraped series.

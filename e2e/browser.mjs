@@ -148,6 +148,48 @@ const scenarios = {
     return { url };
   },
 
+  // Personalisation: a visitor who viewed the pricing page three times is
+  // in the pricing-returner audience and sees the webinar popup on the next
+  // page; a new visitor is in no audience and sees none.
+  async audiences(sc) {
+    const recordAudiences = () => {
+      window.__audiences = [];
+      document.addEventListener('leadstream:audiences', (e) => window.__audiences.push(e.detail.audiences));
+    };
+    const announced = async (page) => {
+      await page.waitForFunction(() => window.__audiences.length > 0, null, { timeout: 15000 });
+      return page.evaluate(() => window.__audiences[0]);
+    };
+    const popupShown = (page) => page.evaluate(() => !document.getElementById('webinar-popup').hidden);
+
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
+    await ctx.addInitScript(recordAudiences);
+    const page = await ctx.newPage();
+    const views = [];
+    for (let i = 0; i < 3; i++) {
+      await visit(page, '/demo/pricing.html');
+      const aud = await announced(page);
+      views.push({ audiences: aud, popup: await popupShown(page) });
+      if (i == 2) break;
+    }
+    await visit(page, '/demo/');
+    const next = await announced(page);
+    await page.waitForSelector('#webinar-popup:not([hidden])', { timeout: 5000 });
+    const nextPopup = await popupShown(page);
+    const asked = await page.evaluate(() => new Promise((res) => window.leadstream.audiences(res)));
+    const anon = await page.evaluate(() => window.leadstream.anonymousId());
+    await ctx.close();
+
+    const fresh = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}-new` });
+    await fresh.addInitScript(recordAudiences);
+    const p2 = await fresh.newPage();
+    await visit(p2, '/demo/');
+    const newAudiences = await announced(p2);
+    const newPopup = await popupShown(p2);
+    await fresh.close();
+    return { views, next, nextPopup, asked, anon, newAudiences, newPopup };
+  },
+
   // Email links: a signed click lands on its target; a forged one stays put.
   async click(sc) {
     const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +41,7 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		{"name": "gpc", "kind": "privacy", "signal": "gpc", "email": email("gpc"), "tag": tag("gpc")},
 		{"name": "consent", "tag": tag("consent")},
 		{"name": "nojs", "email": email("nojs"), "tag": tag("nojs")},
+		{"name": "audiences", "tag": tag("audiences")},
 	}}
 	var res struct {
 		Journey struct {
@@ -53,7 +57,16 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 			AfterRequests int
 			Anon          string
 		}
-		NoJS struct{ URL string } `json:"nojs"`
+		NoJS      struct{ URL string } `json:"nojs"`
+		Audiences struct {
+			Views []struct {
+				Audiences []string
+				Popup     bool
+			}
+			Next, Asked, NewAudiences []string
+			NextPopup, NewPopup       bool
+			Anon                      string
+		}
 	}
 	node(t, &res, "browser.mjs", mustJSON(t, plan))
 	lead := strings.ToLower(email("Journey")) // the lead id is the lower-cased email
@@ -109,6 +122,32 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		}
 		d.rows(t, "form post", fmt.Sprintf("SELECT type, visitParamExtractString(properties, 'form') FROM %s WHERE lead_id = '%s' ORDER BY type DESC", ev, email("nojs")),
 			"identify\t\nform_submit\twebinar")
+	})
+
+	t.Run("a pricing-returner sees the webinar popup on the next page, a new visitor does not", func(t *testing.T) {
+		a := res.Audiences
+		if len(a.Views) != 3 || a.Anon == "" {
+			t.Fatalf("audiences scenario: %+v", a)
+		}
+		for i, v := range a.Views[:2] {
+			if slices.Contains(v.Audiences, "pricing-returner") || v.Popup {
+				t.Errorf("after pricing view %d: audiences %v, popup %v", i+1, v.Audiences, v.Popup)
+			}
+		}
+		if !slices.Contains(a.Next, "pricing-returner") || !a.NextPopup || !slices.Contains(a.Asked, "pricing-returner") {
+			t.Errorf("the page after three pricing views: announced %v, popup %v, leadstream.audiences %v", a.Next, a.NextPopup, a.Asked)
+		}
+		if len(a.NewAudiences) != 0 || a.NewPopup {
+			t.Errorf("a new visitor: audiences %v, popup %v", a.NewAudiences, a.NewPopup)
+		}
+		// The API answers names only, for the visitor's id and the write key.
+		code, body := d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon)
+		if code != 200 || body != `{"audiences":["pricing-returner"]}` {
+			t.Errorf("GET /v1/audiences: %d %s", code, body)
+		}
+		if code, _ := d.get(t, "/v1/audiences?writeKey=wrong&anonymousId="+a.Anon); code != 401 {
+			t.Errorf("GET /v1/audiences with a wrong key: %d", code)
+		}
 	})
 
 	t.Run("consent mode sends nothing before consent", func(t *testing.T) {
@@ -199,4 +238,19 @@ func exitStderr(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// get sends a GET to the collector and returns the status and body.
+func (d *dev) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	res, err := http.Get(d.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
 }

@@ -16,8 +16,10 @@
 // browsers and email link scanners (bots.go: stored, never scored) and answers
 // 200 only after Kafka acknowledged every accepted event (acks=all);
 // concurrent requests share produce requests (group commit, see
-// stream.Producer). It also serves /healthz, /readyz and /metrics, and what
-// is mounted on it (Mount): the lead read API (package leadapi).
+// stream.Producer). It also serves /healthz, /readyz and /metrics, the
+// audiences of a visitor for the site (GET /v1/audiences, audiences.go, read
+// through package audience), and what is mounted on it (Mount): the lead
+// read API (package leadapi).
 //
 // Metrics:
 //
@@ -28,6 +30,9 @@
 //	leadstream_collector_request_duration_seconds{endpoint}
 //	leadstream_collector_email_requests_total{kind,result}  opens/clicks: recorded, invalid_token, unavailable
 //	leadstream_collector_bot_events_total{reason}    events flagged: user_agent, email_delivery_delay, link_burst
+//	leadstream_collector_audience_lookups_total{result}      GET /v1/audiences: ok, bad_request, unauthorized, origin, unavailable
+//	leadstream_collector_audience_lookup_duration_seconds   Redis time of a lookup
+//	leadstream_collector_audience_members_total{audience}   answers naming the audience
 package ingest
 
 import (
@@ -247,7 +252,10 @@ type Collector struct {
 	bots      *botFilter
 	mounts    []mount
 	http      *fasthttp.Server
-	ln        net.Listener
+	// audienceLookup answers GET /v1/audiences (audiences.go); nil: 503.
+	audienceLookup AudienceLookup
+	am             *audienceMetrics
+	ln             net.Listener
 }
 
 type mount struct {
@@ -261,6 +269,7 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 		return nil, err
 	}
 	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg, cfg.ProduceTimeout), producer: producer, keys: map[string]string{}, server: map[string]bool{}}
+	c.am = newAudienceMetrics(reg)
 	for _, k := range cfg.WriteKeys {
 		c.keys[k] = KeyID(k)
 	}
@@ -463,6 +472,8 @@ func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 	case strings.HasPrefix(path, settingsPrefix):
 		endpoint = strings.TrimSuffix(settingsPrefix, "/")
 		c.settings(ctx, strings.TrimPrefix(path, settingsPrefix))
+	case path == AudiencesPath:
+		c.audiences(ctx)
 	case strings.HasPrefix(path, "/v1/"):
 		c.ingest(ctx, strings.TrimPrefix(path, "/v1/"))
 		if !knownIngest(path) {

@@ -13,7 +13,9 @@ import (
 
 // codecVersion is the first byte of an encoded state: 1, or 2 when the state
 // has account fields (encoded after the traits, codec_accounts.go). States
-// without them are written as version 1, as before accounts.
+// without them are written as version 1, as before accounts. Either version
+// may end with the audience hits (a trailing section, only when there are
+// some).
 const (
 	codecVersion         = 1
 	codecVersionAccounts = 2
@@ -132,6 +134,26 @@ func encodeState(dst []byte, st *scoring.State) []byte {
 	if withAccounts {
 		e.accounts(st)
 	}
+	// Audience hits: a trailing section after everything else (the account
+	// fields too), written only when there are some, so states without them
+	// encode as before in either version.
+	if len(st.Audiences) > 0 {
+		names := make([]string, 0, len(st.Audiences))
+		for n := range st.Audiences {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		e.uint(uint64(len(names)))
+		for _, n := range names {
+			hits := st.Audiences[n]
+			e.str(n)
+			e.uint(uint64(len(hits)))
+			for _, h := range hits {
+				e.int(h.Time)
+				e.str(h.ID)
+			}
+		}
+	}
 	return e.b
 }
 
@@ -227,6 +249,21 @@ func decodeState(b []byte) (*scoring.State, error) {
 	}
 	if version == codecVersionAccounts {
 		d.accounts(st)
+	}
+	// What is left is the audience hits' trailing section (both versions).
+	if len(d.b) > 0 && d.err == nil {
+		n := d.count()
+		if n > 0 {
+			st.Audiences = make(map[string][]scoring.AudienceHit, n)
+		}
+		for range n {
+			name := d.str()
+			hits := make([]scoring.AudienceHit, d.count())
+			for j := range hits {
+				hits[j] = scoring.AudienceHit{Time: d.int(), ID: d.str()}
+			}
+			st.Audiences[name] = hits
+		}
 	}
 	if d.err != nil {
 		return nil, d.err

@@ -20,7 +20,8 @@ func codecSample() *scoring.State {
 			Rules:      map[string]scoring.RuleValue{"x": {V: 1, T: 2}, "": {V: 3, T: -4}},
 			Caps:       map[scoring.CapKey][]scoring.CapHit{{Rule: "x", Window: 0}: {{Time: 1, ID: "é", Points: 1}}, {Rule: "x", Window: -86400000}: nil},
 		}},
-		Traits: map[string]*scoring.Trait{"t": {Value: []byte(`{"a":[1,2]}`), Time: 3, ID: "i"}},
+		Traits:    map[string]*scoring.Trait{"t": {Value: []byte(`{"a":[1,2]}`), Time: 3, ID: "i"}},
+		Audiences: map[string][]scoring.AudienceHit{"pricing-returner": {{Time: -3, ID: "e1"}, {Time: 5, ID: "é"}}, "x": {}},
 	}
 }
 
@@ -87,4 +88,34 @@ func FuzzDecodeState(f *testing.F) {
 			t.Fatalf("re-encoding %+v: %v", st, err)
 		}
 	})
+}
+
+// Audience hits trail everything else in either version: a state without
+// them encodes exactly as before audiences (so values written by a release
+// without audiences decode unchanged, and the reverse while a state has
+// none), and with them its encoding is that one plus the trailing section.
+func TestCodecAudiencesTrail(t *testing.T) {
+	samples := append([]*scoring.State{codecSample()}, codecAccountSamples()...)
+	for i, st := range samples {
+		if len(st.Audiences) == 0 {
+			st.Audiences = map[string][]scoring.AudienceHit{"warm": {{Time: 1, ID: "e"}}}
+		}
+		with := encodeState(nil, st)
+		without := st.Clone()
+		without.Audiences = nil
+		base := encodeState(nil, without)
+		if with[0] != base[0] {
+			t.Errorf("sample %d: version %d with audiences, %d without", i, with[0], base[0])
+		}
+		if !bytes.HasPrefix(with, base) || len(with) == len(base) {
+			t.Errorf("sample %d: the audiences are not a trailing section", i)
+		}
+		got, err := decodeState(base)
+		if err != nil || got.Audiences != nil {
+			t.Errorf("sample %d without audiences: %v, audiences %v", i, err, got.Audiences)
+		}
+		if got, err := decodeState(with); err != nil || !reflect.DeepEqual(got.Audiences, st.Audiences) || got.MemberOf != st.MemberOf || len(got.Members) != len(st.Members) {
+			t.Errorf("sample %d with audiences: %v, %+v", i, err, got)
+		}
+	}
 }

@@ -46,6 +46,8 @@ type Core struct {
 	hashes []string      // Model.Hash per model
 	traits map[string]bool
 	hits   []Hit // scratch
+	aud    audienceMatcher
+	ahits  []Hit // scratch of aud
 
 	// Accounts (accounts.go).
 	fromDomain bool
@@ -61,6 +63,7 @@ func NewCore(rules *Rules, dedupWindow time.Duration) *Core {
 	}
 	c := &Core{rules: rules, window: dedupWindow, traits: map[string]bool{}}
 	c.bucket = max(dedupWindow.Milliseconds()/8, 1000)
+	c.aud = newAudienceMatcher(rules)
 	for i := range rules.Models {
 		m := &rules.Models[i]
 		c.hashes = append(c.hashes, m.Hash())
@@ -77,7 +80,7 @@ func NewCore(rules *Rules, dedupWindow time.Duration) *Core {
 // Core is not safe for concurrent use, its clones are.
 func (c *Core) Clone() *Core {
 	d := *c
-	d.hits = nil
+	d.hits, d.ahits = nil, nil
 	return &d
 }
 
@@ -126,8 +129,8 @@ func (c *Core) Stale(te, now int64) bool {
 }
 
 // Relevant reports whether e can change any state: it matches a rule of some
-// model, carries traits, or links identities (both ids, or alias). Other
-// events need no state read at all.
+// model or an audience's condition, carries traits, or links identities
+// (both ids, or alias). Other events need no state read at all.
 func (c *Core) Relevant(e *event.Event) bool {
 	if (e.LeadID != "" && e.AnonymousID != "") || e.Type == event.Alias || e.Type == event.Group || (e.Type == event.Identify && len(e.Traits) > 0) {
 		return true
@@ -137,7 +140,7 @@ func (c *Core) Relevant(e *event.Event) bool {
 			return true
 		}
 	}
-	return false
+	return c.audienceRelevant(e)
 }
 
 // Apply applies e to st, the subject e resolved to; e must not be late, nor a
@@ -186,6 +189,9 @@ func (c *Core) Apply(st *State, e *event.Event) (changed bool, mqls []event.MQL,
 				mqls = append(mqls, *x)
 			}
 		}
+	}
+	if c.applyAudiences(st, e, te) {
+		changed = true
 	}
 	if changed {
 		st.MaxTime = max(st.MaxTime, te)
@@ -355,6 +361,7 @@ func (c *Core) Merge(dst, src *State, trigger string, te int64) []event.MQL {
 			mqls = append(mqls, *x)
 		}
 	}
+	c.mergeAudiences(dst, src)
 	dst.MaxTime = max(dst.MaxTime, src.MaxTime)
 	src.Models, src.Traits, src.Pending = nil, nil, false
 	return mqls
@@ -413,8 +420,10 @@ func (c *Core) capOf(m *Model, r string) *Cap {
 // (see Stale), so a window that ended more than two dedup windows and a
 // bucket ago is closed. The hits of a closed window stay in the values.
 //
-// It also forgets the ids of expired dedup buckets.
+// It also forgets the ids of expired dedup buckets, and audience hits that
+// can no longer count.
 func (c *Core) Prune(st *State, now int64) {
+	c.pruneAudiences(st, now)
 	st.Recent = slices.DeleteFunc(st.Recent, func(b BucketIDs) bool { return c.BucketExpiry(b.Bucket) <= now })
 	st.Spilled = slices.DeleteFunc(st.Spilled, func(b int64) bool { return c.BucketExpiry(b) <= now })
 	if len(st.Recent) == 0 {

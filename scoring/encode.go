@@ -16,6 +16,9 @@ func (r Rules) MarshalYAML() (any, error) {
 	for i := range r.Models {
 		out.Models[i] = r.Models[i].toYAML()
 	}
+	for i := range r.Audiences {
+		out.Audiences = append(out.Audiences, r.Audiences[i].toYAML())
+	}
 	return out, nil
 }
 
@@ -75,7 +78,8 @@ func (f FitRule) toYAML() yamlFit {
 }
 
 type yamlRules struct {
-	Models []yamlModel `yaml:"models"`
+	Models    []yamlModel    `yaml:"models"`
+	Audiences []yamlAudience `yaml:"audiences,omitempty"`
 }
 
 type yamlModel struct {

@@ -273,6 +273,7 @@ func (p *planner) completeMerge(src *working) bool {
 		target.phase = max(target.phase, src.phase+1)
 	}
 	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
+	src.cur.Audiences = nil
 	src.cur.Group, src.cur.Domain = nil, nil
 	src.changed = true
 	src.phase = max(src.phase, target.phase+1)
@@ -445,7 +446,7 @@ func (p *planner) merge(src Subject, target *working, te int64) bool {
 		w.changed = true
 		return true
 	}
-	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0 && w.cur.Group == nil && w.cur.Domain == nil) {
+	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0 && len(w.cur.Audiences) == 0 && w.cur.Group == nil && w.cur.Domain == nil) {
 		w.cur.Into = target.cur.ID
 		w.changed = true
 		return true

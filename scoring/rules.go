@@ -17,7 +17,8 @@ import (
 // Rules is a parsed, validated rules file. Once built it is never modified,
 // so one value can be shared by every goroutine of the processor.
 type Rules struct {
-	Models []Model
+	Models    []Model
+	Audiences []Audience // see audiences.go
 }
 
 // Model returns the model named name, or nil.
@@ -122,7 +123,7 @@ func (p *parser) rules(root *yaml.Node) *Rules {
 		p.errf(root, "", "no models (the file must have a top-level \"models\" list)")
 		return nil
 	}
-	f := p.mapping(root, "", "models")
+	f := p.mapping(root, "", "models", "audiences")
 	if f == nil {
 		return nil
 	}
@@ -151,6 +152,9 @@ func (p *parser) rules(root *yaml.Node) *Rules {
 			}
 		}
 		r.Models = append(r.Models, m)
+	}
+	if v := f.val("audiences"); present(v) {
+		r.Audiences = p.audiences(v, r)
 	}
 	return r
 }

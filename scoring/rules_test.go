@@ -58,7 +58,7 @@ func TestParseErrors(t *testing.T) {
 	f(lines("models:", "  - name: *nope"), "rules.yaml:2: invalid YAML: unknown anchor 'nope' referenced")
 	f(lines("models: []", "---", "x: ["), "rules.yaml:3: invalid YAML: did not find expected node content")
 	f(base("---", "models: []"), "rules.yaml:8: only one YAML document is allowed")
-	f(lines("model:", "  - name: a"), `rules.yaml:1: model: unknown key (want one of models)`)
+	f(lines("model:", "  - name: a"), `rules.yaml:1: model: unknown key (want one of models, audiences)`)
 
 	// Unknown and duplicate keys at every level.
 	f(base("    threshhold: 3"), "rules.yaml:8: models[0].threshhold: unknown key (want one of name, half_life, threshold, rearm_below, rules, fit, accounts)")

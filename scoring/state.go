@@ -69,6 +69,10 @@ type State struct {
 	AcctSeq  uint64         // counts the changes of its entry in its account
 	Left     []LeftAccount  // accounts it left whose removal is not yet seen stored
 	Members  []AccountEntry // an account's: one per member (or recent leaver), sorted by Lead
+
+	// Audiences holds, per behaviour audience (audiences.go), the latest
+	// Count hits by (Time, ID), oldest first.
+	Audiences map[string][]AudienceHit
 }
 
 // ModelState is a subject's state in one model.
@@ -178,6 +182,12 @@ func (s *State) Clone() *State {
 		}
 	}
 	c.Spilled = slices.Clone(s.Spilled)
+	if s.Audiences != nil {
+		c.Audiences = make(map[string][]AudienceHit, len(s.Audiences))
+		for k, v := range s.Audiences {
+			c.Audiences[k] = slices.Clone(v)
+		}
+	}
 	if s.Group != nil {
 		g := *s.Group
 		c.Group = &g

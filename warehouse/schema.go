@@ -19,6 +19,7 @@ const (
 	TableCampaignCosts  = "campaign_costs"
 	TableAccountMembers = "account_members"
 	TableMQA            = "mqa"
+	TableNotifications  = "notifications"
 	tableMigrations     = "schema_migrations"
 )
 
@@ -164,6 +165,28 @@ var migrations = []migration{{version: 1, stmts: []string{
 }, addColumns: []column{
 	// The account of a group call (Segment groupId).
 	{TableEvents, "group_id", "String"},
+}}, {version: 4, stmts: []string{
+	// Every delivery attempt of the notifier (package notify): which
+	// destination, which record (mql_id, or mqa_id for kind mqa), the attempt
+	// number, its status (delivered, retry, rejected, expired, interrupted),
+	// the HTTP status or SMTP reply code, the error and the latency. A
+	// retried INSERT has the same sort keys, so its rows collapse.
+	`CREATE TABLE IF NOT EXISTS {db}.notifications (
+		destination String,
+		kind String,
+		mql_id String,
+		subject_id String,
+		model String,
+		attempt UInt32,
+		status String,
+		http_status UInt16,
+		error String,
+		latency_ms UInt32,
+		attempted_at DateTime,
+		attempted_at_ms UInt64
+	) ENGINE = ReplacingMergeTree()
+	PARTITION BY toYYYYMM(attempted_at)
+	ORDER BY (destination, mql_id, attempted_at_ms, attempt)`,
 }}}
 
 // Migrate creates the database and brings its tables to the latest schema version. It is

@@ -33,7 +33,7 @@ func TestMigrateFromVersion2(t *testing.T) {
 			t.Errorf("table %s: %d, want 1", table, n)
 		}
 	}
-	if v := warehousetest.Count(t, conn, "SELECT toUInt64(max(version)) FROM "+cfg.Database+".schema_migrations"); v != 3 || warehouse.LatestVersion() != 3 {
-		t.Errorf("schema version = %d (latest %d), want 3", v, warehouse.LatestVersion())
+	if v := warehousetest.Count(t, conn, "SELECT toUInt64(max(version)) FROM "+cfg.Database+".schema_migrations"); v != uint64(warehouse.LatestVersion()) {
+		t.Errorf("schema version = %d, want the latest, %d", v, warehouse.LatestVersion())
 	}
 }

@@ -47,6 +47,9 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			"reasons.rule Array(String)", "reasons.points Array(Float64)", "top_members.lead_id Array(String)", "top_members.points Array(Float64)"},
 		"campaign_costs":    {"campaign String", "day Date", "channel String", "cost Decimal(18, 4)", "currency String", "imported_at DateTime"},
 		"schema_migrations": {"version UInt32", "applied_at DateTime"},
+		"notifications": {"destination String", "kind String", "mql_id String", "subject_id String", "model String",
+			"attempt UInt32", "status String", "http_status UInt16", "error String", "latency_ms UInt32",
+			"attempted_at DateTime", "attempted_at_ms UInt64"},
 	}
 	rs, err := conn.Query(ctx, "SELECT table, name, type FROM system.columns WHERE database = ?", cfg.Database)
 	if err != nil {

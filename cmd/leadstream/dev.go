@@ -17,6 +17,7 @@ import (
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/internal/localsvc"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/notify"
 	"github.com/leadstream/leadstream/processor"
 	"github.com/leadstream/leadstream/sink"
 	"github.com/leadstream/leadstream/stream"
@@ -39,6 +40,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		icfg ingest.Config
 		pcfg processor.Config
 		scfg sink.Config
+		ncfg notify.Config
 	)
 	kcfg.RegisterFlags(fs)
 	rcfg.RegisterFlags(fs)
@@ -46,6 +48,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	icfg.RegisterFlags(fs)
 	pcfg.RegisterFlags(fs)
 	scfg.RegisterFlags(fs)
+	ncfg.RegisterFlags(fs)
 	rules := rulesFlag(fs)
 	dataDir := fs.String("data-dir", ".data", "where the embedded broker, redis-server and clickhouse-server keep their data")
 	kafkaPort := fs.Int("dev.kafka-port", 19092, "port of the embedded Kafka broker (when kafka.brokers is empty)")
@@ -70,6 +73,12 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	r, err := loadRules(*rules)
 	if err != nil {
 		return err
+	}
+	var dests []notify.Destination
+	if ncfg.File != "" {
+		if dests, err = notify.LoadFile(ncfg.File); err != nil {
+			return err
+		}
 	}
 	dir, err := filepath.Abs(*dataDir)
 	if err != nil {
@@ -147,14 +156,25 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	roles := map[string]func(context.Context) error{"processor": proc.Run, "sink": snk.Run}
+	if len(dests) > 0 {
+		ncfg.Kafka, ncfg.ClickHouse, ncfg.Version = kcfg, scfg.ClickHouse, version
+		ntf, err := notify.New(ncfg, dests, log, reg)
+		if err != nil {
+			return err
+		}
+		roles["notifier"] = ntf.Run
+	} else {
+		log.Info("notifier off: no notify.config (LEADSTREAM_NOTIFY_CONFIG)")
+	}
 
 	// Shutdown order: stop HTTP first, then let processor and sink finish
 	// their batches, then close producers and stores (deferred above).
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	for name, run := range map[string]func(context.Context) error{"processor": proc.Run, "sink": snk.Run} {
+	errc := make(chan error, 4)
+	for name, run := range roles {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

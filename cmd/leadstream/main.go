@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leadstream/leadstream/audience"
 	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadapi"
@@ -40,6 +41,7 @@ roles:
   collector     HTTP ingest (Segment-compatible API, lead API) -> Kafka
   processor     Kafka -> identity, scoring rules, rolling scores in Redis -> MQL records on Kafka
   sink          Kafka -> batched inserts into ClickHouse
+  notifier      Kafka mql (and mqa) -> webhooks, Slack, e-mail (LEADSTREAM_NOTIFY_CONFIG)
   dev           every role in one process, with an embedded Kafka broker and local
                 redis-server / clickhouse-server started when no addresses are given
 
@@ -80,6 +82,8 @@ func main() {
 		err = runProcessor(ctx, args, log)
 	case "sink":
 		err = runSink(ctx, args, log)
+	case "notifier":
+		err = runNotifier(ctx, args, log)
 	case "dev":
 		err = runDev(ctx, args, log)
 	case "migrate":
@@ -177,6 +181,9 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 	}
 	c.Mount(leadapi.Prefix, api.Serve)
 	c.Mount(leadapi.AccountPrefix, api.ServeAccount)
+	if store != nil {
+		c.SetAudiences(audience.New(store, r))
+	}
 	return c, nil
 }
 

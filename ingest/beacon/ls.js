@@ -5,7 +5,9 @@
 //   data-cookie-domain="acme.example"   share the visitor id across subdomains
 //   data-auto-page="false"    no automatic page view (single-page apps call leadstream.page())
 // API: leadstream.page(name?, props?), .track(name, props?), .identify(userId, traits?),
-//      .consent(true|false), .anonymousId(), .flush()
+//      .consent(true|false), .anonymousId(), .flush(), .audiences(callback)
+// After each page view is delivered the visitor's audiences are fetched and a
+// "leadstream:audiences" event is dispatched on document (detail.audiences).
 // Do-Not-Track and Global Privacy Control turn the beacon off entirely.
 (function (w, d) {
   'use strict';
@@ -120,10 +122,27 @@
       .then(function () {
         sending = tries = 0;
         if (q.length) schedule(0);
+        // A page view was delivered: once it is scored, tell the page its audiences.
+        if (batch.some(function (m) { return m.type == 'page'; })) setTimeout(announce, 300);
       }, function () {
         sending = 0;
         schedule(1000 << Math.min(tries++, 5)); // 1 s … 32 s
       });
+  }
+
+  // audiences asks the collector which audiences the visitor is in: names
+  // only (GET /v1/audiences). cb gets [] when tracking is off or on failure.
+  function audiences(cb) {
+    cb = cb || function () {};
+    if (!active() || !w.fetch) return cb([]);
+    fetch(prefix + 'v1/audiences?writeKey=' + encodeURIComponent(key) + '&anonymousId=' + encodeURIComponent(anon()))
+      .then(function (r) { return r.json(); })
+      .then(function (b) { cb(b.audiences || []); }, function () { cb([]); });
+  }
+  function announce() {
+    audiences(function (a) {
+      d.dispatchEvent(new CustomEvent('leadstream:audiences', { detail: { audiences: a } }));
+    });
   }
 
   var api = {
@@ -158,6 +177,7 @@
       }
     },
     anonymousId: function () { return active() ? anon() : ''; },
+    audiences: audiences,
     flush: flush
   };
 

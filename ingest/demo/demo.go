@@ -59,6 +59,8 @@ func Handler(writeKey string) fasthttp.RequestHandler {
 		switch path.Ext(name) {
 		case ".css":
 			ctx.SetContentType("text/css; charset=utf-8")
+		case ".js":
+			ctx.SetContentType("text/javascript; charset=utf-8")
 		default:
 			ctx.SetContentType("text/html; charset=utf-8")
 		}

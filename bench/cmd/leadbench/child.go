@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leadstream/leadstream/audience"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/leadapi"
@@ -292,6 +293,9 @@ func runCollectorChild(ctx context.Context, c childConfig, log *slog.Logger, reg
 	}
 	col.SetGatherer(reg)
 	col.Mount(leadapi.Prefix, leadapi.New(store, rules.Models, icfg.SecretKey).Serve)
+	if store != nil {
+		col.SetAudiences(audience.New(store, rules))
+	}
 	if _, err := col.Listen(); err != nil {
 		return err
 	}

@@ -17,16 +17,17 @@ import (
 const (
 	e2eDatabase = "bench_e2e"
 	// latencyRate is the fixed offered load of the latency measurement.
-	latencyRate      = 10_000 // events/s
-	latencyBatch     = 10     // events per request: 1,000 requests/s
-	latencyConns     = 32
-	scoreProbeEvery  = 10 // one score probe per 10 requests: 100 probes/s
-	mqlProbeEvery    = 50 // one MQL probe per 50 requests: 20 probes/s
-	sustainedBatch   = 50
-	sustainedConns   = 32
-	retentionBytes   = 128 << 20 // per partition: bounds the in-process broker's memory
-	retentionPeriod  = 5 * time.Second
-	acceptedFraction = 0.97 // a step must get at least this share of the offered events accepted
+	latencyRate        = 10_000 // events/s
+	latencyBatch       = 10     // events per request: 1,000 requests/s
+	latencyConns       = 32
+	scoreProbeEvery    = 10 // one score probe per 10 requests: 100 probes/s
+	mqlProbeEvery      = 50 // one MQL probe per 50 requests: 20 probes/s
+	audienceProbeEvery = 25 // one audience probe per 25 requests: 40 probes/s
+	sustainedBatch     = 50
+	sustainedConns     = 32
+	retentionBytes     = 128 << 20 // per partition: bounds the in-process broker's memory
+	retentionPeriod    = 5 * time.Second
+	acceptedFraction   = 0.97 // a step must get at least this share of the offered events accepted
 )
 
 // e2eScenarios runs the three roles in one process against the in-process
@@ -92,25 +93,26 @@ type e2e struct {
 	model string
 }
 
-// scores reads the leads' states through leadstate (one pipeline) and
-// returns, per lead, its behaviour value in the model, or -1 when the lead
-// has no state yet.
-func (e *e2e) scores(ctx context.Context, leads []string) ([]float64, error) {
-	subj := make([]scoring.Subject, len(leads))
+// scores returns, per lead, its behaviour value in the model (read through
+// package leadstate: the key layout is its own); a lead without a state in
+// the model is left out.
+func (e *e2e) scores(ctx context.Context, leads []string) (map[string]float64, error) {
+	subjects := make([]scoring.Subject, len(leads))
 	for i, l := range leads {
-		subj[i] = scoring.Lead(l)
+		subjects[i] = scoring.Lead(l)
 	}
-	recs, err := e.store.Read(ctx, subj)
+	recs, err := e.store.Read(ctx, subjects)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float64, len(leads))
-	for i, s := range subj {
-		out[i] = -1
-		if st := recs[s].State; st != nil {
-			out[i] = 0
-			if m := st.Model(e.model); m != nil {
-				out[i] = m.V
+	out := make(map[string]float64, len(leads))
+	for subj, rec := range recs {
+		if rec.State == nil {
+			continue
+		}
+		for _, ms := range rec.State.Models {
+			if ms.Name == e.model {
+				out[subj.ID] = ms.V
 			}
 		}
 	}
@@ -147,23 +149,20 @@ func (e *e2e) waitReady(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		v, err := e.scores(ctx, []string{m.lead})
+		got, err := e.scores(ctx, []string{m.lead})
 		if err != nil {
 			return err
 		}
-		n := 0
-		if v[0] >= 0 {
-			n = 1
-		}
+		_, scored := got[m.lead]
 		lag, lerr := e.b.lag(ctx, "clickhouse", e.b.topic(stream.TopicEvents))
-		if n == 1 && lerr == nil && lag == 0 {
+		if scored && lerr == nil && lag == 0 {
 			return nil
 		}
 		if err := e.p.failed(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pipeline not ready within 90s (scored: %v, sink lag %d, %v)%s", n == 1, lag, lerr, tail(e.p.logPath))
+			return fmt.Errorf("pipeline not ready within 90s (scored: %v, sink lag %d, %v)%s", scored, lag, lerr, tail(e.p.logPath))
 		}
 		sleepCtx(ctx, 100*time.Millisecond)
 	}

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
@@ -105,7 +107,10 @@ func (s *probeSet) stats(from, to time.Time) latencyStats {
 	return st
 }
 
-// latency offers 10k events/s in 10-event batches. One request in 10 carries
+// latency offers 10k events/s in 10-event batches. One request in 25 carries
+// an audience probe: the third pricing page view of a visitor pre-loaded with
+// two, seen when GET /v1/audiences (polled every millisecond, as a page
+// would ask) names pricing-returner. One request in 10 carries
 // a score probe: an email click of a fresh lead, seen when its model hash
 // appears in Redis (polled every millisecond). One in 50 carries an MQL probe:
 // an email click (+15) of a lead pre-loaded with 90 points, seen when its MQL
@@ -116,6 +121,7 @@ func (e *e2e) latency(ctx context.Context) error {
 	run := h.runID("lat")
 	total := h.warmup + h.measure
 	nMQL := int(total.Seconds()*latencyRate/latencyBatch/mqlProbeEvery) + 20
+	nAud := int(total.Seconds()*latencyRate/latencyBatch/audienceProbeEvery) + 20
 	h.logf("scenario end to end latency at %s events/s (pre-loading %d leads to 90 points)", num(latencyRate), nMQL)
 	mqlLead := func(i int) string { return "mq-" + run + "-" + strconv.Itoa(i) }
 	var body []byte
@@ -136,26 +142,53 @@ func (e *e2e) latency(ctx context.Context) error {
 			return fmt.Errorf("pre-loading MQL leads: %w", err)
 		}
 	}
+	// Audience probes' visitors: two pricing page views each, so that the
+	// probe, their third, puts them in pricing-returner (default rules).
+	audVisitor := func(i int) string { return "av-" + run + "-" + strconv.Itoa(i) }
+	for i := 0; i < nAud; {
+		body = append(body[:0], `{"batch":[`...)
+		for j := 0; j < 16 && i < nAud; i++ {
+			for k := range 2 {
+				if j > 0 || k > 0 {
+					body = append(body, ',')
+				}
+				m := pricingView(fmt.Sprintf("avpre-%s-%d-%d", run, i, k), audVisitor(i), time.Now())
+				body = appendSegment(body, &m)
+			}
+			j++
+		}
+		body = append(body, "]}"...)
+		if err := e.post(ctx, body); err != nil {
+			return fmt.Errorf("pre-loading audience visitors: %w", err)
+		}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; i < nMQL; {
-		vs, err := e.scores(ctx, []string{mqlLead(i)})
-		v := -1.0
-		if err == nil {
-			v = vs[0]
-		}
+		got, err := e.scores(ctx, []string{mqlLead(i)})
 		// 3 × 30 points, decayed by the milliseconds between them: just
 		// under 90, and one +15 click crosses 100.
-		if err == nil && v >= 85 {
+		if v := got[mqlLead(i)]; err == nil && v >= 85 {
 			i++
 			continue
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pre-loaded lead %s not at 85+ points within 60s (v=%v, %v)", mqlLead(i), v, err)
+			return fmt.Errorf("pre-loaded lead %s not at 85+ points within 60s (v=%v, %v)", mqlLead(i), got[mqlLead(i)], err)
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+	for i := 0; i < nAud; {
+		hits, err := e.audienceHits(ctx, audVisitor(i), "pricing-returner")
+		if err == nil && hits >= 2 {
+			i++
+			continue
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pre-loaded visitor %s without its 2 pricing views within 60s (%d, %v)", audVisitor(i), hits, err)
 		}
 		sleepCtx(ctx, 50*time.Millisecond)
 	}
 
-	scores, mqls := newProbeSet(), newProbeSet()
+	scores, mqls, auds := newProbeSet(), newProbeSet(), newProbeSet()
 	pctx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
 	var wg sync.WaitGroup
@@ -198,27 +231,46 @@ func (e *e2e) latency(ctx context.Context) error {
 			if len(keys) == 0 {
 				continue
 			}
-			vs, err := e.scores(pctx, keys)
+			got, err := e.scores(pctx, keys)
 			if err != nil {
 				continue
 			}
 			at := time.Now()
-			for i, v := range vs {
-				if v >= 0 {
-					scores.seen(keys[i], at)
+			for _, k := range keys {
+				if _, ok := got[k]; ok {
+					scores.seen(k, at)
+				}
+			}
+		}
+	})
+	// Poller of the audience probes: asks GET /v1/audiences as a page would.
+	wg.Go(func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			for _, k := range auds.pendingKeys() {
+				visitor, _, _ := strings.Cut(k, "|")
+				in, err := e.inAudience(visitor, "pricing-returner")
+				if err == nil && in {
+					auds.seen(k, time.Now())
 				}
 			}
 		}
 	})
 	sleepCtx(ctx, time.Second) // readers positioned
 
-	var mqlNext int
+	var mqlNext, audNext int
 	var mu sync.Mutex
 	bufs := make([][]byte, latencyConns)
 	build := func(w int, seq uint64, req *fasthttp.Request) int {
 		now := time.Now()
 		b := append(bufs[w][:0], `{"batch":[`...)
-		var scoreID, mqlID string
+		var scoreID, mqlID, audKey string
 		for i := range latencyBatch {
 			if i > 0 {
 				b = append(b, ',')
@@ -239,6 +291,18 @@ func (e *e2e) latency(ctx context.Context) error {
 					mqlID = "mp-" + run + "-" + strconv.Itoa(j)
 					m = msg{typ: "track", name: "Email Link Clicked", id: mqlID, lead: mqlLead(j), ts: now, props: `{"campaign":"probe"}`}
 				}
+			case i == 2 && seq%audienceProbeEvery == 7:
+				mu.Lock()
+				j := audNext
+				if j < nAud {
+					audNext++
+				}
+				mu.Unlock()
+				if j < nAud {
+					id := "ap-" + run + "-" + strconv.Itoa(j)
+					audKey = audVisitor(j) + "|" + id
+					m = pricingView(id, audVisitor(j), now)
+				}
 			}
 			b = appendSegment(b, &m)
 		}
@@ -257,6 +321,9 @@ func (e *e2e) latency(ctx context.Context) error {
 		if mqlID != "" {
 			mqls.add(mqlID, sent)
 		}
+		if audKey != "" {
+			auds.add(audKey, sent)
+		}
 		return latencyBatch
 	}
 	l := load{addr: e.p.cfg.httpAddr, conns: latencyConns, warmup: h.warmup, measure: h.measure, build: build, rate: latencyRate / latencyBatch}
@@ -268,7 +335,7 @@ func (e *e2e) latency(ctx context.Context) error {
 	h.noteCPU("e2e_latency", snap.since())
 	// Give the last probes time to arrive; they count as missing after 10 s.
 	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); {
-		if len(scores.pendingKeys()) == 0 && len(mqls.pendingKeys()) == 0 {
+		if len(scores.pendingKeys()) == 0 && len(mqls.pendingKeys()) == 0 && len(auds.pendingKeys()) == 0 {
 			break
 		}
 		sleepCtx(ctx, 50*time.Millisecond)
@@ -278,12 +345,12 @@ func (e *e2e) latency(ctx context.Context) error {
 	if err := e.p.failed(); err != nil {
 		return err
 	}
-	ss, mq := scores.stats(res.windowStart, res.windowEnd), mqls.stats(res.windowStart, res.windowEnd)
+	ss, mq, au := scores.stats(res.windowStart, res.windowEnd), mqls.stats(res.windowStart, res.windowEnd), auds.stats(res.windowStart, res.windowEnd)
 	detail := map[string]any{"offered_events_per_second": latencyRate, "accepted_events_per_second": res.EventsPerS, "http": res,
-		"accept_to_score": ss, "accept_to_mql": mq}
+		"accept_to_score": ss, "accept_to_mql": mq, "accept_to_audience": au}
 	notes := []string{}
-	if ss.Missing > 0 || mq.Missing > 0 {
-		notes = append(notes, fmt.Sprintf("probes not seen within 10 s: %d score, %d MQL", ss.Missing, mq.Missing))
+	if ss.Missing > 0 || mq.Missing > 0 || au.Missing > 0 {
+		notes = append(notes, fmt.Sprintf("probes not seen within 10 s: %d score, %d MQL, %d audience", ss.Missing, mq.Missing, au.Missing))
 	}
 	h.rep.addStage(&stageResult{ID: "e2e_latency_score", Stage: "end to end at 10k events/s: HTTP accept → score visible in Redis",
 		P50Ms: ss.P50Ms, P99Ms: ss.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes; HTTP p99 %s ms)", ms(ss.P50Ms), ms(ss.P99Ms), ss.Probes, ms(res.P99Ms)),
@@ -291,7 +358,51 @@ func (e *e2e) latency(ctx context.Context) error {
 	h.rep.addStage(&stageResult{ID: "e2e_latency_mql", Stage: "end to end at 10k events/s: HTTP accept → MQL record read from Kafka",
 		P50Ms: mq.P50Ms, P99Ms: mq.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes)", ms(mq.P50Ms), ms(mq.P99Ms), mq.Probes),
 		Target: "p99 ≤ 250 ms", Notes: notes})
-	h.logf("  accepted %s events/s; accept→score p50 %s ms p99 %s ms (%d probes, %d missing); accept→MQL p50 %s ms p99 %s ms (%d probes, %d missing)",
-		num(res.EventsPerS), ms(ss.P50Ms), ms(ss.P99Ms), ss.Probes, ss.Missing, ms(mq.P50Ms), ms(mq.P99Ms), mq.Probes, mq.Missing)
+	h.rep.addStage(&stageResult{ID: "e2e_latency_audience", Stage: "end to end at 10k events/s: HTTP accept of a visitor's third pricing view → GET /v1/audiences answers pricing-returner",
+		P50Ms: au.P50Ms, P99Ms: au.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes)", ms(au.P50Ms), ms(au.P99Ms), au.Probes),
+		Target: "p99 ≤ 100 ms", Notes: notes})
+	h.logf("  accepted %s events/s; accept→score p50 %s ms p99 %s ms (%d probes, %d missing); accept→MQL p50 %s ms p99 %s ms (%d probes, %d missing); accept→audience p50 %s ms p99 %s ms (%d probes, %d missing)",
+		num(res.EventsPerS), ms(ss.P50Ms), ms(ss.P99Ms), ss.Probes, ss.Missing, ms(mq.P50Ms), ms(mq.P99Ms), mq.Probes, mq.Missing,
+		ms(au.P50Ms), ms(au.P99Ms), au.Probes, au.Missing)
 	return nil
+}
+
+// pricingView is a page view of the pricing page by an anonymous visitor.
+func pricingView(id, visitor string, ts time.Time) msg {
+	m := msg{typ: "page", id: id, anon: visitor, ts: ts, path: "/pricing", url: "https://www.acme.example/pricing", title: "Acme — Pricing"}
+	m.props = fmt.Sprintf(`{"path":%q,"url":%q,"title":%q}`, m.path, m.url, m.title)
+	return m
+}
+
+// audienceHits returns the hits a visitor's state holds for a behaviour
+// audience (read through package leadstate).
+func (e *e2e) audienceHits(ctx context.Context, visitor, audience string) (int, error) {
+	recs, err := e.store.Read(ctx, []scoring.Subject{scoring.Anon(visitor)})
+	if err != nil {
+		return 0, err
+	}
+	if st := recs[scoring.Anon(visitor)].State; st != nil {
+		return len(st.Audiences[audience]), nil
+	}
+	return 0, nil
+}
+
+// inAudience asks the collector, as ls.js does, whether visitor is in audience.
+func (e *e2e) inAudience(visitor, audience string) (bool, error) {
+	req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(res)
+	req.SetRequestURI("http://" + e.p.cfg.httpAddr + "/v1/audiences?anonymousId=" + url.QueryEscape(visitor))
+	req.Header.Set("Authorization", basicAuth)
+	if err := fasthttp.DoTimeout(req, res, 5*time.Second); err != nil {
+		return false, err
+	}
+	if res.StatusCode() != 200 {
+		return false, fmt.Errorf("GET /v1/audiences: %d %s", res.StatusCode(), res.Body())
+	}
+	var ans struct{ Audiences []string }
+	if err := json.Unmarshal(res.Body(), &ans); err != nil {
+		return false, err
+	}
+	return slices.Contains(ans.Audiences, audience), nil
 }

@@ -111,7 +111,7 @@ func (s *stageResult) evaluate() {
 		ok = s.Ratio >= 0.60 && cost > 0 && cost <= 3
 	case "e2e_sustained":
 		ok = s.Figure >= 50_000
-	case "e2e_latency_score":
+	case "e2e_latency_score", "e2e_latency_audience":
 		ok = s.P99Ms > 0 && s.P99Ms <= 100
 	case "e2e_latency_mql":
 		ok = s.P99Ms > 0 && s.P99Ms <= 250

@@ -1,0 +1,56 @@
+// Package audience answers which audiences a visitor is in, for the site to
+// personalise what it shows (GET /v1/audiences, served by the collector):
+// the names of the rules file's audiences (scoring.Audience) the visitor is
+// in now, nothing else — no score, no personal data.
+//
+// It is the read side of audiences: the processor keeps each subject's
+// audience hits in its scoring state (package scoring), and Reader reads the
+// visitor's state and those of the leads it was merged into from Redis
+// (leadstate.Store.ReadChain) and decides membership at the time of the
+// question (scoring.Rules.AudiencesAt), so a membership lapses by itself
+// when its window moves on or its score decays. It writes nothing.
+package audience
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
+)
+
+// MaxIDBytes bounds the anonymous id of a question.
+const MaxIDBytes = 256
+
+// ErrBadID means the anonymous id is empty or longer than MaxIDBytes.
+var ErrBadID = errors.New("anonymousId must be 1 to 256 bytes")
+
+// Reader answers audience questions from the scoring states in Redis.
+type Reader struct {
+	store *leadstate.Store
+	rules *scoring.Rules
+	now   func() time.Time
+}
+
+// New returns a reader of store for the audiences of rules.
+func New(store *leadstate.Store, rules *scoring.Rules) *Reader {
+	return &Reader{store: store, rules: rules, now: time.Now}
+}
+
+// Audiences returns the names of the audiences the visitor anonymousID is
+// in now, in the order of the rules file; none (nil) for a visitor
+// leadstream knows nothing of.
+func (r *Reader) Audiences(ctx context.Context, anonymousID string) ([]string, error) {
+	if anonymousID == "" || len(anonymousID) > MaxIDBytes {
+		return nil, ErrBadID
+	}
+	if len(r.rules.Audiences) == 0 {
+		return nil, nil
+	}
+	chain, err := r.store.ReadChain(ctx, scoring.Anon(anonymousID))
+	if err != nil {
+		return nil, err
+	}
+	return r.rules.AudiencesAt(chain, r.now().UnixMilli()), nil
+}

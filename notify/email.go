@@ -1,0 +1,142 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"mime"
+	"mime/quotedprintable"
+	"net"
+	"net/smtp"
+	"net/textproto"
+	"strings"
+	"time"
+)
+
+// emailSender sends one message per record through SMTP: a connection per
+// message (MQLs are rare; a pooled session would add state to get wrong).
+type emailSender struct {
+	d     *Destination
+	agent string
+}
+
+func (s *emailSender) send(ctx context.Context, r *record, _ int) outcome {
+	msg := s.message(r, time.Now())
+	done := make(chan outcome, 1)
+	var conn net.Conn
+	dialer := &net.Dialer{}
+	c, err := dialer.DialContext(ctx, "tcp", s.d.SMTP.address())
+	if err != nil {
+		return outcome{err: netError(ctx, err)}
+	}
+	conn = c
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	go func() { done <- s.session(conn, r, msg) }()
+	select {
+	case o := <-done:
+		return o
+	case <-ctx.Done():
+		conn.Close()
+		if o := <-done; o.ok {
+			// The server accepted the message (end of DATA) before the
+			// deadline cut the QUIT short: delivered, not to be sent again.
+			return o
+		}
+		return outcome{err: netError(ctx, ctx.Err())}
+	}
+}
+
+// session speaks SMTP on conn: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, QUIT.
+func (s *emailSender) session(conn net.Conn, r *record, msg []byte) outcome {
+	cfg := &s.d.SMTP
+	c, err := smtp.NewClient(conn, cfg.Host)
+	if err != nil {
+		conn.Close()
+		return smtpOutcome("greeting", err)
+	}
+	defer c.Close()
+	if err := c.Hello("leadstream"); err != nil {
+		return smtpOutcome("EHLO", err)
+	}
+	if cfg.StartTLS != StartTLSOff {
+		if ok, _ := c.Extension("STARTTLS"); ok {
+			if err := c.StartTLS(&tls.Config{ServerName: cfg.Host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}); err != nil {
+				return smtpOutcome("STARTTLS", err)
+			}
+		} else if cfg.StartTLS == StartTLSRequired {
+			return outcome{permanent: true, err: "the SMTP server does not offer STARTTLS (smtp.starttls: required)"}
+		}
+	}
+	if cfg.Username != "" {
+		// PlainAuth sends the password only over TLS (or to localhost).
+		if err := c.Auth(smtp.PlainAuth("", cfg.Username, cfg.Password, cfg.Host)); err != nil {
+			return smtpOutcome("AUTH", err)
+		}
+	}
+	if err := c.Mail(s.d.From); err != nil {
+		return smtpOutcome("MAIL FROM", err)
+	}
+	for _, to := range s.d.To {
+		if err := c.Rcpt(to); err != nil {
+			return smtpOutcome("RCPT TO", err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return smtpOutcome("DATA", err)
+	}
+	if _, err := w.Write(msg); err != nil {
+		return smtpOutcome("DATA", err)
+	}
+	if err := w.Close(); err != nil {
+		return smtpOutcome("DATA", err)
+	}
+	_ = c.Quit() // the message was accepted at the end of DATA
+	return outcome{ok: true, status: 250}
+}
+
+// smtpOutcome classifies a failed SMTP step: a 5xx reply is permanent, a
+// 4xx reply and a broken connection are retried.
+func smtpOutcome(step string, err error) outcome {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		o := outcome{status: te.Code, err: fmt.Sprintf("SMTP %s: %d %s", step, te.Code, te.Msg)}
+		o.permanent = te.Code >= 500
+		return o
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return outcome{err: "SMTP " + step + ": timeout"}
+	}
+	if strings.Contains(err.Error(), "unencrypted connection") || strings.Contains(err.Error(), "certificate") {
+		return outcome{permanent: true, err: "SMTP " + step + ": " + err.Error()}
+	}
+	return outcome{err: "SMTP " + step + ": " + err.Error()}
+}
+
+// message is the e-mail of a record: plain text, quoted-printable, with the
+// record's id as Message-ID, so a mail system can drop a redelivered copy.
+func (s *emailSender) message(r *record, now time.Time) []byte {
+	var b bytes.Buffer
+	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
+	hdr("From", s.d.From)
+	hdr("To", strings.Join(s.d.To, ", "))
+	hdr("Subject", mime.QEncoding.Encode("utf-8", r.title()))
+	hdr("Date", now.UTC().Format(time.RFC1123Z))
+	hdr("Message-ID", "<"+r.ID+"."+r.Kind+"@leadstream>")
+	hdr(HeaderIdempotencyKey, r.ID)
+	hdr(HeaderKind, r.Kind)
+	hdr("User-Agent", s.agent)
+	hdr("MIME-Version", "1.0")
+	hdr("Content-Type", "text/plain; charset=utf-8")
+	hdr("Content-Transfer-Encoding", "quoted-printable")
+	b.WriteString("\r\n")
+	qp := quotedprintable.NewWriter(&b)
+	_, _ = qp.Write([]byte(strings.ReplaceAll(r.text(), "\n", "\r\n") + "\r\n"))
+	_ = qp.Close()
+	return b.Bytes()
+}

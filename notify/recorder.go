@@ -1,0 +1,156 @@
+package notify
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/leadstream/leadstream/warehouse"
+)
+
+// attemptRow is one row of the notifications table.
+type attemptRow struct {
+	Destination, Kind, ID, Subject, Model string
+	Attempt                               uint32
+	Status                                string
+	Code                                  uint16 // HTTP status or SMTP reply code; 0 = none
+	Error                                 string
+	Latency                               time.Duration
+	At                                    time.Time
+}
+
+// Recorder batching: a batch is written when it holds recordBatch rows or
+// recordInterval after its first row; at most recordQueue rows wait, beyond
+// which deliveries wait for ClickHouse (backpressure, so no attempt goes
+// unrecorded).
+const (
+	recordBatch    = 1000
+	recordInterval = time.Second
+	recordQueue    = 20000
+)
+
+// recorder writes attempts into ClickHouse's notifications table.
+type recorder struct {
+	cfg  warehouse.Config
+	log  *slog.Logger
+	m    *metrics
+	rows chan attemptRow
+	done chan struct{}
+}
+
+func newRecorder(cfg warehouse.Config, log *slog.Logger, m *metrics) *recorder {
+	return &recorder{cfg: cfg, log: log, m: m, rows: make(chan attemptRow, recordQueue), done: make(chan struct{})}
+}
+
+// add queues a row; it waits while the queue is full, until abort is closed.
+func (r *recorder) add(row attemptRow, abort <-chan struct{}) {
+	select {
+	case r.rows <- row:
+	case <-abort:
+	}
+}
+
+// run writes rows until stop is closed, then writes what is queued (within
+// drain) and closes done. ClickHouse being down delays rows, never drops
+// them while the process lives.
+func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Duration) {
+	defer close(r.done)
+	var conn driver.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	var batch []attemptRow
+	var hard <-chan time.Time // after stop: the end of the drain
+	write := func() bool {
+		for len(batch) > 0 {
+			if conn == nil {
+				c, err := warehouse.Open(ctx, r.cfg)
+				if err == nil {
+					err = warehouse.Migrate(ctx, c, r.cfg.Database)
+					if err != nil {
+						c.Close()
+					}
+				}
+				if err == nil {
+					conn = c
+				} else {
+					r.m.recordErrs.Inc()
+					r.log.Warn("connecting to clickhouse for the notifications table failed, retrying", "err", err)
+				}
+			}
+			if conn != nil {
+				if err := r.insert(ctx, conn, batch); err == nil {
+					r.m.recorded.Add(float64(len(batch)))
+					batch = batch[:0]
+					backoff = 100 * time.Millisecond
+					return true
+				} else {
+					r.m.recordErrs.Inc()
+					r.log.Warn("writing delivery attempts to clickhouse failed, retrying", "rows", len(batch), "err", err)
+				}
+			}
+			select {
+			case <-time.After(backoff):
+			case <-hard:
+				return false
+			}
+			backoff = min(backoff*2, 10*time.Second)
+		}
+		return true
+	}
+	tick := time.NewTicker(recordInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case row := <-r.rows:
+			batch = append(batch, row)
+			if len(batch) >= recordBatch {
+				write()
+			}
+		case <-tick.C:
+			write()
+		case <-stop:
+			timer := time.NewTimer(drain)
+			defer timer.Stop()
+			hard = timer.C
+		queued:
+			for {
+				select {
+				case row := <-r.rows:
+					batch = append(batch, row)
+				default:
+					break queued
+				}
+			}
+			if !write() && len(batch) > 0 {
+				r.log.Error("delivery attempts not written to clickhouse before shutdown", "rows", len(batch))
+			}
+			return
+		}
+	}
+}
+
+func (r *recorder) insert(ctx context.Context, conn driver.Conn, rows []attemptRow) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cols := []warehouse.Column{
+		{Name: "destination", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.Destination })},
+		{Name: "kind", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.Kind })},
+		{Name: "mql_id", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.ID })},
+		{Name: "subject_id", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.Subject })},
+		{Name: "model", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.Model })},
+		{Name: "attempt", Values: warehouse.Pluck(rows, func(a *attemptRow) uint32 { return a.Attempt })},
+		{Name: "status", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.Status })},
+		{Name: "http_status", Values: warehouse.Pluck(rows, func(a *attemptRow) uint16 { return a.Code })},
+		{Name: "error", Values: warehouse.Pluck(rows, func(a *attemptRow) string { return a.Error })},
+		{Name: "latency_ms", Values: warehouse.Pluck(rows, func(a *attemptRow) uint32 { return uint32(min(a.Latency.Milliseconds(), 1<<31)) })},
+		{Name: "attempted_at", Values: warehouse.Pluck(rows, func(a *attemptRow) time.Time { return a.At })},
+		{Name: "attempted_at_ms", Values: warehouse.Pluck(rows, func(a *attemptRow) uint64 { return uint64(a.At.UnixMilli()) })},
+	}
+	return warehouse.Insert(ctx, conn, r.cfg.Database, warehouse.TableNotifications, len(rows), cols)
+}
