@@ -339,6 +339,17 @@ func TestE2EErrors(t *testing.T) {
 
 func readMQL(t *testing.T, brokers []string, topic string, want int, wait time.Duration) []event.MQL {
 	t.Helper()
+	out := readMQLUntil(t, brokers, topic, func(recs []event.MQL) bool { return want > 0 && len(recs) >= want }, wait)
+	if want > 0 && len(out) < want {
+		t.Fatalf("read %d MQL records from %s, want %d", len(out), topic, want)
+	}
+	return out
+}
+
+// readMQLUntil reads the mql topic from its start in a new consumer group
+// until done says the records read so far are enough, or wait has passed.
+func readMQLUntil(t *testing.T, brokers []string, topic string, done func([]event.MQL) bool, wait time.Duration) []event.MQL {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	cons, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, Group: fmt.Sprintf("reader-%d", rand.Uint32()), Topics: []string{topic}, MaxWait: 10 * time.Millisecond},
@@ -355,14 +366,11 @@ func readMQL(t *testing.T, brokers []string, topic string, want int, wait time.D
 			}
 			out = append(out, rec)
 		}
-		if want > 0 && len(out) >= want {
+		if done(out) {
 			cancel()
 		}
 		return nil
 	})
-	if want > 0 && len(out) < want {
-		t.Fatalf("read %d MQL records from %s, want %d", len(out), topic, want)
-	}
 	return out
 }
 
