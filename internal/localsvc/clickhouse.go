@@ -32,13 +32,15 @@ func StartClickHouse(ctx context.Context, dir string, tcpPort, httpPort int) (*S
 		if err != nil {
 			return nil, err
 		}
-		return startClickHouse(ctx, bin, dir, p[0], p[1])
+		return startClickHouse(ctx, bin, dir, p[0], p[1], "")
 	})
 }
 
-func startClickHouse(ctx context.Context, bin, dir string, tcpPort, httpPort int) (*Server, error) {
+// startClickHouse writes the server's config (extra is XML added inside
+// <yandex>) and starts it.
+func startClickHouse(ctx context.Context, bin, dir string, tcpPort, httpPort int, extra string) (*Server, error) {
 	config := filepath.Join(dir, "config.xml")
-	if err := writeClickHouseConfig(dir, config, tcpPort, httpPort); err != nil {
+	if err := writeClickHouseConfig(dir, config, tcpPort, httpPort, extra); err != nil {
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort))
@@ -91,10 +93,10 @@ func clickHouseSelect1(ctx context.Context, client *http.Client, httpAddr string
 	return nil
 }
 
-// writeClickHouseConfig writes config.xml (at path) and users.xml into dir.
-// The format is the <yandex> one understood by old releases such as Debian's
-// 18.16 as well as by current ones.
-func writeClickHouseConfig(dir, path string, tcpPort, httpPort int) error {
+// writeClickHouseConfig writes config.xml (at path), with extra inside its
+// <yandex> element, and users.xml into dir. The format is the <yandex> one
+// understood by old releases such as Debian's 18.16 as well as by current ones.
+func writeClickHouseConfig(dir, path string, tcpPort, httpPort int, extra string) error {
 	d := xmlEscape(dir)
 	config := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
@@ -117,8 +119,8 @@ func writeClickHouseConfig(dir, path string, tcpPort, httpPort int) error {
   <default_database>default</default_database>
   <timezone>UTC</timezone>
   <mark_cache_size>5368709120</mark_cache_size>
-</yandex>
-`, d, tcpPort, httpPort)
+%[4]s</yandex>
+`, d, tcpPort, httpPort, extra)
 	const users = `<?xml version="1.0"?>
 <yandex>
   <profiles><default/></profiles>

@@ -33,6 +33,9 @@ const (
 	EnvRedisAddr         = "LEADSTREAM_TEST_REDIS_ADDR"          // host:port
 	EnvRedisClusterAddrs = "LEADSTREAM_TEST_REDIS_CLUSTER_ADDRS" // comma-separated host:port list
 	EnvClickHouseAddr    = "LEADSTREAM_TEST_CLICKHOUSE_ADDR"     // native-protocol host:port
+	// EnvClickHouseCluster describes a ClickHouse cluster (StartClickHouseCluster)
+	// as NAME@HOST:PORT,HOST:PORT,…: its name and every node's native address.
+	EnvClickHouseCluster = "LEADSTREAM_TEST_CLICKHOUSE_CLUSTER"
 )
 
 // ErrNotInstalled is returned (wrapped, naming the binary and the apt-get
