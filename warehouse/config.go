@@ -22,6 +22,10 @@ type Config struct {
 	Username    string
 	Password    string
 	DialTimeout time.Duration
+	// Cluster names the ClickHouse cluster (remote_servers) the schema lives
+	// on: replicated local tables under Distributed ones (cluster.go).
+	// Empty = one server.
+	Cluster string
 }
 
 // RegisterFlags registers clickhouse.* flags.
@@ -31,6 +35,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Username, "clickhouse.username", "default", "ClickHouse user")
 	fs.StringVar(&c.Password, "clickhouse.password", "", "ClickHouse password")
 	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", 5*time.Second, "timeout for connecting to ClickHouse")
+	fs.StringVar(&c.Cluster, "clickhouse.cluster", "", "ClickHouse cluster (remote_servers name) holding the schema: replicated tables under Distributed ones, DDL ON CLUSTER; empty = one server")
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -51,6 +56,9 @@ func (c *Config) Validate() error {
 	}
 	if err := CheckDatabase(c.Database); err != nil {
 		return err
+	}
+	if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
+		return fmt.Errorf("%w, got %q", ErrBadCluster, c.Cluster)
 	}
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("clickhouse.dial-timeout must not be negative, got %s", c.DialTimeout)
@@ -76,6 +84,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		// Insert blocks are large and repetitive (URLs, UTM values); LZ4 cuts
 		// the bytes on the wire several-fold for little CPU.
 		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Settings:    c.clusterSettings(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse at %s: %w", c.Addr, err)
