@@ -135,6 +135,45 @@ func loadEvents(t testing.TB, conn driver.Conn, db string) {
 		"crossed_at_ms":    warehouse.Pluck(mqls, func(m *event.MQL) uint64 { return uint64(m.CrossedAt.UnixMilli()) }),
 		"trigger_event_id": warehouse.Pluck(mqls, func(m *event.MQL) string { return m.TriggerEventID }),
 	})
+	loadAccounts(t, conn, db)
+}
+
+// fixtureMember is an account_members row of the fixture, as the sink
+// writes one per group call (or work e-mail identify).
+type fixtureMember struct {
+	AccountID   string    `json:"account_id"`
+	LeadID      string    `json:"lead_id"`
+	AnonymousID string    `json:"anonymous_id"`
+	Source      string    `json:"source"`
+	JoinedAt    time.Time `json:"joined_at"`
+	EventID     string    `json:"event_id"`
+}
+
+// loadAccounts inserts the fixture's account memberships and MQA crossings.
+func loadAccounts(t testing.TB, conn driver.Conn, db string) {
+	t.Helper()
+	ms := readJSONL[fixtureMember](t, fixtureDir+"account_members.jsonl")
+	insert(t, conn, db+".account_members", len(ms), map[string]any{
+		"account_id":   warehouse.Pluck(ms, func(m *fixtureMember) string { return m.AccountID }),
+		"lead_id":      warehouse.Pluck(ms, func(m *fixtureMember) string { return m.LeadID }),
+		"anonymous_id": warehouse.Pluck(ms, func(m *fixtureMember) string { return m.AnonymousID }),
+		"source":       warehouse.Pluck(ms, func(m *fixtureMember) string { return m.Source }),
+		"joined_at":    warehouse.Pluck(ms, func(m *fixtureMember) time.Time { return m.JoinedAt }),
+		"joined_at_ms": warehouse.Pluck(ms, func(m *fixtureMember) uint64 { return uint64(m.JoinedAt.UnixMilli()) }),
+		"event_id":     warehouse.Pluck(ms, func(m *fixtureMember) string { return m.EventID }),
+	})
+	mqas := readJSONL[event.MQA](t, fixtureDir+"mqa.jsonl")
+	insert(t, conn, db+".mqa", len(mqas), map[string]any{
+		"mqa_id":           warehouse.Pluck(mqas, func(m *event.MQA) string { return m.MQAID }),
+		"account_id":       warehouse.Pluck(mqas, func(m *event.MQA) string { return m.AccountID }),
+		"model":            warehouse.Pluck(mqas, func(m *event.MQA) string { return m.Model }),
+		"score":            warehouse.Pluck(mqas, func(m *event.MQA) float64 { return m.Score }),
+		"threshold":        warehouse.Pluck(mqas, func(m *event.MQA) float64 { return m.Threshold }),
+		"crossed_at":       warehouse.Pluck(mqas, func(m *event.MQA) time.Time { return m.CrossedAt }),
+		"crossed_at_ms":    warehouse.Pluck(mqas, func(m *event.MQA) uint64 { return uint64(m.CrossedAt.UnixMilli()) }),
+		"trigger_event_id": warehouse.Pluck(mqas, func(m *event.MQA) string { return m.TriggerEventID }),
+		"engaged_members":  warehouse.Pluck(mqas, func(m *event.MQA) uint32 { return uint32(m.EngagedMembers) }),
+	})
 }
 
 // insert sends one block; cols maps column names to value slices of n rows.

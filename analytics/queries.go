@@ -26,6 +26,8 @@ const (
 	ScoreBands          Name = "score_bands"
 	CampaignPerformance Name = "campaign_performance"
 	ROMI                Name = "romi"
+	AccountFunnel       Name = "account_funnel"
+	AccountROMI         Name = "account_romi"
 )
 
 // DefaultDatabase is the database the files are written against.
@@ -74,7 +76,7 @@ func SQL(name Name) (string, error) {
 }
 
 var (
-	tableRef = regexp.MustCompile(`\bleadstream\.(events|identity_links|mql|campaign_costs)\b`)
+	tableRef = regexp.MustCompile(`\bleadstream\.(events|identity_links|mql|campaign_costs|account_members|mqa)\b`)
 )
 
 // Bind returns the query with p's database and filters in place, ready to

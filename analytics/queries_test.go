@@ -55,7 +55,7 @@ func TestFilesAreDocumented(t *testing.T) {
 			t.Errorf("%s.sql: campaign filter = %v, want %v", n, !want, want)
 		}
 		// Every read of a ReplacingMergeTree table folds replays.
-		for _, tb := range []string{"events", "identity_links", "mql", "campaign_costs"} {
+		for _, tb := range []string{"events", "identity_links", "mql", "campaign_costs", "account_members", "mqa"} {
 			if c := strings.Count(q, "leadstream."+tb); c != strings.Count(q, "leadstream."+tb+" FINAL") {
 				t.Errorf("%s.sql reads leadstream.%s without FINAL", n, tb)
 			}
@@ -121,7 +121,7 @@ func withoutComments(q string) string {
 
 // Names lists every query in the order the README documents them.
 func Names() []Name {
-	return []Name{FunnelByCampaign, FunnelByChannel, MQLVelocity, MQLWeekly, ScoreBands, CampaignPerformance, ROMI}
+	return []Name{FunnelByCampaign, FunnelByChannel, MQLVelocity, MQLWeekly, ScoreBands, CampaignPerformance, ROMI, AccountFunnel, AccountROMI}
 }
 
 // Has reports whether the query has a filter: "from", "to" or "campaign".

@@ -132,6 +132,52 @@ var (
 // 03-12 -> 03-09; bob's second crossing 03-28 -> 03-23.
 var wantWeekly = []WeekRow{{day(2026, 3, 2), 1}, {day(2026, 3, 9), 2}, {day(2026, 3, 23), 1}}
 
+// Accounts (account_members.jsonl, mqa.jsonl): acme = alice and bob (group
+// calls); dave joined acme, then moved to globex on 03-15, so he counts in
+// globex only; carol's group call came from her anonymous id (linked to her
+// by her form); hank is in initech.example by his e-mail domain. acme is an
+// MQA on 03-10 09:00.
+//
+// Account funnel (windowFunnel over the members' steps, 90 days): acme visit
+// 03-02 (alice), form 03-03, MQL 03-05, MQA 03-10, won 03-20 = 5, first touch
+// spring (alice 03-02 09:00 before bob's webinar open 03-03); globex visit
+// 03-09 (carol), form 03-09, MQL 03-12 (dave) = 3, first touch retarget;
+// initech.example: a deal without a visit = 0, '(none)'.
+// 1-9 March: acme's MQA (03-10), dave's MQL and the deals drop out: acme 3
+// (visit, form, MQL), globex 2, and initech.example has nothing in the period.
+var (
+	wantAccountFunnel = []AccountFunnelRow{
+		{"retarget", 1, 1, 1, 0, 0},
+		{"spring", 1, 1, 1, 1, 1},
+		{"(none)", 0, 0, 0, 0, 0},
+	}
+	wantAccountFunnelEarly = []AccountFunnelRow{
+		{"retarget", 1, 1, 0, 0, 0},
+		{"spring", 1, 1, 1, 0, 0},
+	}
+)
+
+// Account-level ROMI. acme's touches (alice's and bob's): spring 03-02 09:00,
+// webinar 03-03 08:00, webinar 03-03 08:05, spring 03-03 09:05, retarget
+// 03-04 10:00, webinar 03-06 09:00, retarget 03-21 10:00.
+//
+//	alice 6000 (03-20): the first six: first spring, last webinar,
+//	                    linear spring 2000, webinar 3000, retarget 1000
+//	bob   3000 (03-25): all seven: first spring, last retarget,
+//	                    linear 3000/7 each: spring 2, webinar 3, retarget 2
+//	hank   500: initech.example has no touch -> (none)
+//	gina, ivan: in no account, left out.
+//
+// spring: first 9000, last 0, linear 2000 + 6000/7 = 2857.14; ROMI 8, -1, 1.8571
+// webinar: 0, 6000, 3000 + 9000/7 = 4285.71; ROMI -1, 11, 7.5714
+// retarget (cost 250): 0, 3000, 1000 + 6000/7 = 1857.14; ROMI -1, 11, 6.4286
+var wantAccountROMI = []ROMIRow{
+	{"(none)", 0, 500, 500, 500, nil, nil, nil, "EUR"},
+	{"retarget", 250, 0, 3000, 1857.14, fp(-1), fp(11), fp(6.4286), "EUR"},
+	{"spring", 1000, 9000, 0, 2857.14, fp(8), fp(-1), fp(1.8571), "EUR"},
+	{"webinar", 500, 0, 6000, 4285.71, fp(-1), fp(11), fp(7.5714), "EUR"},
+}
+
 // Score bands: known leads alice, bob, carol, dave, gina, hank, ivan; latest
 // crossing: alice 140, bob 105 (not 130), dave 100; the other four have none.
 var (
@@ -145,7 +191,7 @@ var (
 
 func TestReportsOnFixture(t *testing.T) {
 	conn, cfg := testDB(t)
-	tables := []string{"events", "identity_links", "mql", "campaign_costs"}
+	tables := []string{"events", "identity_links", "mql", "campaign_costs", "account_members", "mqa"}
 	// Merges stopped: the replayed copies stay until OPTIMIZE below, so the
 	// queries must fold them themselves.
 	for _, tb := range tables {
@@ -238,6 +284,19 @@ func checkAll(t *testing.T, phase string, r *Reporter, addr, db string) {
 	bands, err = r.Bands(ctx, march)
 	eq("bands, March", bands, wantBandsMarch, err)
 
+	acc, err := r.AccountFunnel(ctx, Filter{})
+	eq("account funnel", acc, wantAccountFunnel, err)
+	acc, err = r.AccountFunnel(ctx, march)
+	eq("account funnel, March", acc, wantAccountFunnel, err)
+	acc, err = r.AccountFunnel(ctx, Filter{Campaign: "spring"})
+	eq("account funnel of spring", acc, wantAccountFunnel[1:2], err)
+	acc, err = r.AccountFunnel(ctx, Filter{From: day(2026, 3, 1), To: day(2026, 3, 9)})
+	eq("account funnel, 1-9 March", acc, wantAccountFunnelEarly, err)
+	aromi, err := r.AccountROMI(ctx, Filter{})
+	eq("account romi", aromi, wantAccountROMI, err)
+	aromi, err = r.AccountROMI(ctx, Filter{Campaign: "webinar"})
+	eq("account romi of webinar", aromi, wantAccountROMI[3:], err)
+
 	checkClient(t, phase, addr, db)
 }
 
@@ -260,6 +319,9 @@ func checkClient(t *testing.T, phase, addr, db string) {
 		ScoreBands:          tsv(wantBands, "Model", "Band", "BandMin", "Leads"),
 		CampaignPerformance: tsv(wantCampaigns, "Campaign", "Touches", "People", "Leads", "MQLs", "Won", "Revenue", "Cost"),
 		ROMI: tsv(wantROMI, "Campaign", "Cost", "RevenueFirst", "RevenueLast", "RevenueLinear",
+			"ROMIFirst", "ROMILast", "ROMILinear", "Currencies"),
+		AccountFunnel: tsv(wantAccountFunnel, "Group", "Accounts", "Forms", "MQLs", "MQAs", "Won"),
+		AccountROMI: tsv(wantAccountROMI, "Campaign", "Cost", "RevenueFirst", "RevenueLast", "RevenueLinear",
 			"ROMIFirst", "ROMILast", "ROMILinear", "Currencies"),
 	}
 	tableRef := regexp.MustCompile(`\bleadstream\.`)

@@ -29,15 +29,18 @@ const (
 	Alias      Type = "alias"
 	DealWon    Type = "deal_won"
 	Custom     Type = "custom"
+	// Group is a Segment group call: the lead (or visitor) is a member of
+	// the B2B account GroupID, whose traits it carries.
+	Group Type = "group"
 )
 
 // Types lists every valid Type.
-var Types = []Type{PageView, EmailOpen, EmailClick, FormSubmit, Identify, Alias, DealWon, Custom}
+var Types = []Type{PageView, EmailOpen, EmailClick, FormSubmit, Identify, Alias, DealWon, Custom, Group}
 
 // Valid reports whether t is one of Types.
 func (t Type) Valid() bool {
 	switch t {
-	case PageView, EmailOpen, EmailClick, FormSubmit, Identify, Alias, DealWon, Custom:
+	case PageView, EmailOpen, EmailClick, FormSubmit, Identify, Alias, DealWon, Custom, Group:
 		return true
 	}
 	return false
@@ -57,6 +60,7 @@ type Event struct {
 	AnonymousID string `json:"anonymous_id,omitempty"` // first-party cookie id
 	LeadID      string `json:"lead_id,omitempty"`      // known lead (Segment userId)
 	PreviousID  string `json:"previous_id,omitempty"`  // alias: the id being merged into LeadID
+	GroupID     string `json:"group_id,omitempty"`     // group: the account (Segment groupId)
 	WriteKeyID  string `json:"write_key_id,omitempty"` // which source sent it (never the key itself)
 
 	Campaign    string `json:"campaign,omitempty"` // campaign id (email token or utm_campaign)
@@ -120,6 +124,8 @@ var (
 	ErrMissingTime = errors.New("event_time and received_at are required")
 	// ErrNotObject means properties, traits, context or integrations is not a JSON object.
 	ErrNotObject = errors.New("must be a JSON object")
+	// ErrNoGroup means a group event has no group_id.
+	ErrNoGroup = errors.New("group_id is required for a group event")
 )
 
 // Validate checks the invariants every stage relies on.
@@ -133,6 +139,8 @@ func (e *Event) Validate() error {
 		return ErrNoIdentity
 	case e.EventTime.IsZero() || e.ReceivedAt.IsZero():
 		return ErrMissingTime
+	case e.Type == Group && e.GroupID == "":
+		return ErrNoGroup
 	}
 	if !isObject(e.Properties) {
 		return fmt.Errorf("properties: %w", ErrNotObject)
@@ -185,12 +193,44 @@ type MQL struct {
 // redelivered event, a processor restarted before its outbox was cleared)
 // carries the id of the first and consumers drop it.
 func MQLID(lead, model, trigger string) string {
-	h := sha256.Sum256([]byte(lead + "\x00" + model + "\x00" + trigger))
+	return nameUUID(lead + "\x00" + model + "\x00" + trigger)
+}
+
+func nameUUID(name string) string {
+	h := sha256.Sum256([]byte(name))
 	b := h[:16]
 	b[6] = (b[6] & 0x0f) | 0x50 // name-based UUID layout, so it reads as a UUID
 	b[8] = (b[8] & 0x3f) | 0x80
 	x := hex.EncodeToString(b)
 	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// MQA is one account threshold crossing (marketing-qualified account),
+// published on "<prefix>mqa" keyed by account id.
+type MQA struct {
+	MQAID          string    `json:"mqa_id"` // deterministic: consumers drop redelivered duplicates by it
+	AccountID      string    `json:"account_id"`
+	Model          string    `json:"model"`
+	Score          float64   `json:"score"`
+	Threshold      float64   `json:"threshold"`
+	CrossedAt      time.Time `json:"crossed_at"` // the account's newest member event time that counted
+	TriggerEventID string    `json:"trigger_event_id"`
+	EngagedMembers int       `json:"engaged_members"`
+	Reasons        []Reason  `json:"reasons"`
+	TopMembers     []Member  `json:"top_members"`
+}
+
+// Member is one member's part of an account's engagement.
+type Member struct {
+	LeadID string  `json:"lead_id"`
+	Points float64 `json:"points"`
+}
+
+// MQAID is the deterministic id of the crossing of model by an account
+// triggered by an event (see MQLID); its namespace differs from MQLID's, so
+// an account and a lead of the same id never share one.
+func MQAID(account, model, trigger string) string {
+	return nameUUID("account\x00" + account + "\x00" + model + "\x00" + trigger)
 }
 
 // Reason is one rule's contribution to a score.

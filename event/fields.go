@@ -72,6 +72,7 @@ var Fields = func() []Field {
 		s("anonymous_id", unsafe.Offsetof(e.AnonymousID)),
 		s("lead_id", unsafe.Offsetof(e.LeadID)),
 		s("previous_id", unsafe.Offsetof(e.PreviousID)),
+		s("group_id", unsafe.Offsetof(e.GroupID)),
 		s("write_key_id", unsafe.Offsetof(e.WriteKeyID)),
 		s("campaign", unsafe.Offsetof(e.Campaign)),
 		s("utm_source", unsafe.Offsetof(e.UTMSource)),

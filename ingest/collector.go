@@ -51,6 +51,7 @@ import (
 	"github.com/leadstream/leadstream/ingest/segment"
 	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/leadstream/leadstream/internal/httpapi"
+	"github.com/leadstream/leadstream/internal/secretflag"
 	"github.com/leadstream/leadstream/stream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -93,16 +94,16 @@ type Config struct {
 // RegisterFlags registers the collector's flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http.addr", ":8080", "collector listen address")
-	fs.Func("write-keys", "comma-separated write keys accepted by the ingest API", func(s string) error {
+	secretflag.Func(fs, "write-keys", "comma-separated write keys accepted by the ingest API", func(s string) error {
 		c.WriteKeys = stream.SplitList(s)
 		return nil
 	})
-	fs.StringVar(&c.SecretKey, "secret-key", "", "server secret key for the lead API (GET /v1/leads/{id})")
+	secretflag.String(fs, &c.SecretKey, "secret-key", "server secret key for the lead API (GET /v1/leads/{id})")
 	fs.DurationVar(&c.ProduceTimeout, "collector.produce-timeout", 5*time.Second, "longest wait for Kafka to acknowledge a request's events before answering 503")
 	fs.Int64Var(&c.MaxQueueBytes, "collector.max-queue-bytes", 64<<20, "bytes of events that may wait for Kafka; beyond it requests get 503")
 	fs.BoolVar(&c.TrustForwarded, "collector.trust-forwarded", false, "take the client IP from X-Forwarded-For (only behind a trusted proxy)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the collector's public base URL (e.g. https://t.acme.example), where SDKs loaded from GET /v1/projects/{writeKey}/settings send; empty = the Host of the settings request")
-	fs.Func("token-keys", "email token keys, comma-separated kid:secret (secret >= 16 bytes); the first one signs", func(s string) error {
+	secretflag.Func(fs, "token-keys", "email token keys, comma-separated kid:secret (secret >= 16 bytes); the first one signs", func(s string) error {
 		keys, err := token.ParseKeys(s)
 		c.TokenKeys = keys
 		return err
@@ -201,7 +202,7 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg), producer: producer, keys: map[string]string{}}
+	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg, cfg.ProduceTimeout), producer: producer, keys: map[string]string{}}
 	for _, k := range cfg.WriteKeys {
 		c.keys[k] = KeyID(k)
 	}
@@ -250,6 +251,7 @@ func KeyID(key string) string {
 // endpoint label of its requests is prefix without its trailing slash.
 func (c *Collector) Mount(prefix string, h fasthttp.RequestHandler) {
 	c.mounts = append(c.mounts, mount{prefix: prefix, label: strings.TrimSuffix(prefix, "/"), handler: h})
+	c.m.duration.WithLabelValues(strings.TrimSuffix(prefix, "/"))
 }
 
 // Listen binds the HTTP address; Run serves on it. Split so callers (tests,

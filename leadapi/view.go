@@ -30,8 +30,10 @@ type LeadView struct {
 	LastActivity *time.Time `json:"last_activity,omitempty"`
 	// MergedInto names the lead this one was merged into by an alias:
 	// Models are then the survivor's, where its history now scores.
-	MergedInto string               `json:"merged_into,omitempty"`
-	Models     map[string]ModelView `json:"models"`
+	MergedInto string `json:"merged_into,omitempty"`
+	// Account is the account the lead is a member of (GET /v1/accounts/{id}).
+	Account string               `json:"account,omitempty"`
+	Models  map[string]ModelView `json:"models"`
 }
 
 // Read reads a lead's state in the given models and views it as of now.
@@ -52,6 +54,7 @@ func View(lead string, rec leadstate.LeadRecord, models []scoring.Model, now tim
 	if rec.State != nil && rec.State.Into != "" && rec.Survivor != nil {
 		v.MergedInto = rec.Survivor.ID
 	}
+	v.Account = scoring.AccountOf(rec.Survivor)
 	for _, m := range models {
 		mv := ModelView{Threshold: m.Threshold, TopRules: []event.Reason{}}
 		var st *scoring.ModelState

@@ -11,8 +11,13 @@ import (
 	"github.com/leadstream/leadstream/scoring"
 )
 
-// codecVersion is the first byte of an encoded state.
-const codecVersion = 1
+// codecVersion is the first byte of an encoded state: 1, or 2 when the state
+// has account fields (encoded after the traits, codec_accounts.go). States
+// without them are written as version 1, as before accounts.
+const (
+	codecVersion         = 1
+	codecVersionAccounts = 2
+)
 
 // ErrCorruptState means a stored state value cannot be decoded: it was not
 // written by this version of leadstream, or it was damaged.
@@ -23,13 +28,21 @@ var ErrCorruptState = errors.New("corrupt lead state in redis")
 // equally.
 func encodeState(dst []byte, st *scoring.State) []byte {
 	e := encoder{b: dst}
-	e.b = append(e.b, codecVersion)
+	withAccounts := hasAccountFields(st)
+	if withAccounts {
+		e.b = append(e.b, codecVersionAccounts)
+	} else {
+		e.b = append(e.b, codecVersion)
+	}
 	var flags byte
 	if st.Anonymous {
 		flags |= 1
 	}
 	if st.Pending {
 		flags |= 2
+	}
+	if st.Account {
+		flags |= 4
 	}
 	e.b = append(e.b, flags)
 	e.str(st.ID)
@@ -116,6 +129,9 @@ func encodeState(dst []byte, st *scoring.State) []byte {
 		e.int(t.Time)
 		e.str(t.ID)
 	}
+	if withAccounts {
+		e.accounts(st)
+	}
 	return e.b
 }
 
@@ -134,12 +150,13 @@ func (e *encoder) str(s string) {
 // decodeState decodes a stored state.
 func decodeState(b []byte) (*scoring.State, error) {
 	d := decoder{b: b}
-	if d.byte() != codecVersion {
+	version := d.byte()
+	if version != codecVersion && version != codecVersionAccounts {
 		return nil, fmt.Errorf("%w: unknown encoding", ErrCorruptState)
 	}
 	flags := d.byte()
 	st := &scoring.State{}
-	st.Anonymous, st.Pending = flags&1 != 0, flags&2 != 0
+	st.Anonymous, st.Pending, st.Account = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	st.ID = d.str()
 	st.Into = d.str()
 	st.MergeMark = d.str()
@@ -207,6 +224,9 @@ func decodeState(b []byte) (*scoring.State, error) {
 			k := d.str()
 			st.Traits[k] = &scoring.Trait{Value: []byte(d.str()), Time: d.int(), ID: d.str()}
 		}
+	}
+	if version == codecVersionAccounts {
+		d.accounts(st)
 	}
 	if d.err != nil {
 		return nil, d.err

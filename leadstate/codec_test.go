@@ -24,8 +24,26 @@ func codecSample() *scoring.State {
 	}
 }
 
+// codecAccountSample has every account field: a lead's and an account's.
+func codecAccountSamples() []*scoring.State {
+	lead := codecSample()
+	lead.Subject = scoring.Lead("lead-1")
+	lead.Group = &scoring.Membership{Account: "acme", Time: 5, ID: "g1"}
+	lead.Domain = &scoring.Membership{Account: "acme.example", Time: -1, ID: "i1"}
+	lead.MemberOf, lead.AcctSeq = "acme", 1<<40
+	lead.Left = []scoring.LeftAccount{{Account: "globex", Seq: 3}}
+	acct := &scoring.State{Subject: scoring.Account("acme"),
+		Models: []scoring.ModelState{{Name: "default", V: 40, T: 9, Fit: 30, MQL: true, MQLAt: 9, MQLTrigger: "e1"}},
+		Traits: map[string]*scoring.Trait{"name": {Value: []byte(`"Acme"`), Time: 3, ID: "g1"}},
+		Members: []scoring.AccountEntry{
+			{Lead: "a", Seq: 2, Values: []scoring.MemberValue{{Model: "default", V: 1.5, T: 9}, {Model: "x", V: -2, T: -3}}},
+			{Lead: "b", Seq: 7, Left: true},
+		}}
+	return []*scoring.State{lead, acct}
+}
+
 func TestCodecRoundTrip(t *testing.T) {
-	for _, st := range []*scoring.State{codecSample(), {Subject: scoring.Lead("")}, {Subject: scoring.Lead("l"), Into: "m"}} {
+	for _, st := range append([]*scoring.State{codecSample(), {Subject: scoring.Lead("")}, {Subject: scoring.Lead("l"), Into: "m"}}, codecAccountSamples()...) {
 		b := encodeState(nil, st)
 		got, err := decodeState(b)
 		if err != nil {
@@ -53,6 +71,9 @@ func TestCodecRoundTrip(t *testing.T) {
 func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeState(nil, codecSample()))
 	f.Add([]byte{codecVersion, 0})
+	for _, st := range codecAccountSamples() {
+		f.Add(encodeState(nil, st))
+	}
 	f.Add([]byte{codecVersion, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := decodeState(b)

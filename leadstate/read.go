@@ -45,3 +45,13 @@ func (s *Store) ReadLead(ctx context.Context, lead string) (LeadRecord, error) {
 	}
 	return out, nil
 }
+
+// ReadAccount reads an account's state (nil when leadstream knows nothing of it).
+func (s *Store) ReadAccount(ctx context.Context, id string) (*scoring.State, error) {
+	subj := scoring.Account(id)
+	recs, err := s.Read(ctx, []scoring.Subject{subj})
+	if err != nil {
+		return nil, err
+	}
+	return recs[subj].State, nil
+}

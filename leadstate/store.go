@@ -34,8 +34,11 @@ type keys struct{ prefix string }
 func keysOf(s scoring.Subject) keys {
 	h := sha256.Sum256([]byte(s.ID))
 	ns := "l:"
-	if s.Anonymous {
+	switch {
+	case s.Anonymous:
 		ns = "a:"
+	case s.Account:
+		ns = "c:"
 	}
 	return keys{prefix: "ls2:{" + ns + hex.EncodeToString(h[:16]) + "}:"}
 }
@@ -72,7 +75,7 @@ func decodeValue(s scoring.Subject, v string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%v: %w", s, err)
 	}
-	if st.ID != s.ID || st.Anonymous != s.Anonymous {
+	if st.ID != s.ID || st.Anonymous != s.Anonymous || st.Account != s.Account {
 		// Two ids whose hashes share 128 bits: never seen, but never
 		// scored on the wrong subject either.
 		return Record{}, fmt.Errorf("%w: %v holds the state of %v", ErrCorruptState, s, st.Subject)
@@ -161,6 +164,7 @@ type Commit struct {
 	ExpireAt int64 // Unix ms; 0 = never (leads)
 	Seen     []Seen
 	MQLs     []event.MQL
+	MQAs     []event.MQA // an account's crossings (its outbox holds MQA records)
 }
 
 // Status is a commit's outcome.
@@ -244,13 +248,20 @@ func commitArgs(c *Commit, version string) ([]string, []any, error) {
 			args = append(args, member(s.FP))
 		}
 	}
-	args = append(args, len(c.MQLs))
+	args = append(args, len(c.MQLs)+len(c.MQAs))
 	for i := range c.MQLs {
 		rec, err := json.Marshal(&c.MQLs[i])
 		if err != nil {
 			return nil, nil, fmt.Errorf("encoding mql record: %w", err)
 		}
 		args = append(args, c.MQLs[i].MQLID, rec)
+	}
+	for i := range c.MQAs {
+		rec, err := json.Marshal(&c.MQAs[i])
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding mqa record: %w", err)
+		}
+		args = append(args, c.MQAs[i].MQAID, rec)
 	}
 	return ks, args, nil
 }
@@ -393,6 +404,55 @@ func (s *Store) Touch(ctx context.Context, subjects []scoring.Subject, expireAt 
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("renewing %d visitor links: %w", len(subjects), err)
+	}
+	return nil
+}
+
+// OutboxMQA returns the MQA records pending in accounts' outboxes, in one pipeline.
+func (s *Store) OutboxMQA(ctx context.Context, accounts []string) ([]event.MQA, error) {
+	if len(accounts) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(accounts))
+	for i, a := range accounts {
+		cmds[i] = pipe.HGetAll(ctx, keysOf(scoring.Account(a)).outbox())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading the mqa outboxes of %d accounts: %w", len(accounts), err)
+	}
+	var out []event.MQA
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			var m event.MQA
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				return nil, fmt.Errorf("decoding mqa outbox entry: %w", err)
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// AckOutboxMQA removes MQA records that Kafka acknowledged, in one pipeline.
+func (s *Store) AckOutboxMQA(ctx context.Context, ms []event.MQA) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	byAcct := map[string][]string{}
+	var accts []string
+	for _, m := range ms {
+		if _, ok := byAcct[m.AccountID]; !ok {
+			accts = append(accts, m.AccountID)
+		}
+		byAcct[m.AccountID] = append(byAcct[m.AccountID], m.MQAID)
+	}
+	pipe := s.rdb.Pipeline()
+	for _, a := range accts {
+		pipe.HDel(ctx, keysOf(scoring.Account(a)).outbox(), byAcct[a]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("clearing the mqa outboxes of %d accounts: %w", len(accts), err)
 	}
 	return nil
 }

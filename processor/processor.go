@@ -19,13 +19,19 @@
 // removed only after Kafka acknowledged it, so a crash never loses one; a
 // redelivered record publishes it again with the same deterministic mql_id.
 //
+// Accounts (B2B, from Segment group calls) are subjects of their own: a
+// member's update and its account's are separate compare-and-sets of one
+// batch, the account's last; the account's MQA records wait in its outbox and
+// are published on the mqa topic, keyed by account id, the same way.
+//
 // Metrics:
 //
 //	leadstream_processor_events_total{result}    scored | duplicate | no_match | late | stale | dead_letter | bot
 //	leadstream_processor_mql_published_total     MQL records acknowledged by Kafka
+//	leadstream_processor_mqa_published_total     MQA (account) records acknowledged by Kafka
 //	leadstream_processor_merges_total            histories merged (visitors into leads, leads into leads)
 //	leadstream_processor_commit_conflicts_total  compare-and-sets lost to a concurrent change (the batch is planned again)
-//	leadstream_processor_apply_duration_seconds  Redis time to store a batch, per event
+//	leadstream_processor_apply_duration_seconds  time each event waited for its batch's Redis work (once per event scored or merge)
 //	leadstream_processor_score_delay_seconds     accept-to-score latency: received_at to batch handled
 package processor
 
@@ -55,6 +61,9 @@ type Config struct {
 	DedupWindow  time.Duration
 	AnonymousTTL time.Duration
 	StateCache   int
+	// FromEmailDomain: leads without a group call join the account of
+	// their e-mail domain (never a free-mail one).
+	FromEmailDomain bool
 }
 
 // RegisterFlags registers processor.* flags.
@@ -64,6 +73,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxWait, "processor.max-wait", 20*time.Millisecond, "longest wait to fill a batch")
 	fs.DurationVar(&c.DedupWindow, "processor.dedup-window", scoring.DefaultDedupWindow, "an event id is never scored twice within this window; an event whose event time is more than this before its receipt is stored but not scored (raise it to score a historical import)")
 	fs.DurationVar(&c.AnonymousTTL, "processor.anonymous-ttl", scoring.DefaultAnonymousTTL, "an anonymous visitor's state (or its link to a lead) is deleted this long after its last event")
+	fs.BoolVar(&c.FromEmailDomain, "accounts.from-email-domain", false, "a lead without a group call joins the account of its e-mail domain (identify traits.email), never of a free-mail domain")
 	fs.IntVar(&c.StateCache, "processor.state-cache", 50_000, "lead and visitor states kept in memory between batches (up to twice this many), so they need not be read from Redis again; a stale one only costs a retry; 0 = off")
 }
 
@@ -103,6 +113,7 @@ type Processor struct {
 	scorer   *Scorer
 	consumer *stream.Consumer
 	mql      *stream.Producer
+	mqa      *stream.Producer
 	dead     *stream.Producer
 
 	cache *stateCache // nil when processor.state-cache is 0
@@ -123,6 +134,7 @@ func New(cfg Config, rules *scoring.Rules, store *leadstate.Store, log *slog.Log
 		return nil, errors.New("processor needs scoring rules with at least one model")
 	}
 	core := scoring.NewCore(rules, cfg.DedupWindow)
+	core.SetFromEmailDomain(cfg.FromEmailDomain)
 	cache := newStateCache(cfg.StateCache)
 	sc := NewScorer(core, store, cfg.AnonymousTTL)
 	sc.cache = cache
@@ -148,6 +160,11 @@ func (p *Processor) run(ctx context.Context) error {
 		return fmt.Errorf("starting mql producer: %w", err)
 	}
 	defer p.mql.Close()
+	p.mqa, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicMQA), p.log, p.m.reg)
+	if err != nil {
+		return fmt.Errorf("starting mqa producer: %w", err)
+	}
+	defer p.mqa.Close()
 	p.dead, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicDeadLetter), p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting dead-letter producer: %w", err)
@@ -155,6 +172,7 @@ func (p *Processor) run(ctx context.Context) error {
 	defer p.dead.Close()
 	p.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:        p.cfg.Kafka.Brokers,
+		Security:       p.cfg.Kafka.Security,
 		Group:          p.cfg.Group,
 		Topics:         []string{p.cfg.Kafka.Topic(stream.TopicEvents)},
 		MaxBatch:       p.cfg.BatchSize,
@@ -200,6 +218,9 @@ func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
 			continue // scored by no rule: no state to read
 		}
 		want = append(want, subjectsOf(e)...)
+		if e.Type == event.Group && e.GroupID != "" {
+			want = append(want, scoring.Account(e.GroupID))
+		}
 	}
 	pb.err = p.scorer.read(ctx, pb.recs, want)
 	return pb
@@ -245,14 +266,25 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) 
 	if err != nil {
 		return err
 	}
-	if res.Writes > 0 {
-		p.m.apply.Observe(time.Since(start).Seconds() / float64(len(b.events)))
+	// Each event waited for the batch's whole Redis work: observe it once
+	// per event scored and per merge completed.
+	d := time.Since(start).Seconds()
+	for _, o := range res.Outcomes {
+		if o == scoring.Scored {
+			p.m.apply.Observe(d)
+		}
+	}
+	for range res.Merges {
+		p.m.apply.Observe(d)
 	}
 	p.m.conflicts.Add(float64(res.Conflicts))
 	if err := p.deadLetters(ctx, b, res); err != nil {
 		return err
 	}
 	if err := p.publish(ctx, res.Outbox); err != nil {
+		return err
+	}
+	if err := p.publishMQA(ctx, res.OutboxMQA); err != nil {
 		return err
 	}
 	p.count(b, res)
@@ -314,6 +346,33 @@ func (p *Processor) publish(ctx context.Context, outbox []event.MQL) error {
 	}
 	for _, m := range outbox {
 		p.log.Info("lead became MQL", "model", m.Model, "score", m.Score, "mql_id", m.MQLID)
+	}
+	return nil
+}
+
+// publishMQA writes pending MQA records and clears them from the accounts'
+// outboxes once Kafka acknowledged them.
+func (p *Processor) publishMQA(ctx context.Context, outbox []event.MQA) error {
+	if len(outbox) == 0 {
+		return nil
+	}
+	recs := make([]stream.Record, len(outbox))
+	for i := range outbox {
+		b, err := json.Marshal(&outbox[i])
+		if err != nil {
+			return fmt.Errorf("encoding mqa record: %w", err)
+		}
+		recs[i] = stream.Record{Key: []byte(outbox[i].AccountID), Value: b}
+	}
+	if err := p.mqa.Produce(ctx, recs); err != nil {
+		return fmt.Errorf("publishing %d mqa records: %w", len(recs), err)
+	}
+	p.m.mqa.Add(float64(len(outbox)))
+	if err := p.store.AckOutboxMQA(ctx, outbox); err != nil {
+		return err
+	}
+	for _, m := range outbox {
+		p.log.Info("account became MQA", "model", m.Model, "score", m.Score, "mqa_id", m.MQAID, "engaged_members", m.EngagedMembers)
 	}
 	return nil
 }

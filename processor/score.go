@@ -37,6 +37,7 @@ type Scored struct {
 	Outcomes  []scoring.Outcome // per event
 	Errors    []error           // per event: why a Dead one can never be applied
 	Outbox    []event.MQL       // MQL records pending in the outboxes of the subjects stored
+	OutboxMQA []event.MQA       // MQA records pending in the outboxes of the accounts stored
 	Stored    map[scoring.Subject]leadstate.Record
 	Merges    int // histories merged
 	Writes    int // compare-and-sets sent
@@ -92,17 +93,28 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 		}
 		sc.cache.put(f.recs)
 		res.Outcomes, res.Errors = plan.Outcomes, plan.Errors
-		var dupLeads []string
-		dupSeen := map[string]bool{}
+		var dupLeads, dupAccts []string
+		dupSeen, acctSeen := map[string]bool{}, map[string]bool{}
+		addAcct := func(a string) {
+			if a != "" && !acctSeen[a] {
+				acctSeen[a] = true
+				dupAccts = append(dupAccts, a)
+			}
+		}
 		for i, o := range res.Outcomes {
 			if skip[i] {
 				res.Outcomes[i] = scoring.Scored // stored by an earlier attempt
 			}
-			// A redelivered event's lead may hold an MQL record a crashed
-			// processor stored but did not publish.
+			// A redelivered event's lead (and its account) may hold an
+			// MQL (MQA) record a crashed processor stored but did not
+			// publish.
 			if s := plan.Subjects[i]; o == scoring.Duplicate && !s.Anonymous && !dupSeen[s.ID] {
 				dupSeen[s.ID] = true
 				dupLeads = append(dupLeads, s.ID)
+				addAcct(scoring.AccountOf(f.recs[s].State))
+			}
+			if o == scoring.Duplicate && events[i].Type == event.Group {
+				addAcct(events[i].GroupID)
 			}
 		}
 		pending, err := sc.store.Outbox(ctx, dupLeads)
@@ -115,12 +127,22 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 				res.Outbox = append(res.Outbox, m)
 			}
 		}
+		pendingMQA, err := sc.store.OutboxMQA(ctx, dupAccts)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range pendingMQA {
+			if !mqlSeen[m.MQAID] {
+				mqlSeen[m.MQAID] = true
+				res.OutboxMQA = append(res.OutboxMQA, m)
+			}
+		}
 		return res, nil
 	}
 }
 
-// read adds the records of want, and of the leads they were merged into,
-// to recs.
+// read adds the records of want, and of the leads they were merged into and
+// the accounts they are members of (scoring.Related), to recs.
 func (sc *Scorer) read(ctx context.Context, recs map[scoring.Subject]leadstate.Record, want []scoring.Subject) error {
 	for hop := 0; len(want) > 0 && hop < 8; hop++ {
 		var todo, next []scoring.Subject
@@ -132,9 +154,7 @@ func (sc *Scorer) read(ctx context.Context, recs map[scoring.Subject]leadstate.R
 			seen[s] = true
 			if r, ok := sc.cache.get(s); ok {
 				recs[s] = r
-				if r.State != nil && r.State.Into != "" {
-					next = append(next, scoring.Lead(r.State.Into))
-				}
+				next = append(next, scoring.Related(r.State)...)
 				continue
 			}
 			todo = append(todo, s)
@@ -145,9 +165,7 @@ func (sc *Scorer) read(ctx context.Context, recs map[scoring.Subject]leadstate.R
 		}
 		for s, r := range got {
 			recs[s] = r
-			if r.State != nil && r.State.Into != "" {
-				next = append(next, scoring.Lead(r.State.Into))
-			}
+			next = append(next, scoring.Related(r.State)...)
 		}
 		want = next
 	}
@@ -187,7 +205,7 @@ func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now 
 			if w.Phase != phase {
 				continue
 			}
-			c := leadstate.Commit{Subject: w.Subject, Expect: f.recs[w.Subject].Version, State: w.State, MQLs: w.MQLs}
+			c := leadstate.Commit{Subject: w.Subject, Expect: f.recs[w.Subject].Version, State: w.State, MQLs: w.MQLs, MQAs: w.MQAs}
 			if w.Subject.Anonymous {
 				c.ExpireAt = now + sc.anonTTL.Milliseconds()
 			}
@@ -227,6 +245,12 @@ func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now 
 					if !mqlSeen[m.MQLID] {
 						mqlSeen[m.MQLID] = true
 						res.Outbox = append(res.Outbox, m)
+					}
+				}
+				for _, m := range w.MQAs {
+					if !mqlSeen[m.MQAID] {
+						mqlSeen[m.MQAID] = true
+						res.OutboxMQA = append(res.OutboxMQA, m)
 					}
 				}
 			case leadstate.Conflict:

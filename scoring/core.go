@@ -46,6 +46,11 @@ type Core struct {
 	hashes []string      // Model.Hash per model
 	traits map[string]bool
 	hits   []Hit // scratch
+
+	// Accounts (accounts.go).
+	fromDomain bool
+	maxMembers int
+	acctTraits map[string]bool
 }
 
 // NewCore returns the core for rules with a dedup window (DefaultDedupWindow
@@ -64,6 +69,7 @@ func NewCore(rules *Rules, dedupWindow time.Duration) *Core {
 			c.traits[top] = true
 		}
 	}
+	c.initAccounts()
 	return c
 }
 
@@ -123,7 +129,7 @@ func (c *Core) Stale(te, now int64) bool {
 // model, carries traits, or links identities (both ids, or alias). Other
 // events need no state read at all.
 func (c *Core) Relevant(e *event.Event) bool {
-	if (e.LeadID != "" && e.AnonymousID != "") || e.Type == event.Alias || (e.Type == event.Identify && len(e.Traits) > 0) {
+	if (e.LeadID != "" && e.AnonymousID != "") || e.Type == event.Alias || e.Type == event.Group || (e.Type == event.Identify && len(e.Traits) > 0) {
 		return true
 	}
 	for i := range c.rules.Models {
@@ -139,6 +145,9 @@ func (c *Core) Relevant(e *event.Event) bool {
 // (only then must its id be remembered) and the MQL crossings it caused.
 func (c *Core) Apply(st *State, e *event.Event) (changed bool, mqls []event.MQL, err error) {
 	te := e.EventTime.UnixMilli()
+	if changed, err = c.membership(st, e, te); err != nil {
+		return false, nil, err
+	}
 	fitEvent := e.Type == event.Identify && len(e.Traits) > 0 && !st.Anonymous
 	if fitEvent {
 		if err := c.mergeTraits(st, e.Traits, te, e.ID); err != nil {
@@ -313,6 +322,7 @@ func (c *Core) traitMap(st *State) map[string]any {
 // a crossing is attributed. src is left empty (its history now lives in dst).
 func (c *Core) Merge(dst, src *State, trigger string, te int64) []event.MQL {
 	var mqls []event.MQL
+	mergeMembership(dst, src)
 	traitsChanged := false
 	for k, t := range src.Traits {
 		if t.newer(dst.Traits[k]) {

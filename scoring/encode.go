@@ -50,23 +50,28 @@ func (m *Model) toYAML() yamlModel {
 		ym.Rules = append(ym.Rules, yr)
 	}
 	for _, f := range m.Fit {
-		yf := yamlFit{Name: f.Name, Trait: f.Trait, In: f.in, Points: f.Points}
-		if f.matches != nil {
-			src := f.matches.String()
-			yf.Matches = &src
-		}
-		if f.hasEquals {
-			yf.Equals = &f.equals
-		}
-		if f.hasGte {
-			yf.Gte = &f.gte
-		}
-		if f.hasLte {
-			yf.Lte = &f.lte
-		}
-		ym.Fit = append(ym.Fit, yf)
+		ym.Fit = append(ym.Fit, f.toYAML())
 	}
+	ym.Accounts = m.Accounts.toYAML()
 	return ym
+}
+
+func (f FitRule) toYAML() yamlFit {
+	yf := yamlFit{Name: f.Name, Trait: f.Trait, In: f.in, Points: f.Points}
+	if f.matches != nil {
+		src := f.matches.String()
+		yf.Matches = &src
+	}
+	if f.hasEquals {
+		yf.Equals = &f.equals
+	}
+	if f.hasGte {
+		yf.Gte = &f.gte
+	}
+	if f.hasLte {
+		yf.Lte = &f.lte
+	}
+	return yf
 }
 
 type yamlRules struct {
@@ -74,12 +79,13 @@ type yamlRules struct {
 }
 
 type yamlModel struct {
-	Name       string     `yaml:"name"`
-	HalfLife   string     `yaml:"half_life"`
-	Threshold  float64    `yaml:"threshold"`
-	RearmBelow float64    `yaml:"rearm_below"`
-	Rules      []yamlRule `yaml:"rules,omitempty"`
-	Fit        []yamlFit  `yaml:"fit,omitempty"`
+	Name       string        `yaml:"name"`
+	HalfLife   string        `yaml:"half_life"`
+	Threshold  float64       `yaml:"threshold"`
+	RearmBelow float64       `yaml:"rearm_below"`
+	Rules      []yamlRule    `yaml:"rules,omitempty"`
+	Fit        []yamlFit     `yaml:"fit,omitempty"`
+	Accounts   *yamlAccounts `yaml:"accounts,omitempty"`
 }
 
 type yamlRule struct {

@@ -57,6 +57,7 @@ type Write struct {
 	// one of them is recorded already, and the caller plans again knowing it.
 	Seen []Seen
 	MQLs []event.MQL // crossings to put in the subject's outbox
+	MQAs []event.MQA // an account's crossings to put in its outbox
 	// Phase orders the writes: a phase is committed only after every write
 	// of the phases before it succeeded (a merge target after its frozen
 	// source, the source's clean-up after the target).
@@ -103,6 +104,10 @@ type planner struct {
 	missQ   map[AppliedQuery]bool
 	blocked map[Subject]bool
 	plan    *Plan
+	// lastID and lastTime are the event being planned (a crossing found
+	// when checking accounts is attributed to it).
+	lastID   string
+	lastTime int64
 }
 
 // working is one subject's state as the plan changes it.
@@ -112,6 +117,7 @@ type working struct {
 	seen    []Seen // ids spilled beside the state
 	seenSet map[uint64]bool
 	mqls    []event.MQL
+	mqas    []event.MQA // an account's crossings
 	phase   int
 	changed bool
 	via     bool
@@ -120,6 +126,11 @@ type working struct {
 	// (emptied once the merge is done) at phase.
 	frozen      *State
 	frozenPhase int
+	// trigger and triggerTime are the last event applied to it; accts the
+	// accounts this plan gave it an entry in.
+	trigger     string
+	triggerTime int64
+	accts       []string
 }
 
 // Plan resolves each event's subject and applies the events, in order, to
@@ -134,12 +145,15 @@ func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Pla
 		missQ: map[AppliedQuery]bool{}, blocked: map[Subject]bool{},
 		plan: &Plan{Outcomes: make([]Outcome, len(events)), Errors: make([]error, len(events)), Subjects: make([]Subject, len(events))}}
 	for i, e := range events {
+		p.lastID, p.lastTime = e.ID, e.EventTime.UnixMilli()
 		if skip != nil && skip[i] {
 			p.plan.Outcomes[i] = Skipped
+			p.resync(e)
 			continue
 		}
 		p.plan.Outcomes[i], p.plan.Subjects[i], p.plan.Errors[i] = p.event(e)
 	}
+	p.syncChanged()
 	for s := range p.missing {
 		p.plan.Missing = append(p.plan.Missing, s)
 	}
@@ -149,12 +163,24 @@ func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Pla
 	if !p.plan.Complete() {
 		return p.plan
 	}
+	// An account is written after its members: the entries it holds
+	// refer to their stored states.
+	acctPhase := 0
+	for _, w := range p.work {
+		if w.changed && !w.cur.Account {
+			acctPhase = max(acctPhase, w.phase+1)
+		}
+	}
 	for _, s := range p.order {
 		w := p.work[s]
 		if w.via && w.cur.Anonymous && !w.changed {
 			p.plan.Via = append(p.plan.Via, s)
 		}
 		if !w.changed {
+			continue
+		}
+		if s.Account {
+			p.plan.Writes = append(p.plan.Writes, Write{Subject: s, State: w.cur, MQAs: w.mqas, Phase: acctPhase})
 			continue
 		}
 		if now > 0 {
@@ -247,6 +273,7 @@ func (p *planner) completeMerge(src *working) bool {
 		target.phase = max(target.phase, src.phase+1)
 	}
 	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
+	src.cur.Group, src.cur.Domain = nil, nil
 	src.changed = true
 	src.phase = max(src.phase, target.phase+1)
 	return true
@@ -360,7 +387,20 @@ func (p *planner) event1(e *event.Event) (Outcome, *working, error) {
 		return Blocked, nil, nil
 	}
 	if applied {
+		// Its accounts' writes may have been lost (a processor killed
+		// between the two): check them again.
+		if ok, _ := p.groupAccount(e, te); !ok {
+			return Blocked, nil, nil
+		}
+		if !p.syncLead(target, e.ID, te) {
+			return Blocked, nil, nil
+		}
 		return Duplicate, target, nil
+	}
+	if ok, err := p.groupAccount(e, te); err != nil {
+		return Dead, nil, err
+	} else if !ok {
+		return Blocked, nil, nil
 	}
 	changed, mqls, err := p.c.Apply(target.cur, e)
 	if err != nil {
@@ -371,6 +411,10 @@ func (p *planner) event1(e *event.Event) (Outcome, *working, error) {
 	}
 	p.record(target, fp, bucket)
 	target.mqls = append(target.mqls, mqls...)
+	target.trigger, target.triggerTime = e.ID, te
+	if !p.syncLead(target, e.ID, te) {
+		return Blocked, nil, nil
+	}
 	return Scored, target, nil
 }
 
@@ -401,11 +445,12 @@ func (p *planner) merge(src Subject, target *working, te int64) bool {
 		w.changed = true
 		return true
 	}
-	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0) {
+	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0 && w.cur.Group == nil && w.cur.Domain == nil) {
 		w.cur.Into = target.cur.ID
 		w.changed = true
 		return true
 	}
+	w.trigger, w.triggerTime = p.lastID, te
 	// Freeze src with its history, then complete the merge: the frozen
 	// state is written first, then the target, then the emptied src.
 	w.cur.Into, w.cur.Pending = target.cur.ID, true

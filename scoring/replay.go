@@ -14,7 +14,7 @@ import (
 type Replayer struct {
 	core      *Core
 	facts     memFacts
-	crossings map[Subject]map[string]int // lead -> model -> crossings found
+	crossings map[Subject]map[string]int // lead or account -> model -> crossings found
 	outcomes  [Skipped + 1]int
 	one       [1]*event.Event
 }
@@ -75,6 +75,14 @@ func (r *Replayer) Commit(p *Plan) {
 					ids[s.FP] = s.Bucket
 				}
 			}
+			for _, m := range w.MQAs {
+				per := r.crossings[w.Subject]
+				if per == nil {
+					per = map[string]int{}
+					r.crossings[w.Subject] = per
+				}
+				per[m.Model]++
+			}
 			for _, m := range w.MQLs {
 				per := r.crossings[w.Subject]
 				if per == nil {
@@ -96,6 +104,12 @@ func (r *Replayer) Spilled(s Subject) map[uint64]int64 { return r.facts.seen[s] 
 
 // Crossings is how many MQL crossings the replay found for a lead in a model.
 func (r *Replayer) Crossings(lead, model string) int { return r.crossings[Lead(lead)][model] }
+
+// AccountCrossings is how many MQA crossings the replay found for an
+// account in a model.
+func (r *Replayer) AccountCrossings(account, model string) int {
+	return r.crossings[Account(account)][model]
+}
 
 // Outcomes counts the replayed events by outcome.
 func (r *Replayer) Outcomes(o Outcome) int { return r.outcomes[o] }

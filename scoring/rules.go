@@ -39,6 +39,7 @@ type Model struct {
 	RearmBelow float64       // after an MQL, fire again only once the score fell below this
 	Rules      []Rule
 	Fit        []FitRule
+	Accounts   *AccountRules // nil: the model does not score accounts
 }
 
 // Rule awards Points to every event that matches all of its non-empty
@@ -158,7 +159,7 @@ func (p *parser) rules(root *yaml.Node) *Rules {
 // missing or invalid, so the caller skips the duplicate check).
 func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 	var m Model
-	f := p.mapping(n, path, "name", "half_life", "threshold", "rearm_below", "rules", "fit")
+	f := p.mapping(n, path, "name", "half_life", "threshold", "rearm_below", "rules", "fit", "accounts")
 	if f == nil {
 		return m, nil
 	}
@@ -228,6 +229,9 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 			checkDup("fit rule", fr.Name, nn, fn, fpath+".name")
 			m.Fit = append(m.Fit, fr)
 		}
+	}
+	if v := f.val("accounts"); present(v) {
+		m.Accounts = p.accounts(v, path+".accounts")
 	}
 	if len(m.Rules) == 0 && len(m.Fit) == 0 && !p.full() {
 		p.errf(n, path, "model has no rules and no fit rules, so it can never score")

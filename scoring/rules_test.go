@@ -61,7 +61,7 @@ func TestParseErrors(t *testing.T) {
 	f(lines("model:", "  - name: a"), `rules.yaml:1: model: unknown key (want one of models)`)
 
 	// Unknown and duplicate keys at every level.
-	f(base("    threshhold: 3"), "rules.yaml:8: models[0].threshhold: unknown key (want one of name, half_life, threshold, rearm_below, rules, fit)")
+	f(base("    threshhold: 3"), "rules.yaml:8: models[0].threshhold: unknown key (want one of name, half_life, threshold, rearm_below, rules, fit, accounts)")
 	f(base("        ponts: 3"), "rules.yaml:8: models[0].rules[0].ponts: unknown key")
 	f(base("        cap: {count: 1, window: 1h, every: 2}"), "rules.yaml:8: models[0].rules[0].cap.every: unknown key (want one of count, window)")
 	f(base("    fit: [{name: f, trait: t, equals: x, points: 1, weight: 2}]"), "rules.yaml:8: models[0].fit[0].weight: unknown key")

@@ -9,12 +9,15 @@ import (
 	"github.com/leadstream/leadstream/event"
 )
 
-// Subject is whose state an event changes: a known lead (Segment userId) or
-// an anonymous visitor (a first-party cookie id). The two are separate
-// namespaces: the same string may name a lead and a visitor.
+// Subject is whose state an event changes: a known lead (Segment userId), an
+// anonymous visitor (a first-party cookie id) or a B2B account (Segment
+// groupId, see accounts.go). The three are separate namespaces: the same
+// string may name a lead, a visitor and an account. Anonymous and Account
+// are never both set.
 type Subject struct {
 	ID        string
 	Anonymous bool
+	Account   bool
 }
 
 // Lead is the subject of a known lead.
@@ -22,6 +25,9 @@ func Lead(id string) Subject { return Subject{ID: id} }
 
 // Anon is the subject of an anonymous visitor.
 func Anon(id string) Subject { return Subject{ID: id, Anonymous: true} }
+
+// Account is the subject of a B2B account.
+func Account(id string) Subject { return Subject{ID: id, Account: true} }
 
 // State is one subject's scoring state: everything scoring knows of a lead
 // or visitor, bounded by the rules (models × rules, open cap windows, the
@@ -51,8 +57,18 @@ type State struct {
 	Recent  []BucketIDs
 	Spilled []int64
 
-	Models []ModelState      // sorted by Name
-	Traits map[string]*Trait // only the traits a fit rule reads (see Core)
+	Models []ModelState      // sorted by Name; an account's: its account models (V = engagement)
+	Traits map[string]*Trait // only the traits a fit rule reads (see Core); an account's: see Core.AccountTraits
+
+	// Accounts (accounts.go). A lead or visitor keeps the membership
+	// assertions of its events (the latest of each kind wins); a lead the
+	// account it is a member of, and a sequence number of its entry there.
+	Group    *Membership    // the latest group call (Segment groupId)
+	Domain   *Membership    // the latest e-mail domain (accounts.from-email-domain)
+	MemberOf string         // the account whose member it is ("" = none)
+	AcctSeq  uint64         // counts the changes of its entry in its account
+	Left     []LeftAccount  // accounts it left whose removal is not yet seen stored
+	Members  []AccountEntry // an account's: one per member (or recent leaver), sorted by Lead
 }
 
 // ModelState is a subject's state in one model.
@@ -162,6 +178,22 @@ func (s *State) Clone() *State {
 		}
 	}
 	c.Spilled = slices.Clone(s.Spilled)
+	if s.Group != nil {
+		g := *s.Group
+		c.Group = &g
+	}
+	if s.Domain != nil {
+		d := *s.Domain
+		c.Domain = &d
+	}
+	c.Left = slices.Clone(s.Left)
+	if s.Members != nil {
+		c.Members = make([]AccountEntry, len(s.Members))
+		for i, m := range s.Members {
+			m.Values = slices.Clone(m.Values)
+			c.Members[i] = m
+		}
+	}
 	if s.Traits != nil {
 		c.Traits = make(map[string]*Trait, len(s.Traits))
 		for k, t := range s.Traits {

@@ -19,6 +19,15 @@ type Config struct {
 	BatchSize     int
 	FlushInterval time.Duration
 	Group         string // Kafka consumer group
+	// FromEmailDomain also records a lead's e-mail domain account in
+	// account_members (accounts.from-email-domain, as the processors).
+	FromEmailDomain bool
+}
+
+// RegisterAccountFlags registers accounts.from-email-domain, which the
+// processor registers too (dev mode registers it once, for both).
+func (c *Config) RegisterAccountFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.FromEmailDomain, "accounts.from-email-domain", false, "also record in account_members the account of each identify's work e-mail domain, as the processors do")
 }
 
 // RegisterFlags registers sink.* flags.

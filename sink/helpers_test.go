@@ -58,6 +58,9 @@ func testEvents(n int) []event.Event {
 		if i%4 == 1 {
 			e.Integrations = json.RawMessage(`{"All":false,"Salesforce":true}`)
 		}
+		if e.Type == event.Group {
+			e.GroupID = fmt.Sprintf("acct-%d", i%5)
+		}
 		switch e.Type {
 		case event.EmailOpen, event.EmailClick:
 			e.AnonymousID, e.LeadID = "", fmt.Sprintf("lead-%d", i%11)
@@ -93,7 +96,7 @@ func storedEvents(t testing.TB, conn driver.Conn, db string) map[string]event.Ev
 	rs, err := conn.Query(context.Background(), `SELECT event_id, type, event_time, event_time_ms, received_at,
 		anonymous_id, lead_id, previous_id, write_key_id, campaign, utm_source, utm_medium, utm_campaign, utm_term, utm_content,
 		url, path, referrer, title, track, properties, traits, revenue, currency, ip, user_agent, bot, bot_reason,
-		original_timestamp, original_timestamp_ms, context, integrations
+		original_timestamp, original_timestamp_ms, context, integrations, group_id
 		FROM `+db+`.events FINAL`)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func storedEvents(t testing.TB, conn driver.Conn, db string) map[string]event.Ev
 		if err := rs.Scan(&e.ID, &typ, &eventTime, &ms, &e.ReceivedAt,
 			&e.AnonymousID, &e.LeadID, &e.PreviousID, &e.WriteKeyID, &e.Campaign, &e.UTMSource, &e.UTMMedium, &e.UTMCampaign, &e.UTMTerm, &e.UTMContent,
 			&e.URL, &e.Path, &e.Referrer, &e.Title, &e.Track, &props, &traits, &rev, &e.Currency, &e.IP, &e.UserAgent, &bot, &botReason,
-			&origTime, &origMs, &ctxJSON, &integ); err != nil {
+			&origTime, &origMs, &ctxJSON, &integ, &e.GroupID); err != nil {
 			t.Fatal(err)
 		}
 		if !eventTime.Equal(time.UnixMilli(int64(ms)).Truncate(time.Second)) {

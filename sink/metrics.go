@@ -1,6 +1,10 @@
 package sink
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leadstream/leadstream/warehouse"
+)
 
 type metrics struct {
 	rows         *prometheus.CounterVec
@@ -23,6 +27,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rows, m.insertTime, m.insertErrors, m.deadLetters)
+	}
+	for _, t := range []string{warehouse.TableEvents, warehouse.TableIdentityLinks, warehouse.TableMQL} {
+		m.rows.WithLabelValues(t)
+		m.insertTime.WithLabelValues(t)
+		m.insertErrors.WithLabelValues(t)
 	}
 	return m
 }

@@ -19,10 +19,11 @@ import (
 type rows struct {
 	events []event.Event
 	mqls   []event.MQL
+	mqas   []event.MQA
 }
 
 func (r *rows) reset() {
-	r.events, r.mqls = r.events[:0], r.mqls[:0]
+	r.events, r.mqls, r.mqas = r.events[:0], r.mqls[:0], r.mqas[:0]
 }
 
 // writer inserts decoded batches into one database.

@@ -105,14 +105,20 @@ func (s *Sink) run(ctx context.Context) error {
 		log:         s.log,
 		eventsTopic: s.cfg.Kafka.Topic(stream.TopicEvents),
 		mqlTopic:    s.cfg.Kafka.Topic(stream.TopicMQL),
+		mqaTopic:    s.cfg.Kafka.Topic(stream.TopicMQA),
 		ok:          s.markOK,
 	}
+	s.m.deadLetters.WithLabelValues(h.eventsTopic)
+	s.m.deadLetters.WithLabelValues(h.mqlTopic)
+	s.m.deadLetters.WithLabelValues(h.mqaTopic)
+	h.members.fromDomain = s.cfg.FromEmailDomain
 	// Created last: a kafka-go group reader joins its group at once, and
 	// must not hold partitions while ClickHouse or the producer is not ready.
 	consumer, err := stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:  s.cfg.Kafka.Brokers,
+		Security: s.cfg.Kafka.Security,
 		Group:    s.cfg.Group,
-		Topics:   []string{h.eventsTopic, h.mqlTopic},
+		Topics:   []string{h.eventsTopic, h.mqlTopic, h.mqaTopic},
 		MaxBatch: s.cfg.BatchSize,
 		MaxWait:  s.cfg.FlushInterval,
 	}, s.log, s.kafkaReg())
@@ -172,11 +178,13 @@ type handler struct {
 	dlq                   *stream.Producer
 	log                   *slog.Logger
 	eventsTopic, mqlTopic string
+	mqaTopic              string
 	ok                    func()
 	rows                  rows
-	evIdx                 []int   // scratch: batch index of each events-topic record
-	errs                  []error // scratch: decode result of each
-	links                 linkSet // scratch: the batch's identity links
+	evIdx                 []int     // scratch: batch index of each events-topic record
+	errs                  []error   // scratch: decode result of each
+	links                 linkSet   // scratch: the batch's identity links
+	members               memberSet // scratch: the batch's account memberships
 }
 
 // minChunk is the fewest records worth a goroutine of their own.
@@ -210,6 +218,7 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	r := &h.rows
 	r.reset()
 	h.links.reset()
+	h.members.reset()
 	var (
 		dead     []stream.Record
 		deadFrom []string // source topic of each dead letter
@@ -231,6 +240,12 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 			r.mqls = append(r.mqls, event.MQL{})
 			if err := decodeMQL(m.Value, &r.mqls[len(r.mqls)-1]); err != nil {
 				r.mqls = r.mqls[:len(r.mqls)-1]
+				reject(m, err)
+			}
+		case h.mqaTopic:
+			r.mqas = append(r.mqas, event.MQA{})
+			if err := decodeMQA(m.Value, &r.mqas[len(r.mqas)-1]); err != nil {
+				r.mqas = r.mqas[:len(r.mqas)-1]
 				reject(m, err)
 			}
 		default:
@@ -259,6 +274,7 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 			}
 		}
 		h.links.add(evs)
+		h.members.add(evs)
 		if err := ins.add(evs); err != nil {
 			return err
 		}
@@ -272,6 +288,12 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 		return err
 	}
 	if err := h.w.insertMQLs(ctx, r.mqls); err != nil {
+		return err
+	}
+	if err := h.w.insertMembers(ctx, h.members.out); err != nil {
+		return err
+	}
+	if err := h.w.insertMQAs(ctx, r.mqas); err != nil {
 		return err
 	}
 	h.ok()

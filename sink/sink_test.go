@@ -24,7 +24,7 @@ import (
 func TestSinkEndToEnd(t *testing.T) {
 	conn, chCfg := testDB(t)
 	kcfg := stream.Config{TopicPrefix: "leadstream.", Partitions: testsvc.KafkaPartitions, ReplicationFactor: -1}
-	kcfg.Brokers = testsvc.Kafka(t, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter))
+	kcfg.Brokers = testsvc.Kafka(t, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicMQA), kcfg.Topic(stream.TopicDeadLetter))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
@@ -52,6 +52,12 @@ func TestSinkEndToEnd(t *testing.T) {
 	}
 	recs = append(recs, stream.Record{Key: []byte("lead-9"), Value: []byte(`{"lead_id":"lead-9","model":"default"}`)})
 	produce(ctx, t, kcfg, stream.TopicMQL, recs)
+	mqa := event.MQA{MQAID: "mqa-1", AccountID: "acct-1", Model: "default", Score: 171.5, Threshold: 150,
+		CrossedAt: time.Date(2025, 3, 15, 10, 0, 0, 0, time.UTC), TriggerEventID: "evt-0000008", EngagedMembers: 2,
+		Reasons:    []event.Reason{{Rule: "engagement", Points: 121.5}, {Rule: "target-industry", Points: 30}},
+		TopMembers: []event.Member{{LeadID: "lead-1", Points: 60}, {LeadID: "lead-2", Points: 61.5}}}
+	mb, _ := json.Marshal(mqa)
+	produce(ctx, t, kcfg, stream.TopicMQA, []stream.Record{{Key: []byte("acct-1"), Value: mb}, {Key: []byte("acct-1"), Value: mb}})
 
 	reg := prometheus.NewRegistry()
 	s, err := New(Config{Kafka: kcfg, ClickHouse: chCfg, BatchSize: 100, FlushInterval: 50 * time.Millisecond, Group: "clickhouse"}, log, reg)
@@ -91,6 +97,37 @@ func TestSinkEndToEnd(t *testing.T) {
 	}
 	checkLinks(t, conn, db, evs)
 	checkMQLs(t, conn, db)
+	waitFor(t, runErr, func() bool {
+		var got uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".mqa").Scan(&got)
+		return err == nil && got >= 1
+	})
+	// The MQA, redelivered, is one row with its members; every group call
+	// is an account_members row.
+	var mqaRow struct {
+		N       uint64   `ch:"n"`
+		Engaged uint32   `ch:"engaged"`
+		Leads   []string `ch:"leads"`
+	}
+	if err := conn.QueryRow(ctx, "SELECT count() AS n, any(engaged_members) AS engaged, any(top_members.lead_id) AS leads FROM "+db+".mqa FINAL WHERE mqa_id = 'mqa-1'").ScanStruct(&mqaRow); err != nil {
+		t.Fatal(err)
+	}
+	if mqaRow.N != 1 || mqaRow.Engaged != 2 || !reflect.DeepEqual(mqaRow.Leads, []string{"lead-1", "lead-2"}) {
+		t.Errorf("mqa row %+v", mqaRow)
+	}
+	groups := 0
+	for _, e := range evs {
+		if e.Type == event.Group {
+			groups++
+		}
+	}
+	var members uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".account_members FINAL WHERE source = 'group' AND startsWith(account_id, 'acct-')").Scan(&members); err != nil {
+		t.Fatal(err)
+	}
+	if groups == 0 || members != uint64(groups) {
+		t.Errorf("account_members holds %d group rows, the events %d group calls", members, groups)
+	}
 
 	// The consumer commits after the handler returns, so by now the dead
 	// letters are on their topic too.

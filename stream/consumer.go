@@ -29,9 +29,10 @@ type Handler func(ctx context.Context, batch []Message) error
 
 // ConsumerConfig configures a Consumer.
 type ConsumerConfig struct {
-	Brokers []string
-	Group   string
-	Topics  []string
+	Brokers  []string
+	Security Security
+	Group    string
+	Topics   []string
 	// MaxBatch and MaxWait bound a batch: whichever is reached first closes it.
 	MaxBatch int
 	MaxWait  time.Duration
@@ -41,6 +42,9 @@ type ConsumerConfig struct {
 	DrainTimeout time.Duration
 	// SessionTimeout: see Config.SessionTimeout (default 10s).
 	SessionTimeout time.Duration
+	// LagInterval is how often the group's lag is read from the brokers
+	// (default DefaultLagInterval).
+	LagInterval time.Duration
 }
 
 // Consumer reads its topics in a consumer group and feeds batches to a Handler.
@@ -49,6 +53,8 @@ type ConsumerConfig struct {
 type Consumer struct {
 	cfg    ConsumerConfig
 	reader *kafka.Reader
+	client *kafka.Client // offsets and metadata for watch
+	watch  *offsetWatch
 	log    *slog.Logger
 	m      *consumerMetrics
 }
@@ -73,15 +79,29 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 10 * time.Second
 	}
+	if cfg.LagInterval <= 0 {
+		cfg.LagInterval = DefaultLagInterval
+	}
+	cn, err := cfg.Security.build()
+	if err != nil {
+		return nil, err
+	}
+	client := newClient(cfg.Brokers, cn, 10*time.Second)
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:     cfg.Brokers,
+		Dialer:      cn.dialer(),
 		GroupID:     cfg.Group,
 		GroupTopics: cfg.Topics,
 		MinBytes:    1,
 		MaxBytes:    8 << 20,
-		// Short broker-side wait: latency from accept to score matters more
-		// than a few extra fetch requests.
-		MaxWait:        50 * time.Millisecond,
+		// How long a fetch of an idle partition waits: the broker answers as
+		// soon as a record arrives (MinBytes 1), so this adds no latency. The
+		// reader gives the answer a quarter of it as round-trip margin: at
+		// 50 ms that was 12.5 ms, which a TLS round trip to a managed cluster
+		// (or a busy broker) misses, and each miss re-dials the broker (TLS
+		// handshake and SASL again). A fetch in flight also delays a
+		// rebalance or Close by up to this.
+		MaxWait:        500 * time.Millisecond,
 		QueueCapacity:  cfg.MaxBatch,
 		CommitInterval: 0,                 // synchronous commits of completed work only
 		StartOffset:    kafka.FirstOffset, // a new group processes all history: nothing accepted is skipped
@@ -95,18 +115,38 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		ReadBackoffMax:    200 * time.Millisecond,
 		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
 	})
-	return &Consumer{
+	c := &Consumer{
 		cfg:    cfg,
 		reader: r,
+		client: client,
 		log:    log.With("group", cfg.Group),
 		m:      newConsumerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"group": cfg.Group}, reg)),
-	}, nil
+	}
+	c.watch = newOffsetWatch(client, cfg.Group, cfg.Topics, c.m, c.log)
+	return c, nil
+}
+
+// startWatch reads the group's lag in the background until the returned
+// function is called.
+func (c *Consumer) startWatch(ctx context.Context) (stop func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.watch.run(wctx, c.cfg.LagInterval)
+	}()
+	return func() {
+		cancel()
+		<-done
+		closeClient(c.client)
+	}
 }
 
 // Run consumes until ctx is cancelled. A batch in flight when ctx ends is
 // finished (bounded by DrainTimeout) and committed before Run returns.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	defer c.reader.Close()
+	defer c.startWatch(ctx)()
 	for {
 		raw, err := c.fetchBatch(ctx)
 		if err != nil {
@@ -116,6 +156,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			return err
 		}
 		batch := toMessages(raw)
+		c.watch.checkContinuity(ctx, batch)
 		// Finish the batch even when shutdown starts meanwhile: its offsets
 		// are committed below, so the next owner does not redo the work.
 		hctx, hcancel := c.drainCtx(ctx)
@@ -157,6 +198,7 @@ type PreparedHandler func(ctx context.Context, batch []Message, prepared any) er
 // uncommitted (it is redelivered to the next owner).
 func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Context, batch []Message) any, h PreparedHandler) error {
 	defer c.reader.Close()
+	defer c.startWatch(ctx)()
 	type fetched struct {
 		raw      []kafka.Message
 		batch    []Message
@@ -204,6 +246,7 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 		}
 		ahead = true
 		go fetchAhead()
+		c.watch.checkContinuity(ctx, f.batch)
 		// Finish the batch even when shutdown starts meanwhile: its offsets
 		// are committed below, so the next owner does not redo the work.
 		hctx, hcancel := c.drainCtx(ctx)
@@ -235,10 +278,14 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 
 // fetchBatch waits for a first message, then takes more until MaxBatch or
 // MaxWait after the first, whichever comes first.
+//
+// A failed fetch (brokers unreachable, a partition leader moving) is retried
+// with backoff until ctx ends: the reader reconnects on its own, and a role
+// that lost Kafka stays up, unready, rather than exiting.
 func (c *Consumer) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
-	m, err := c.reader.FetchMessage(ctx)
+	m, err := c.fetchFirst(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetching from kafka: %w", err)
+		return nil, err
 	}
 	raw := make([]kafka.Message, 1, c.cfg.MaxBatch)
 	raw[0] = m
@@ -252,6 +299,35 @@ func (c *Consumer) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
 		raw = append(raw, m)
 	}
 	return raw, nil
+}
+
+// fetchFirst waits for the next message, retrying failed fetches.
+func (c *Consumer) fetchFirst(ctx context.Context) (kafka.Message, error) {
+	backoff := 100 * time.Millisecond
+	failing := false
+	for {
+		m, err := c.reader.FetchMessage(ctx)
+		switch {
+		case err == nil:
+			if failing {
+				c.log.Info("fetching from kafka works again")
+			}
+			return m, nil
+		case ctx.Err() != nil:
+			return m, fmt.Errorf("fetching from kafka: %w", err)
+		}
+		c.m.fetchErrors.Inc()
+		if !failing {
+			c.log.Warn("fetching from kafka failed; retrying until it works", "err", err)
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+			return m, fmt.Errorf("fetching from kafka: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
 
 func toMessages(raw []kafka.Message) []Message {
@@ -275,7 +351,6 @@ func (c *Consumer) commit(ctx context.Context, raw []kafka.Message) {
 func (c *Consumer) done(batch []Message) {
 	c.m.records.Add(float64(len(batch)))
 	c.m.batches.Inc()
-	c.m.lag.Set(float64(c.reader.Stats().Lag))
 }
 
 // drainCtx is the context a batch is handled in: not cancelled with ctx, so

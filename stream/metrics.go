@@ -30,8 +30,9 @@ func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
 }
 
 type consumerMetrics struct {
-	records, batches, handlerErrors, commitErrors prometheus.Counter
-	lag                                           prometheus.Gauge
+	records, batches, handlerErrors, commitErrors, fetchErrors prometheus.Counter
+	lag                                                        *prometheus.GaugeVec   // topic, partition
+	outOfRange                                                 *prometheus.CounterVec // topic, partition
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -40,10 +41,14 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 		batches:       prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_consume_batches_total", Help: "Batches handled."}),
 		handlerErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_handler_errors_total", Help: "Handler failures; the batch is retried."}),
 		commitErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_commit_errors_total", Help: "Offset commits that failed; the batch will be redelivered."}),
-		lag:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadstream_kafka_consumer_lag_records", Help: "Records behind the end of the partitions last read."}),
+		fetchErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leadstream_kafka_fetch_errors_total", Help: "Failed fetches (brokers unreachable); retried with backoff."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "leadstream_kafka_consumer_lag_records",
+			Help: "Records between the group's committed offset and the end of the partition (high-water mark), read from the brokers every few seconds, also while batches fail."}, []string{"topic", "partition"}),
+		outOfRange: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_kafka_consumer_out_of_range_records_total",
+			Help: "Records deleted by retention before the group read them: its committed offset fell out of range and consuming resumed at the first record kept. Never processed."}, []string{"topic", "partition"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.batches, m.handlerErrors, m.commitErrors, m.lag)
+		reg.MustRegister(m.records, m.batches, m.handlerErrors, m.commitErrors, m.fetchErrors, m.lag, m.outOfRange)
 	}
 	return m
 }

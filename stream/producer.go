@@ -23,8 +23,9 @@ type Record struct {
 
 // ProducerConfig configures a Producer for one topic.
 type ProducerConfig struct {
-	Brokers []string
-	Topic   string
+	Brokers  []string
+	Security Security
+	Topic    string
 	// MaxBatchBytes bounds one partition's batch in a produce request.
 	// Kafka's default message.max.bytes is ~1 MiB, so stay below it.
 	MaxBatchBytes int
@@ -81,6 +82,7 @@ func (c *ProducerConfig) setDefaults() {
 // other Kafka clients agree on which partition a key lives in.
 type Producer struct {
 	cfg     ProducerConfig
+	cn      *conn
 	client  *kgo.Client
 	log     *slog.Logger
 	m       *producerMetrics
@@ -88,7 +90,12 @@ type Producer struct {
 	queued  atomic.Int64
 	closed  atomic.Bool
 	healthy atomic.Bool
-	mu      sync.RWMutex // held for reading while queueing records; Close takes it for writing
+	// reachable is whether the last ping of the brokers succeeded: without
+	// traffic, a lost connection shows only there.
+	reachable atomic.Bool
+	stopPing  chan struct{}
+	pingDone  chan struct{}
+	mu        sync.RWMutex // held for reading while queueing records; Close takes it for writing
 
 	// Group commit (dispatch): Produce queues its waiter on pending; one
 	// goroutine hands everything pending to the client as one burst once
@@ -183,12 +190,19 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg 
 	if len(cfg.Brokers) == 0 {
 		return nil, ErrNoBrokers
 	}
-	n, err := partitionCount(ctx, newClient(cfg.Brokers, cfg.Timeout), cfg.Topic)
+	cn, err := cfg.Security.build()
 	if err != nil {
 		return nil, err
 	}
+	client := newClient(cfg.Brokers, cn, cfg.Timeout)
+	n, err := partitionCount(ctx, client, cn, cfg.Topic)
+	closeClient(client)
+	if err != nil {
+		return nil, cn.explain(cfg.Brokers, err)
+	}
 	p := &Producer{
 		cfg:        cfg,
+		cn:         cn,
 		log:        log.With("topic", cfg.Topic),
 		m:          newProducerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"topic": cfg.Topic}, reg)),
 		wake:       make(chan struct{}, 1),
@@ -202,7 +216,7 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg 
 	for i := range n {
 		p.ids = append(p.ids, i)
 	}
-	p.client, err = kgo.NewClient(
+	p.client, err = kgo.NewClient(append(cn.kgoOpts(),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // a 200 to the client means durably replicated
@@ -223,12 +237,25 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg 
 		kgo.MetadataMinAge(time.Second),
 		kgo.MetadataMaxAge(time.Minute),
 		kgo.WithHooks(produceHooks{p.m}),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer for %s: %w", cfg.Topic, err)
 	}
+	// The producing client authenticates on its own connections: check
+	// them too, so a wrong setting fails here and not at the first event.
+	pctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	err = p.client.Ping(pctx)
+	cancel()
+	if err != nil {
+		p.client.Close()
+		return nil, cn.explain(cfg.Brokers, err)
+	}
 	p.healthy.Store(true)
 	go p.dispatch()
+	p.reachable.Store(true)
+	p.stopPing = make(chan struct{})
+	p.pingDone = make(chan struct{})
+	go p.pingLoop()
 	return p, nil
 }
 
@@ -287,8 +314,37 @@ func (p *Producer) Partition(key []byte) int {
 	return balancer.Balance(kafka.Message{Key: key}, p.ids...)
 }
 
-// Healthy reports whether the last produce request succeeded.
-func (p *Producer) Healthy() bool { return p.healthy.Load() && !p.closed.Load() }
+// Healthy reports whether the last produce request succeeded and the
+// brokers answered the last ping.
+func (p *Producer) Healthy() bool {
+	return p.healthy.Load() && p.reachable.Load() && !p.closed.Load()
+}
+
+// pingInterval is how often an idle producer checks its brokers.
+const pingInterval = 5 * time.Second
+
+// pingLoop keeps reachable up to date until Close.
+func (p *Producer) pingLoop() {
+	defer close(p.pingDone)
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopPing:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), pingInterval)
+		err := p.client.Ping(ctx)
+		cancel()
+		switch was := p.reachable.Swap(err == nil); {
+		case err != nil && was:
+			p.log.Warn("kafka brokers unreachable: not ready until they answer", "err", p.cn.explain(p.cfg.Brokers, err))
+		case err == nil && !was:
+			p.log.Info("kafka brokers reachable again")
+		}
+	}
+}
 
 // Produce enqueues recs and waits until Kafka acknowledged all of them (acks=all).
 // It returns ErrQueueFull at once when the queue is over its bound, and an error
@@ -425,6 +481,8 @@ func (p *Producer) Close() error {
 		return nil
 	}
 	p.mu.Unlock()
+	close(p.stopPing)
+	<-p.pingDone
 	close(p.stop) // no Produce queues any more; the dispatcher hands off the rest
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout+time.Second)
 	defer cancel()

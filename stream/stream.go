@@ -1,7 +1,9 @@
 // Package stream reads and writes leadstream's Kafka topics, using only
 // standard Kafka protocol features so it runs unchanged on Apache Kafka,
-// Redpanda or the in-process kfake broker of `leadstream dev`. Producer writes
-// through franz-go (kgo, idempotent); Consumer reads through kafka-go.
+// Redpanda, a managed service or the in-process kfake broker of `leadstream
+// dev`. Producer writes through franz-go (kgo, idempotent); Consumer reads
+// through kafka-go. Both connect with the same Security (TLS, SASL PLAIN or
+// SCRAM), and Check tells a wrong setting at start.
 //
 // Producer group-commits records of concurrent callers into shared acks=all
 // requests (one request per broker carries the batches of all its
@@ -16,7 +18,9 @@
 //	leadstream_kafka_produce_queue_bytes,
 //	leadstream_kafka_consumed_records_total, leadstream_kafka_consume_batches_total,
 //	leadstream_kafka_handler_errors_total, leadstream_kafka_commit_errors_total,
-//	leadstream_kafka_consumer_lag_records
+//	leadstream_kafka_fetch_errors_total,
+//	leadstream_kafka_consumer_lag_records{topic,partition},
+//	leadstream_kafka_consumer_out_of_range_records_total{topic,partition}
 package stream
 
 import (
@@ -24,16 +28,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/leadstream/leadstream/internal/tlsconfig"
 )
 
 // Topic suffixes; the full name is Config.TopicPrefix + suffix.
 const (
 	TopicEvents     = "events"
 	TopicMQL        = "mql"
+	TopicMQA        = "mqa"
 	TopicDeadLetter = "deadletter"
 )
 
@@ -56,11 +64,17 @@ type Config struct {
 	TopicPrefix       string
 	Partitions        int
 	ReplicationFactor int
+	// MinInsyncReplicas and Retention are set on the topics leadstream
+	// creates (min.insync.replicas, retention.ms); see topicConfigs.
+	MinInsyncReplicas int
+	Retention         time.Duration
 	// SessionTimeout is how long the group waits for a silent member (a
 	// crashed processor) before handing its partitions to the others.
 	SessionTimeout time.Duration
 	// Compression is the codec of every record batch this role produces.
 	Compression Compression
+	// Security is TLS and SASL, applied to every client (security.go).
+	Security Security
 }
 
 // RegisterFlags registers kafka.* flags.
@@ -72,6 +86,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", "leadstream.", "prefix of every topic name")
 	fs.IntVar(&c.Partitions, "kafka.partitions", 8, "partitions of topics that leadstream creates (existing topics are left alone)")
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", -1, "replication factor of topics that leadstream creates; -1 = broker default")
+	fs.IntVar(&c.MinInsyncReplicas, "kafka.min-insync-replicas", 0, "min.insync.replicas of topics that leadstream creates: how many replicas must have a record before acks=all succeeds; 0 = 2 when kafka.replication-factor >= 3, else the broker default")
+	fs.DurationVar(&c.Retention, "kafka.retention", DefaultRetention, "retention.ms of topics that leadstream creates: how long Kafka keeps records (a consumer group further behind loses them); 0 = the broker default")
 	fs.DurationVar(&c.SessionTimeout, "kafka.session-timeout", 10*time.Second, "consumer group session timeout: how soon a crashed member's partitions move to another")
 	c.Compression = DefaultCompression
 	fs.Func("kafka.compression", "codec of the record batches this role produces: none, snappy, lz4 or zstd (default "+string(DefaultCompression)+")", func(s string) error {
@@ -79,7 +95,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.Compression = v
 		return err
 	})
+	c.Security.RegisterFlags(fs)
 }
+
+// DefaultRetention is kafka.retention's default: a week, long enough to
+// replay a weekend's outage of the processor or the sink.
+const DefaultRetention = 7 * 24 * time.Hour
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
@@ -92,7 +113,34 @@ func (c *Config) Validate() error {
 	if c.Partitions < 1 {
 		return fmt.Errorf("kafka.partitions must be >= 1, got %d", c.Partitions)
 	}
-	return nil
+	if c.MinInsyncReplicas < 0 {
+		return fmt.Errorf("kafka.min-insync-replicas must be >= 0, got %d", c.MinInsyncReplicas)
+	}
+	if c.ReplicationFactor > 0 && c.MinInsyncReplicas > c.ReplicationFactor {
+		return fmt.Errorf("kafka.min-insync-replicas (%d) must not exceed kafka.replication-factor (%d): no write could succeed", c.MinInsyncReplicas, c.ReplicationFactor)
+	}
+	if c.Retention < 0 {
+		return fmt.Errorf("kafka.retention must be >= 0, got %s", c.Retention)
+	}
+	return c.Security.Validate()
+}
+
+// topicConfigs are the settings of the topics leadstream creates:
+// min.insync.replicas (explicit, or 2 when there are at least 3 replicas, so
+// that acks=all means two copies and one broker may be down) and retention.ms.
+func (c *Config) topicConfigs() []kafka.ConfigEntry {
+	var out []kafka.ConfigEntry
+	isr := c.MinInsyncReplicas
+	if isr == 0 && c.ReplicationFactor >= 3 {
+		isr = 2
+	}
+	if isr > 0 {
+		out = append(out, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(isr)})
+	}
+	if c.Retention > 0 {
+		out = append(out, kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(c.Retention.Milliseconds(), 10)})
+	}
+	return out
 }
 
 // Topic returns the full name of a topic suffix.
@@ -101,7 +149,7 @@ func (c *Config) Topic(suffix string) string { return c.TopicPrefix + suffix }
 // Producer is the configuration of a producer for a topic suffix with this
 // role's brokers and compression; the other fields keep their defaults.
 func (c *Config) Producer(suffix string) ProducerConfig {
-	return ProducerConfig{Brokers: c.Brokers, Topic: c.Topic(suffix), Compression: c.Compression}
+	return ProducerConfig{Brokers: c.Brokers, Topic: c.Topic(suffix), Compression: c.Compression, Security: c.Security}
 }
 
 // SplitList splits a comma-separated list, dropping blanks.
@@ -115,7 +163,9 @@ func SplitList(s string) []string {
 	return out
 }
 
-func newClient(brokers []string, timeout time.Duration) *kafka.Client {
+// newClient is a kafka-go client (topic administration, metadata, offsets)
+// with the configured security.
+func newClient(brokers []string, cn *conn, timeout time.Duration) *kafka.Client {
 	return &kafka.Client{
 		Addr:    kafka.TCP(brokers...),
 		Timeout: timeout,
@@ -123,23 +173,34 @@ func newClient(brokers []string, timeout time.Duration) *kafka.Client {
 			// Refresh metadata soon after a leader moves; the default 6 s is
 			// long compared with our produce timeout.
 			MetadataTTL: 2 * time.Second,
+			DialTimeout: 5 * time.Second,
+			TLS:         cn.tls,
+			SASL:        cn.kafkaGoSASL(),
 		},
 	}
 }
 
-// EnsureTopics creates the events, mql and dead-letter topics when missing.
+// EnsureTopics creates the events, mql, mqa and dead-letter topics when
+// missing, with the partitions, replication, min.insync.replicas and
+// retention of the configuration. Existing topics are left as they are.
 func EnsureTopics(ctx context.Context, c Config) error {
 	if len(c.Brokers) == 0 {
 		return ErrNoBrokers
 	}
-	client := newClient(c.Brokers, 10*time.Second)
+	cn, err := c.Security.build()
+	if err != nil {
+		return err
+	}
+	client := newClient(c.Brokers, cn, 10*time.Second)
+	defer closeClient(client)
 	var topics []kafka.TopicConfig
-	for _, s := range []string{TopicEvents, TopicMQL, TopicDeadLetter} {
-		topics = append(topics, kafka.TopicConfig{Topic: c.Topic(s), NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor})
+	for _, s := range []string{TopicEvents, TopicMQL, TopicMQA, TopicDeadLetter} {
+		topics = append(topics, kafka.TopicConfig{Topic: c.Topic(s), NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
+			ConfigEntries: c.topicConfigs()})
 	}
 	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("creating topics: %w", err)
+		return fmt.Errorf("creating topics: %w", cn.explain(c.Brokers, err))
 	}
 	for name, err := range res.Errors {
 		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
@@ -149,11 +210,14 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	return nil
 }
 
-func partitionCount(ctx context.Context, client *kafka.Client, topic string) (int, error) {
+func partitionCount(ctx context.Context, client *kafka.Client, cn *conn, topic string) (int, error) {
 	var lastErr error
 	for attempt := 0; attempt < 50; attempt++ {
 		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 		switch {
+		case err != nil && (cn.permanent(err) || tlsconfig.IsTimeout(err)):
+			// Each attempt already waited for the client's timeout.
+			return 0, err
 		case err != nil:
 			lastErr = err
 		case len(md.Topics) != 1:

@@ -2,6 +2,8 @@ package warehouse
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"regexp"
@@ -10,6 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/leadstream/leadstream/internal/secretflag"
+	"github.com/leadstream/leadstream/internal/tlsconfig"
 	"github.com/leadstream/leadstream/stream"
 )
 
@@ -26,6 +30,12 @@ type Config struct {
 	// on: replicated local tables under Distributed ones (cluster.go).
 	// Empty = one server.
 	Cluster string
+	// TLS connects to the secure native port (ClickHouse's tcp_port_secure,
+	// 9440 by default) with TLS; the files are the CA bundle to trust (empty
+	// = the system's) and a client certificate and key for servers that
+	// require one.
+	TLS                                bool
+	TLSCAFile, TLSCertFile, TLSKeyFile string
 }
 
 // RegisterFlags registers clickhouse.* flags.
@@ -33,9 +43,17 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "clickhouse.addr", "", "ClickHouse native protocol address host:port (comma-separated for several); empty in `dev` = local clickhouse-server")
 	fs.StringVar(&c.Database, "clickhouse.database", DefaultDatabase, "ClickHouse database holding leadstream's tables")
 	fs.StringVar(&c.Username, "clickhouse.username", "default", "ClickHouse user")
-	fs.StringVar(&c.Password, "clickhouse.password", "", "ClickHouse password")
+	secretflag.String(fs, &c.Password, "clickhouse.password", "ClickHouse password")
 	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", 5*time.Second, "timeout for connecting to ClickHouse")
 	fs.StringVar(&c.Cluster, "clickhouse.cluster", "", "ClickHouse cluster (remote_servers name) holding the schema: replicated tables under Distributed ones, DDL ON CLUSTER; empty = one server")
+	fs.BoolVar(&c.TLS, "clickhouse.tls", false, "connect with TLS, to ClickHouse's secure native port (tcp_port_secure, usually 9440)")
+	fs.StringVar(&c.TLSCAFile, "clickhouse.tls.ca-file", "", "PEM file of the CA(s) that sign the ClickHouse server's certificate; empty = the system's trusted CAs")
+	fs.StringVar(&c.TLSCertFile, "clickhouse.tls.cert-file", "", "PEM client certificate, for servers that require one")
+	fs.StringVar(&c.TLSKeyFile, "clickhouse.tls.key-file", "", "PEM private key of clickhouse.tls.cert-file")
+}
+
+func (c *Config) tlsFiles() tlsconfig.Files {
+	return tlsconfig.Files{Prefix: "clickhouse.tls", CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile}
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -63,6 +81,14 @@ func (c *Config) Validate() error {
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("clickhouse.dial-timeout must not be negative, got %s", c.DialTimeout)
 	}
+	if err := c.tlsFiles().Validate(c.TLS); err != nil {
+		return err
+	}
+	if c.TLS {
+		if _, err := c.tlsFiles().Config(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -73,6 +99,13 @@ func (c *Config) Validate() error {
 func Open(ctx context.Context, c Config) (driver.Conn, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	var tc *tls.Config
+	if c.TLS {
+		var err error
+		if tc, err = c.tlsFiles().Config(); err != nil {
+			return nil, err
+		}
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:     stream.SplitList(c.Addr),
@@ -85,13 +118,33 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		// the bytes on the wire several-fold for little CPU.
 		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 		Settings:    c.clusterSettings(),
+		TLS:         tc,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse at %s: %w", c.Addr, err)
 	}
-	if err := conn.Ping(ctx); err != nil {
+	// Bounded: a TLS handshake against a plaintext port is never answered.
+	pctx, cancel := context.WithTimeout(ctx, max(c.DialTimeout, time.Second)+5*time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("connecting to clickhouse at %s: %w", c.Addr, err)
+		return nil, fmt.Errorf("connecting to clickhouse at %s: %w", c.Addr, c.explain(err))
 	}
 	return conn, nil
+}
+
+// explain adds the likely cause to a failed first contact.
+func (c *Config) explain(err error) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		switch ex.Code {
+		case 192, 193, 516: // UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED
+			return fmt.Errorf("%w (the server refused user %q with this password: check clickhouse.username and clickhouse.password)", err, c.Username)
+		}
+		return err
+	}
+	if hint := tlsconfig.Hint(err, "clickhouse.tls", c.TLS); hint != "" {
+		return fmt.Errorf("%w (%s)", err, hint)
+	}
+	return err
 }

@@ -13,11 +13,13 @@ const DefaultDatabase = "leadstream"
 
 // Table names inside the database.
 const (
-	TableEvents        = "events"
-	TableIdentityLinks = "identity_links"
-	TableMQL           = "mql"
-	TableCampaignCosts = "campaign_costs"
-	tableMigrations    = "schema_migrations"
+	TableEvents         = "events"
+	TableIdentityLinks  = "identity_links"
+	TableMQL            = "mql"
+	TableCampaignCosts  = "campaign_costs"
+	TableAccountMembers = "account_members"
+	TableMQA            = "mqa"
+	tableMigrations     = "schema_migrations"
 )
 
 // migration is one schema version. {db} in a statement stands for the database.
@@ -132,6 +134,42 @@ var migrations = []migration{{version: 1, stmts: []string{
 	{TableEvents, "original_timestamp_ms", "UInt64"},
 	{TableEvents, "context", "String"},
 	{TableEvents, "integrations", "String"},
+}}, {version: 3, stmts: []string{
+	// Account membership history: one row per group call (and, with
+	// accounts.from-email-domain, per identify with a work e-mail), so a
+	// lead's account at any time is its latest row; a move is a new row.
+	`CREATE TABLE IF NOT EXISTS {db}.account_members (
+		account_id String,
+		lead_id String,
+		anonymous_id String,
+		source String,
+		joined_at DateTime,
+		joined_at_ms UInt64,
+		event_id String
+	) ENGINE = ReplacingMergeTree()
+	PARTITION BY toYYYYMM(joined_at)
+	ORDER BY (lead_id, anonymous_id, joined_at_ms, event_id)`,
+
+	// Account threshold crossings from the mqa topic; mqa_id is
+	// deterministic, so a redelivered crossing collapses into the first.
+	`CREATE TABLE IF NOT EXISTS {db}.mqa (
+		mqa_id String,
+		account_id String,
+		model String,
+		score Float64,
+		threshold Float64,
+		crossed_at DateTime,
+		crossed_at_ms UInt64,
+		trigger_event_id String,
+		engaged_members UInt32,
+		reasons Nested(rule String, points Float64),
+		top_members Nested(lead_id String, points Float64)
+	) ENGINE = ReplacingMergeTree()
+	PARTITION BY toYYYYMM(crossed_at)
+	ORDER BY (model, account_id, mqa_id)`,
+}, addColumns: []column{
+	// The account of a group call (Segment groupId).
+	{TableEvents, "group_id", "String"},
 }}}
 
 // Migrate creates the database and brings its tables to the latest schema version

@@ -14,12 +14,15 @@ import (
 )
 
 // serveAdmin serves /healthz, /readyz and /metrics for roles without the
-// collector's HTTP server. ready returns nil when the role can do its work.
-func serveAdmin(addr string, g prometheus.Gatherer, ready func() error, log *slog.Logger) (stop func(), err error) {
+// collector's HTTP server. ready returns nil when the role can do its work;
+// each call is bounded by readyTimeout.
+func serveAdmin(addr string, g prometheus.Gatherer, ready func(context.Context) error, log *slog.Logger) (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := ready(ctx); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/leadstream/leadstream/internal/secretflag"
 )
 
 // envName maps a flag name to its environment variable: kafka.brokers ->
@@ -16,10 +18,22 @@ func envName(flagName string) string {
 	return "LEADSTREAM_" + strings.ToUpper(r.Replace(flagName))
 }
 
+// fileSuffix names the companion of a secret flag that reads it from a file:
+// redis.password -> redis.password-file (LEADSTREAM_REDIS_PASSWORD_FILE).
+const fileSuffix = "-file"
+
 // parse parses args, then fills every flag not given on the command line
 // from its environment variable. Flags win over the environment.
+//
+// Every secret flag NAME (package secretflag) also has NAME-file, whose
+// value is a file to read NAME from (trailing line breaks dropped), so a
+// secret can come from a mounted file rather than the command line, which
+// any user can see in the process list. For each secret the first of these
+// is used: -NAME, -NAME-file, $NAME, $NAME_FILE; setting both forms at the
+// same level is an error. Secrets never appear in errors or in -h.
 func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
+	secrets := addFileFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(fs)
@@ -34,7 +48,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if given[f.Name] || err != nil || secrets[f.Name] || secrets[strings.TrimSuffix(f.Name, fileSuffix)] {
 			return
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
@@ -43,15 +57,73 @@ func parse(fs *flag.FlagSet, args []string) error {
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	for name := range secrets {
+		if err := setSecret(fs, name, given); err != nil {
+			return err
+		}
+	}
+	return secretflag.Check(fs)
+}
+
+// addFileFlags registers NAME-file for every secret flag NAME of fs and
+// returns the secret flags' names.
+func addFileFlags(fs *flag.FlagSet) map[string]bool {
+	secrets := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if secretflag.Is(f) {
+			secrets[f.Name] = true
+		}
+	})
+	for name := range secrets {
+		fs.String(name+fileSuffix, "", "file to read -"+name+" from (trailing line breaks dropped); keeps the secret out of the process list")
+	}
+	return secrets
+}
+
+// setSecret sets the secret flag name from the first of its four sources.
+func setSecret(fs *flag.FlagSet, name string, given map[string]bool) error {
+	file := name + fileSuffix
+	switch {
+	case given[name] && given[file]:
+		return fmt.Errorf("%s: set -%s or -%s, not both", fs.Name(), name, file)
+	case given[name]:
+		return nil
+	case given[file]:
+		return setFromFile(fs, name, "-"+file, fs.Lookup(file).Value.String())
+	}
+	v, inEnv := os.LookupEnv(envName(name))
+	path, inFile := os.LookupEnv(envName(file))
+	switch {
+	case inEnv && inFile:
+		return fmt.Errorf("%s: set %s or %s, not both", fs.Name(), envName(name), envName(file))
+	case inEnv:
+		return fs.Set(name, v) // a secret flag's Set never fails; secretflag.Check reports bad values
+	case inFile:
+		return setFromFile(fs, name, envName(file), path)
+	}
+	return nil
+}
+
+func setFromFile(fs *flag.FlagSet, name, source, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: reading -%s from %s: %w", fs.Name(), name, source, err)
+	}
+	return fs.Set(name, strings.TrimRight(string(b), "\r\n"))
 }
 
 func usage(fs *flag.FlagSet) {
 	fmt.Fprintf(os.Stdout, "usage: leadstream %s [flags]\n\nEvery flag can also be set through the environment variable shown.\n\n", fs.Name())
 	fs.VisitAll(func(f *flag.Flag) {
 		name, u := flag.UnquoteUsage(f)
+		if name == "value" && secretflag.Is(f) {
+			name = "string"
+		}
 		fmt.Fprintf(os.Stdout, "  -%s %s\n    \t%s (env %s", f.Name, name, u, envName(f.Name))
-		if f.DefValue != "" {
+		if f.DefValue != "" && !secretflag.Is(f) {
 			fmt.Fprintf(os.Stdout, ", default %q", f.DefValue)
 		}
 		fmt.Fprintln(os.Stdout, ")")

@@ -58,7 +58,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		icfg.WriteKeys = []string{"dev-write-key"}
 	}
 	if icfg.SecretKey == "" {
-		icfg.SecretKey = "dev-secret-key"
+		icfg.SecretKey = devSecretKey
 	}
 	if len(icfg.TokenKeys) == 0 {
 		icfg.TokenKeys = []token.Key{{ID: "dev", Secret: []byte(devTokenSecret)}}
@@ -101,7 +101,11 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		scfg.ClickHouse.Addr = srv.Addr
 	}
 	icfg.Kafka, pcfg.Kafka, scfg.Kafka = kcfg, kcfg, kcfg
+	scfg.FromEmailDomain = pcfg.FromEmailDomain // accounts.from-email-domain, registered by the processor's flags
 	if err := errors.Join(icfg.Validate(), pcfg.Validate(), scfg.Validate()); err != nil {
+		return err
+	}
+	if err := stream.Check(ctx, kcfg); err != nil {
 		return err
 	}
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
@@ -207,9 +211,21 @@ Try it:
     AnalyticsBrowser.load({ writeKey: '%s', cdnURL: '%s' })
 
 `, dir, base, base, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
-		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], icfg.SecretKey,
-		icfg.WriteKeys[0], base, icfg.SecretKey, base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
+		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], secretKeyHint(icfg.SecretKey),
+		icfg.WriteKeys[0], base, secretKeyHint(icfg.SecretKey), base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
 		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base, icfg.WriteKeys[0], base)
+}
+
+// devSecretKey is the lead API's key in dev mode when none is set.
+const devSecretKey = "dev-secret-key"
+
+// secretKeyHint shows the dev secret key for copy-paste; a key of the
+// user's own is not printed.
+func secretKeyHint(key string) string {
+	if key == devSecretKey {
+		return key
+	}
+	return "<your secret key>"
 }
 
 // tokenKeysHint shows the dev token key for copy-paste; other keys are not printed.

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadapi"
@@ -119,7 +121,24 @@ func newLogger() *slog.Logger {
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "leadstream_build_info",
+		Help: "Always 1; the labels say which build runs: version (git describe) and goversion."}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+	reg.MustRegister(build)
 	return reg
+}
+
+// readyTimeout bounds each check of /readyz.
+const readyTimeout = 2 * time.Second
+
+// kafkaReady returns a /readyz check of the brokers and a function that
+// releases it.
+func kafkaReady(cfg stream.Config) (check func(context.Context) error, release func(), err error) {
+	p, err := stream.NewProber(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.Probe, p.Close, nil
 }
 
 // rulesFlag registers -rules (LEADSTREAM_RULES); empty = the embedded default rules.
@@ -142,7 +161,9 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 		return nil, err
 	}
 	c.SetGatherer(reg)
-	c.Mount(leadapi.Prefix, leadapi.New(store, r.Models, cfg.SecretKey).Serve)
+	api := leadapi.New(store, r.Models, cfg.SecretKey)
+	c.Mount(leadapi.Prefix, api.Serve)
+	c.Mount(leadapi.AccountPrefix, api.ServeAccount)
 	return c, nil
 }
 
@@ -162,6 +183,9 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	r, err := loadRules(*rules)
 	if err != nil {
+		return err
+	}
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
 		return err
 	}
 	reg := newRegistry()
@@ -210,11 +234,19 @@ func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+		return err
+	}
 	rdb, err := leadstate.Open(ctx, rcfg)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer release()
 	reg := newRegistry()
 	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
 		log.Warn("could not create topics; expecting them to exist", "err", err)
@@ -223,7 +255,12 @@ func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := serveAdmin(*admin, reg, func() error { return rdb.Ping(context.Background()).Err() }, log)
+	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return kafkaCheck(ctx)
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -237,6 +274,7 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Kafka.RegisterFlags(fs)
 	cfg.ClickHouse.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
+	cfg.RegisterAccountFlags(fs)
 	admin := fs.String("http.addr", ":9102", "address of /healthz, /readyz and /metrics")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -244,6 +282,14 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+		return err
+	}
+	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer release()
 	reg := newRegistry()
 	if err := stream.EnsureTopics(ctx, cfg.Kafka); err != nil {
 		log.Warn("could not create topics; expecting them to exist", "err", err)
@@ -252,11 +298,11 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := serveAdmin(*admin, reg, func() error {
+	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
 		if !s.Ready() {
 			return errors.New("clickhouse not reachable")
 		}
-		return nil
+		return kafkaCheck(ctx)
 	}, log)
 	if err != nil {
 		return err
@@ -297,7 +343,11 @@ func runRules(args []string) error {
 	}
 	var names []string
 	for _, m := range r.Models {
-		names = append(names, fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g)", m.Name, len(m.Rules), len(m.Fit), m.Threshold))
+		desc := fmt.Sprintf("%s (%d rules, %d fit rules, threshold %g", m.Name, len(m.Rules), len(m.Fit), m.Threshold)
+		if a := m.Accounts; a != nil {
+			desc += fmt.Sprintf("; accounts: threshold %g, %d fit rules", a.Threshold, len(a.Fit))
+		}
+		names = append(names, desc+")")
 	}
 	fmt.Printf("%s: ok: %s\n", args[1], strings.Join(names, "; "))
 	return nil

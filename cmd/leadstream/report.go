@@ -17,9 +17,9 @@ import (
 )
 
 // reportKinds are the reports `leadstream report` prints, in help order.
-var reportKinds = []string{"funnel", "romi", "campaigns", "velocity", "bands", "weekly"}
+var reportKinds = []string{"funnel", "romi", "campaigns", "velocity", "bands", "weekly", "accounts", "account-romi"}
 
-const reportUsage = "usage: leadstream report funnel|romi|campaigns|velocity|bands|weekly [flags]\n" +
+const reportUsage = "usage: leadstream report funnel|romi|campaigns|velocity|bands|weekly|accounts|account-romi [flags]\n" +
 	"       leadstream report [KIND] -html FILE [flags]   (also writes the HTML report)"
 
 // runReport prints one analytics report, and with -html writes the HTML
@@ -123,6 +123,12 @@ func runReportKind(ctx context.Context, r *analytics.Reporter, kind string, by a
 	case "weekly":
 		rows, err := r.Weekly(ctx, f)
 		return analytics.WeekTable(analytics.FillWeeks(rows, f.From, f.To)), err
+	case "accounts":
+		rows, err := r.AccountFunnel(ctx, f)
+		return analytics.AccountFunnelTable(rows), err
+	case "account-romi":
+		rows, err := r.AccountROMI(ctx, f)
+		return analytics.AccountROMITable(rows), err
 	}
 	return analytics.Table{}, fmt.Errorf("BUG: unhandled report %q", kind)
 }

@@ -48,6 +48,7 @@ func runRescore(ctx context.Context, args []string) error {
 	anonTTL := fs.Duration("processor.anonymous-ttl", scoring.DefaultAnonymousTTL, "expiry of visitors' states written by -apply, as the processors'")
 	apply := fs.Bool("apply", false, "write the rescored state to Redis (default: dry run, report only)")
 	top := fs.Int("top", 10, "how many of the biggest movers to list per model")
+	fromDomain := fs.Bool("accounts.from-email-domain", false, "leads without a group call join the account of their e-mail domain, as the processors' setting")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -71,6 +72,7 @@ func runRescore(ctx context.Context, args []string) error {
 	store := leadstate.NewStore(rdb)
 
 	rp := scoring.NewReplayer(rules, *window)
+	rp.Core().SetFromEmailDomain(*fromDomain)
 	n := 0
 	if err := warehouse.History(ctx, conn, ch.Database, func(e *event.Event) error {
 		rp.Apply(e)
@@ -84,7 +86,12 @@ func runRescore(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	accts, err := compareAccounts(ctx, store, rules, rp, now)
+	if err != nil {
+		return err
+	}
 	printRescore(os.Stdout, *rulesPath, n, results)
+	printAccounts(os.Stdout, accts)
 	if !*apply {
 		fmt.Println("\ndry run: nothing was changed (add -apply to write these scores to Redis)")
 		return nil
@@ -105,7 +112,7 @@ func runRescore(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\napplied: %d leads and anonymous visitors rewritten in Redis (no MQL records were published)", written)
+	fmt.Printf("\napplied: %d leads, anonymous visitors and accounts rewritten in Redis (no MQL or MQA records were published)", written)
 	if old > 0 {
 		fmt.Printf("; %d keys of the first Redis layout deleted", old)
 	}
@@ -120,7 +127,7 @@ func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.
 		results[i].Model = m.Name
 	}
 	for s, st := range rp.States() {
-		if s.Anonymous || st.Into != "" {
+		if s.Anonymous || s.Account || st.Into != "" {
 			continue
 		}
 		cur, err := store.ReadLead(ctx, s.ID)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/ingest/token"
+	"github.com/leadstream/leadstream/internal/secretflag"
 )
 
 const tokenUsage = `usage:
@@ -39,7 +40,7 @@ func runToken(args []string) error {
 	}
 	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
 	var keys []token.Key
-	fs.Func("token-keys", "email token keys, comma-separated kid:secret; the first one signs", func(s string) error {
+	secretflag.Func(fs, "token-keys", "email token keys, comma-separated kid:secret; the first one signs", func(s string) error {
 		var err error
 		keys, err = token.ParseKeys(s)
 		return err

@@ -105,13 +105,13 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 			e.Traits = compactObject(c.Traits)
 		}
 	case "group":
-		// B2B account data: kept as a custom event with the group traits.
-		e.Type = event.Custom
-		e.Track = "Group"
+		// B2B account: the lead becomes a member of groupId, whose traits
+		// (name, domain, industry, employees …) the call carries.
+		e.Type = event.Group
 		e.Traits = compactObject(m.Traits)
-		if gid, err := idString(m.GroupID, at, ".groupId"); err != nil {
+		if e.GroupID, err = idString(m.GroupID, at, ".groupId"); err != nil {
 			return nil, err
-		} else if gid == "" {
+		} else if e.GroupID == "" {
 			return nil, errField(at.field(".groupId"), "is required for group")
 		}
 	case "alias":

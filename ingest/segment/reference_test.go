@@ -116,12 +116,11 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 			e.Traits = refCompact(c.Traits)
 		}
 	case "group":
-		e.Type = event.Custom
-		e.Track = "Group"
+		e.Type = event.Group
 		e.Traits = refCompact(m.Traits)
-		if gid, err := refIDString(m.GroupID, where+".groupId"); err != nil {
+		if e.GroupID, err = refIDString(m.GroupID, where+".groupId"); err != nil {
 			return nil, err
-		} else if gid == "" {
+		} else if e.GroupID == "" {
 			return nil, errField(where+".groupId", "is required for group")
 		}
 	case "alias":

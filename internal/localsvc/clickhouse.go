@@ -2,6 +2,7 @@ package localsvc
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -32,19 +34,30 @@ func StartClickHouse(ctx context.Context, dir string, tcpPort, httpPort int) (*S
 		if err != nil {
 			return nil, err
 		}
-		return startClickHouse(ctx, bin, dir, p[0], p[1], "")
+		return startClickHouse(ctx, bin, dir, clickHouseConfig{tcpPort: p[0], httpPort: p[1]})
 	})
 }
 
-// startClickHouse writes the server's config (extra is XML added inside
-// <yandex>) and starts it.
-func startClickHouse(ctx context.Context, bin, dir string, tcpPort, httpPort int, extra string) (*Server, error) {
+// clickHouseConfig is what differs between the servers this package starts.
+type clickHouseConfig struct {
+	tcpPort, securePort, httpPort int // 0 = none (tcp, secure)
+	tls                           *TLS
+	users                         map[string]string // extra users: name -> password
+	probeTLS                      *tls.Config       // readiness check on the secure port
+	extra                         string            // XML added inside <yandex> (cluster nodes)
+}
+
+func startClickHouse(ctx context.Context, bin, dir string, cc clickHouseConfig) (*Server, error) {
 	config := filepath.Join(dir, "config.xml")
-	if err := writeClickHouseConfig(dir, config, tcpPort, httpPort, extra); err != nil {
+	if err := writeClickHouseConfig(dir, config, cc); err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort))
-	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort))
+	port := cc.tcpPort
+	if cc.securePort != 0 {
+		port = cc.securePort
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cc.httpPort))
 	s, err := startProcess("clickhouse", dir, addr, bin, []string{"--config-file=" + config},
 		filepath.Join(dir, "err.log"))
 	if err != nil {
@@ -60,7 +73,12 @@ func startClickHouse(ctx context.Context, bin, dir string, tcpPort, httpPort int
 		if err := clickHouseSelect1(ctx, client, httpAddr); err != nil {
 			return err
 		}
-		d := net.Dialer{Timeout: time.Second}
+		var d interface {
+			DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+		} = &net.Dialer{Timeout: time.Second}
+		if cc.probeTLS != nil {
+			d = &tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: cc.probeTLS}
+		}
 		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
@@ -93,11 +111,36 @@ func clickHouseSelect1(ctx context.Context, client *http.Client, httpAddr string
 	return nil
 }
 
-// writeClickHouseConfig writes config.xml (at path), with extra inside its
-// <yandex> element, and users.xml into dir. The format is the <yandex> one
-// understood by old releases such as Debian's 18.16 as well as by current ones.
-func writeClickHouseConfig(dir, path string, tcpPort, httpPort int, extra string) error {
+// writeClickHouseConfig writes config.xml (at path) and users.xml into dir.
+// The format is the <yandex> one understood by old releases such as Debian's
+// 18.16 as well as by current ones.
+func writeClickHouseConfig(dir, path string, cc clickHouseConfig) error {
 	d := xmlEscape(dir)
+	var ports, openSSL, users strings.Builder
+	if cc.tcpPort != 0 {
+		fmt.Fprintf(&ports, "  <tcp_port>%d</tcp_port>\n", cc.tcpPort)
+	}
+	if cc.securePort != 0 {
+		fmt.Fprintf(&ports, "  <tcp_port_secure>%d</tcp_port_secure>\n", cc.securePort)
+	}
+	fmt.Fprintf(&ports, "  <http_port>%d</http_port>", cc.httpPort)
+	if cc.tls != nil {
+		openSSL.WriteString(openSSLServer(cc.tls))
+	}
+	names := make([]string, 0, len(cc.users))
+	for name := range cc.users {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(&users, `    <%[1]s>
+      <password>%[2]s</password>
+      <networks><ip>::/0</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </%[1]s>
+`, name, xmlEscape(cc.users[name]))
+	}
 	config := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
   <logger>
@@ -108,9 +151,8 @@ func writeClickHouseConfig(dir, path string, tcpPort, httpPort int, extra string
     <count>1</count>
   </logger>
   <listen_host>127.0.0.1</listen_host>
-  <tcp_port>%[2]d</tcp_port>
-  <http_port>%[3]d</http_port>
-  <path>%[1]s/data/</path>
+%[2]s
+%[3]s  <path>%[1]s/data/</path>
   <tmp_path>%[1]s/tmp/</tmp_path>
   <user_files_path>%[1]s/user_files/</user_files_path>
   <format_schema_path>%[1]s/format_schemas/</format_schema_path>
@@ -120,8 +162,8 @@ func writeClickHouseConfig(dir, path string, tcpPort, httpPort int, extra string
   <timezone>UTC</timezone>
   <mark_cache_size>5368709120</mark_cache_size>
 %[4]s</yandex>
-`, d, tcpPort, httpPort, extra)
-	const users = `<?xml version="1.0"?>
+`, d, ports.String(), openSSL.String(), cc.extra)
+	usersXML := `<?xml version="1.0"?>
 <yandex>
   <profiles><default/></profiles>
   <users>
@@ -131,14 +173,14 @@ func writeClickHouseConfig(dir, path string, tcpPort, httpPort int, extra string
       <profile>default</profile>
       <quota>default</quota>
     </default>
-  </users>
+` + users.String() + `  </users>
   <quotas><default/></quotas>
 </yandex>
 `
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		return fmt.Errorf("localsvc: clickhouse config: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o600); err != nil {
 		return fmt.Errorf("localsvc: clickhouse users: %w", err)
 	}
 	return nil

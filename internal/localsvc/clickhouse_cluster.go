@@ -168,7 +168,7 @@ func (n *ClickHouseNode) Start(ctx context.Context) error {
 			return nil
 		}
 	}
-	s, err := startClickHouse(ctx, n.bin, n.dir, n.tcpPort, n.httpPort, n.config)
+	s, err := startClickHouse(ctx, n.bin, n.dir, clickHouseConfig{tcpPort: n.tcpPort, httpPort: n.httpPort, extra: n.config})
 	if err != nil {
 		return fmt.Errorf("localsvc: clickhouse node shard %d replica %d: %w", n.Shard, n.Replica, err)
 	}

@@ -16,6 +16,7 @@ package testsvc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -288,4 +289,31 @@ func Eventually(t testing.TB, what string, timeout, interval time.Duration, f fu
 		}
 		time.Sleep(interval)
 	}
+}
+
+// SecureKafka starts an in-process kfake broker that requires TLS (when
+// tc is not nil) and SASL with one superuser (when mechanism is not
+// empty), closed when the test ends, and returns its addresses. The
+// topics are created with KafkaPartitions partitions.
+func SecureKafka(t testing.TB, tc *tls.Config, mechanism, user, pass string, topics ...string) (*kfake.Cluster, []string) {
+	t.Helper()
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.DefaultNumPartitions(KafkaPartitions),
+	}
+	if tc != nil {
+		opts = append(opts, kfake.TLS(tc))
+	}
+	if mechanism != "" {
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(mechanism, user, pass))
+	}
+	if len(topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(KafkaPartitions, topics...))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("testsvc: start kfake cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()
 }

@@ -65,8 +65,11 @@ func Client(t testing.TB, s *leadstate.Store) redis.UniversalClient {
 func Key(s scoring.Subject, suffix string) string {
 	h := sha256.Sum256([]byte(s.ID))
 	ns := "l:"
-	if s.Anonymous {
+	switch {
+	case s.Anonymous:
 		ns = "a:"
+	case s.Account:
+		ns = "c:"
 	}
 	return "ls2:{" + ns + hex.EncodeToString(h[:16]) + "}:" + suffix
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/leadstream/leadstream/stream"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 type produceResult struct {
@@ -22,7 +23,10 @@ type produceResult struct {
 	Config      string    `json:"config"`
 }
 
-// produceCeiling cycles the records through kafka-go's Writer into a fresh
+// kafkaProduceCeiling describes the produce ceiling in the report.
+const kafkaProduceCeiling = "raw franz-go produce (the collector's client and settings), acks=all, same records (best of 3)"
+
+// produceCeiling cycles the records through a franz-go client into a fresh
 // scratch topic in three rounds (a third of the window each, after a short
 // warm-up) and keeps the best. The in-process broker holds every record in
 // memory, so each round's topic is deleted before the next.
@@ -56,22 +60,39 @@ func (h *harness) produceCeiling(ctx context.Context, b *broker, msgs []kafka.Me
 	return best, nil
 }
 
-// rawProduce writes msgs with kafka-go's Writer (acks=all, murmur2 keys as
-// the collector's producer) from 8 goroutines, 1,000 messages per call.
-// With measure == 0 it writes msgs once; otherwise it cycles over them for
-// warmup + measure and reports the records acknowledged in the window.
+// rawProduce writes msgs with franz-go, the client the collector produces
+// with, set up as stream.NewProducer sets it up (idempotent, acks=all,
+// 200 µs linger, no compression, 900 KiB batches, murmur2 partitions as the
+// Java client), but without leadstream's code around it: 8 goroutines, each
+// producing 1,000 records per synchronous call, so concurrent calls share
+// produce requests as the collector's requests do. With measure == 0 it
+// writes msgs once; otherwise it cycles over them for warmup + measure and
+// reports the records acknowledged in the window.
 func rawProduce(ctx context.Context, b *broker, topic string, msgs []kafka.Message, warmup, measure time.Duration) (produceResult, error) {
 	const writers, chunk = 8, 1000
-	w := &kafka.Writer{
-		Addr:         kafka.TCP(b.kcfg.Brokers...),
-		Topic:        topic,
-		Balancer:     &kafka.Murmur2Balancer{Consistent: true},
-		RequiredAcks: kafka.RequireAll,
-		BatchSize:    2000,
-		BatchBytes:   900 << 10,
-		BatchTimeout: 2 * time.Millisecond,
+	parts, err := partitionCount(ctx, b, topic)
+	if err != nil {
+		return produceResult{}, err
 	}
-	defer w.Close()
+	ids := make([]int, parts)
+	for i := range ids {
+		ids[i] = i
+	}
+	balancer := kafka.Murmur2Balancer{Consistent: true}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(b.kcfg.Brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(stream.DefaultLinger),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(900<<10),
+		kgo.MaxBufferedRecords(writers*chunk),
+	)
+	if err != nil {
+		return produceResult{}, fmt.Errorf("raw franz-go client: %w", err)
+	}
+	defer cl.Close()
 	var (
 		next, acked     atomic.Int64
 		measuring, stop atomic.Bool
@@ -80,26 +101,30 @@ func rawProduce(ctx context.Context, b *broker, topic string, msgs []kafka.Messa
 	errs := make([]error, writers)
 	for g := range writers {
 		wg.Go(func() {
+			recs := make([]*kgo.Record, 0, chunk)
 			for !stop.Load() && ctx.Err() == nil {
 				i := int(next.Add(chunk)) - chunk
 				if measure == 0 && i >= len(msgs) {
 					return
 				}
 				i %= len(msgs)
-				part := msgs[i:min(i+chunk, len(msgs))]
+				recs = recs[:0]
+				for _, m := range msgs[i:min(i+chunk, len(msgs))] {
+					recs = append(recs, &kgo.Record{Key: m.Key, Value: m.Value, Partition: int32(balancer.Balance(m, ids...))})
+				}
 				in := measuring.Load()
-				if err := w.WriteMessages(ctx, part...); err != nil {
+				if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 					errs[g] = err
 					return
 				}
 				if in && measuring.Load() {
-					acked.Add(int64(len(part)))
+					acked.Add(int64(len(recs)))
 				}
 			}
 		})
 	}
 	out := produceResult{Writers: writers,
-		Config: "Writer{RequiredAcks: RequireAll, Balancer: Murmur2, BatchSize: 2000, BatchBytes: 900KiB, BatchTimeout: 2ms}, 8 goroutines × 1000-message WriteMessages"}
+		Config: "franz-go kgo: idempotent, acks=all, linger 200µs, no compression, 900KiB batches, murmur2 partitions; 8 goroutines × 1000-record ProduceSync"}
 	if measure > 0 {
 		sleepCtx(ctx, warmup)
 		measuring.Store(true)
@@ -111,13 +136,25 @@ func rawProduce(ctx context.Context, b *broker, topic string, msgs []kafka.Messa
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return out, fmt.Errorf("raw kafka-go produce: %w", err)
+		return out, fmt.Errorf("raw franz-go produce: %w", err)
 	}
 	if out.Seconds > 0 {
 		out.Records = acked.Load()
 		out.RecordsPerS = float64(out.Records) / out.Seconds
 	}
 	return out, ctx.Err()
+}
+
+// partitionCount reads how many partitions topic has.
+func partitionCount(ctx context.Context, b *broker, topic string) (int, error) {
+	md, err := b.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil || len(md.Topics[0].Partitions) == 0 {
+		return 0, fmt.Errorf("metadata of %s: %+v", topic, md.Topics)
+	}
+	return len(md.Topics[0].Partitions), nil
 }
 
 // consumeRaw reads the pre-filled topic with a kafka-go group reader
@@ -127,7 +164,7 @@ func rawProduce(ctx context.Context, b *broker, topic string, msgs []kafka.Messa
 func consumeRaw(ctx context.Context, b *broker, total int64) (rateResult, error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: b.kcfg.Brokers, GroupID: "bench-consume", GroupTopics: []string{b.topic(stream.TopicEvents)},
-		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 50 * time.Millisecond, QueueCapacity: 500,
+		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond, QueueCapacity: 500,
 		CommitInterval: 0, StartOffset: kafka.FirstOffset,
 	})
 	defer r.Close()

@@ -117,7 +117,7 @@ func (h *harness) collectorScenarios(ctx context.Context) error {
 	}
 	h.rep.addStage(&stageResult{ID: "collector_batch", Stage: "collector `POST /v1/batch`, 50 events/request, 16 conns, acks=all",
 		Figure: run.Load.EventsPerS, Unit: "events/s", P50Ms: run.Load.P50Ms, P99Ms: run.Load.P99Ms,
-		CeilingID: "kafka_produce", Target: "≥ 50% of kafka-go produce", Notes: collectorNotes(run), Detail: run})
+		CeilingID: "kafka_produce", Target: "≥ 50% of the Kafka produce ceiling (franz-go)", Notes: collectorNotes(run), Detail: run})
 	return nil
 }
 

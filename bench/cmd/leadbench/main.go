@@ -4,8 +4,8 @@
 // markdown table with each stage's figure, its ceiling and the ratio:
 //
 //	collector POST /v1/track, GET /o/{token}.gif   vs a no-op fasthttp handler under the same load
-//	collector POST /v1/batch (50 events)           vs raw kafka-go produce (acks=all) of the same records
-//	processor alone on a pre-filled topic          vs Redis running the same apply script (ApplyMany)
+//	collector POST /v1/batch (50 events)           vs raw franz-go produce (acks=all) of the same records
+//	processor alone on a pre-filled topic          vs the processor's Redis work alone (processor.Scorer), Redis CPU vs a floor
 //	sink alone on a pre-filled topic               vs clickhouse-client inserting the same rows (Native)
 //	end to end (collector + processor + sink)      highest offered rate with bounded lag; accept-to-score
 //	                                               and accept-to-MQL latency at 10k events/s

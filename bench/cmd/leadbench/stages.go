@@ -39,7 +39,7 @@ func (h *harness) stageScenarios(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.rep.addCeiling(&ceiling{ID: "kafka_produce", What: "raw kafka-go Writer produce, acks=all, same records (best of 3)", Figure: pr.RecordsPerS, Unit: "records/s", Detail: pr})
+	h.rep.addCeiling(&ceiling{ID: "kafka_produce", What: kafkaProduceCeiling, Figure: pr.RecordsPerS, Unit: "records/s", Detail: pr})
 	h.logf("  %s records/s (%.0f bytes/record)", num(pr.RecordsPerS), h.recordBytes)
 
 	h.logf("pre-filling %s with %d records", b.topic(stream.TopicEvents), n)

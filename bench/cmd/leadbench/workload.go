@@ -19,14 +19,18 @@ import (
 //	20 "Email Opened" and 15 "Email Link Clicked" of known leads
 //	 2 "Form Submitted" carrying both ids (links an anonymous visitor to its lead: a merge)
 //	 3 identify with traits (fit scoring)
-//	15 custom "Webinar Attended" (no rule matches: stored, not scored)
+//	 2 group calls of known leads (account membership and account traits)
+//	13 custom "Webinar Attended" (no rule matches: stored, not scored)
 //
 // Leads and visitors are spread by a hash of the sequence number over
 // mixLeads leads and mixAnons anonymous ids; anonymous id k always belongs to
-// lead k % mixLeads, so a visitor is merged at most once.
+// lead k % mixLeads, so a visitor is merged at most once. Lead k's group
+// calls name account k % mixAccounts (10 leads per account): once a lead's
+// first group call is in, each of its scored events also updates its account.
 const (
-	mixLeads = 20_000
-	mixAnons = 100_000
+	mixLeads    = 20_000
+	mixAnons    = 100_000
+	mixAccounts = 2_000
 )
 
 // Request-level facts the collector adds to every event (see ingest).
@@ -53,6 +57,7 @@ type msg struct {
 	title       string
 	props       string // JSON object or ""
 	traits      string // JSON object or ""
+	group       string // groupId of a group call
 	contextUA   string // context.userAgent (relayed browser agent) or ""
 	contextPage bool
 }
@@ -97,6 +102,10 @@ func mixMessage(runID string, n uint64, now time.Time) msg {
 		m.typ, m.lead = "identify", lead
 		titles := []string{"VP Marketing", "Marketing Manager", "Head of Growth", "Engineer"}
 		m.traits = fmt.Sprintf(`{"title":%q,"employees":%d,"industry":"software"}`, titles[(h>>16)%4], 50+(h>>24)%1000)
+	case b < 87:
+		k := h % mixLeads
+		m.typ, m.lead, m.group = "group", lead, "acct-"+strconv.FormatUint(k%mixAccounts, 10)
+		m.traits = fmt.Sprintf(`{"name":"Account %d","industry":"software","employees":%d}`, k%mixAccounts, 50+(k%mixAccounts)%1000)
 	default:
 		m.typ, m.name, m.lead = "track", "Webinar Attended", lead
 		m.props = `{"webinar":"w-2026-03","minutes":42}`
@@ -121,6 +130,11 @@ func appendSegment(b []byte, m *msg) []byte {
 	if m.lead != "" {
 		b = append(b, `,"userId":"`...)
 		b = append(b, m.lead...)
+		b = append(b, '"')
+	}
+	if m.group != "" {
+		b = append(b, `,"groupId":"`...)
+		b = append(b, m.group...)
 		b = append(b, '"')
 	}
 	if m.name != "" {
@@ -171,6 +185,8 @@ func canonical(m *msg, received time.Time) event.Event {
 		}
 	case "identify":
 		e.Type, e.Traits = event.Identify, json.RawMessage(m.traits)
+	case "group":
+		e.Type, e.GroupID, e.Traits = event.Group, m.group, json.RawMessage(m.traits)
 	default:
 		e.Track = m.name
 		switch m.name {

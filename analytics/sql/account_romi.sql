@@ -1,0 +1,157 @@
+-- account_romi: account-level return on marketing investment per campaign: the revenue of
+-- deals won by B2B accounts, credited to the touches of all the account's people, against cost.
+--
+-- Run as is:  clickhouse-client --multiquery < analytics/sql/account_romi.sql
+--
+-- Revenue: every non-bot deal_won event of a lead that is a member of an
+-- account (its current account, as account_funnel.sql defines it), dated in
+-- the period below, its revenue column as is (no currency conversion).
+-- Deals of leads in no account are left out here (romi.sql counts them).
+-- Touches of a deal: the non-bot page views, email opens and clicks, forms and
+-- custom events with a campaign of every member of the deal's account (their
+-- anonymous history included), strictly before the deal, at any time: in B2B
+-- the whole buying group was marketed to, not only the person who signed.
+--   first_touch: the revenue goes to the campaign of the account's earliest touch;
+--   last_touch:  to the campaign of its latest touch;
+--   linear:      split evenly over all its touches.
+-- A deal without touches is credited to '(none)'. Cost: campaign_costs (all
+-- channels) of the days in the period; ROMI is NULL where the cost is 0.
+-- FINAL folds replayed rows. Period: the two dates below (inclusive, server
+-- time zone); the campaign filter keeps one campaign.
+SELECT
+    campaign,
+    round(sum(spend), 2) AS cost,
+    round(sum(rev_first), 2) AS revenue_first_touch,
+    round(sum(rev_last), 2) AS revenue_last_touch,
+    round(sum(rev_linear), 2) AS revenue_linear,
+    if(sum(spend) > 0, round((sum(rev_first) - sum(spend)) / sum(spend), 4), NULL) AS romi_first_touch,
+    if(sum(spend) > 0, round((sum(rev_last) - sum(spend)) / sum(spend), 4), NULL) AS romi_last_touch,
+    if(sum(spend) > 0, round((sum(rev_linear) - sum(spend)) / sum(spend), 4), NULL) AS romi_linear,
+    arrayStringConcat(arraySort(groupUniqArrayIf(currency, currency != '')), ',') AS currencies
+FROM
+(
+    -- one row per credited touch of a deal: (campaign, first?, last?, share)
+    SELECT
+        credit.1 AS campaign,
+        toFloat64(0) AS spend,
+        deal_revenue * credit.2 AS rev_first,
+        deal_revenue * credit.3 AS rev_last,
+        deal_revenue * credit.4 AS rev_linear,
+        deal_currency AS currency
+    FROM
+    (
+        SELECT
+            deal_revenue,
+            deal_currency,
+            arrayMap(t -> t.2, arraySort(arrayFilter(t -> t.1 < deal_ms, touches))) AS campaigns,
+            arrayJoin(if(length(campaigns) = 0,
+                [('(none)', toFloat64(1), toFloat64(1), toFloat64(1))],
+                arrayMap((c, i) -> (c, toFloat64(i = 1), toFloat64(i = length(campaigns)), 1 / length(campaigns)),
+                         campaigns, arrayEnumerate(campaigns)))) AS credit
+        FROM
+        (
+            -- deals of account members, with their account
+            SELECT account_id, deal_ms, deal_revenue, deal_currency
+            FROM
+            (
+                SELECT
+                    if(lead_id != '', lead_id, linked_lead) AS person,
+                    event_time_ms AS deal_ms,
+                    toFloat64(revenue) AS deal_revenue,
+                    currency AS deal_currency
+                FROM leadstream.events FINAL
+                ANY LEFT JOIN
+                (
+                    SELECT anonymous_id, argMin(lead_id, (linked_at, lead_id)) AS linked_lead
+                    FROM leadstream.identity_links FINAL
+                    GROUP BY anonymous_id
+                ) USING (anonymous_id)
+                WHERE bot = 0 AND type = 'deal_won'
+                  AND toDate(event_time) BETWEEN toDate('2000-01-01') /*from*/ AND toDate('2100-12-31') /*to*/
+            )
+            ANY INNER JOIN
+            (
+                SELECT
+                    person,
+                    if(countIf(source = 'group') > 0,
+                       argMaxIf(account_id, (joined_at_ms, event_id), source = 'group'),
+                       argMax(account_id, (joined_at_ms, event_id))) AS account_id
+                FROM
+                (
+                    SELECT if(lead_id != '', lead_id, linked_lead) AS person, account_id, source, joined_at_ms, event_id
+                    FROM leadstream.account_members FINAL
+                    ANY LEFT JOIN
+                    (
+                        SELECT anonymous_id, argMin(lead_id, (linked_at, lead_id)) AS linked_lead
+                        FROM leadstream.identity_links FINAL
+                        GROUP BY anonymous_id
+                    ) USING (anonymous_id)
+                    WHERE lead_id != '' OR linked_lead != ''
+                )
+                GROUP BY person
+            ) USING (person)
+        )
+        ANY LEFT JOIN
+        (
+            -- every touch of every member, per account
+            SELECT account_id, groupArray((event_time_ms, campaign)) AS touches
+            FROM
+            (
+                SELECT
+                    if(lead_id != '', lead_id, linked_lead) AS person,
+                    event_time_ms,
+                    campaign
+                FROM leadstream.events FINAL
+                ANY LEFT JOIN
+                (
+                    SELECT anonymous_id, argMin(lead_id, (linked_at, lead_id)) AS linked_lead
+                    FROM leadstream.identity_links FINAL
+                    GROUP BY anonymous_id
+                ) USING (anonymous_id)
+                WHERE bot = 0 AND campaign != ''
+                  AND type IN ('page_view', 'email_open', 'email_click', 'form_submit', 'custom')
+                  AND (lead_id != '' OR linked_lead != '')
+            )
+            ANY INNER JOIN
+            (
+                SELECT
+                    person,
+                    if(countIf(source = 'group') > 0,
+                       argMaxIf(account_id, (joined_at_ms, event_id), source = 'group'),
+                       argMax(account_id, (joined_at_ms, event_id))) AS account_id
+                FROM
+                (
+                    SELECT if(lead_id != '', lead_id, linked_lead) AS person, account_id, source, joined_at_ms, event_id
+                    FROM leadstream.account_members FINAL
+                    ANY LEFT JOIN
+                    (
+                        SELECT anonymous_id, argMin(lead_id, (linked_at, lead_id)) AS linked_lead
+                        FROM leadstream.identity_links FINAL
+                        GROUP BY anonymous_id
+                    ) USING (anonymous_id)
+                    WHERE lead_id != '' OR linked_lead != ''
+                )
+                GROUP BY person
+            ) USING (person)
+            GROUP BY account_id
+        ) USING (account_id)
+        -- deal_ms is used inside a lambda above; ClickHouse 18.16 drops a
+        -- subquery column that only a lambda uses, so name it here too.
+        WHERE deal_ms > 0
+    )
+
+    UNION ALL
+
+    SELECT
+        campaign,
+        toFloat64(cost) AS spend,
+        toFloat64(0) AS rev_first,
+        toFloat64(0) AS rev_last,
+        toFloat64(0) AS rev_linear,
+        currency
+    FROM leadstream.campaign_costs FINAL
+    WHERE day BETWEEN toDate('2000-01-01') /*from*/ AND toDate('2100-12-31') /*to*/
+)
+WHERE '' /*campaign*/ = '' OR campaign = '' /*campaign*/
+GROUP BY campaign
+ORDER BY campaign;

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/leadstream/leadstream/ingest"
+	"github.com/leadstream/leadstream/leadstate"
+)
+
+// A secret comes from, in order: -NAME, -NAME-file, $NAME, $NAME_FILE; a
+// file's trailing line break is dropped; both forms at one level is an error.
+func TestSecretSources(t *testing.T) {
+	dir := t.TempDir()
+	file := func(content string) string {
+		p := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+content[:3])
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const env, envFile = "LEADSTREAM_REDIS_PASSWORD", "LEADSTREAM_REDIS_PASSWORD_FILE"
+	f := func(args []string, envs map[string]string, want, wantErr string) {
+		t.Helper()
+		for _, k := range []string{env, envFile, "LEADSTREAM_REDIS_ADDR"} {
+			os.Unsetenv(k)
+		}
+		for k, v := range envs {
+			t.Setenv(k, v)
+		}
+		var c leadstate.Config
+		fs := flag.NewFlagSet("processor", flag.ContinueOnError)
+		c.RegisterFlags(fs)
+		err := parse(fs, args)
+		switch {
+		case wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), wantErr) {
+				t.Errorf("%q %v: error %v, want one containing %q", args, envs, err, wantErr)
+			}
+		case err != nil:
+			t.Errorf("%q %v: %v", args, envs, err)
+		case c.Password != want:
+			t.Errorf("%q %v: password %q, want %q", args, envs, c.Password, want)
+		}
+	}
+	fromFile := file("file-secret\n")
+	crlf := file("crlf-secret\r\n")
+	f(nil, nil, "", "")
+	f([]string{"-redis.password", "flag-secret"}, map[string]string{env: "env-secret"}, "flag-secret", "")
+	f([]string{"-redis.password-file", fromFile}, map[string]string{env: "env-secret"}, "file-secret", "")
+	f(nil, map[string]string{env: "env-secret"}, "env-secret", "")
+	f(nil, map[string]string{envFile: fromFile}, "file-secret", "")
+	f(nil, map[string]string{envFile: crlf}, "crlf-secret", "")
+	f([]string{"-redis.password", "flag-secret"}, map[string]string{envFile: fromFile}, "flag-secret", "")
+	f([]string{"-redis.password", "a", "-redis.password-file", fromFile}, nil, "", "not both")
+	f(nil, map[string]string{env: "a", envFile: fromFile}, "", "set LEADSTREAM_REDIS_PASSWORD or LEADSTREAM_REDIS_PASSWORD_FILE, not both")
+	f(nil, map[string]string{envFile: filepath.Join(dir, "missing")}, "", "reading -redis.password from LEADSTREAM_REDIS_PASSWORD_FILE")
+}
+
+// Every secret of the collector has its _FILE variable, and a bad secret is
+// reported without its value.
+func TestCollectorSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Setenv("LEADSTREAM_WRITE_KEYS_FILE", write("wk", "key-one,key-two"))
+	t.Setenv("LEADSTREAM_SECRET_KEY_FILE", write("sk", "the-secret-key"))
+	t.Setenv("LEADSTREAM_TOKEN_KEYS_FILE", write("tk", "k1:0123456789abcdef0123"))
+	t.Setenv("LEADSTREAM_KAFKA_SASL_PASSWORD_FILE", write("kp", "kafka-pw"))
+	var cfg ingest.Config
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	cfg.Kafka.RegisterFlags(fs)
+	cfg.RegisterFlags(fs)
+	if err := parse(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.WriteKeys, ",") != "key-one,key-two" || cfg.SecretKey != "the-secret-key" ||
+		len(cfg.TokenKeys) != 1 || string(cfg.TokenKeys[0].Secret) != "0123456789abcdef0123" || cfg.Kafka.Security.SASLPassword != "kafka-pw" {
+		t.Fatalf("secrets from files: %+v", cfg)
+	}
+
+	t.Setenv("LEADSTREAM_TOKEN_KEYS_FILE", write("bad", "tooshort-xyz"))
+	fs = flag.NewFlagSet("collector", flag.ContinueOnError)
+	cfg = ingest.Config{}
+	cfg.RegisterFlags(fs)
+	err := parse(fs, nil)
+	if err == nil || !strings.Contains(err.Error(), "-token-keys") || strings.Contains(err.Error(), "tooshort-xyz") {
+		t.Fatalf("bad token key: %v", err)
+	}
+	fs = flag.NewFlagSet("collector", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	err = parse(fs, []string{"-token-keys", "short-one"})
+	if err == nil || strings.Contains(err.Error(), "short-one") {
+		t.Fatalf("bad token key on the command line: %v", err)
+	}
+}
