@@ -49,6 +49,9 @@ var shardingKeys = map[string]string{
 	TableEvents:        "cityHash64(if(anonymous_id != '', anonymous_id, lead_id))",
 	TableIdentityLinks: "cityHash64(anonymous_id)",
 	TableMQL:           "cityHash64(lead_id)",
+	// A person's account memberships next to its events.
+	TableAccountMembers: "cityHash64(if(anonymous_id != '', anonymous_id, lead_id))",
+	TableMQA:            "cityHash64(account_id)",
 }
 
 // ddl says where a migration's statements run.
@@ -177,9 +180,43 @@ func hasMigrations(ctx context.Context, conn driver.Conn, database string) (bool
 // queues the rows on the receiving host's disk and sends them later: an
 // acknowledged batch would depend on that host's disk, and a read right
 // after the insert would miss rows.
+
 func (c *Config) clusterSettings() clickhouse.Settings {
 	if c.Cluster == "" {
 		return nil
 	}
 	return clickhouse.Settings{"insert_distributed_sync": 1}
+}
+
+// checkCluster verifies, in cluster mode, what the session cannot set
+// itself: distributed_product_mode, a string setting that the native
+// protocol of older servers (18.16) carries only from the user's profile.
+//
+// It must be global: a query over a Distributed table that joins (or tests
+// IN) a subquery over another Distributed table, as the reports and SQL
+// files do (events with identity_links, mql, …), then computes that
+// subquery once on the host it asked, over every shard, and sends its
+// result to each shard (GLOBAL JOIN, GLOBAL IN). The default, deny, refuses
+// such queries; local would join each shard's rows only with that shard's,
+// and a lead's MQLs are not on the shard of its anonymous history; allow
+// runs the subquery again on every shard, for the same result.
+func (c *Config) checkCluster(ctx context.Context, conn driver.Conn) error {
+	if c.Cluster == "" {
+		return nil
+	}
+	var mode string
+	if err := conn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'distributed_product_mode'").Scan(&mode); err != nil {
+		return fmt.Errorf("reading distributed_product_mode: %w", err)
+	}
+	if mode != "global" && mode != "allow" {
+		return fmt.Errorf("%w: distributed_product_mode is %q for user %q; set it to global in the user's profile (users.xml: <distributed_product_mode>global</distributed_product_mode>)", ErrClusterSettings, mode, c.Username)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.clusters WHERE cluster = ?", c.Cluster).Scan(&n); err != nil {
+		return fmt.Errorf("reading system.clusters: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: the server at %s has no cluster %q in its remote_servers", ErrClusterSettings, c.Addr, c.Cluster)
+	}
+	return nil
 }

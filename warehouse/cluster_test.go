@@ -361,3 +361,23 @@ func TestClusterSharding(t *testing.T) {
 	}
 	t.Logf("rows per node: %v", rowsOn)
 }
+
+// Cluster mode refuses a server that cannot serve it, naming what is
+// missing: here one server, whose default profile keeps
+// distributed_product_mode = deny and which knows no such cluster.
+func TestOpenClusterChecksServer(t *testing.T) {
+	_, single := warehousetest.Open(t, "whcheck")
+	single.Cluster = "lstest"
+	_, err := warehouse.Open(context.Background(), single)
+	if !errors.Is(err, warehouse.ErrClusterSettings) || !strings.Contains(err.Error(), "distributed_product_mode") {
+		t.Errorf("Open on one server in cluster mode: %v, want ErrClusterSettings naming distributed_product_mode", err)
+	}
+	c := testsvc.ClickHouseCluster(t)
+	_, err = warehouse.Open(context.Background(), warehouse.Config{Addr: c.Addrs[0], Database: "x", Username: "default", DialTimeout: 5 * time.Second, Cluster: "nosuch"})
+	if !errors.Is(err, warehouse.ErrClusterSettings) || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Errorf("Open with an unknown cluster: %v, want ErrClusterSettings naming it", err)
+	}
+	if _, err := warehouse.Open(context.Background(), warehouse.Config{Addr: c.Addrs[0], Database: "x", Username: "default", DialTimeout: 5 * time.Second, Cluster: "bad-name"}); !errors.Is(err, warehouse.ErrBadCluster) {
+		t.Errorf("Open with cluster bad-name: %v, want ErrBadCluster", err)
+	}
+}

@@ -130,6 +130,10 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("connecting to clickhouse at %s: %w", c.Addr, c.explain(err))
 	}
+	if err := c.checkCluster(pctx, conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	return conn, nil
 }
 

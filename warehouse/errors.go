@@ -19,4 +19,8 @@ var (
 	// as "CREATE TABLE IF NOT EXISTS {db}.name (…) ENGINE = …MergeTree(…) …"
 	// and add columns (migration.addColumns).
 	ErrClusterDDL = errors.New("migration statement not supported in cluster mode")
+	// ErrClusterSettings means the server cannot serve cluster mode as
+	// configured: it does not know clickhouse.cluster, or the user's profile
+	// does not run subqueries over Distributed tables GLOBAL.
+	ErrClusterSettings = errors.New("clickhouse is not set up for cluster mode")
 )

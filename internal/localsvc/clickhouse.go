@@ -45,6 +45,7 @@ type clickHouseConfig struct {
 	users                         map[string]string // extra users: name -> password
 	probeTLS                      *tls.Config       // readiness check on the secure port
 	extra                         string            // XML added inside <yandex> (cluster nodes)
+	profile                       string            // XML added inside the default profile
 }
 
 func startClickHouse(ctx context.Context, bin, dir string, cc clickHouseConfig) (*Server, error) {
@@ -165,7 +166,7 @@ func writeClickHouseConfig(dir, path string, cc clickHouseConfig) error {
 `, d, ports.String(), openSSL.String(), cc.extra)
 	usersXML := `<?xml version="1.0"?>
 <yandex>
-  <profiles><default/></profiles>
+  <profiles><default>` + cc.profile + `</default></profiles>
   <users>
     <default>
       <password></password>

@@ -32,6 +32,12 @@ const (
 // TestClusterReplicas is the test cluster's replicas per shard.
 var TestClusterReplicas = []int{2, 1}
 
+// ClusterProfile is what the default user profile of every node holds, as
+// leadstream's cluster mode requires of the profile of its users (README
+// "ClickHouse cluster"): subqueries over Distributed tables inside queries
+// over Distributed tables run GLOBAL.
+const ClusterProfile = "<distributed_product_mode>global</distributed_product_mode>"
+
 // ClickHouseNode is one clickhouse-server of a ClickHouseCluster. It can be
 // stopped and started again with the same data and ports.
 type ClickHouseNode struct {
@@ -168,7 +174,7 @@ func (n *ClickHouseNode) Start(ctx context.Context) error {
 			return nil
 		}
 	}
-	s, err := startClickHouse(ctx, n.bin, n.dir, clickHouseConfig{tcpPort: n.tcpPort, httpPort: n.httpPort, extra: n.config})
+	s, err := startClickHouse(ctx, n.bin, n.dir, clickHouseConfig{tcpPort: n.tcpPort, httpPort: n.httpPort, extra: n.config, profile: ClusterProfile})
 	if err != nil {
 		return fmt.Errorf("localsvc: clickhouse node shard %d replica %d: %w", n.Shard, n.Replica, err)
 	}
