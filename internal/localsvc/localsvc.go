@@ -75,6 +75,9 @@ type Server struct {
 	stopErr  error
 }
 
+// Pid is the server's process id (benchmarks read its CPU time from /proc).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Stop sends SIGTERM to the server's process group, waits up to 10 s for it
 // to exit, then sends SIGKILL. It is idempotent and safe for concurrent use;
 // every call returns the result of the first.
