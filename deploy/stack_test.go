@@ -84,7 +84,7 @@ func (s *stack) env(role string) []string {
 	}
 	switch role {
 	case "collector":
-		env = append(env, "LEADSTREAM_REDIS_ADDR="+s.redis, "LEADSTREAM_WRITE_KEYS="+stackWriteKey, "LEADSTREAM_SECRET_KEY="+stackSecret)
+		env = append(env, "LEADSTREAM_REDIS_ADDR="+s.redis, "LEADSTREAM_WRITE_KEYS="+stackWriteKey, "LEADSTREAM_SERVER_WRITE_KEYS="+stackWriteKey, "LEADSTREAM_SECRET_KEY="+stackSecret)
 	case "processor":
 		env = append(env, "LEADSTREAM_REDIS_ADDR="+s.redis, "LEADSTREAM_PROCESSOR_MAX_WAIT=10ms")
 	case "sink":

@@ -70,7 +70,7 @@ func TestBeaconBatch(t *testing.T) {
 		t.Fatalf("headless beacon: %d %s", res.StatusCode, body)
 	}
 	// Server-side SDKs are not judged by their library's user agent.
-	if res, body := s.do(t, "POST", "/v1/track", `{"userId":"u1","event":"Deal Won"}`, "Authorization: "+mustBasic(testKey), "User-Agent: python-requests/2.31"); res.StatusCode != 200 {
+	if res, body := s.do(t, "POST", "/v1/track", `{"userId":"u1","event":"Deal Won"}`, "Authorization: "+mustBasic(testServerKey), "User-Agent: python-requests/2.31"); res.StatusCode != 200 {
 		t.Fatalf("server-side track: %d %s", res.StatusCode, body)
 	}
 	evs := s.events(t)

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -65,7 +66,34 @@ type Config struct {
 	SecretKey      string
 	ProduceTimeout time.Duration
 	MaxQueueBytes  int64
+	// ServerWriteKeys are write keys that may also send what a browser key
+	// (WriteKeys, public in every page) may not: "Deal Won", email opens and
+	// clicks, alias, /v1/import, events older than MaxEventAge. Keep them on
+	// servers. A key in both lists is a server key.
+	ServerWriteKeys []string
+	// MaxEventAge is how far back a browser key may date an event (its
+	// event time after the clock-skew correction); 0 = no bound.
+	MaxEventAge time.Duration
+	// RateLimitKey and RateLimitIP are token buckets of events per browser
+	// write key and per client address (browser keys, forms, email pixel
+	// and clicks; server keys are not limited); zero = no limit. Over them
+	// the answer is 429 with Retry-After.
+	RateLimitKey, RateLimitIP Rate
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (trusted proxies excepted); 0 = no bound.
+	MaxConnsPerIP int
+	// IdleTimeout closes a keep-alive connection idle this long (0 = 30 s).
+	IdleTimeout time.Duration
+	// TrustedProxies are the networks of the proxies in front of the
+	// collector: from them, the client address is read from
+	// X-Forwarded-For (see clientAddr).
+	TrustedProxies []netip.Prefix
+	// TrustForwarded is the deprecated collector.trust-forwarded: every
+	// address is a trusted proxy (the first X-Forwarded-For hop is the client).
 	TrustForwarded bool
+	// AnonymizeIP cuts every client address to its network before it is
+	// written to Kafka (segment.AnonymizeIP): IPv4 /24, IPv6 /48.
+	AnonymizeIP bool
 	// PublicURL is the collector's base URL as browsers and SDKs reach it
 	// (the one email links use): the settings endpoint points SDKs at it.
 	// Empty: the Host each settings request came to.
@@ -101,7 +129,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	secretflag.String(fs, &c.SecretKey, "secret-key", "server secret key for the lead API (GET /v1/leads/{id})")
 	fs.DurationVar(&c.ProduceTimeout, "collector.produce-timeout", 5*time.Second, "longest wait for Kafka to acknowledge a request's events before answering 503")
 	fs.Int64Var(&c.MaxQueueBytes, "collector.max-queue-bytes", 64<<20, "bytes of events that may wait for Kafka; beyond it requests get 503")
-	fs.BoolVar(&c.TrustForwarded, "collector.trust-forwarded", false, "take the client IP from X-Forwarded-For (only behind a trusted proxy)")
+	secretflag.Func(fs, "server-write-keys", "comma-separated server write keys: they may also send Deal Won, email opens and clicks, alias, /v1/import and events older than collector.max-event-age; keep them secret", func(s string) error {
+		c.ServerWriteKeys = stream.SplitList(s)
+		return nil
+	})
+	fs.DurationVar(&c.MaxEventAge, "collector.max-event-age", 24*time.Hour, "how far back (event time after the clock-skew correction) a browser write key may date an event; older ones need a server key; 0 = no bound")
+	c.RateLimitKey = Rate{PerSecond: 10000, Burst: 100000}
+	fs.Var(&c.RateLimitKey, "collector.rate-limit-key", "events per second per browser write key, RATE[:BURST] (BURST default 10 s of RATE); 0 = no limit")
+	c.RateLimitIP = Rate{PerSecond: 100, Burst: 1000}
+	fs.Var(&c.RateLimitIP, "collector.rate-limit-ip", "events per second per client address (IPv6: per /64) for browser keys, forms, email pixel and clicks, RATE[:BURST]; 0 = no limit")
+	fs.IntVar(&c.MaxConnsPerIP, "collector.max-conns-per-ip", 256, "open connections per client address (trusted proxies excepted); 0 = no limit")
+	fs.DurationVar(&c.IdleTimeout, "collector.idle-timeout", 30*time.Second, "close keep-alive connections idle this long (keep it above the idle timeout of a load balancer in front)")
+	fs.Func("collector.trusted-proxies", "comma-separated networks (CIDR) or addresses of the proxies in front of the collector; from them the client address is the rightmost X-Forwarded-For hop that is not one of them", func(s string) error {
+		p, err := parseTrustedProxies(s)
+		c.TrustedProxies = p
+		return err
+	})
+	fs.BoolVar(&c.TrustForwarded, "collector.trust-forwarded", false, "deprecated: use collector.trusted-proxies; true trusts every address as a proxy (the client is the first X-Forwarded-For hop)")
+	fs.BoolVar(&c.AnonymizeIP, "collector.ip-anonymize", true, "cut client addresses to their network (IPv4 /24, IPv6 /48) before they are stored; context.ip too")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the collector's public base URL (e.g. https://t.acme.example), where SDKs loaded from GET /v1/projects/{writeKey}/settings send; empty = the Host of the settings request")
 	secretflag.Func(fs, "token-keys", "email token keys, comma-separated kid:secret (secret >= 16 bytes); the first one signs", func(s string) error {
 		keys, err := token.ParseKeys(s)
@@ -127,8 +172,16 @@ func (c *Config) Validate() error {
 	if c.HTTPAddr == "" {
 		return errors.New("http.addr must not be empty")
 	}
-	if len(c.WriteKeys) == 0 {
-		return errors.New("write-keys: at least one write key is required")
+	if len(c.WriteKeys) == 0 && len(c.ServerWriteKeys) == 0 {
+		return errors.New("write-keys: at least one write key (or server-write-keys) is required")
+	}
+	if c.MaxEventAge < 0 || c.IdleTimeout < 0 || c.MaxConnsPerIP < 0 {
+		return errors.New("collector.max-event-age, collector.idle-timeout and collector.max-conns-per-ip must be >= 0")
+	}
+	for _, r := range []Rate{c.RateLimitKey, c.RateLimitIP} {
+		if r.PerSecond < 0 || (r.PerSecond > 0 && r.Burst < 1) {
+			return errors.New("collector.rate-limit-key and collector.rate-limit-ip: want RATE[:BURST] with BURST >= 1, or 0")
+		}
 	}
 	if c.ProduceTimeout <= 0 {
 		return errors.New("collector.produce-timeout must be > 0")
@@ -139,8 +192,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for key, origins := range c.CORSOrigins {
-		if !slices.Contains(c.WriteKeys, key) {
-			return errors.New("collector.cors-origins: an entry names a key that is not one of write-keys")
+		if !slices.Contains(c.WriteKeys, key) && !slices.Contains(c.ServerWriteKeys, key) {
+			return errors.New("collector.cors-origins: an entry names a key that is not one of write-keys or server-write-keys")
 		}
 		for _, o := range origins {
 			if err := checkOriginPattern(o); err != nil {
@@ -182,13 +235,18 @@ type Collector struct {
 	log       *slog.Logger
 	m         *metrics
 	producer  Producer
-	keys      map[string]string   // write key -> write key id
-	origins   map[string][]string // write key id -> allowed browser origins (absent: any)
-	tokens    *token.Keyring      // nil: no token keys, every token is invalid
-	publicURL *url.URL            // nil: none configured
+	keys      map[string]string     // write key -> write key id
+	server    map[string]bool       // write key id -> a server key
+	origins   map[string][]string   // write key id -> allowed browser origins (absent: any)
+	proxies   []netip.Prefix        // trusted proxies
+	keyRate   map[string]*keyBucket // browser write key id -> its bucket (nil map: no limit)
+	ipRate    *ipBuckets            // nil: no limit
+	emailSeen *hourSet              // opens and clicks recorded this hour, by event id
+	tokens    *token.Keyring        // nil: no token keys, every token is invalid
+	publicURL *url.URL              // nil: none configured
 	bots      *botFilter
 	mounts    []mount
-	server    *fasthttp.Server
+	http      *fasthttp.Server
 	ln        net.Listener
 }
 
@@ -202,10 +260,31 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg, cfg.ProduceTimeout), producer: producer, keys: map[string]string{}}
+	c := &Collector{cfg: cfg, log: log.With("stage", "collector"), m: newMetrics(reg, cfg.ProduceTimeout), producer: producer, keys: map[string]string{}, server: map[string]bool{}}
 	for _, k := range cfg.WriteKeys {
 		c.keys[k] = KeyID(k)
 	}
+	for _, k := range cfg.ServerWriteKeys {
+		c.keys[k] = KeyID(k)
+		c.server[KeyID(k)] = true
+	}
+	if cfg.RateLimitKey.PerSecond > 0 {
+		c.keyRate = map[string]*keyBucket{}
+		for _, id := range c.keys {
+			if !c.server[id] {
+				c.keyRate[id] = &keyBucket{g: newGCRA(cfg.RateLimitKey)}
+			}
+		}
+	}
+	if cfg.RateLimitIP.PerSecond > 0 {
+		c.ipRate = newIPBuckets(cfg.RateLimitIP)
+	}
+	c.proxies = cfg.TrustedProxies
+	if cfg.TrustForwarded {
+		c.log.Warn("collector.trust-forwarded is deprecated: set collector.trusted-proxies to your proxies' networks; every address is trusted as a proxy now")
+		c.proxies = allAddresses
+	}
+	c.emailSeen = newHourSet(maxEmailSeen)
 	c.origins = map[string][]string{}
 	for k, o := range cfg.CORSOrigins {
 		c.origins[KeyID(k)] = o
@@ -222,13 +301,24 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 	if cfg.PublicURL != "" {
 		c.publicURL, _ = parsePublicURL(cfg.PublicURL) // checked by Validate
 	}
-	c.server = &fasthttp.Server{
-		Handler:            c.route,
-		Name:               "leadstream",
-		ReadTimeout:        10 * time.Second,
-		WriteTimeout:       cfg.ProduceTimeout + 5*time.Second,
-		IdleTimeout:        90 * time.Second,
-		MaxRequestBodySize: 4 << 20, // above the 500 KB batch limit, so we answer with our own JSON error
+	idle := cfg.IdleTimeout
+	if idle == 0 {
+		idle = 30 * time.Second
+	}
+	c.http = &fasthttp.Server{
+		Handler:      c.route,
+		ErrorHandler: c.httpError,
+		Logger:       httpLogger{c.log},
+		Name:         "leadstream",
+		// Slow clients (a body trickled in, an answer not read) are cut
+		// off: a connection is never held open by a client alone.
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: cfg.ProduceTimeout + 5*time.Second,
+		IdleTimeout:  idle,
+		// Above the 500 KB batch limit, so that a batch over it gets our
+		// own JSON error naming the limit; what is larger is refused
+		// before it is read (413, httpError).
+		MaxRequestBodySize: MaxBodyBytes,
 		// Keep-alive connections are the norm for SDKs; this bounds the
 		// goroutines serving them (explicit backpressure).
 		Concurrency:                   20000,
@@ -262,6 +352,9 @@ func (c *Collector) Listen() (net.Addr, error) {
 		return nil, fmt.Errorf("collector listening on %s: %w", c.cfg.HTTPAddr, err)
 	}
 	c.ln = ln
+	if c.cfg.MaxConnsPerIP > 0 {
+		c.ln = newConnLimitListener(ln, c.cfg.MaxConnsPerIP, c.trusted, func() { c.m.rejected.WithLabelValues("connections").Inc() })
+	}
 	return ln.Addr(), nil
 }
 
@@ -278,7 +371,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer stopGC()
 	go c.tuneGC(gcCtx)
 	errc := make(chan error, 1)
-	go func() { errc <- c.server.Serve(c.ln) }()
+	go func() { errc <- c.http.Serve(c.ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("collector http server: %w", err)
@@ -286,7 +379,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProduceTimeout+5*time.Second)
 	defer cancel()
-	if err := c.server.ShutdownWithContext(sctx); err != nil {
+	if err := c.http.ShutdownWithContext(sctx); err != nil {
 		return fmt.Errorf("collector shutdown: %w", err)
 	}
 	return nil
@@ -405,7 +498,8 @@ func knownIngest(path string) bool {
 }
 
 // writeKey authenticates a request by Basic user name or body writeKey,
-// returning the key's id, or "" when it is unknown.
+// returning the key's id, or "" when it is unknown (c.server says whether
+// it is a server key).
 func (c *Collector) writeKey(ctx *fasthttp.RequestCtx, bodyKey string) string {
 	key := bodyKey
 	if user, _, ok := httpapi.BasicAuth(ctx); ok && user != "" {
@@ -422,12 +516,19 @@ func (c *Collector) writeKey(ctx *fasthttp.RequestCtx, bodyKey string) string {
 	return ""
 }
 
+// clientIP is the client's address as events keep it: clientAddr, cut to
+// its network when collector.ip-anonymize is on.
 func (c *Collector) clientIP(ctx *fasthttp.RequestCtx) string {
-	if c.cfg.TrustForwarded {
-		if xff := ctx.Request.Header.Peek("X-Forwarded-For"); len(xff) > 0 {
-			first, _, _ := strings.Cut(string(xff), ",")
-			return strings.TrimSpace(first)
-		}
+	return c.storedIP(c.clientAddr(ctx))
+}
+
+// storedIP is a as events keep it.
+func (c *Collector) storedIP(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
 	}
-	return ctx.RemoteIP().String()
+	if c.cfg.AnonymizeIP {
+		return segment.AnonymizeIP(a.String())
+	}
+	return a.String()
 }

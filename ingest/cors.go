@@ -76,10 +76,12 @@ func matchOrigins(list []string, origin string) bool {
 }
 
 // anyOriginAllowed is the preflight's answer: the key is not known before
-// the real request, so an origin passes if some key accepts it.
+// the real request, so an origin passes if some browser key accepts it.
 func (c *Collector) anyOriginAllowed(origin string) bool {
-	if len(c.origins) < len(c.keys) {
-		return true // some key accepts every origin
+	for _, id := range c.keys {
+		if _, listed := c.origins[id]; !listed && !c.server[id] {
+			return true // a browser key that accepts every origin
+		}
 	}
 	for _, list := range c.origins {
 		if matchOrigins(list, origin) {

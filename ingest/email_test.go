@@ -82,9 +82,10 @@ func TestEmailOpenAndClick(t *testing.T) {
 func TestEmailScannersAreFlagged(t *testing.T) {
 	s := startServer(t, nil)
 	old := time.Now().Add(-time.Hour)
+	exp := time.Now().Add(time.Hour) // fixed, so the same link is the same token
 	click := func(msg, url string, sent time.Time, ua string) {
 		t.Helper()
-		u, err := s.keys.ClickURL("", token.Claims{Lead: "lead-2", Message: msg, URL: url, SentAt: sent})
+		u, err := s.keys.ClickURL("", token.Claims{Lead: "lead-2", Message: msg, URL: url, SentAt: sent, Expires: exp})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,11 +96,11 @@ func TestEmailScannersAreFlagged(t *testing.T) {
 	click("m-fresh", "https://acme.example/a", time.Now(), browserUA)       // 0 s after sending
 	click("m-burst", "https://acme.example/a", old, browserUA)              // first of a burst
 	click("m-burst", "https://acme.example/b", old, browserUA)              // second link within 1 s
-	click("m-burst", "https://acme.example/b", old, browserUA)              // same link again: still inside the burst
+	click("m-burst", "https://acme.example/b", old, browserUA)              // same link again within the hour: the same event, not written again
 	click("m-ua", "https://acme.example/a", old, "Mimecast Link Scanner/1") // scanner agent
 	click("m-ua2", "https://acme.example/a", old, "")                       // no agent at all
 	evs := s.events(t)
-	want := []string{reasonDeliveryDelay, "", reasonLinkBurst, reasonLinkBurst, "user_agent:mimecast", "user_agent:empty"}
+	want := []string{reasonDeliveryDelay, "", reasonLinkBurst, "user_agent:mimecast", "user_agent:empty"}
 	if len(evs) != len(want) {
 		t.Fatalf("got %d events, want %d", len(evs), len(want))
 	}
@@ -108,8 +109,11 @@ func TestEmailScannersAreFlagged(t *testing.T) {
 			t.Errorf("click %d: bot=%v reason %q, want %q", i, e.Bot, e.BotReason, want[i])
 		}
 	}
-	if n := counter(s.c.m.bots.WithLabelValues(reasonLinkBurst)); n != 2 {
-		t.Errorf("link_burst metric = %v, want 2", n)
+	if n := counter(s.c.m.bots.WithLabelValues(reasonLinkBurst)); n != 1 {
+		t.Errorf("link_burst metric = %v, want 1", n)
+	}
+	if n := counter(s.c.m.email.WithLabelValues("click", "repeat")); n != 1 {
+		t.Errorf("repeat metric = %v, want 1", n)
 	}
 }
 

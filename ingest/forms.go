@@ -213,6 +213,25 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 	if o := string(ctx.Request.Header.Peek("Origin")); o != "" {
 		allowCORS(ctx, o)
 	}
+	if gpc(ctx) {
+		// Global Privacy Control: nothing of the post is stored; the
+		// browser goes where it would have gone.
+		c.m.gpc.WithLabelValues("/f").Inc()
+		c.formDone(ctx, fields, keyID, origin)
+		return
+	}
+	if !c.server[keyID] {
+		if wait, limit, ok := c.limit(c.clientAddr(ctx), keyID, 2, time.Now()); !ok {
+			c.m.rejected.WithLabelValues("rate_limit").Inc()
+			ctx.Response.Header.Set("Retry-After", retryAfter(wait))
+			msg := "Too many submissions from your network just now. Please go back and send the form again in a minute."
+			if limit == limitRateKey {
+				msg = "Too many submissions just now. Please go back and send the form again in a minute."
+			}
+			htmlPage(ctx, fasthttp.StatusTooManyRequests, "Please try again", msg)
+			return
+		}
+	}
 
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	lead := leadFromFields(fields)
@@ -261,6 +280,13 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 		return
 	}
 	c.countEvents(events)
+	c.formDone(ctx, fields, keyID, origin)
+}
+
+// formDone sends the browser on after a form post: back to the site (303)
+// when the form or its page says where, else a thank-you page.
+func (c *Collector) formDone(ctx *fasthttp.RequestCtx, fields url.Values, keyID, origin string) {
+	ref := string(ctx.Request.Header.Referer())
 	if target := formRedirect(fields.Get(fieldRedirect), ref, origin, c.origins[keyID]); target != "" {
 		ctx.Response.Header.Set("Location", target)
 		ctx.SetStatusCode(fasthttp.StatusSeeOther)

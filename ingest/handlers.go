@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -47,6 +48,18 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 		allowCORS(ctx, origin)
 	}
 	single := call != "batch"
+	now := time.Now()
+	addr := c.clientAddr(ctx)
+	// A key in the Authorization header is known before the body is read:
+	// an address already over its limit is refused without decoding
+	// anything, unless it sends with a server key.
+	keyID := c.writeKey(ctx, "")
+	if !c.server[keyID] {
+		if wait, over := c.overIP(addr, now); over {
+			c.tooMany(ctx, wait, limitRateIP)
+			return
+		}
+	}
 	body, err := requestBody(ctx)
 	if err != nil {
 		c.badRequest(ctx, err, single)
@@ -60,20 +73,45 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 	// The events are garbage once the answer is written: every path below
 	// ends the request, and the records hold their own copy of the bytes.
 	defer b.Release()
-	r := &segment.Request{ReceivedAt: time.Now().UTC().Truncate(time.Millisecond), UserAgent: string(ctx.UserAgent()),
-		IP: c.clientIP(ctx), Browser: origin != ""}
-	if r.WriteKeyID = c.writeKey(ctx, b.WriteKey); r.WriteKeyID == "" {
+	if keyID == "" {
+		keyID = c.writeKey(ctx, b.WriteKey)
+	}
+	if keyID == "" {
 		c.unauthorized(ctx)
 		return
 	}
+	server := c.server[keyID]
+	r := &segment.Request{WriteKeyID: keyID, ReceivedAt: now.UTC().Truncate(time.Millisecond), UserAgent: string(ctx.UserAgent()),
+		IP: addrString(addr), Browser: origin != "", Server: server, MaxEventAge: c.cfg.MaxEventAge, AnonymizeIP: c.cfg.AnonymizeIP}
 	if origin != "" && !c.originAllowed(r.WriteKeyID, origin) {
 		c.m.rejected.WithLabelValues("origin").Inc()
 		httpapi.Error(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
 		return
 	}
+	if name == "import" && !server {
+		c.m.rejected.WithLabelValues("scope").Inc()
+		httpapi.Error(ctx, fasthttp.StatusForbidden, "/v1/import needs a server write key (server-write-keys): imports may be backdated and carry any event")
+		return
+	}
+	if gpc(ctx) {
+		// Global Privacy Control: the person asked not to be tracked.
+		// The SDK is told all is well (it must not retry), nothing is kept.
+		c.m.gpc.WithLabelValues("/v1").Inc()
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"success":true,"accepted":0,"gpc":true}`)
+		return
+	}
 	events, rejected, err := b.Events(r)
 	for _, rj := range rejected {
-		c.m.rejectedEvents.WithLabelValues(rejectReason(rj.Limit)).Inc()
+		c.m.rejectedEvents.WithLabelValues(rejectReason(rj.Limit, rj.Scope)).Inc()
+	}
+	if !server {
+		// Every request takes one event at least, so a flood of refused
+		// messages is limited too.
+		if wait, limit, ok := c.limit(addr, keyID, len(events), now); !ok {
+			c.tooMany(ctx, wait, limit)
+			return
+		}
 	}
 	if err != nil {
 		if rejected == nil {
@@ -131,7 +169,7 @@ func (c *Collector) refuseBatch(ctx *fasthttp.RequestCtx, err error, rejected []
 		eb.Limit = string(se.Limit)
 	}
 	eb.Fill(fasthttp.StatusBadRequest)
-	c.m.rejected.WithLabelValues(rejectReason(segment.Limit(eb.Limit))).Inc()
+	c.m.rejected.WithLabelValues(rejectReason(segment.Limit(eb.Limit), se != nil && se.Scope)).Inc()
 	httpapi.WriteJSON(ctx, fasthttp.StatusBadRequest, struct {
 		httpapi.ErrorBody
 		Accepted int                `json:"accepted"`
@@ -139,12 +177,24 @@ func (c *Collector) refuseBatch(ctx *fasthttp.RequestCtx, err error, rejected []
 	}{eb, 0, rejected})
 }
 
-// rejectReason is the metric label of a refusal for limit ("" = none hit).
-func rejectReason(limit segment.Limit) string {
-	if limit != "" {
+// rejectReason is the metric label of a refusal for limit ("" = none hit),
+// or for the key's scope.
+func rejectReason(limit segment.Limit, scope bool) string {
+	switch {
+	case limit != "":
 		return "limit"
+	case scope:
+		return "scope"
 	}
 	return "malformed"
+}
+
+// addrString is a's text, "" for none.
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 // write encodes events and waits until Kafka acknowledged every one.
@@ -287,18 +337,24 @@ func (c *Collector) unauthorized(ctx *fasthttp.RequestCtx) {
 }
 
 // badRequest answers 400 with err; a limit hit (a *segment.Error with its
-// limit set) is counted as such and named in the body's "limit". single says
-// the request is one call: its refusal counts one refused event too.
+// limit set) is counted as such and named in the body's "limit". A message
+// only a server key may send is answered 403. single says the request is
+// one call: its refusal counts one refused event too.
 func (c *Collector) badRequest(ctx *fasthttp.RequestCtx, err error, single bool) {
 	var limit segment.Limit
+	var scope bool
 	var se *segment.Error
 	if errors.As(err, &se) {
-		limit = se.Limit
+		limit, scope = se.Limit, se.Scope
 	}
-	reason := rejectReason(limit)
+	reason := rejectReason(limit, scope)
 	c.m.rejected.WithLabelValues(reason).Inc()
 	if single {
 		c.m.rejectedEvents.WithLabelValues(reason).Inc()
 	}
-	httpapi.WriteError(ctx, fasthttp.StatusBadRequest, httpapi.ErrorBody{Error: err.Error(), Limit: string(limit)})
+	code := fasthttp.StatusBadRequest
+	if scope {
+		code = fasthttp.StatusForbidden
+	}
+	httpapi.WriteError(ctx, code, httpapi.ErrorBody{Error: err.Error(), Limit: string(limit)})
 }

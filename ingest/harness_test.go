@@ -22,6 +22,7 @@ import (
 const (
 	testKey       = "site-key"
 	testOtherKey  = "other-key"
+	testServerKey = "server-key"
 	testTokenKeys = "k2:new-secret-0123456789,k1:old-secret-0123456789"
 )
 
@@ -36,15 +37,22 @@ type server struct {
 
 func startServer(t *testing.T, mod func(*Config)) *server {
 	t.Helper()
+	return startServerLog(t, mod, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startServerLog is startServer with the collector logging to log.
+func startServerLog(t *testing.T, mod func(*Config), log *slog.Logger) *server {
+	t.Helper()
 	// One partition: events read back in the order the requests were made.
+	// 10 s for Kafka: the idempotent producer's first contact can take
+	// seconds on a loaded machine, and a 503 then would fail the test.
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "leadstream.events"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
 	brokers := cluster.ListenAddrs()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := stream.NewProducer(context.Background(), stream.ProducerConfig{Brokers: brokers, Topic: "leadstream.events", Timeout: 2 * time.Second}, log, nil)
+	p, err := stream.NewProducer(context.Background(), stream.ProducerConfig{Brokers: brokers, Topic: "leadstream.events", Timeout: 10 * time.Second}, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +62,7 @@ func startServer(t *testing.T, mod func(*Config)) *server {
 		t.Fatal(err)
 	}
 	cfg := Config{Kafka: stream.Config{Brokers: brokers, TopicPrefix: "leadstream.", Partitions: 1}, HTTPAddr: "127.0.0.1:0",
-		WriteKeys: []string{testKey, testOtherKey}, ProduceTimeout: 2 * time.Second, TokenKeys: keys,
+		WriteKeys: []string{testKey, testOtherKey}, ServerWriteKeys: []string{testServerKey}, ProduceTimeout: 10 * time.Second, TokenKeys: keys,
 		CORSOrigins:     map[string][]string{testOtherKey: {"https://www.acme.example", "https://*.shop.example"}},
 		ScannerMinDelay: 5 * time.Second, ScannerBurst: time.Second}
 	if mod != nil {
@@ -105,7 +113,7 @@ const browserUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, li
 func (s *server) events(t *testing.T) []event.Event {
 	t.Helper()
 	marker := fmt.Sprintf("marker-%d", rand.Uint64())
-	if res, body := s.do(t, "POST", "/v1/track", `{"userId":"m","event":"Marker","messageId":"`+marker+`"}`, "Authorization: Basic "+basic(testKey)); res.StatusCode != 200 {
+	if res, body := s.do(t, "POST", "/v1/track", `{"userId":"m","event":"Marker","messageId":"`+marker+`"}`, "Authorization: Basic "+basic(testServerKey)); res.StatusCode != 200 {
 		t.Fatalf("marker: %d %s", res.StatusCode, body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

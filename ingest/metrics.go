@@ -25,6 +25,7 @@ type metrics struct {
 	duration       *prometheus.HistogramVec
 	email          *prometheus.CounterVec
 	bots           *prometheus.CounterVec
+	gpc            *prometheus.CounterVec
 	handler        fasthttp.RequestHandler
 }
 
@@ -56,25 +57,31 @@ func newMetrics(reg prometheus.Registerer, produceTimeout time.Duration) *metric
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_requests_total", Help: "HTTP requests by endpoint and status code."}, []string{"endpoint", "code"}),
 		events:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_events_total", Help: "Events accepted and acknowledged by Kafka, by type."}, []string{"type"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_total", Help: "Requests refused, by reason (auth, limit, malformed, origin, unavailable)."}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_total",
+			Help: "Requests refused, by reason (auth, limit, malformed, origin, scope, rate_limit, connections, unavailable)."}, []string{"reason"}),
 		rejectedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_rejected_events_total",
-			Help: "Segment calls refused for their content, by reason (limit, malformed): each message of a batch refused alone or with its batch, and each single call answered 400."}, []string{"reason"}),
+			Help: "Segment calls refused for their content, by reason (limit, malformed, scope: only a server write key may send it): each message of a batch refused alone or with its batch, and each single call answered 400 or 403."}, []string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "leadstream_collector_request_duration_seconds", Help: "Request duration, Kafka acknowledgement included.",
 			Buckets: durationBuckets(produceTimeout)}, []string{"endpoint"}),
 		email: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_email_requests_total",
-			Help: "Email open (pixel) and click requests by result: recorded, invalid_token (forged, altered or unknown key: nothing recorded), unavailable (Kafka did not acknowledge)."}, []string{"kind", "result"}),
+			Help: "Email open (pixel) and click requests by result: recorded, repeat (same link within the hour: not written again), invalid_token (forged, altered or unknown key), expired, gpc (Sec-GPC: 1), rate_limited (these four: nothing recorded), unavailable (Kafka did not acknowledge)."}, []string{"kind", "result"}),
 		bots: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_bot_events_total",
 			Help: "Accepted events flagged as bot traffic (stored, never scored), by rule: user_agent, email_delivery_delay, link_burst."}, []string{"reason"}),
+		gpc: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_gpc_requests_total",
+			Help: "Requests with Sec-GPC: 1 (Global Privacy Control), answered as usual with nothing stored, by endpoint (/v1, /o, /c, /f)."}, []string{"endpoint"}),
 		handler: func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusNotFound) },
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.rejected, m.rejectedEvents, m.duration, m.email, m.bots)
+		reg.MustRegister(m.requests, m.events, m.rejected, m.rejectedEvents, m.duration, m.email, m.bots, m.gpc)
 	}
-	for _, r := range []string{"limit", "malformed"} {
+	for _, r := range []string{"limit", "malformed", "scope"} {
 		m.rejectedEvents.WithLabelValues(r)
 	}
+	for _, r := range []string{"rate_limit", "connections", "scope"} {
+		m.rejected.WithLabelValues(r)
+	}
 	for _, k := range []string{"open", "click"} {
-		for _, r := range []string{"recorded", "invalid_token", "unavailable"} {
+		for _, r := range []string{"recorded", "repeat", "invalid_token", "expired", "gpc", "rate_limited", "unavailable"} {
 			m.email.WithLabelValues(k, r)
 		}
 	}

@@ -32,6 +32,10 @@ func TestShortPaths(t *testing.T) {
 			!strings.Contains(allow, "authorization") || !strings.Contains(allow, "x-retry-count") || !strings.Contains(allow, "x-site-header") {
 			t.Fatalf("OPTIONS %s: %d %v", path, res.StatusCode, res.Header)
 		}
+		auth := auth
+		if path == "/v1/a" {
+			auth = "Authorization: " + mustBasic(testServerKey) // alias: server keys only
+		}
 		res, got := s.do(t, "POST", path, body, "Content-Type: text/plain", "Origin: "+origin, auth)
 		if res.StatusCode != 200 || got != `{"success":true,"accepted":1}` {
 			t.Fatalf("POST %s: %d %s", path, res.StatusCode, got)

@@ -108,7 +108,7 @@ func (c *Collector) apiHost(ctx *fasthttp.RequestCtx) (host, protocol string, er
 		return "", "", fmt.Errorf("Host %q is not a host[:port]; set collector.public-url (LEADSTREAM_PUBLIC_URL)", h)
 	}
 	protocol = "http"
-	if ctx.IsTLS() || (c.cfg.TrustForwarded && strings.EqualFold(string(ctx.Request.Header.Peek("X-Forwarded-Proto")), "https")) {
+	if ctx.IsTLS() || c.forwardedHTTPS(ctx) {
 		protocol = "https"
 	}
 	return h + "/v1", protocol, nil

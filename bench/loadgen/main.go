@@ -3,8 +3,11 @@
 // generator of leadstream's benchmarks (a fasthttp client, so figures do not
 // depend on tools that may not be installed).
 //
-//	go run ./bench/loadgen -url http://127.0.0.1:8080 -key dev-write-key -c 64 -d 10s -batch 50
+//	go run ./bench/loadgen -url http://127.0.0.1:8080 -key dev-server-key -c 64 -d 10s -batch 50
 //
+// The key must be a server write key (leadstream dev's is dev-server-key):
+// the events are email clicks, which browser keys may not send, and server
+// keys are not rate limited.
 // Every event has a unique messageId, so each one is accepted and counted.
 // Only loopback or explicitly given addresses are targeted; the run is bounded
 // by -d.
@@ -27,7 +30,7 @@ import (
 func main() {
 	var (
 		base     = flag.String("url", "http://127.0.0.1:8080", "collector base URL")
-		key      = flag.String("key", "dev-write-key", "write key")
+		key      = flag.String("key", "dev-server-key", "server write key")
 		conns    = flag.Int("c", 64, "concurrent keep-alive connections")
 		dur      = flag.Duration("d", 10*time.Second, "duration of the measured run")
 		warmup   = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up before the run")

@@ -54,6 +54,9 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if len(icfg.WriteKeys) == 0 && len(icfg.ServerWriteKeys) == 0 {
+		icfg.ServerWriteKeys = []string{"dev-server-key"}
+	}
 	if len(icfg.WriteKeys) == 0 {
 		icfg.WriteKeys = []string{"dev-write-key"}
 	}
@@ -191,7 +194,8 @@ leadstream dev is running (Ctrl-C stops it; data in %s)
   kafka                 %v   topics %s, %s, %s
   redis                 %s
   clickhouse (native)   %s   database %s
-  write key             %s
+  write key             %s   (browser key: public, in pages)
+  server write keys     %s   (may also send Deal Won, email events, alias, /v1/import, old events)
   secret key            %s
 
 Try it:
@@ -211,9 +215,21 @@ Try it:
     AnalyticsBrowser.load({ writeKey: '%s', cdnURL: '%s' })
 
 `, dir, base, base, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
-		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], secretKeyHint(icfg.SecretKey),
+		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], serverKeysHint(icfg.ServerWriteKeys), secretKeyHint(icfg.SecretKey),
 		icfg.WriteKeys[0], base, secretKeyHint(icfg.SecretKey), base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
 		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base, icfg.WriteKeys[0], base)
+}
+
+// serverKeysHint shows the dev server key for copy-paste; other keys are
+// secrets and are not printed.
+func serverKeysHint(keys []string) string {
+	switch {
+	case len(keys) == 1 && keys[0] == "dev-server-key":
+		return keys[0]
+	case len(keys) == 0:
+		return "none (set LEADSTREAM_SERVER_WRITE_KEYS)"
+	}
+	return fmt.Sprintf("%d configured", len(keys))
 }
 
 // devSecretKey is the lead API's key in dev mode when none is set.

@@ -43,8 +43,9 @@ type pipeline struct {
 }
 
 const (
-	testWriteKey = "e2e-write-key"
-	testSecret   = "e2e-secret"
+	testWriteKey   = "e2e-write-key" // a server key: the tests send as a backend does (backdated, email, deals)
+	testBrowserKey = "e2e-browser-key"
+	testSecret     = "e2e-secret"
 )
 
 func startPipeline(t *testing.T) *pipeline {
@@ -74,8 +75,8 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	col, err := newCollector(ingest.Config{Kafka: kcfg, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{testWriteKey}, SecretKey: testSecret,
-		ProduceTimeout: 5 * time.Second}, producer, store, rules, log, reg)
+	col, err := newCollector(ingest.Config{Kafka: kcfg, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{testBrowserKey}, ServerWriteKeys: []string{testWriteKey},
+		SecretKey: testSecret, ProduceTimeout: 5 * time.Second, MaxEventAge: 24 * time.Hour, AnonymizeIP: true}, producer, store, rules, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

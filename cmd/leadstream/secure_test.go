@@ -56,7 +56,7 @@ func newSecureEnv(t *testing.T) *secureEnv {
 	e := &secureEnv{dir: t.TempDir(), secrets: map[string]string{}, files: map[string]string{},
 		prefix: fmt.Sprintf("sec%d.", rand.Uint32()), db: fmt.Sprintf("sec_%d", rand.Uint32())}
 	e.bin = buildLeadstream(t, e.dir)
-	for _, name := range []string{"kafka", "redis-collector", "redis-processor", "clickhouse", "secret-key", "token-keys", "write-keys"} {
+	for _, name := range []string{"kafka", "redis-collector", "redis-processor", "clickhouse", "secret-key", "token-keys", "write-keys", "server-write-keys"} {
 		v := fmt.Sprintf("%s-%016x", name, rand.Uint64())
 		switch name {
 		case "token-keys":
@@ -120,6 +120,7 @@ func (e *secureEnv) env(role string) map[string]string {
 		"LEADSTREAM_PROCESSOR_MAX_WAIT":        "10ms",
 		"LEADSTREAM_SINK_FLUSH_INTERVAL":       "100ms",
 		"LEADSTREAM_WRITE_KEYS_FILE":           e.files["write-keys"],
+		"LEADSTREAM_SERVER_WRITE_KEYS_FILE":    e.files["server-write-keys"],
 		"LEADSTREAM_SECRET_KEY_FILE":           e.files["secret-key"],
 		"LEADSTREAM_TOKEN_KEYS_FILE":           e.files["token-keys"],
 		"LEADSTREAM_LOG_LEVEL":                 "debug",
@@ -270,7 +271,8 @@ func TestSecurePipeline(t *testing.T) {
 	snk := e.start(t, "sink", e.env("sink"))
 	proc.waitReady(t)
 	snk.waitReady(t)
-	writeKey, secretKey := strings.Split(e.secrets["write-keys"], ",")[0], e.secrets["secret-key"]
+	// The server key: the batch holds an email click, as a sending system posts it.
+	writeKey, secretKey := e.secrets["server-write-keys"], e.secrets["secret-key"]
 
 	sfx := fmt.Sprintf("%d", rand.Uint32())
 	lead, anon := "lead-"+sfx+"@example.com", "anon-"+sfx

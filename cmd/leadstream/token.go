@@ -12,15 +12,17 @@ import (
 )
 
 const tokenUsage = `usage:
-  leadstream token open  --lead ID --campaign C --message M [--sent-at TIME] [--public-url URL]
-  leadstream token click --lead ID --campaign C --message M --url TARGET [--sent-at TIME] [--public-url URL]
+  leadstream token open  --lead ID --campaign C --message M [--sent-at TIME] [--ttl DURATION] [--public-url URL]
+  leadstream token click --lead ID --campaign C --message M --url TARGET [--sent-at TIME] [--ttl DURATION] [--public-url URL]
   leadstream token verify TOKEN_OR_URL
 
 Prints the email-open pixel URL (/o/{token}.gif) or the click URL (/c/{token}),
 signed with the first key of LEADSTREAM_TOKEN_KEYS (kid:secret,…). --base is
 accepted for --public-url (env LEADSTREAM_PUBLIC_URL). --sent-at (RFC 3339,
 default now) is when the message goes out: opens and clicks sooner after it
-than collector.scanner-min-delay are flagged as scanner traffic.`
+than collector.scanner-min-delay are flagged as scanner traffic. --ttl
+(default 4320h, 180 days) is how long from now the link counts: later, a
+click still redirects but nothing is recorded.`
 
 // runToken mints (or checks) email tracking links for sending systems that
 // do not use the Go API (package ingest/token).
@@ -52,6 +54,7 @@ func runToken(args []string) error {
 	fs.StringVar(&c.Message, "message", "", "message id (one send of one email to one lead)")
 	fs.StringVar(&c.URL, "url", "", "click target (click only)")
 	sentAt := fs.String("sent-at", "", "when the message is sent, RFC 3339 (default now)")
+	ttl := fs.Duration("ttl", token.DefaultTTL, "how long from now opens and clicks of the link count")
 	if err := parse(fs, baseAlias(args)); err != nil {
 		return err
 	}
@@ -62,7 +65,11 @@ func runToken(args []string) error {
 	if sub == "verify" {
 		return verifyToken(kr, tok)
 	}
+	if *ttl <= 0 {
+		return errors.New("--ttl must be > 0")
+	}
 	c.SentAt = time.Now()
+	c.Expires = c.SentAt.Add(*ttl)
 	if *sentAt != "" {
 		if c.SentAt, err = time.Parse(time.RFC3339, *sentAt); err != nil {
 			return fmt.Errorf("--sent-at: want RFC 3339 (2026-11-22T09:00:00Z): %w", err)
@@ -106,7 +113,8 @@ func verifyToken(kr *token.Keyring, s string) error {
 		s = s[i+3:]
 	}
 	c, err := kr.Verify(s)
-	if err != nil {
+	expired := errors.Is(err, token.ErrExpired)
+	if err != nil && !expired {
 		return err
 	}
 	kind := "open"
@@ -119,6 +127,10 @@ func verifyToken(kr *token.Keyring, s string) error {
 	}
 	if !c.SentAt.IsZero() {
 		fmt.Printf("  sent at   %s\n", c.SentAt.Format(time.RFC3339))
+	}
+	fmt.Printf("  expires   %s\n", c.Expires.Format(time.RFC3339))
+	if expired {
+		return fmt.Errorf("the token expired at %s: opens and clicks of it are not recorded", c.Expires.Format(time.RFC3339))
 	}
 	return nil
 }

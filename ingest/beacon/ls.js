@@ -112,8 +112,9 @@
     sending = 1;
     fetch(endpoint, { method: 'POST', body: body, keepalive: small, credentials: 'include' })
       .then(function (r) {
-        // 4xx will not get better by retrying (bad key, origin, limit): drop.
-        if (r.status < 500) return drop(batch);
+        // 4xx will not get better by retrying (bad key, origin, limit): drop;
+        // 429 (a rate limit) will, with the backoff below.
+        if (r.status < 500 && r.status != 429) return drop(batch);
         throw r;
       })
       .then(function () {

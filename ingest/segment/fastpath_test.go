@@ -88,11 +88,20 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"type":"track","userId":"u","event":"e","context":{"ip":5}}`))
 	f.Add([]byte(`{"type":"track","userId":"u","event":"e","timestamp":"1970-01-01T00:00:01Z","sentAt":"1970-01-01T00:00:02Z"}`))
 	f.Add([]byte(`{"type":"track","userId":"u","event":"e","timestamp":"2026-11-22T16:39:58Z","sentAt":"9999-01-01T00:00:00Z"}`))
-	r := &Request{WriteKeyID: "wk", ReceivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC), IP: "192.0.2.1", UserAgent: "ua"}
+	f.Add([]byte(`{"type":"identify","userId":"x","traits":{"n":1e400,"m":[1,{"a b":-2e308}]}}`))
+	f.Add([]byte(`{"type":"track","userId":"x","event":"e","properties":{"\u00e9\"":[1e999]}}`))
+	f.Add([]byte(`{"type":"alias","userId":"u","previousId":"a"}`))
+	f.Add([]byte(`{"type":"track","userId":"u","event":"Email Opened","context":{"ip":"2001:db8:1:2::7","IP":"198.51.100.7:443"}}`))
+	f.Add([]byte(`{"type":"track","userId":"u","event":"e","timestamp":"2026-11-20T16:39:58Z"}`))
+	f.Add([]byte(`{"type":"page","anonymousId":"a","context":{"ip":"fe80::1%eth0","x":1}}`))
+	// A server SDK (relaying its visitor's context.ip, any event, any age)
+	// and a browser (anonymized addresses, at most a day back).
+	r := &Request{WriteKeyID: "wk", ReceivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC), IP: "192.0.2.1", UserAgent: "ua", Server: true}
 	browser := *r
-	browser.Browser = true
+	browser.Browser, browser.Server, browser.MaxEventAge, browser.AnonymizeIP = true, false, 24*time.Hour, true
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if !jsonx.Valid(b) {
+		valid, large := jsonx.Check(b)
+		if !valid {
 			return
 		}
 		check := func(what string, e *event.Event, err error, we *event.Event, werr error) {
@@ -105,7 +114,7 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 			}
 		}
 		for _, force := range []string{"track", "page", "screen", "identify", "alias", "group"} {
-			e, err := decodeAndMap(b, single(force), force, r, nil)
+			e, err := decodeAndMap(b, large, single(force), force, r, nil)
 			we, werr := refDecodeMessage(b, force, force, r, nil)
 			check(force, e, err, we, werr)
 		}
@@ -118,7 +127,7 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 				}
 			}
 			for _, req := range []*Request{r, &browser} {
-				e, err := decodeAndMap(b, loc{index: 0}, "", req, bc)
+				e, err := decodeAndMap(b, large, loc{index: 0}, "", req, bc)
 				we, werr := refDecodeMessage(b, "batch[0]", "", req, rb)
 				check(fmt.Sprintf("batch context %d, browser %v", i, req.Browser), e, err, we, werr)
 			}

@@ -130,11 +130,22 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	if e.AnonymousID == "" && e.LeadID == "" {
 		return nil, errField(at.String(), "userId or anonymousId is required")
 	}
+	if !r.Server {
+		if err := browserScope(e, at); err != nil {
+			return nil, err
+		}
+	}
 	if c != nil {
 		applyContext(e, c)
 	}
 	if r.Browser || e.IP == "" {
 		e.IP = r.IP
+	}
+	if r.AnonymizeIP {
+		e.IP = AnonymizeIP(e.IP)
+		if c != nil && c.IP != "" {
+			ctxRaw = anonymizeContextIP(ctxRaw, c.IP)
+		}
 	}
 	e.UserAgent = firstNonEmpty(e.UserAgent, r.UserAgent)
 	if e.Type == event.PageView {
@@ -149,6 +160,11 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	}
 	if e.EventTime, e.OriginalTimestamp, err = eventTime(m, sentAt, batchSentAt, r.ReceivedAt, at); err != nil {
 		return nil, err
+	}
+	if !r.Server && r.MaxEventAge > 0 {
+		if age := r.ReceivedAt.Sub(e.EventTime); age > r.MaxEventAge {
+			return nil, errTooOld(m, at, age, r.MaxEventAge)
+		}
 	}
 	e.Context, e.Integrations = compactObject(ctxRaw), compactObject(m.Integrations)
 	e.ID = m.MessageID

@@ -9,8 +9,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +30,15 @@ type refBatch struct {
 func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBatch) (*event.Event, error) {
 	if len(raw) > MaxEventBytes {
 		return nil, errField(where, "event is %d bytes, over the limit of 32 KB (%d bytes) per event", len(raw), MaxEventBytes)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		// Valid JSON that does not decode: a number too large for a float64.
+		path, num, ok := refNonFinite(raw)
+		if !ok || err.Error() != "json: cannot unmarshal number "+num+" into Go value of type float64" {
+			panic(fmt.Sprintf("reference: %q: %v, found %q %v", raw, err, num, ok))
+		}
+		return nil, errNonFinite(where+path, num)
 	}
 	var m message // its JSON fields; the fast decoder's own are left unset
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -139,6 +151,11 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 	if e.AnonymousID == "" && e.LeadID == "" {
 		return nil, errField(where, "userId or anonymousId is required")
 	}
+	if !r.Server {
+		if err := browserScope(e, refLoc(where)); err != nil {
+			return nil, err
+		}
+	}
 	if c != nil {
 		e.IP, e.UserAgent = c.IP, c.UserAgent
 		if p := c.Page; p != nil {
@@ -154,6 +171,21 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 	}
 	if r.Browser || e.IP == "" {
 		e.IP = r.IP // a browser's connection wins over what its page says
+	}
+	if r.AnonymizeIP {
+		e.IP = refAnonymize(e.IP)
+		if c != nil && c.IP != "" {
+			var parts [][]byte
+			for _, m := range refMembers(ctxRaw) {
+				if !strings.EqualFold(m.key, "ip") {
+					parts = append(parts, m.raw)
+				}
+			}
+			if a := refAnonymize(c.IP); a != "" {
+				parts = append(parts, []byte(`"ip":"`+a+`"`))
+			}
+			ctxRaw = append(append([]byte{'{'}, bytes.Join(parts, []byte{','})...), '}')
+		}
 	}
 	if e.UserAgent == "" {
 		e.UserAgent = r.UserAgent
@@ -175,6 +207,9 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 	}
 	if e.EventTime, e.OriginalTimestamp, err = refEventTime(&m, sentAt, sentField, r.ReceivedAt, where); err != nil {
 		return nil, err
+	}
+	if !r.Server && r.MaxEventAge > 0 && r.ReceivedAt.Sub(e.EventTime) > r.MaxEventAge {
+		return nil, errTooOld(&m, refLoc(where), r.ReceivedAt.Sub(e.EventTime), r.MaxEventAge)
 	}
 	e.Context, e.Integrations = refCompact(ctxRaw), refCompact(m.Integrations)
 	e.ID = m.MessageID
@@ -329,6 +364,111 @@ func refFillFromURL(e *event.Event) {
 	e.UTMContent = firstNonEmpty(e.UTMContent, q.Get("utm_content"))
 	if e.Campaign == "" {
 		e.Campaign = e.UTMCampaign
+	}
+}
+
+// refLoc is the loc whose String is where ("batch[0]" or a call's type).
+func refLoc(where string) loc {
+	if rest, ok := strings.CutPrefix(where, "batch["); ok {
+		n, _ := strconv.Atoi(strings.TrimSuffix(rest, "]"))
+		return loc{index: n}
+	}
+	return single(where)
+}
+
+// refAnonymize is AnonymizeIP written with net.IP masks.
+func refAnonymize(s string) string {
+	ip := net.ParseIP(s)
+	if ip == nil {
+		host, _, err := net.SplitHostPort(s)
+		if err != nil {
+			return ""
+		}
+		if ip = net.ParseIP(host); ip == nil {
+			return ""
+		}
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4.Mask(net.CIDRMask(24, 32)).String()
+	}
+	return ip.Mask(net.CIDRMask(48, 128)).String()
+}
+
+// refNonFinite finds the first number that does not fit a float64 with
+// encoding/json's tokenizer, and its path as nonFinite writes it.
+func refNonFinite(raw []byte) (path, num string, found bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	type level struct {
+		obj    bool
+		n      int    // elements or members seen
+		key    string // the current member's key
+		expKey bool   // an object expecting a key next
+	}
+	var stack []*level
+	pathOf := func() string {
+		var sb strings.Builder
+		for _, l := range stack {
+			if l.obj {
+				plain := len(l.key) > 0 && len(l.key) <= 64
+				for _, c := range []byte(l.key) {
+					if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '$') {
+						plain = false
+					}
+				}
+				if plain {
+					sb.WriteString("." + l.key)
+				} else {
+					k := l.key
+					if len(k) > 64 {
+						k = k[:64] + "..."
+					}
+					sb.WriteString("[" + strconv.Quote(k) + "]")
+				}
+			} else {
+				sb.WriteString("[" + strconv.Itoa(l.n-1) + "]")
+			}
+		}
+		return sb.String()
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", "", false
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '}' || d == ']' {
+				stack = stack[:len(stack)-1]
+				if len(stack) > 0 && stack[len(stack)-1].obj {
+					stack[len(stack)-1].expKey = true
+				}
+				continue
+			}
+			if top != nil && !top.obj {
+				top.n++
+			}
+			stack = append(stack, &level{obj: d == '{', expKey: d == '{'})
+			continue
+		}
+		if top != nil && top.obj && top.expKey {
+			top.key, top.expKey = tok.(string), false
+			continue
+		}
+		if top != nil && !top.obj {
+			top.n++
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return pathOf(), string(n), true
+			}
+		}
+		if top != nil && top.obj {
+			top.expKey = true
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ package segment
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -51,6 +52,9 @@ type Error struct {
 	Field string
 	Msg   string
 	Limit Limit // "" = not a limit
+	// Scope: the message is well formed, but only a server write key may
+	// send it (Request.Server); a browser key sent it.
+	Scope bool
 }
 
 func (e *Error) Error() string {
@@ -103,12 +107,25 @@ func Call(name string) (call string, ok bool) {
 type Request struct {
 	WriteKeyID string    // the authenticated write key's id
 	ReceivedAt time.Time // the collector's clock when the body was read, UTC, whole milliseconds
-	IP         string    // the connection's address (or the trusted proxy's X-Forwarded-For)
+	IP         string    // the client's address: the connection's, or what trusted proxies forwarded
 	UserAgent  string    // the request's User-Agent header
 	// Browser says the request came from a browser (it has an Origin):
 	// then IP wins over a context.ip, which a page can set to anything.
 	// Server SDKs may relay their visitor's address in context.ip.
 	Browser bool
+	// Server says the write key is a server key. A browser key (write keys
+	// are public: every page that runs the beacon holds one) may not send
+	// what would forge revenue, email engagement or identities: "Deal Won",
+	// "Email Opened" and "Email Link Clicked" tracks, alias calls, and
+	// events whose event time is more than MaxEventAge before ReceivedAt;
+	// each such message is refused alone (an *Error with Scope set).
+	Server bool
+	// MaxEventAge bounds how far back a browser key may date an event
+	// (its event time, after the clock-skew correction); 0 = no bound.
+	MaxEventAge time.Duration
+	// AnonymizeIP cuts the client address kept on each event, and the
+	// context.ip kept in its context, to its network (AnonymizeIP).
+	AnonymizeIP bool
 }
 
 // Rejected is a message of a batch refused alone: its place in the batch,
@@ -118,6 +135,7 @@ type Rejected struct {
 	MessageID string `json:"messageId"`
 	Error     string `json:"error"`
 	Limit     Limit  `json:"limit,omitempty"`
+	Scope     bool   `json:"-"` // refused only for the key's scope (Error.Scope)
 }
 
 // Body is a request body that passed Parse.
@@ -128,6 +146,7 @@ type Body struct {
 
 	call  string // "batch" or the type of the one call
 	raw   []byte // the whole body
+	large bool   // the body may hold a number too large for a float64 (jsonx.Check)
 	msg   *message
 	batch batch
 	bctx  batchContext
@@ -139,14 +158,15 @@ type Body struct {
 // A body it refuses is malformed or over a limit (a *Error). Parse keeps
 // sub-slices of body: body must not change until Release.
 func Parse(body []byte, call string) (*Body, error) {
-	if !jsonx.Valid(body) {
+	valid, large := jsonx.Check(body)
+	if !valid {
 		var v any
 		if err := json.Unmarshal(body, &v); err != nil {
 			return nil, &Error{Msg: fmt.Sprintf("malformed JSON: %v", err)}
 		}
 		return nil, &Error{Msg: "malformed JSON"}
 	}
-	b := &Body{call: call, raw: body}
+	b := &Body{call: call, raw: body, large: large}
 	if call == "batch" {
 		var err error
 		if b.batch, err = decodeBatch(body); err != nil {
@@ -195,9 +215,12 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 	if b.call != "batch" {
 		var e *event.Event
 		if b.msg != nil {
+			if err := checkFinite(b.raw, b.large, single(b.call)); err != nil {
+				return nil, nil, err
+			}
 			e, err = mapMessage(b.msg, b.raw, single(b.call), b.call, r, nil)
 		} else {
-			e, err = decodeAndMap(b.raw, single(b.call), b.call, r, nil)
+			e, err = decodeAndMap(b.raw, b.large, single(b.call), b.call, r, nil)
 		}
 		if err != nil {
 			return nil, nil, err
@@ -205,10 +228,17 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		b.events = append(b.events[:0], e)
 		return b.events, nil, nil
 	}
+	if b.large {
+		// The batch's context is merged into every message: a number in
+		// it that no float64 holds refuses them all.
+		if path, num, ok := nonFinite(b.batch.Context); ok {
+			return nil, nil, errNonFinite("context"+path, num)
+		}
+	}
 	msgs := b.batch.Batch
 	b.events = make([]*event.Event, 0, len(msgs))
 	for i, raw := range msgs {
-		e, err := decodeAndMap(raw, loc{index: i}, "", r, &b.bctx)
+		e, err := decodeAndMap(raw, b.large, loc{index: i}, "", r, &b.bctx)
 		if b.bctx.added > MaxBatchBytes {
 			// The events made so far stay in b.events for Release.
 			return nil, nil, &Error{Field: "context", Limit: LimitBatchSize,
@@ -217,7 +247,7 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		if err != nil {
 			rj := Rejected{Index: i, MessageID: messageID(raw), Error: err.Error()}
 			if fe, ok := err.(*Error); ok {
-				rj.Limit = fe.Limit
+				rj.Limit, rj.Scope = fe.Limit, fe.Scope
 			}
 			rejected = append(rejected, rj)
 			continue
@@ -225,7 +255,8 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		b.events = append(b.events, e)
 	}
 	if len(b.events) == 0 && len(rejected) > 0 {
-		err = &Error{Field: "batch", Msg: fmt.Sprintf("none of its %d messages is valid (see rejected)", len(rejected)), Limit: commonLimit(rejected)}
+		err = &Error{Field: "batch", Msg: fmt.Sprintf("none of its %d messages is valid (see rejected)", len(rejected)), Limit: commonLimit(rejected),
+			Scope: !slices.ContainsFunc(rejected, func(r Rejected) bool { return !r.Scope })}
 	}
 	return b.events, rejected, err
 }
@@ -269,12 +300,16 @@ func (b *Body) Release() {
 }
 
 // decodeAndMap decodes one call that passed jsonx.Valid (alone or as part
-// of its request body) and maps it onto an event. forceType is set by the
-// single-call endpoints (/v1/track …), which imply the type; bc is the
-// batch's context and sentAt (nil for a single call).
-func decodeAndMap(raw []byte, at loc, forceType string, r *Request, bc *batchContext) (*event.Event, error) {
+// of its request body) and maps it onto an event. large is what jsonx.Check
+// said of the body it is part of. forceType is set by the single-call
+// endpoints (/v1/track …), which imply the type; bc is the batch's context
+// and sentAt (nil for a single call).
+func decodeAndMap(raw []byte, large bool, at loc, forceType string, r *Request, bc *batchContext) (*event.Event, error) {
 	if len(raw) > MaxEventBytes {
 		return nil, ErrEventSize(at.String(), len(raw))
+	}
+	if err := checkFinite(raw, large, at); err != nil {
+		return nil, err
 	}
 	m := getMessage()
 	defer putMessage(m)

@@ -15,10 +15,10 @@ import (
 
 func TestDecodeMessage(t *testing.T) {
 	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	r := &Request{WriteKeyID: "wk_1", ReceivedAt: now, IP: "192.0.2.1", UserAgent: "ua-header"}
+	r := &Request{WriteKeyID: "wk_1", ReceivedAt: now, IP: "192.0.2.1", UserAgent: "ua-header", Server: true}
 	f := func(forceType, body string, check func(e *event.Event) bool) {
 		t.Helper()
-		e, err := decodeAndMap([]byte(body), single("m"), forceType, r, nil)
+		e, err := decodeAndMap([]byte(body), false, single("m"), forceType, r, nil)
 		if err != nil {
 			t.Fatalf("decode %s: %v", body, err)
 		}
@@ -67,10 +67,11 @@ func TestDecodeMessage(t *testing.T) {
 }
 
 func TestDecodeMessageErrors(t *testing.T) {
-	r := &Request{WriteKeyID: "wk_1", ReceivedAt: time.Now()}
+	r := &Request{WriteKeyID: "wk_1", ReceivedAt: time.Now(), Server: true}
 	f := func(forceType, body, want string) {
 		t.Helper()
-		_, err := decodeAndMap([]byte(body), single("m"), forceType, r, nil)
+		_, large := jsonx.Check([]byte(body)) // false for invalid JSON, which the decoder refuses
+		_, err := decodeAndMap([]byte(body), large, single("m"), forceType, r, nil)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("decode %s = %v, want error containing %q", body, err, want)
 		}
@@ -93,6 +94,7 @@ func TestDecodeMessageErrors(t *testing.T) {
 	f("track", `{"userId":"u","event":"Deal Won","properties":{"revenue":"lots"}}`, "revenue: must be a number")
 	f("alias", `{"userId":"u"}`, "alias needs both userId and previousId")
 	f("track", `{"userId":"u",`, "malformed JSON")
+	f("identify", `{"userId":"x","traits":{"n":1e400}}`, "m.traits.n: the number 1e400 is not finite as a 64-bit float")
 	f("track", `{"userId":"u","event":"x","properties":{"p":"`+strings.Repeat("x", MaxEventBytes)+`"}}`, "over the limit of 32 KB")
 }
 
@@ -271,7 +273,7 @@ func TestBatchContext(t *testing.T) {
 
 // The campaign of a call without a page: context.campaign.name, for every type.
 func TestCampaignWithoutURL(t *testing.T) {
-	r := &Request{WriteKeyID: "wk", ReceivedAt: time.Now().UTC()}
+	r := &Request{WriteKeyID: "wk", ReceivedAt: time.Now().UTC(), Server: true} // an ESP relaying its clicks
 	for _, call := range []string{"track", "identify", "page", "group"} {
 		body := `{"userId":"u","event":"Email Link Clicked","groupId":"g","context":{"campaign":{"name":"spring","source":"esp","medium":"email"}}}`
 		evs, _, err := events(t, body, call, r)
@@ -345,7 +347,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			return // Parse refuses it before decoding
 		}
 		for _, bc := range []*batchContext{nil, bc} {
-			e, err := decodeAndMap(b, single("m"), "", r, bc)
+			e, err := decodeAndMap(b, true, single("m"), "", r, bc)
 			if err != nil {
 				continue
 			}

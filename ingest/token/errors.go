@@ -16,4 +16,7 @@ var (
 	ErrBadSignature = errors.New("token: bad signature")
 	// ErrBadClaims means the claims miss a required field or carry a bad URL.
 	ErrBadClaims = errors.New("token: bad claims")
+	// ErrExpired means the token is genuine but past its expiry: it no
+	// longer counts (Verify still returns its claims).
+	ErrExpired = errors.New("token: expired")
 )

@@ -14,9 +14,12 @@
 // mattering). The MAC is checked, in constant time, before the claims are
 // decoded. The JSON claims are short field names:
 //
-//	{"k":"o"|"c","l":LEAD,"c":CAMPAIGN,"m":MESSAGE,"u":URL,"s":SENT_AT_UNIX_SECONDS}
+//	{"k":"o"|"c","l":LEAD,"c":CAMPAIGN,"m":MESSAGE,"u":URL,"s":SENT_AT_UNIX_SECONDS,"e":EXPIRES_UNIX_SECONDS}
 //
 // so other languages can mint tokens with a few lines of code (see README).
+// A token expires ("e", DefaultTTL after minting unless set): an expired
+// one still verifies (Verify returns its claims with ErrExpired), so a click
+// still reaches its signed URL, but the collector records nothing for it.
 package token
 
 import (
@@ -46,6 +49,15 @@ const (
 // MaxLen bounds a token's length; longer input is rejected before any work.
 const MaxLen = 4096
 
+// DefaultTTL is how long a token minted without an expiry stays valid: 180
+// days from minting.
+const DefaultTTL = 180 * 24 * time.Hour
+
+// LegacyValidUntil: a token without "e" (minted before tokens expired)
+// expires DefaultTTL after its sent_at, but not before this date, so links
+// already sent keep working for a while after an upgrade.
+var LegacyValidUntil = time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+
 // Claims is what a token says. SentAt is when the message was sent (or
 // rendered for sending); the collector flags opens and clicks that come
 // sooner after it than a person could react as scanner traffic.
@@ -56,7 +68,11 @@ type Claims struct {
 	Message  string // message id (one send of one email to one lead)
 	URL      string // click target; clicks only
 	SentAt   time.Time
-	KeyID    string // set by Verify: which key signed it
+	// Expires is when the token stops counting. Sign sets it to DefaultTTL
+	// from now when it is zero; Verify sets it for tokens without one (see
+	// LegacyValidUntil).
+	Expires time.Time
+	KeyID   string // set by Verify: which key signed it
 }
 
 // Key is one signing key.
@@ -134,11 +150,13 @@ type wire struct {
 	Message  string `json:"m"`
 	URL      string `json:"u,omitempty"`
 	SentAt   int64  `json:"s,omitempty"`
+	Expires  int64  `json:"e,omitempty"`
 }
 
 var b64 = base64.RawURLEncoding
 
-// Sign returns the token for c, signed with the first key.
+// Sign returns the token for c, signed with the first key. A zero
+// c.Expires is DefaultTTL from now.
 func (k *Keyring) Sign(c Claims) (string, error) {
 	if err := c.check(); err != nil {
 		return "", err
@@ -146,6 +164,12 @@ func (k *Keyring) Sign(c Claims) (string, error) {
 	w := wire{Kind: c.Kind, Lead: c.Lead, Campaign: c.Campaign, Message: c.Message, URL: c.URL}
 	if !c.SentAt.IsZero() {
 		w.SentAt = c.SentAt.Unix()
+	}
+	if c.Expires.IsZero() {
+		c.Expires = time.Now().Add(DefaultTTL)
+	}
+	if w.Expires = c.Expires.Unix(); w.Expires <= 0 {
+		return "", fmt.Errorf("%w: expiry %v is not after 1970", ErrBadClaims, c.Expires)
 	}
 	payload, err := json.Marshal(w)
 	if err != nil {
@@ -180,9 +204,16 @@ func (k *Keyring) ClickURL(base string, c Claims) (string, error) {
 	return strings.TrimRight(base, "/") + "/c/" + tok, nil
 }
 
-// Verify checks tok's signature and returns its claims. Errors wrap
-// ErrMalformed, ErrUnknownKey, ErrBadSignature or ErrBadClaims.
+// Verify is VerifyAt now.
 func (k *Keyring) Verify(tok string) (Claims, error) {
+	return k.VerifyAt(tok, time.Now())
+}
+
+// VerifyAt checks tok's signature and returns its claims. Errors wrap
+// ErrMalformed, ErrUnknownKey, ErrBadSignature or ErrBadClaims, and then
+// the claims are zero; or the error is ErrExpired (the token expired before
+// now), and then the claims are the token's, signed and checked.
+func (k *Keyring) VerifyAt(tok string, now time.Time) (Claims, error) {
 	if len(tok) > MaxLen {
 		return Claims{}, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxLen)
 	}
@@ -226,6 +257,17 @@ func (k *Keyring) Verify(tok string) (Claims, error) {
 	}
 	if err := c.check(); err != nil {
 		return Claims{}, err
+	}
+	if w.Expires != 0 {
+		c.Expires = time.Unix(w.Expires, 0).UTC()
+	} else {
+		c.Expires = LegacyValidUntil
+		if !c.SentAt.IsZero() && c.SentAt.Add(DefaultTTL).After(c.Expires) {
+			c.Expires = c.SentAt.Add(DefaultTTL)
+		}
+	}
+	if !now.Before(c.Expires) {
+		return c, ErrExpired
 	}
 	return c, nil
 }
@@ -276,14 +318,14 @@ func (k *Keyring) mac(key *Key, signed string, dst []byte) []byte {
 
 // parseWire decodes claims as Sign writes them: an object of the known keys,
 // each at most once, with strings of printable ASCII without escapes and an
-// integer "s". It gives what encoding/json gives for such input; ok is false
+// integer "s" and "e". It gives what encoding/json gives for such input; ok is false
 // for anything else, which is left to encoding/json.
 func parseWire(b []byte) (w wire, ok bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return w, false
 	}
-	var seen [6]bool
+	var seen [7]bool
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return w, skipSpace(b, i+1) == len(b)
@@ -301,12 +343,12 @@ func parseWire(b []byte) (w wire, ok bool) {
 		if len(key) != 1 {
 			return w, false
 		}
-		f := strings.IndexByte("klcmus", key[0])
+		f := strings.IndexByte("klcmuse", key[0])
 		if f < 0 || seen[f] {
 			return w, false
 		}
 		seen[f] = true
-		if key == "s" {
+		if key == "s" || key == "e" {
 			j := i
 			if j < len(b) && b[j] == '-' {
 				j++
@@ -322,7 +364,12 @@ func parseWire(b []byte) (w wire, ok bool) {
 			if err != nil {
 				return w, false
 			}
-			w.SentAt, i = n, j
+			if key == "s" {
+				w.SentAt = n
+			} else {
+				w.Expires = n
+			}
+			i = j
 		} else {
 			v, next, ok := plainString(b, i)
 			if !ok {

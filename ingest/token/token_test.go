@@ -2,6 +2,7 @@ package token
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ func keyring(t testing.TB, keys ...string) *Keyring {
 func TestRoundTripAndRotation(t *testing.T) {
 	old := keyring(t, "k1:0123456789abcdef-old")
 	sent := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-	c := Claims{Kind: Click, Lead: "lead-1", Campaign: "spring", Message: "msg-1", URL: "https://acme.example/pricing?utm_source=email", SentAt: sent}
+	c := Claims{Kind: Click, Lead: "lead-1", Campaign: "spring", Message: "msg-1", URL: "https://acme.example/pricing?utm_source=email", SentAt: sent,
+		Expires: time.Now().Add(time.Hour).Truncate(time.Second).UTC()}
 	tok, err := old.Sign(c)
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +55,57 @@ func TestRoundTripAndRotation(t *testing.T) {
 	u, err = rotated.ClickURL("https://t.acme.example", c)
 	if err != nil || !strings.HasPrefix(u, "https://t.acme.example/c/k2.") {
 		t.Fatalf("ClickURL = %q, %v", u, err)
+	}
+}
+
+// Tokens expire: DefaultTTL after minting unless the sender says otherwise;
+// an expired token still verifies, with ErrExpired. Tokens minted before
+// tokens expired (no "e") last DefaultTTL from their sent_at, and at least
+// until LegacyValidUntil.
+func TestExpiry(t *testing.T) {
+	k := keyring(t, "k1:0123456789abcdef")
+	before := time.Now()
+	tok, err := k.Sign(Claims{Kind: Open, Lead: "l", Message: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := k.Verify(tok)
+	if err != nil || c.Expires.Before(before.Add(DefaultTTL).Truncate(time.Second)) || c.Expires.After(time.Now().Add(DefaultTTL)) {
+		t.Fatalf("default expiry: %v %v, want %v from now", c.Expires, err, DefaultTTL)
+	}
+	exp := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	tok, err = k.Sign(Claims{Kind: Click, Lead: "l", Message: "m", URL: "https://acme.example/", Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := k.VerifyAt(tok, exp.Add(-time.Second)); err != nil || !c.Expires.Equal(exp) {
+		t.Errorf("before expiry: %+v %v", c, err)
+	}
+	c, err = k.VerifyAt(tok, exp)
+	if !errors.Is(err, ErrExpired) || c.URL != "https://acme.example/" || c.Lead != "l" {
+		t.Errorf("at expiry: %+v %v, want the claims with ErrExpired", c, err)
+	}
+	// Legacy tokens, signed as before: no "e".
+	legacy := func(payload string) string {
+		signed := "k1." + b64.EncodeToString([]byte(payload))
+		return signed + "." + b64.EncodeToString(mac([]byte("0123456789abcdef"), signed))
+	}
+	sent := LegacyValidUntil.Add(-DefaultTTL / 2)
+	for _, c := range []struct {
+		payload string
+		want    time.Time
+	}{
+		{`{"k":"o","l":"l","m":"m"}`, LegacyValidUntil},
+		{`{"k":"o","l":"l","m":"m","s":1700000000}`, LegacyValidUntil},
+		{`{"k":"o","l":"l","m":"m","s":` + fmt.Sprint(sent.Unix()) + `}`, sent.Add(DefaultTTL)},
+	} {
+		got, err := k.VerifyAt(legacy(c.payload), c.want.Add(-time.Second))
+		if err != nil || !got.Expires.Equal(c.want) {
+			t.Errorf("%s: expires %v (%v), want %v", c.payload, got.Expires, err, c.want)
+		}
+		if _, err := k.VerifyAt(legacy(c.payload), c.want); !errors.Is(err, ErrExpired) {
+			t.Errorf("%s at %v: %v, want ErrExpired", c.payload, c.want, err)
+		}
 	}
 }
 
@@ -135,6 +188,9 @@ func FuzzVerify(f *testing.F) {
 	f.Add("k1.e30.AAAA")
 	f.Fuzz(func(t *testing.T, tok string) {
 		c, err := k.Verify(tok)
+		if errors.Is(err, ErrExpired) {
+			err = nil // its claims are returned, checked as any others
+		}
 		if err != nil {
 			return
 		}

@@ -32,6 +32,9 @@ const (
 	CodeForbidden        = "forbidden"          // 403
 	CodeNotFound         = "not_found"          // 404
 	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeRequestTimeout   = "request_timeout"    // 408
+	CodePayloadTooLarge  = "payload_too_large"  // 413
+	CodeTooManyRequests  = "too_many_requests"  // 429
 	CodeUnavailable      = "unavailable"        // 503
 	CodeError            = "error"              // any other status
 )
@@ -49,6 +52,12 @@ func CodeOf(status int) string {
 		return CodeNotFound
 	case fasthttp.StatusMethodNotAllowed:
 		return CodeMethodNotAllowed
+	case fasthttp.StatusRequestTimeout:
+		return CodeRequestTimeout
+	case fasthttp.StatusRequestEntityTooLarge:
+		return CodePayloadTooLarge
+	case fasthttp.StatusTooManyRequests:
+		return CodeTooManyRequests
 	case fasthttp.StatusServiceUnavailable:
 		return CodeUnavailable
 	}

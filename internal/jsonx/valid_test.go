@@ -2,6 +2,7 @@ package jsonx
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -76,6 +77,67 @@ func BenchmarkValid(b *testing.B) {
 			if !Valid(doc) {
 				b.Fatal("invalid")
 			}
+		}
+	})
+}
+
+// Check flags every number encoding/json cannot decode into a float64, and
+// no number of ordinary size.
+func TestCheckLarge(t *testing.T) {
+	f := func(doc string, large bool) {
+		t.Helper()
+		valid, got := Check([]byte(doc))
+		if !valid || got != large {
+			t.Errorf("Check(%.60q) = %v, %v; want true, %v", doc, valid, got, large)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(doc), &v); err != nil && !got {
+			t.Errorf("Check(%.60q) missed what encoding/json refuses: %v", doc, err)
+		}
+	}
+	f(`1e308`, true) // flagged: 10^(1+308) is over the bound; it fits
+	f(`9.99e307`, false)
+	f(`-1.7976931348623157e308`, true) // the largest float64: flagged, and fits
+	f(`1e309`, true)
+	f(`1e400`, true)
+	f(`-1e400`, true)
+	f(`1E+400`, true)
+	f(`1e-400`, false) // underflows to 0, which encoding/json accepts
+	f(`0.5e309`, true)
+	f(`1e000000000000000000000400`, true)
+	f(`{"a":[1,{"b":2e999}],"c":"1e400"}`, true)
+	f(`{"a":[1,{"b":2e99}],"c":"1e400"}`, false)
+	f(`"1e400"`, false)
+	f(strings.Repeat("9", 308), false)
+	f(strings.Repeat("9", 309), true)
+	f(strings.Repeat("9", 400)+"e-100", false)
+	f(strings.Repeat("9", 400)+"e-92", false) // 9.99…e307
+	f(strings.Repeat("9", 400)+"e-91", true)  // 9.99…e308
+	f("0."+strings.Repeat("0", 400)+"1e400", true)
+}
+
+func FuzzCheck(f *testing.F) {
+	for _, c := range validCases {
+		f.Add([]byte(c))
+	}
+	f.Add([]byte(`{"n":1e400}`))
+	f.Add([]byte(`[1.5e308,2e308,-0.0e1]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		valid, large := Check(b)
+		if valid != json.Valid(b) {
+			t.Fatalf("Check(%q) valid = %v, encoding/json says %v", b, valid, !valid)
+		}
+		if !valid {
+			return
+		}
+		var v any
+		err := json.Unmarshal(b, &v)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && !large {
+			t.Fatalf("Check(%q) says no large number, encoding/json: %v", b, err)
+		}
+		if err != nil && te == nil && !strings.Contains(err.Error(), "exceeded max depth") {
+			t.Fatalf("valid %q does not decode: %v", b, err)
 		}
 	})
 }

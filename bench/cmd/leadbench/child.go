@@ -91,8 +91,34 @@ func (setFlag) Set(s string) error {
 	return nil
 }
 
+// benchCollectorEnv are the collector's settings beyond the defaults, for
+// both the harness's own collector (collectorConfig) and a leadstream binary
+// (-collector-exe), which gets them as environment variables so that one
+// built from an older commit, without these flags, ignores them. The bench
+// write key is a server key: the load sends email events, deals and
+// backdated events, as a backend does. The load generators send from
+// 127.0.0.1 at high rates over many connections: no rate or connection
+// limit, which production keeps for browser traffic. -set overrides them.
+var benchCollectorEnv = []string{
+	"LEADSTREAM_SERVER_WRITE_KEYS=" + benchWriteKey,
+	"LEADSTREAM_COLLECTOR_RATE_LIMIT_IP=0",
+	"LEADSTREAM_COLLECTOR_RATE_LIMIT_KEY=0",
+	"LEADSTREAM_COLLECTOR_MAX_CONNS_PER_IP=0",
+}
+
+// setByUser reports whether -set names the flag.
+func setByUser(name string) bool {
+	for _, s := range flagSets {
+		if strings.HasPrefix(s, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
 // externalArgs are the command line of `exe collector` for c: the flags the
-// harness's own collector child gets from collectorConfig, plus -set.
+// harness's own collector child gets from collectorConfig, plus -set (its
+// other settings are benchCollectorEnv).
 func (c *childConfig) externalArgs() []string {
 	args := []string{"collector", "-http.addr", c.httpAddr, "-kafka.brokers", c.brokers, "-write-keys", benchWriteKey,
 		"-secret-key", benchSecretKey, "-token-keys", benchTokenKID + ":" + benchTokenKey}
@@ -214,6 +240,17 @@ func collectorConfig(c childConfig) ingest.Config {
 	i.Kafka = kafkaConfig(c.brokers)
 	i.HTTPAddr = c.httpAddr
 	i.WriteKeys = []string{benchWriteKey}
+	// The settings of benchCollectorEnv, unless -set gives others.
+	i.ServerWriteKeys = []string{benchWriteKey}
+	if !setByUser("collector.rate-limit-ip") {
+		i.RateLimitIP = ingest.Rate{}
+	}
+	if !setByUser("collector.rate-limit-key") {
+		i.RateLimitKey = ingest.Rate{}
+	}
+	if !setByUser("collector.max-conns-per-ip") {
+		i.MaxConnsPerIP = 0
+	}
 	i.SecretKey = benchSecretKey
 	i.TokenKeys = []token.Key{{ID: benchTokenKID, Secret: []byte(benchTokenKey)}}
 	return i

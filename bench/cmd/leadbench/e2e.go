@@ -63,7 +63,7 @@ func (h *harness) e2eScenarios(ctx context.Context) error {
 	}
 	defer p.stop()
 	p.sampleRSS(500 * time.Millisecond)
-	e := &e2e{h: h, b: b, p: p, rdb: rdb, model: scoring.Default().Models[0].Name}
+	e := &e2e{h: h, b: b, p: p, rdb: rdb, store: leadstate.NewStore(rdb), model: scoring.Default().Models[0].Name}
 	if err := e.waitReady(ctx); err != nil {
 		return err
 	}
@@ -88,12 +88,34 @@ type e2e struct {
 	b     *broker
 	p     *child
 	rdb   redis.UniversalClient
+	store *leadstate.Store
 	model string
 }
 
-// scoreKey is the Redis hash of a lead's model state (key layout documented
-// in package leadstate).
-func (e *e2e) scoreKey(lead string) string { return "ls:{" + lead + "}:m:" + e.model }
+// scores reads the leads' states through leadstate (one pipeline) and
+// returns, per lead, its behaviour value in the model, or -1 when the lead
+// has no state yet.
+func (e *e2e) scores(ctx context.Context, leads []string) ([]float64, error) {
+	subj := make([]scoring.Subject, len(leads))
+	for i, l := range leads {
+		subj[i] = scoring.Lead(l)
+	}
+	recs, err := e.store.Read(ctx, subj)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(leads))
+	for i, s := range subj {
+		out[i] = -1
+		if st := recs[s].State; st != nil {
+			out[i] = 0
+			if m := st.Model(e.model); m != nil {
+				out[i] = m.V
+			}
+		}
+	}
+	return out, nil
+}
 
 func (e *e2e) post(ctx context.Context, body []byte) error {
 	req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -125,9 +147,13 @@ func (e *e2e) waitReady(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		n, err := e.rdb.Exists(ctx, e.scoreKey(m.lead)).Result()
+		v, err := e.scores(ctx, []string{m.lead})
 		if err != nil {
 			return err
+		}
+		n := 0
+		if v[0] >= 0 {
+			n = 1
 		}
 		lag, lerr := e.b.lag(ctx, "clickhouse", e.b.topic(stream.TopicEvents))
 		if n == 1 && lerr == nil && lag == 0 {

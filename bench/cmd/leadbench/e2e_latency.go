@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/stream"
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 )
@@ -139,7 +138,11 @@ func (e *e2e) latency(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; i < nMQL; {
-		v, err := e.rdb.HGet(ctx, e.scoreKey(mqlLead(i)), "v").Float64()
+		vs, err := e.scores(ctx, []string{mqlLead(i)})
+		v := -1.0
+		if err == nil {
+			v = vs[0]
+		}
 		// 3 × 30 points, decayed by the milliseconds between them: just
 		// under 90, and one +15 click crosses 100.
 		if err == nil && v >= 85 {
@@ -195,17 +198,13 @@ func (e *e2e) latency(ctx context.Context) error {
 			if len(keys) == 0 {
 				continue
 			}
-			pipe := e.rdb.Pipeline()
-			cmds := make([]*redis.IntCmd, len(keys))
-			for i, k := range keys {
-				cmds[i] = pipe.Exists(pctx, e.scoreKey(k))
-			}
-			if _, err := pipe.Exec(pctx); err != nil {
+			vs, err := e.scores(pctx, keys)
+			if err != nil {
 				continue
 			}
 			at := time.Now()
-			for i, c := range cmds {
-				if c.Val() == 1 {
+			for i, v := range vs {
+				if v >= 0 {
 					scores.seen(keys[i], at)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/leadstream/leadstream/ingest/token"
 	"github.com/valyala/fasthttp"
 )
 
@@ -270,11 +271,14 @@ func batchRequests(runID string, size, workers int) requestFn {
 	}
 }
 
-// pixelRequests builds GET /o/{token}.gif requests cycling over paths.
-func pixelRequests(paths []string) requestFn {
+// pixelRequests builds GET /o/{token}.gif requests, each with a link of its
+// own (pixelPath(n)): the collector writes a link's open once an hour, so a
+// run cycling over a few links would measure answers without a Kafka write.
+func pixelRequests(kr *token.Keyring) requestFn {
+	sent := time.Now().Add(-24 * time.Hour)
 	return func(w int, n uint64, req *fasthttp.Request) int {
 		req.Header.SetMethod(fasthttp.MethodGet)
-		req.SetRequestURI(paths[n%uint64(len(paths))])
+		req.SetRequestURI(pixelPath(kr, n, sent))
 		req.Header.SetUserAgent(mailUA)
 		return 1
 	}

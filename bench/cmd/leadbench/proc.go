@@ -72,6 +72,9 @@ func startChild(ctx context.Context, dir string, c childConfig) (*child, error) 
 		return nil, err
 	}
 	cmd := exec.Command(exe, args...)
+	if c.exe != "" {
+		cmd.Env = append(os.Environ(), benchCollectorEnv...)
+	}
 	cmd.Stderr = logf
 	cmd.SysProcAttr = childProcAttr()
 	stdout, err := cmd.StdoutPipe()

@@ -61,7 +61,7 @@ func (h *harness) soak(ctx context.Context, d time.Duration, out string) error {
 		return err
 	}
 	defer col.stop()
-	pixels, err := pixelPaths(10_000)
+	kr, err := pixelKeyring()
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func (h *harness) soak(ctx context.Context, d time.Duration, out string) error {
 	loads := map[string]load{
 		"batch": {addr: col.cfg.httpAddr, conns: 8, measure: d, build: batchRequests(h.runID("soakb"), batchSize, 8)},
 		"track": {addr: col.cfg.httpAddr, conns: 32, measure: d, build: trackRequests(h.runID("soakt"), 32)},
-		"pixel": {addr: col.cfg.httpAddr, conns: 16, measure: d, build: pixelRequests(pixels)},
+		"pixel": {addr: col.cfg.httpAddr, conns: 16, measure: d, build: pixelRequests(kr)},
 	}
 	var (
 		mu   sync.Mutex

@@ -225,19 +225,30 @@ func mixRecords(runID string, from, n int) ([]stream.Record, int64) {
 // pixelPaths returns n signed email-open pixel paths (/o/{token}.gif) of
 // distinct leads, sent a day ago so that no scanner rule fires.
 func pixelPaths(n int) ([]string, error) {
-	kr, err := token.NewKeyring(token.Key{ID: benchTokenKID, Secret: []byte(benchTokenKey)})
+	kr, err := pixelKeyring()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, n)
 	sent := time.Now().Add(-24 * time.Hour)
 	for i := range out {
-		u, err := kr.OpenURL("", token.Claims{Lead: "lead-" + strconv.Itoa(i), Campaign: "spring-nurture",
-			Message: "msg-" + strconv.Itoa(i), SentAt: sent})
-		if err != nil {
-			return nil, fmt.Errorf("signing a pixel token: %w", err)
-		}
-		out[i] = u
+		out[i] = pixelPath(kr, uint64(i), sent)
 	}
 	return out, nil
+}
+
+// pixelKeyring signs the bench's email links.
+func pixelKeyring() (*token.Keyring, error) {
+	return token.NewKeyring(token.Key{ID: benchTokenKID, Secret: []byte(benchTokenKey)})
+}
+
+// pixelPath is the pixel path of message i (of one of 10,000 leads), sent at
+// sent.
+func pixelPath(kr *token.Keyring, i uint64, sent time.Time) string {
+	u, err := kr.OpenURL("", token.Claims{Lead: "lead-" + strconv.FormatUint(i%10_000, 10), Campaign: "spring-nurture",
+		Message: "msg-" + strconv.FormatUint(i, 10), SentAt: sent})
+	if err != nil {
+		panic("BUG: signing a pixel token: " + err.Error()) // the claims are always valid
+	}
+	return u
 }

@@ -243,7 +243,7 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 		pixel                  bool
 	}{
 		{"wrk_track", "/v1/track", trackScript(h.runID("w")), "collector `POST /v1/track` under wrk (64 conns, 1 event/request, acks=all)", false},
-		{"wrk_pixel", pixels[0], pixelScript(pixels), "collector `GET /o/{token}.gif` under wrk (64 conns, acks=all)", true},
+		{"wrk_pixel", pixels[0], pixelScript(pixels), "collector `GET /o/{token}.gif` under wrk (64 conns, 2,000 links: after the first open of each within the hour, answers without a Kafka write)", true},
 	} {
 		h.logf("wrk %s: no-op", ep.id)
 		if _, err := runWrk(ctx, h.dir, noop.cfg.httpAddr, ep.path, ep.script, h.warmup); err != nil {

@@ -1,0 +1,96 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/leadstream/leadstream/internal/httpapi"
+	"github.com/valyala/fasthttp"
+)
+
+// MaxBodyBytes is the largest request body the collector reads (1 MiB):
+// above Segment's 500 KB per batch, so a batch over that gets its own JSON
+// error naming the limit, and as much as a form post may carry.
+const MaxBodyBytes = 1 << 20
+
+// The limits a refusal of this file names in its "limit".
+const (
+	limitRateIP   = "rate_limit_ip"
+	limitRateKey  = "rate_limit_key"
+	limitBodySize = "body_size_1MB"
+)
+
+// limit takes n events (at least one: every request costs one) from the
+// buckets of the client address a and of the browser write key keyID ("" for
+// none) at now, or returns how long to wait and which limit refused them.
+// Server keys are not limited: callers do not call it for them.
+func (c *Collector) limit(a netip.Addr, keyID string, n int, now time.Time) (time.Duration, string, bool) {
+	t := now.UnixNano()
+	ip := c.ipRate != nil && a.IsValid()
+	if ip {
+		if wait, ok := c.ipRate.take(a, n, t); !ok {
+			return wait, limitRateIP, false
+		}
+	}
+	if b := c.keyRate[keyID]; b != nil {
+		if wait, ok := b.take(n, t); !ok {
+			if ip {
+				c.ipRate.refund(a, n)
+			}
+			return wait, limitRateKey, false
+		}
+	}
+	return 0, "", true
+}
+
+// overIP reports whether the client address a has no event left in its
+// bucket, so that its request can be refused before its body is decoded.
+func (c *Collector) overIP(a netip.Addr, now time.Time) (time.Duration, bool) {
+	if c.ipRate == nil || !a.IsValid() {
+		return 0, false
+	}
+	return c.ipRate.over(a, now.UnixNano())
+}
+
+// tooMany answers 429 with Retry-After for a rate limit.
+func (c *Collector) tooMany(ctx *fasthttp.RequestCtx, wait time.Duration, limit string) {
+	c.m.rejected.WithLabelValues("rate_limit").Inc()
+	after := retryAfter(wait)
+	ctx.Response.Header.Set("Retry-After", after)
+	msg := "rate limit of this client address reached (collector.rate-limit-ip): retry after " + after + " s"
+	if limit == limitRateKey {
+		msg = "rate limit of this write key reached (collector.rate-limit-key): retry after " + after + " s"
+	}
+	httpapi.WriteError(ctx, fasthttp.StatusTooManyRequests, httpapi.ErrorBody{Error: msg, Limit: limit})
+}
+
+// httpError answers a request fasthttp could not read: too large (over
+// MaxBodyBytes, refused before it is read), too slow, or not HTTP.
+func (c *Collector) httpError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne *net.OpError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		c.m.rejected.WithLabelValues("limit").Inc()
+		httpapi.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, httpapi.ErrorBody{Error: "body: over the limit of 1 MB (1048576 bytes) per request", Limit: limitBodySize})
+	case errors.As(err, &small):
+		c.m.rejected.WithLabelValues("limit").Inc()
+		httpapi.Error(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+	case errors.As(err, &ne) && ne.Timeout():
+		c.m.rejected.WithLabelValues("malformed").Inc()
+		httpapi.Error(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
+	default:
+		c.m.rejected.WithLabelValues("malformed").Inc()
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, "malformed HTTP request")
+	}
+}
+
+// gpc reports whether the request carries Global Privacy Control's
+// "Sec-GPC: 1": the person asked not to be tracked, so nothing of the
+// request is stored.
+func gpc(ctx *fasthttp.RequestCtx) bool {
+	return bytes.Equal(bytes.TrimSpace(ctx.Request.Header.Peek("Sec-GPC")), []byte("1"))
+}
