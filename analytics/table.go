@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Kind says how a column's values are shown in text and HTML. CSV and JSON
@@ -208,7 +209,7 @@ func WriteText(w io.Writer, t Table) error {
 	for _, r := range rows {
 		line := make([]string, len(t.Columns))
 		for i, c := range t.Columns {
-			line[i] = format(c.Kind, r[i])
+			line[i] = printable(format(c.Kind, r[i]))
 		}
 		cells = append(cells, line)
 	}
@@ -271,6 +272,9 @@ func WriteCSV(w io.Writer, t Table) error {
 		line := make([]string, len(r))
 		for i, v := range r {
 			line[i] = raw(v)
+			if _, text := v.(string); text {
+				line[i] = csvText(line[i])
+			}
 		}
 		if err := cw.Write(line); err != nil {
 			return err
@@ -278,6 +282,32 @@ func WriteCSV(w io.Writer, t Table) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvText defuses a text cell a spreadsheet would run as a formula (CSV
+// injection: a campaign or URL named "=HYPERLINK(…)" from a public write
+// key): a cell starting with = + - @, tab or carriage return gets a leading
+// apostrophe, which spreadsheets show as text and do not evaluate. Numbers
+// are not text cells, so a negative ROMI stays a number.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// printable drops the control characters of s (escape sequences a terminal
+// would run, carriage returns that overwrite a line), for table output.
+func printable(s string) string {
+	if strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // WriteJSON writes t as a JSON array of objects keyed by column name; nil

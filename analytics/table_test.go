@@ -3,8 +3,10 @@ package analytics
 import (
 	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func TestWriteText(t *testing.T) {
@@ -127,4 +129,39 @@ func TestFillWeeks(t *testing.T) {
 	f(wantWeekly, day(2026, 2, 25), day(2026, 4, 5),
 		[]WeekRow{w(2, 23, 0), w(3, 2, 1), w(3, 9, 2), w(3, 16, 0), w(3, 23, 1), w(3, 30, 0)})
 	f(nil, day(2026, 3, 1), day(2026, 3, 9), []WeekRow{w(2, 23, 0), w(3, 2, 0), w(3, 9, 0)})
+}
+
+// Text cells a spreadsheet would evaluate get a leading apostrophe in CSV
+// (numbers, negative ones included, stay numbers); table output drops
+// control characters (a terminal escape sequence, a carriage return).
+func TestHostileCells(t *testing.T) {
+	tb := Table{Columns: []Column{{Name: "campaign", Kind: Text}, {Name: "cost", Kind: Money}}, Rows: [][]any{
+		{`=HYPERLINK("http://evil.example","x")`, -12.5},
+		{"+1", 1.0}, {"-2", 2.0}, {"@SUM(A1)", 3.0}, {"\tx", 4.0}, {"\rx", 5.0},
+		{"spring-sale", 6.0}, {"a=b", 7.0}, {"", 8.0},
+		{"\x1b[31mred\x1b[0m\rover\x07", 9.0},
+	}}
+	var b bytes.Buffer
+	if err := WriteCSV(&b, tb); err != nil {
+		t.Fatal(err)
+	}
+	want := "campaign,cost\n" +
+		`"'=HYPERLINK(""http://evil.example"",""x"")",-12.5` + "\n" +
+		"'+1,1\n'-2,2\n'@SUM(A1),3\n'\tx,4\n\"'\rx\",5\n" +
+		"spring-sale,6\na=b,7\n,8\n" +
+		"\"\x1b[31mred\x1b[0m\rover\x07\",9\n"
+	if b.String() != want {
+		t.Errorf("WriteCSV:\n%q\nwant:\n%q", b.String(), want)
+	}
+	b.Reset()
+	if err := WriteText(&b, tb); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.ContainsFunc(out, func(r rune) bool { return r != '\n' && unicode.IsControl(r) }) {
+		t.Errorf("WriteText kept control characters:\n%q", out)
+	}
+	if !strings.Contains(out, "[31mred[0mover") {
+		t.Errorf("WriteText lost the printable text:\n%s", out)
+	}
 }

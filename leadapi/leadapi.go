@@ -1,9 +1,10 @@
-// Package leadapi serves the lead read API, GET /v1/leads/{lead_id}: a
-// lead's current scores per model, fit, MQL state and last activity, read
-// from the scoring state in Redis (package leadstate) and decayed to the
-// time of the request. It is authorised by the secret key (HTTP Basic user
-// name or Bearer token). The collector mounts it (at Prefix); it writes
-// nothing.
+// Package leadapi serves the lead API: GET /v1/leads/{lead_id}, a lead's
+// current scores per model, fit, MQL state and last activity, read from the
+// scoring state in Redis (package leadstate) and decayed to the time of the
+// request; and DELETE /v1/leads/{lead_id}, the erasure of the lead (package
+// erasure, when the role has one: SetEraser). It is authorised by the secret
+// key (HTTP Basic user name or Bearer token). The collector mounts it (at
+// Prefix); GET writes nothing.
 package leadapi
 
 import (
@@ -26,11 +27,12 @@ const Prefix = "/v1/leads/"
 // readTimeout bounds one read of a lead's state.
 const readTimeout = 2 * time.Second
 
-// API serves GET /v1/leads/{lead_id}.
+// API serves GET and DELETE /v1/leads/{lead_id}.
 type API struct {
 	store  *leadstate.Store // nil: the API answers 503
 	models []scoring.Model
 	secret string
+	eraser Eraser // nil: DELETE answers 503
 }
 
 // New returns the API reading store for models, authorised by secret (an
@@ -42,9 +44,9 @@ func New(store *leadstate.Store, models []scoring.Model, secret string) *API {
 
 // Serve answers one request under Prefix.
 func (a *API) Serve(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsGet() {
-		ctx.Response.Header.Set("Allow", "GET")
-		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
+	if !ctx.IsGet() && !ctx.IsDelete() {
+		ctx.Response.Header.Set("Allow", "GET, DELETE")
+		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET (read a lead) or DELETE (erase it)")
 		return
 	}
 	if !httpapi.HasSecret(ctx, a.secret) {
@@ -55,6 +57,10 @@ func (a *API) Serve(ctx *fasthttp.RequestCtx) {
 	id, err := url.PathUnescape(strings.TrimPrefix(string(ctx.Path()), Prefix))
 	if err != nil || id == "" || strings.Contains(id, "/") {
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, "lead_id: expected /v1/leads/{lead_id} with a URL-escaped id")
+		return
+	}
+	if ctx.IsDelete() {
+		a.erase(ctx, id)
 		return
 	}
 	if a.store == nil {

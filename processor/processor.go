@@ -246,7 +246,9 @@ func subjectsOf(e *event.Event) []scoring.Subject {
 // once Kafka acknowledged them. Every step either dedups or converges, so a
 // batch retried whole after an error or a crash at any point changes
 // nothing more. pb is what prepare made of the batch ahead of time, or nil
-// (a retry): then handle prepares it now.
+// (a retry): then handle prepares it now. A batch that fails for a reason
+// retrying cannot fix is scored event by event (isolate), so one poison
+// record is dead-lettered and the rest of its batch goes on.
 func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) error {
 	b, _ := pb.(*prepared)
 	if b == nil {
@@ -258,9 +260,19 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) 
 			}
 		}
 	}
-	if b.err != nil {
-		return b.err
+	err := b.err
+	if err == nil {
+		err = p.score(ctx, b)
 	}
+	if poisoned(err) {
+		return p.isolate(ctx, b, err)
+	}
+	return err
+}
+
+// score scores a prepared batch (Scorer.Score), dead-letters what can never
+// be applied and publishes the MQL records left in outboxes.
+func (p *Processor) score(ctx context.Context, b *prepared) error {
 	start := time.Now()
 	res, err := p.scorer.Score(ctx, b.events, b.recs)
 	if err != nil {

@@ -17,6 +17,7 @@ type member struct {
 	accountID, leadID, anonymousID, source string
 	joinedAt                               time.Time
 	eventID                                string
+	rec                                    int // batch index of its event's record
 }
 
 // Membership sources in account_members.source.
@@ -36,16 +37,22 @@ func (ms *memberSet) reset() {
 	ms.out = ms.out[:0]
 }
 
-func (ms *memberSet) add(evs []event.Event) {
+// add adds the memberships of evs; recs, when not nil, holds the batch
+// index of each event's record (else member.rec is 0).
+func (ms *memberSet) add(evs []event.Event, recs []int) {
 	for i := range evs {
 		e := &evs[i]
 		if e.Bot {
 			continue // not scored, so no membership either
 		}
+		rec := 0
+		if recs != nil {
+			rec = recs[i]
+		}
 		switch {
 		case e.Type == event.Group && e.GroupID != "":
 			ms.out = append(ms.out, member{accountID: e.GroupID, leadID: e.LeadID, anonymousID: e.AnonymousID,
-				source: sourceGroup, joinedAt: e.EventTime, eventID: e.ID})
+				source: sourceGroup, joinedAt: e.EventTime, eventID: e.ID, rec: rec})
 		case ms.fromDomain && e.Type == event.Identify && len(e.Traits) > 0:
 			var t struct {
 				Email any `json:"email"`
@@ -56,13 +63,18 @@ func (ms *memberSet) add(evs []event.Event) {
 			email, _ := t.Email.(string)
 			if d := scoring.EmailDomainAccount(email); d != "" {
 				ms.out = append(ms.out, member{accountID: d, leadID: e.LeadID, anonymousID: e.AnonymousID,
-					source: sourceEmailDomain, joinedAt: e.EventTime, eventID: e.ID})
+					source: sourceEmailDomain, joinedAt: e.EventTime, eventID: e.ID, rec: rec})
 			}
 		}
 	}
 }
 
+// insertMembers inserts ms, at most maxMonths months per INSERT.
 func (w *writer) insertMembers(ctx context.Context, ms []member) error {
+	return byMonths(ms, func(m *member) time.Time { return m.joinedAt }, func(ms []member) error { return w.insertMembersOnce(ctx, ms) })
+}
+
+func (w *writer) insertMembersOnce(ctx context.Context, ms []member) error {
 	if len(ms) == 0 {
 		return nil
 	}
@@ -77,7 +89,12 @@ func (w *writer) insertMembers(ctx context.Context, ms []member) error {
 	})
 }
 
+// insertMQAs inserts ms, at most maxMonths months per INSERT.
 func (w *writer) insertMQAs(ctx context.Context, ms []event.MQA) error {
+	return byMonths(ms, func(m *event.MQA) time.Time { return m.CrossedAt }, func(ms []event.MQA) error { return w.insertMQAsOnce(ctx, ms) })
+}
+
+func (w *writer) insertMQAsOnce(ctx context.Context, ms []event.MQA) error {
 	if len(ms) == 0 {
 		return nil
 	}

@@ -16,6 +16,13 @@
 // during merges; queries that must not see them before that use FINAL.
 // Records that cannot be decoded or stored go to "<prefix>deadletter" as JSON
 // {"source_topic","partition","offset","reason","value"}; none is dropped.
+// "Cannot be stored" includes rows ClickHouse itself refuses for what they
+// hold (warehouse.Refused): the batch is bisected down to those rows, each is
+// tried alone maxRowTries times and dead-lettered with ClickHouse's reason,
+// and the rest is inserted. Any other failure (ClickHouse down, a timeout,
+// back-pressure, a missing table) is retried until it succeeds. One INSERT
+// touches at most maxMonths months, so no batch hits modern ClickHouse's
+// limit of 100 partitions per INSERT.
 //
 // The schema sticks to what both ClickHouse 18.16 (test machines) and 24+
 // (production) accept, and the sink speaks the native protocol only.

@@ -190,6 +190,6 @@ func (w *writer) write(ctx context.Context, r *rows) error {
 // identityLinks is the identity_links rows of evs (see linkSet).
 func identityLinks(evs []event.Event) []link {
 	var ls linkSet
-	ls.add(evs)
+	ls.add(evs, nil)
 	return ls.out
 }

@@ -41,11 +41,36 @@ func (w *writer) insertLinks(ctx context.Context, links []link) error {
 	return w.insert(ctx, warehouse.TableIdentityLinks, len(links), linkColumns(links))
 }
 
+// insertMQLs inserts ms, in as many INSERTs as it takes for each to touch
+// at most maxMonths months (the table is partitioned by month).
 func (w *writer) insertMQLs(ctx context.Context, ms []event.MQL) error {
-	if len(ms) == 0 {
-		return nil
+	return byMonths(ms, func(m *event.MQL) time.Time { return m.CrossedAt }, func(now []event.MQL) error {
+		return w.insert(ctx, warehouse.TableMQL, len(now), mqlColumns(now))
+	})
+}
+
+// byMonths calls insert with the items of s, in order, in as few calls as it
+// takes for each to hold items of at most maxMonths months (at, UTC): the
+// tables are partitioned by month, and modern ClickHouse refuses an INSERT
+// touching more than 100 partitions (see maxMonths).
+func byMonths[T any](s []T, at func(*T) time.Time, insert func([]T) error) error {
+	var ms months
+	for len(s) > 0 {
+		ms.reset()
+		var now, later []T
+		for i := range s {
+			if ms.add(at(&s[i])) {
+				now = append(now, s[i])
+			} else {
+				later = append(later, s[i])
+			}
+		}
+		if err := insert(now); err != nil {
+			return err
+		}
+		s = later
 	}
-	return w.insert(ctx, warehouse.TableMQL, len(ms), mqlColumns(ms))
+	return nil
 }
 
 // observe records one INSERT's outcome in the metrics.
@@ -221,6 +246,7 @@ type link struct {
 	anonymousID, leadID string
 	linkedAt            time.Time
 	eventID             string
+	rec                 int // batch index of the record of eventID
 }
 
 // linkSet folds the identity links of a batch, block by block: one row per
@@ -238,23 +264,25 @@ func (ls *linkSet) reset() {
 	ls.out = ls.out[:0]
 }
 
-func (ls *linkSet) add(evs []event.Event) {
+// add adds the links of evs; recs, when not nil, holds the batch index of
+// each event's record (else link.rec is 0).
+func (ls *linkSet) add(evs []event.Event, recs []int) {
 	if ls.idx == nil {
 		ls.idx = map[[2]string]int{}
 	}
-	add := func(anon, lead string, e *event.Event) {
+	add := func(anon, lead string, e *event.Event, rec int) {
 		if anon == "" || lead == "" {
 			return
 		}
 		k := [2]string{anon, lead}
 		if i, ok := ls.idx[k]; ok {
 			if e.EventTime.Before(ls.out[i].linkedAt) {
-				ls.out[i].linkedAt, ls.out[i].eventID = e.EventTime, e.ID
+				ls.out[i].linkedAt, ls.out[i].eventID, ls.out[i].rec = e.EventTime, e.ID, rec
 			}
 			return
 		}
 		ls.idx[k] = len(ls.out)
-		ls.out = append(ls.out, link{anonymousID: anon, leadID: lead, linkedAt: e.EventTime, eventID: e.ID})
+		ls.out = append(ls.out, link{anonymousID: anon, leadID: lead, linkedAt: e.EventTime, eventID: e.ID, rec: rec})
 	}
 	for i := range evs {
 		e := &evs[i]
@@ -262,9 +290,13 @@ func (ls *linkSet) add(evs []event.Event) {
 			// The processor does not link on bot traffic; neither do analytics.
 			continue
 		}
-		add(e.AnonymousID, e.LeadID, e)
+		rec := 0
+		if recs != nil {
+			rec = recs[i]
+		}
+		add(e.AnonymousID, e.LeadID, e, rec)
 		if e.Type == event.Alias {
-			add(e.PreviousID, e.LeadID, e)
+			add(e.PreviousID, e.LeadID, e, rec)
 		}
 	}
 }

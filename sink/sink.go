@@ -183,8 +183,20 @@ type handler struct {
 	rows                  rows
 	evIdx                 []int     // scratch: batch index of each events-topic record
 	errs                  []error   // scratch: decode result of each
+	kept                  []int     // scratch: batch index of each event of a decoded block
 	links                 linkSet   // scratch: the batch's identity links
 	members               memberSet // scratch: the batch's account memberships
+	mqlIdx                []int     // scratch: batch index of each decoded mql record
+	mqaIdx                []int     // scratch: batch index of each decoded mqa record
+	months                months    // scratch: the months of one INSERT
+	errs2                 []error   // scratch: decode results of records that decoded before
+	rejects               []reject
+}
+
+// reject is a record of the batch that goes to the dead-letter topic.
+type reject struct {
+	rec int // batch index
+	err error
 }
 
 // minChunk is the fewest records worth a goroutine of their own.
@@ -213,24 +225,16 @@ func parallel(n int, f func(lo, hi int)) {
 // handle inserts one batch into every table it touches. On error some tables
 // may hold part of the batch already; the consumer retries the whole batch
 // and ReplacingMergeTree folds the copies, because every row's sort key is
-// derived from the record.
+// derived from the record. Records that do not decode, and rows ClickHouse
+// refuses for what they hold (warehouse.Refused; found by isolate), go to
+// the dead-letter topic and the rest of the batch is stored.
 func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	r := &h.rows
 	r.reset()
 	h.links.reset()
 	h.members.reset()
-	var (
-		dead     []stream.Record
-		deadFrom []string // source topic of each dead letter
-		reason   string   // the first one, for the log
-	)
-	reject := func(m *stream.Message, err error) {
-		dead, deadFrom = append(dead, stream.DeadLetter(*m, err.Error())), append(deadFrom, m.Topic)
-		if reason == "" {
-			reason = err.Error()
-		}
-	}
-	h.evIdx = h.evIdx[:0]
+	h.rejects = h.rejects[:0]
+	h.evIdx, h.mqlIdx, h.mqaIdx = h.evIdx[:0], h.mqlIdx[:0], h.mqaIdx[:0]
 	for i := range batch {
 		m := &batch[i]
 		switch m.Topic {
@@ -240,103 +244,169 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 			r.mqls = append(r.mqls, event.MQL{})
 			if err := decodeMQL(m.Value, &r.mqls[len(r.mqls)-1]); err != nil {
 				r.mqls = r.mqls[:len(r.mqls)-1]
-				reject(m, err)
+				h.rejects = append(h.rejects, reject{i, err})
+				continue
 			}
+			h.mqlIdx = append(h.mqlIdx, i)
 		case h.mqaTopic:
 			r.mqas = append(r.mqas, event.MQA{})
 			if err := decodeMQA(m.Value, &r.mqas[len(r.mqas)-1]); err != nil {
 				r.mqas = r.mqas[:len(r.mqas)-1]
-				reject(m, err)
+				h.rejects = append(h.rejects, reject{i, err})
+				continue
 			}
+			h.mqaIdx = append(h.mqaIdx, i)
 		default:
-			reject(m, fmt.Errorf("unexpected topic %q", m.Topic))
+			h.rejects = append(h.rejects, reject{i, fmt.Errorf("unexpected topic %q", m.Topic)})
 		}
 	}
-	// Events, the bulk of every batch, go into one INSERT block by block:
-	// each block is decoded on all cores while ClickHouse takes the one before.
 	n := len(h.evIdx)
 	h.errs = slices.Grow(h.errs[:0], n)[:n]
-	var ins *eventsInsert
+	err := h.insertEvents(ctx, batch, h.evIdx, h.errs, &h.links)
+	if err != nil && !warehouse.Refused(err) {
+		return err
+	}
+	for j, derr := range h.errs {
+		if derr != nil {
+			h.rejects = append(h.rejects, reject{h.evIdx[j], derr})
+		}
+	}
+	if err != nil {
+		if err := h.isolateEvents(ctx, batch, err); err != nil {
+			return err
+		}
+	}
+	if err := h.insertLinks(ctx); err != nil {
+		return err
+	}
+	if err := h.insertMQLs(ctx); err != nil {
+		return err
+	}
+	if err := h.insertMembers(ctx); err != nil {
+		return err
+	}
+	if err := h.insertMQAs(ctx); err != nil {
+		return err
+	}
+	h.ok()
+	// After the inserts, so a ClickHouse failure (the likely one) does not
+	// put the same dead letters on the topic once per retry.
+	return h.deadLetters(ctx, batch)
+}
+
+// deadLetters sends the batch's rejected records to the dead-letter topic.
+func (h *handler) deadLetters(ctx context.Context, batch []stream.Message) error {
+	if len(h.rejects) == 0 {
+		return nil
+	}
+	dead := make([]stream.Record, len(h.rejects))
+	for i, rj := range h.rejects {
+		dead[i] = stream.DeadLetter(batch[rj.rec], rj.err.Error())
+	}
+	if err := h.dlq.Produce(ctx, dead); err != nil {
+		return fmt.Errorf("producing %d dead letters: %w", len(dead), err)
+	}
+	for _, rj := range h.rejects {
+		h.w.m.deadLetters.WithLabelValues(batch[rj.rec].Topic).Inc()
+	}
+	h.log.Warn("records sent to dead-letter topic", "count", len(dead), "first_reason", h.rejects[0].err.Error())
+	return nil
+}
+
+// insertEvents inserts the events-topic records idx of batch into events,
+// decoding them block by block on all cores while ClickHouse takes the block
+// before. A record that does not decode (or cannot be stored, see
+// warehouse.CheckEvent) is left out with its error in errs (parallel to
+// idx). links, unless nil, gets the identity links of the others (and
+// h.members their account memberships). One INSERT
+// touches at most maxMonths months: the records of further months go into
+// the next INSERT.
+func (h *handler) insertEvents(ctx context.Context, batch []stream.Message, idx []int, errs []error, links *linkSet) error {
+	for len(idx) > 0 {
+		later, err := h.insertEventsOnce(ctx, batch, idx, errs, links)
+		if err != nil {
+			return err
+		}
+		// The records left for later decoded, and their links are in.
+		idx, errs, links = later, nil, nil
+	}
+	return nil
+}
+
+// insertEventsOnce is one INSERT of insertEvents; it returns the records
+// whose month did not fit in it.
+func (h *handler) insertEventsOnce(ctx context.Context, batch []stream.Message, idx []int, errs []error, links *linkSet) ([]int, error) {
+	var (
+		ins   *eventsInsert
+		later []int
+	)
 	defer func() {
 		if ins != nil {
 			ins.close()
 		}
 	}()
-	for lo := 0; lo < n; lo += blockRows {
-		evs := h.decode(batch, lo, min(n, lo+blockRows))
+	h.months.reset()
+	for lo := 0; lo < len(idx); lo += blockRows {
+		hi := min(len(idx), lo+blockRows)
+		var berrs []error
+		if errs != nil {
+			berrs = errs[lo:hi]
+		}
+		evs := h.decode(batch, idx[lo:hi], berrs)
+		if links != nil {
+			links.add(evs, h.kept)
+			h.members.add(evs, h.kept)
+		}
+		evs, later = h.months.fit(evs, h.kept, later)
 		if len(evs) == 0 {
 			continue
 		}
 		if ins == nil {
 			var err error
 			if ins, err = h.w.beginEvents(ctx); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		h.links.add(evs)
-		h.members.add(evs)
 		if err := ins.add(evs); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if ins != nil {
 		if err := ins.send(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := h.w.insertLinks(ctx, h.links.out); err != nil {
-		return err
-	}
-	if err := h.w.insertMQLs(ctx, r.mqls); err != nil {
-		return err
-	}
-	if err := h.w.insertMembers(ctx, h.members.out); err != nil {
-		return err
-	}
-	if err := h.w.insertMQAs(ctx, r.mqas); err != nil {
-		return err
-	}
-	h.ok()
-	for j, err := range h.errs {
-		if err != nil {
-			reject(&batch[h.evIdx[j]], err)
-		}
-	}
-	// After the inserts, so a ClickHouse failure (the likely one) does not
-	// put the same dead letters on the topic once per retry.
-	if len(dead) == 0 {
-		return nil
-	}
-	if err := h.dlq.Produce(ctx, dead); err != nil {
-		return fmt.Errorf("producing %d dead letters: %w", len(dead), err)
-	}
-	for _, t := range deadFrom {
-		h.w.m.deadLetters.WithLabelValues(t).Inc()
-	}
-	h.log.Warn("records sent to dead-letter topic", "count", len(dead), "first_reason", reason)
-	return nil
+	return later, nil
 }
 
-// decode decodes the events-topic records evIdx[lo:hi] of batch on all cores
-// and returns the valid ones in batch order; the errors go to errs[lo:hi].
-func (h *handler) decode(batch []stream.Message, lo, hi int) []event.Event {
+// decode decodes the events-topic records idx of batch on all cores and
+// returns the valid ones in batch order, their batch indices in h.kept; the
+// errors go to errs (parallel to idx), or when errs is nil (records that
+// decoded before) a record that fails is only left out.
+func (h *handler) decode(batch []stream.Message, idx []int, errs []error) []event.Event {
 	r := &h.rows
-	n := hi - lo
+	n := len(idx)
 	r.events = slices.Grow(r.events[:0], n)[:n]
+	if errs == nil {
+		h.errs2 = slices.Grow(h.errs2[:0], n)[:n]
+		errs = h.errs2
+	}
 	parallel(n, func(a, b int) {
 		for j := a; j < b; j++ {
 			e := &r.events[j]
-			err := event.Unmarshal(batch[h.evIdx[lo+j]].Value, e)
+			err := event.Unmarshal(batch[idx[j]].Value, e)
 			if err == nil {
 				err = warehouse.CheckEvent(e)
 			}
-			h.errs[lo+j] = err
+			errs[j] = err
 		}
 	})
 	kept := 0
+	h.kept = h.kept[:0]
 	for j := range n {
-		if h.errs[lo+j] == nil {
+		if errs[j] == nil {
 			r.events[kept] = r.events[j]
+			h.kept = append(h.kept, idx[j])
 			kept++
 		}
 	}

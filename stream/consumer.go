@@ -380,9 +380,11 @@ func (c *Consumer) drainCtx(ctx context.Context) (context.Context, context.Cance
 }
 
 // handle retries h until it succeeds; each attempt is bounded by
-// DrainTimeout, so one hung call does not stall the batch. Retrying stops
-// only when the drain deadline passes after shutdown began; the batch is
-// then left uncommitted.
+// DrainTimeout, so one hung call does not stall the batch. Once shutdown
+// began (runCtx done) a failed attempt is not repeated: the batch is left
+// uncommitted for the next owner, so a stop ends the role within the
+// attempt in flight (at most DrainTimeout) even while Redis or ClickHouse is
+// down and the batch was being retried.
 func (c *Consumer) handle(hctx, runCtx context.Context, h Handler, batch []Message) error {
 	backoff := 50 * time.Millisecond
 	for {
@@ -393,14 +395,16 @@ func (c *Consumer) handle(hctx, runCtx context.Context, h Handler, batch []Messa
 			return nil
 		}
 		c.m.handlerErrors.Inc()
+		if runCtx.Err() != nil {
+			return fmt.Errorf("batch of %d records not finished at shutdown: %w", len(batch), err)
+		}
 		c.log.Warn("batch failed, retrying", "records", len(batch), "err", err)
 		select {
+		case <-runCtx.Done():
+			return fmt.Errorf("batch of %d records not finished at shutdown: %w", len(batch), err)
 		case <-hctx.Done():
 			return fmt.Errorf("batch of %d records not finished: %w", len(batch), err)
 		case <-time.After(backoff):
-		}
-		if runCtx.Err() != nil && hctx.Err() != nil {
-			return fmt.Errorf("batch of %d records not finished: %w", len(batch), err)
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}

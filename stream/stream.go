@@ -180,8 +180,8 @@ func newClient(brokers []string, cn *conn, timeout time.Duration) *kafka.Client 
 	}
 }
 
-// EnsureTopics creates the events, mql, mqa and dead-letter topics when
-// missing, with the partitions, replication, min.insync.replicas and
+// EnsureTopics creates the events, mql, mqa, dead-letter and erasures topics
+// when missing, with the partitions, replication, min.insync.replicas and
 // retention of the configuration. Existing topics are left as they are.
 func EnsureTopics(ctx context.Context, c Config) error {
 	if len(c.Brokers) == 0 {
@@ -194,7 +194,7 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	client := newClient(c.Brokers, cn, 10*time.Second)
 	defer closeClient(client)
 	var topics []kafka.TopicConfig
-	for _, s := range []string{TopicEvents, TopicMQL, TopicMQA, TopicDeadLetter} {
+	for _, s := range []string{TopicEvents, TopicMQL, TopicMQA, TopicDeadLetter, TopicErasures} {
 		topics = append(topics, kafka.TopicConfig{Topic: c.Topic(s), NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor,
 			ConfigEntries: c.topicConfigs()})
 	}

@@ -41,7 +41,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		return fmt.Errorf("%s: %w (see `leadstream %s -h`)", fs.Name(), err, fs.Name())
 	}
-	if fs.NArg() > 0 && fs.Name() != "rules check" && fs.Name() != "costs import" {
+	if fs.NArg() > 0 && fs.Name() != "rules check" && fs.Name() != "costs import" && fs.Name() != "erase" {
 		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	given := map[string]bool{}

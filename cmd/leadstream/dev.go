@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/ingest/demo"
 	"github.com/leadstream/leadstream/ingest/token"
@@ -127,7 +128,9 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	defer producer.Close()
-	col, err := newCollector(icfg, producer, store, r, log, reg)
+	eraser := erasure.New(erasure.Config{Kafka: kcfg, ClickHouse: scfg.ClickHouse}, store, log, reg)
+	defer eraser.Close()
+	col, err := newCollector(icfg, producer, store, r, log, reg, eraser)
 	if err != nil {
 		return err
 	}

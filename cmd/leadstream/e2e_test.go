@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/ingest/segment"
@@ -75,8 +76,11 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eraser := erasure.New(erasure.Config{Kafka: kcfg, ClickHouse: warehouse.Config{Addr: p.chAddr, Database: p.db, Username: "default", DialTimeout: 5 * time.Second}},
+		store, log, reg)
+	t.Cleanup(eraser.Close)
 	col, err := newCollector(ingest.Config{Kafka: kcfg, HTTPAddr: "127.0.0.1:0", WriteKeys: []string{testBrowserKey}, ServerWriteKeys: []string{testWriteKey},
-		SecretKey: testSecret, ProduceTimeout: 5 * time.Second, MaxEventAge: 24 * time.Hour, AnonymizeIP: true}, producer, store, rules, log, reg)
+		SecretKey: testSecret, ProduceTimeout: 5 * time.Second, MaxEventAge: 24 * time.Hour, AnonymizeIP: true}, producer, store, rules, log, reg, eraser)
 	if err != nil {
 		t.Fatal(err)
 	}

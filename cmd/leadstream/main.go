@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
@@ -49,6 +50,10 @@ tools:
   report KIND [-html FILE]   analytics from ClickHouse: funnel, romi, campaigns, velocity,
                 bands, weekly; -format table|csv|json, -from/-to DATE, -campaign NAME
   rescore -rules FILE [-apply]   recompute every lead's scores from the history in ClickHouse
+  erase LEAD_ID  erase a person (GDPR art. 17): Redis state, ClickHouse rows, tombstone
+                on <prefix>erasures (also DELETE /v1/leads/{id} with the secret key)
+  retention -older-than DURATION [-apply]   drop whole monthly ClickHouse partitions
+                older than DURATION (dry run unless -apply)
   token open|click   print a signed email-open pixel or click URL (LEADSTREAM_TOKEN_KEYS)
   healthcheck [URL]  exit 0 when URL (default http://127.0.0.1:8080/readyz) answers 2xx:
                 the container health check (the image has no shell or curl)
@@ -87,6 +92,10 @@ func main() {
 		err = runCosts(ctx, args, log)
 	case "rescore":
 		err = runRescore(ctx, args)
+	case "erase":
+		err = runErase(ctx, args, log)
+	case "retention":
+		err = runRetention(ctx, args, log)
 	case "token":
 		err = runToken(args)
 	case "healthcheck":
@@ -154,14 +163,18 @@ func loadRules(path string) (*scoring.Rules, error) {
 }
 
 // newCollector builds the collector with the lead API mounted on it.
-// store may be nil (no Redis): the lead API then answers 503.
-func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.Store, r *scoring.Rules, log *slog.Logger, reg *prometheus.Registry) (*ingest.Collector, error) {
+// store may be nil (no Redis): the lead API then answers 503; eraser may be
+// nil (no ClickHouse): DELETE /v1/leads/{id} then answers 503.
+func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.Store, r *scoring.Rules, log *slog.Logger, reg *prometheus.Registry, eraser leadapi.Eraser) (*ingest.Collector, error) {
 	c, err := ingest.New(cfg, producer, log, reg)
 	if err != nil {
 		return nil, err
 	}
 	c.SetGatherer(reg)
 	api := leadapi.New(store, r.Models, cfg.SecretKey)
+	if eraser != nil {
+		api.SetEraser(eraser)
+	}
 	c.Mount(leadapi.Prefix, api.Serve)
 	c.Mount(leadapi.AccountPrefix, api.ServeAccount)
 	return c, nil
@@ -171,8 +184,10 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
 	var cfg ingest.Config
 	var rcfg leadstate.Config
+	var chcfg warehouse.Config // optional: DELETE /v1/leads/{id} (erasure) needs it
 	cfg.Kafka.RegisterFlags(fs)
 	rcfg.RegisterFlags(fs)
+	chcfg.RegisterFlags(fs)
 	cfg.RegisterFlags(fs)
 	rules := rulesFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -180,6 +195,11 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if chcfg.Addr != "" {
+		if err := chcfg.Validate(); err != nil {
+			return err
+		}
 	}
 	r, err := loadRules(*rules)
 	if err != nil {
@@ -208,7 +228,15 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	} else {
 		log.Warn("no redis.addr: the lead API answers 503")
 	}
-	c, err := newCollector(cfg, producer, store, r, log, reg)
+	var eraser leadapi.Eraser
+	if store != nil && chcfg.Addr != "" {
+		e := erasure.New(erasure.Config{Kafka: cfg.Kafka, ClickHouse: chcfg}, store, log, reg)
+		defer e.Close()
+		eraser = e
+	} else {
+		log.Info("no clickhouse.addr (or redis.addr): DELETE /v1/leads/{id} (erasure) answers 503")
+	}
+	c, err := newCollector(cfg, producer, store, r, log, reg, eraser)
 	if err != nil {
 		return err
 	}

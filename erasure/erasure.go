@@ -1,0 +1,248 @@
+// Package erasure erases a person (GDPR art. 17, the right to erasure):
+// `leadstream erase LEAD_ID` and DELETE /v1/leads/{id} (the collector,
+// secret key) call Eraser.Erase.
+//
+// An erasure covers the lead, the leads merged into it by alias and the
+// anonymous visitors linked to any of them (found in ClickHouse's
+// identity_links and alias events, warehouse.Linked):
+//
+//   - Redis: each one's scoring state, MQL outbox and dedup sets
+//     (leadstate.Store.Erase); a visitor that is now linked to another lead
+//     keeps its link (it holds no history, which went to the erased lead);
+//     the leads' entries in their accounts' states (leadstate.ForgetMembers);
+//   - ClickHouse: their rows in events, identity_links, mql and
+//     account_members, and their names in mqa.top_members
+//     (warehouse.EraseRows, ALTER TABLE … DELETE/UPDATE mutations, waited
+//     for);
+//   - Kafka: one tombstone on <prefix>erasures (key = the lead id, value =
+//     null) for downstream systems to erase what they copied.
+//
+// It is idempotent: erasing again finds what is left and deletes it. It is an
+// erasure as of now: events accepted for the lead afterwards (or still on
+// their way through Kafka) are scored and stored as a new history; stop
+// sending them first, and erase again once the processor and the sink have
+// caught up if some were in flight. Raw records stay on the Kafka topics
+// until their retention (kafka.retention) removes them.
+//
+// Metrics:
+//
+//	leadstream_collector_erasures_total{result}   done | pending (ClickHouse still deleting) | failed
+package erasure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/scoring"
+	"github.com/leadstream/leadstream/stream"
+	"github.com/leadstream/leadstream/warehouse"
+)
+
+// ErrNotConfigured means the role has no ClickHouse address: it cannot find
+// a lead's visitors nor delete its rows.
+var ErrNotConfigured = errors.New("erasure needs clickhouse.addr (and redis.addr)")
+
+// Config says where the erased data lives.
+type Config struct {
+	Kafka      stream.Config
+	ClickHouse warehouse.Config
+}
+
+// Eraser erases leads. Its ClickHouse connection and Kafka producer are
+// opened on the first erasure, so a collector starts without ClickHouse.
+type Eraser struct {
+	cfg   Config
+	store *leadstate.Store
+	log   *slog.Logger
+	reg   prometheus.Registerer
+	total *prometheus.CounterVec
+
+	mu         sync.Mutex
+	conn       driver.Conn
+	tombstones *stream.Producer
+}
+
+// New returns an Eraser over store (Redis) and cfg (ClickHouse, Kafka).
+func New(cfg Config, store *leadstate.Store, log *slog.Logger, reg prometheus.Registerer) *Eraser {
+	e := &Eraser{cfg: cfg, store: store, log: log.With("stage", "erasure"), reg: reg,
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_erasures_total",
+			Help: "Erasures of a lead (GDPR art. 17): done, pending (ClickHouse still deleting when answered) or failed."}, []string{"result"})}
+	for _, r := range []string{"done", "pending", "failed"} {
+		e.total.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(e.total)
+	}
+	return e
+}
+
+// Result is what an erasure did.
+type Result struct {
+	LeadID string `json:"lead_id"`
+	// Leads are the lead ids erased: the lead and those merged into it.
+	Leads []string `json:"leads"`
+	// AnonymousIDs is how many anonymous ids linked to them were erased;
+	// KeptVisitors how many of those now link to another lead in Redis (their
+	// link is kept, their anonymous events are deleted).
+	AnonymousIDs int `json:"anonymous_ids"`
+	KeptVisitors int `json:"kept_visitors,omitempty"`
+	// RedisKeys is how many keys were deleted from Redis; AccountEntries
+	// how many member entries were removed from account states.
+	RedisKeys      int `json:"redis_keys"`
+	AccountEntries int `json:"account_entries,omitempty"`
+	// MergedInto is the lead this lead had been merged into by alias; it is
+	// not erased (erase it too if it is the same person's).
+	MergedInto string `json:"merged_into,omitempty"`
+	// Done reports that ClickHouse finished deleting the rows; when false the
+	// mutations still run (erasing again reports on them).
+	Done bool `json:"done"`
+}
+
+// Erase erases lead and what is linked to it (see the package comment),
+// waiting up to wait for ClickHouse to finish deleting.
+func (e *Eraser) Erase(ctx context.Context, lead string, wait time.Duration) (*Result, error) {
+	res, err := e.erase(ctx, lead, wait)
+	switch {
+	case err != nil:
+		e.total.WithLabelValues("failed").Inc()
+		e.log.Warn("erasure failed", "err", err)
+	case res.Done:
+		e.total.WithLabelValues("done").Inc()
+	default:
+		e.total.WithLabelValues("pending").Inc()
+	}
+	return res, err
+}
+
+func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*Result, error) {
+	if lead == "" {
+		return nil, errors.New("erasure: empty lead id")
+	}
+	if e.store == nil || e.cfg.ClickHouse.Addr == "" {
+		return nil, ErrNotConfigured
+	}
+	conn, tomb, err := e.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db := e.cfg.ClickHouse.Database
+	leads, anons, err := warehouse.Linked(ctx, conn, db, lead)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{LeadID: lead, Leads: leads, AnonymousIDs: len(anons)}
+
+	// Redis: the leads, and the visitors not linked to someone else since.
+	isLead := map[string]bool{}
+	var subjects []scoring.Subject
+	for _, l := range leads {
+		isLead[l] = true
+		subjects = append(subjects, scoring.Lead(l))
+	}
+	visitors := make([]scoring.Subject, len(anons))
+	for i, a := range anons {
+		visitors[i] = scoring.Anon(a)
+	}
+	states, err := e.store.States(ctx, append(subjects, visitors...))
+	if err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+	if st := states[scoring.Lead(lead)].State; st != nil && st.Into != "" && !isLead[st.Into] {
+		res.MergedInto = st.Into
+	}
+	for _, v := range visitors {
+		if st := states[v].State; st != nil && st.Into != "" && !isLead[st.Into] {
+			res.KeptVisitors++
+			continue
+		}
+		subjects = append(subjects, v)
+	}
+	// The accounts first: found from the states about to go, and from
+	// ClickHouse (an account the lead left, a member entry of a state that
+	// does not decode).
+	accts, err := warehouse.Accounts(ctx, conn, db, leads)
+	if err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+	for _, l := range leads {
+		if st := states[scoring.Lead(l)].State; st != nil {
+			if st.MemberOf != "" {
+				accts = append(accts, st.MemberOf)
+			}
+			for _, left := range st.Left {
+				accts = append(accts, left.Account)
+			}
+		}
+	}
+	slices.Sort(accts)
+	for _, a := range slices.Compact(accts) {
+		n, err := e.store.ForgetMembers(ctx, a, leads)
+		if err != nil {
+			return nil, fmt.Errorf("erasure: %w", err)
+		}
+		res.AccountEntries += n
+	}
+	if res.RedisKeys, err = e.store.Erase(ctx, subjects); err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+
+	// ClickHouse, then the tombstone: downstream hears of it once leadstream's
+	// own deletion is under way.
+	if err := warehouse.EraseRows(ctx, conn, db, leads, anons); err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+	if err := tomb.Produce(ctx, []stream.Record{stream.Tombstone(lead)}); err != nil {
+		return nil, fmt.Errorf("erasure: publishing the tombstone: %w", err)
+	}
+	if res.Done, err = warehouse.WaitMutations(ctx, conn, db, wait); err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+	e.log.Info("lead erased", "leads", len(leads), "anonymous_ids", len(anons), "redis_keys", res.RedisKeys, "clickhouse_done", res.Done)
+	return res, nil
+}
+
+// open opens the ClickHouse connection and the tombstone producer once.
+func (e *Eraser) open(ctx context.Context) (driver.Conn, *stream.Producer, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn == nil {
+		conn, err := warehouse.Open(ctx, e.cfg.ClickHouse)
+		if err != nil {
+			return nil, nil, fmt.Errorf("erasure: %w", err)
+		}
+		e.conn = conn
+	}
+	if e.tombstones == nil {
+		var reg prometheus.Registerer
+		if e.reg != nil {
+			reg = prometheus.WrapRegistererWith(prometheus.Labels{"stage": "erasure"}, e.reg)
+		}
+		p, err := stream.NewProducer(ctx, e.cfg.Kafka.Producer(stream.TopicErasures), e.log, reg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("erasure: starting the producer of %s: %w", e.cfg.Kafka.Topic(stream.TopicErasures), err)
+		}
+		e.tombstones = p
+	}
+	return e.conn, e.tombstones, nil
+}
+
+// Close closes what the erasures opened.
+func (e *Eraser) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tombstones != nil {
+		e.tombstones.Close()
+	}
+	if e.conn != nil {
+		e.conn.Close()
+	}
+}

@@ -1,0 +1,105 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/leadstate/leadstatetest"
+	"github.com/leadstream/leadstream/scoring"
+	"github.com/leadstream/leadstream/stream"
+)
+
+// Poison records in one batch with good ones: a record that is not an event,
+// an identify whose traits hold a number that is not finite (1e400), and an
+// event of a lead whose state in Redis does not decode. Each goes to the
+// dead-letter topic with its reason, after its tries alone for the corrupt
+// state; the good events of the same batch score, and so do later ones.
+func TestProcessorPoisonRecords(t *testing.T) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		good1, good2, corrupt, inf := newID("lead"), newID("lead"), newID("lead"), newID("lead")
+		// Not a state leadstream wrote: any read of it fails with ErrCorruptState.
+		key := leadstatetest.Key(scoring.Lead(corrupt), "s")
+		if err := leadstatetest.Client(t, store).Set(ctx, key, "not a leadstream state", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := startProcessor(t, store, scoring.Default())
+
+		identify := touch(inf+"-id", event.Identify, "", inf, t0)
+		identify.Traits = json.RawMessage(`{"title":"CTO","employees":1e400}`)
+		batch := records(t,
+			pageView(good1+"-pv1", "", good1, "/", t0),
+			pageView(corrupt+"-pv1", "", corrupt, "/pricing", t0),
+			identify,
+			pageView(good2+"-pv1", "", good2, "/pricing", t0),
+		)
+		notEvent := stream.Record{Key: []byte(good1), Value: []byte(`{"event_id":`)}
+		batch = append(batch[:2], append([]stream.Record{notEvent}, batch[2:]...)...)
+		r.produce(t, stream.TopicEvents, batch...)
+
+		eventually(t, "good events scored, poison dead-lettered", 20*time.Second, func() (bool, string) {
+			s, d := r.events(t, "scored"), r.events(t, "dead_letter")
+			return s == 2 && d == 3, fmt.Sprintf("scored=%v dead_letter=%v", s, d)
+		})
+		if v, _ := modelState(t, store, good1, "default"); v != "5" {
+			t.Errorf("%s holds %q, want 5", good1, v)
+		}
+		if v, _ := modelState(t, store, good2, "default"); v != "20" {
+			t.Errorf("%s holds %q, want 20 (page view + pricing)", good2, v)
+		}
+		if st := leadstatetest.State(t, store, scoring.Lead(inf)); st != nil && len(st.Traits) > 0 {
+			t.Errorf("%s kept traits %v of an identify that was dead-lettered", inf, st.Traits)
+		}
+
+		reasons := map[string]string{} // value -> reason
+		for _, dl := range r.readTopic(t, stream.TopicDeadLetter) {
+			var rec struct {
+				SourceTopic string `json:"source_topic"`
+				Reason      string `json:"reason"`
+				Value       string `json:"value"`
+			}
+			if err := json.Unmarshal(dl.Value, &rec); err != nil {
+				t.Fatalf("dead letter %s: %v", dl.Value, err)
+			}
+			if rec.SourceTopic != r.kcfg.Topic(stream.TopicEvents) {
+				t.Errorf("dead letter from %q", rec.SourceTopic)
+			}
+			reasons[rec.Value] = rec.Reason
+		}
+		want := map[string]string{
+			string(notEvent.Value): "",      // the decoder's reason
+			string(batch[1].Value): corrupt, // the corrupt state, naming the lead
+			string(batch[3].Value): "1e400", // the traits
+		}
+		if len(reasons) != len(want) {
+			t.Fatalf("dead letters %v, want %d", reasons, len(want))
+		}
+		for v, frag := range want {
+			reason, ok := reasons[v]
+			if !ok || reason == "" || !strings.Contains(reason, frag) {
+				t.Errorf("dead letter of %s: reason %q (present %v), want one naming %q", v, reason, ok, frag)
+			}
+		}
+		if !strings.Contains(reasons[string(batch[1].Value)], "corrupt lead state") {
+			t.Errorf("reason %q does not say the state is corrupt", reasons[string(batch[1].Value)])
+		}
+
+		// The partition goes on: later events score, the corrupt lead's are
+		// dead-lettered again until its state is repaired.
+		r.produceEvents(t, pageView(good1+"-pv2", "", good1, "/pricing", t0.Add(time.Minute)),
+			pageView(corrupt+"-pv2", "", corrupt, "/", t0.Add(time.Minute)))
+		eventually(t, "later events handled", 20*time.Second, func() (bool, string) {
+			s, d := r.events(t, "scored"), r.events(t, "dead_letter")
+			return s == 3 && d == 4, fmt.Sprintf("scored=%v dead_letter=%v", s, d)
+		})
+		if v, _ := modelState(t, store, good1, "default"); v == "5" || v == "" {
+			t.Errorf("%s holds %q after a pricing page view, want more than 5", good1, v)
+		}
+	})
+}

@@ -1,0 +1,200 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Erasure (GDPR art. 17) on the ClickHouse side: finding what belongs to a
+// lead, and deleting it. ALTER TABLE … DELETE is a mutation: ClickHouse
+// rewrites the parts holding matching rows in the background (18.16 and
+// 24+ alike); PendingMutations tells when it is done.
+
+// maxLinkHops bounds how far Linked follows aliases (a lead merged into a
+// lead merged into the lead …), as the scoring state does.
+const maxLinkHops = 8
+
+// idChunk is the most ids one query names, keeping each well under
+// ClickHouse's max_query_size (256 KiB by default).
+const idChunk = 1000
+
+// Linked returns what an erasure of lead covers: leads, the lead and every
+// lead merged into it by alias (previousId → userId, transitively), and
+// anons, every anonymous id linked to one of them (identity_links: visitors
+// that identified, alias previous ids). Ids are returned sorted.
+func Linked(ctx context.Context, conn driver.Conn, database, lead string) (leads, anons []string, err error) {
+	if err := CheckDatabase(database); err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{lead: true}
+	leads = []string{lead}
+	for hop, frontier := 0, []string{lead}; len(frontier) > 0 && hop < maxLinkHops; hop++ {
+		prev, err := distinct(ctx, conn, "SELECT DISTINCT previous_id FROM "+database+".events WHERE type = 'alias' AND previous_id != '' AND lead_id IN ?", frontier)
+		if err != nil {
+			return nil, nil, fmt.Errorf("finding the leads merged into a lead: %w", err)
+		}
+		frontier = frontier[:0:0]
+		for _, p := range prev {
+			if !seen[p] {
+				seen[p] = true
+				leads = append(leads, p)
+				frontier = append(frontier, p)
+			}
+		}
+	}
+	anons, err = distinct(ctx, conn, "SELECT DISTINCT anonymous_id FROM "+database+".identity_links WHERE lead_id IN ?", leads)
+	if err != nil {
+		return nil, nil, fmt.Errorf("finding the visitors of a lead: %w", err)
+	}
+	slices.Sort(leads)
+	slices.Sort(anons)
+	return leads, slices.Compact(anons), nil
+}
+
+// idSet is ids as the right side of IN: ('a', 'b'), each quoted and escaped
+// by the driver (no server-side parameters on ClickHouse 18.16).
+func idSet(ids []string) clickhouse.GroupSet {
+	v := make([]any, len(ids))
+	for i, id := range ids {
+		v[i] = id
+	}
+	return clickhouse.GroupSet{Value: v}
+}
+
+// distinct runs q (one String column, one "IN ?") for ids, chunk by chunk.
+func distinct(ctx context.Context, conn driver.Conn, q string, ids []string) ([]string, error) {
+	var out []string
+	for lo := 0; lo < len(ids); lo += idChunk {
+		rows, err := conn.Query(ctx, q, idSet(ids[lo:min(len(ids), lo+idChunk)]))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ErasedTables are the tables EraseRows changes.
+var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL, TableAccountMembers, TableMQA}
+
+// Accounts returns the accounts the leads were ever recorded in
+// (account_members), sorted.
+func Accounts(ctx context.Context, conn driver.Conn, database string, leads []string) ([]string, error) {
+	if err := CheckDatabase(database); err != nil {
+		return nil, err
+	}
+	out, err := distinct(ctx, conn, "SELECT DISTINCT account_id FROM "+database+"."+TableAccountMembers+" WHERE lead_id IN ?", leads)
+	if err != nil {
+		return nil, fmt.Errorf("finding the accounts of a lead: %w", err)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// EraseRows submits the mutations that delete the rows of leads and anons:
+//
+//   - events: every event of one of the leads, and every anonymous event
+//     (no lead id) of one of the anonymous ids. An event of another lead on
+//     a shared browser (its anonymous id, that lead's id) stays theirs.
+//   - identity_links: the links to the leads, and the links of the leads'
+//     own ids (a lead merged into another by alias).
+//   - mql: the crossings of the leads.
+//   - account_members: the memberships of the leads, and those of the
+//     anonymous ids recorded without a lead.
+//   - mqa: the account crossings stay (they are the account's), but the
+//     leads are removed from their top_members (ALTER TABLE … UPDATE).
+//
+// It returns once ClickHouse accepted them; PendingMutations tells when they
+// are done.
+func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, anons []string) error {
+	if err := CheckDatabase(database); err != nil {
+		return err
+	}
+	del := func(table, where string, ids []string) error {
+		for lo := 0; lo < len(ids); lo += idChunk {
+			q := "ALTER TABLE " + database + "." + table + " DELETE WHERE " + where
+			if err := conn.Exec(ctx, q, idSet(ids[lo:min(len(ids), lo+idChunk)])); err != nil {
+				return fmt.Errorf("deleting rows of %s.%s: %w", database, table, err)
+			}
+		}
+		return nil
+	}
+	steps := []struct {
+		table, where string
+		ids          []string
+	}{
+		{TableEvents, "lead_id IN ?", leads},
+		{TableEvents, "lead_id = '' AND anonymous_id IN ?", anons},
+		{TableIdentityLinks, "lead_id IN ?", leads},
+		{TableIdentityLinks, "anonymous_id IN ?", leads},
+		{TableMQL, "lead_id IN ?", leads},
+		{TableAccountMembers, "lead_id IN ?", leads},
+		{TableAccountMembers, "lead_id = '' AND anonymous_id IN ?", anons},
+	}
+	for _, s := range steps {
+		if err := del(s.table, s.where, s.ids); err != nil {
+			return err
+		}
+	}
+	// Both columns of the Nested in one mutation, so they keep one length;
+	// points first, filtered by the lead ids before they change.
+	for lo := 0; lo < len(leads); lo += idChunk {
+		ids := leads[lo:min(len(leads), lo+idChunk)]
+		q := "ALTER TABLE " + database + "." + TableMQA + " UPDATE " +
+			"`top_members.points` = arrayFilter((p, l) -> NOT has(?, l), `top_members.points`, `top_members.lead_id`), " +
+			"`top_members.lead_id` = arrayFilter(l -> NOT has(?, l), `top_members.lead_id`) " +
+			"WHERE hasAny(`top_members.lead_id`, ?)"
+		if err := conn.Exec(ctx, q, ids, ids, ids); err != nil {
+			return fmt.Errorf("removing erased leads from %s.%s: %w", database, TableMQA, err)
+		}
+	}
+	return nil
+}
+
+// PendingMutations is how many mutations of ErasedTables ClickHouse has not
+// finished.
+func PendingMutations(ctx context.Context, conn driver.Conn, database string) (uint64, error) {
+	var n uint64
+	err := conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND table IN ? AND is_done = 0", database, idSet(ErasedTables)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("reading the mutations of %s: %w", database, err)
+	}
+	return n, nil
+}
+
+// WaitMutations waits until no mutation of ErasedTables is pending, or for
+// at most wait; it reports whether they are done.
+func WaitMutations(ctx context.Context, conn driver.Conn, database string, wait time.Duration) (bool, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		n, err := PendingMutations(ctx, conn, database)
+		if err != nil || n == 0 {
+			return n == 0 && err == nil, err
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
