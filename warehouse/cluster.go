@@ -220,3 +220,14 @@ func (c *Config) checkCluster(ctx context.Context, conn driver.Conn) error {
 	}
 	return nil
 }
+
+// SingleServer returns ErrClusterUnsupported, naming what, in cluster mode:
+// for the operations that change stored rows in place (erasure mutations,
+// dropping partitions), which would have to run on every shard's local
+// tables and are not built for a cluster yet.
+func (c *Config) SingleServer(what string) error {
+	if c.Cluster == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s (clickhouse.cluster is %q)", ErrClusterUnsupported, what, c.Cluster)
+}

@@ -23,4 +23,7 @@ var (
 	// configured: it does not know clickhouse.cluster, or the user's profile
 	// does not run subqueries over Distributed tables GLOBAL.
 	ErrClusterSettings = errors.New("clickhouse is not set up for cluster mode")
+	// ErrClusterUnsupported means an operation is not available in cluster
+	// mode yet (Config.SingleServer).
+	ErrClusterUnsupported = errors.New("not supported with a clickhouse cluster yet")
 )
