@@ -35,7 +35,8 @@ declare -A pkg_of=(
 )
 
 # --test adds what only the tests need: chromium, Node.js and npm, podman,
-# runc, prometheus, docker-compose.
+# runc, prometheus, docker-compose, and zookeeper (with java) for the
+# ClickHouse cluster the cluster-mode tests start.
 cmds=(redis-server redis-cli clickhouse-server clickhouse-client kcat)
 tests=false
 if [[ ${1:-} == --test ]]; then
@@ -55,6 +56,11 @@ if $tests; then
 	# Any Node.js >= 18 does; Debian's packages are the fallback when none is there.
 	command -v node >/dev/null 2>&1 || missing+=(nodejs)
 	command -v npm >/dev/null 2>&1 || missing+=(npm)
+	# ZooKeeper is a jar, not a command: the tests run it with java and
+	# slf4j-simple (internal/localsvc/zookeeper.go).
+	[[ -f /usr/share/java/zookeeper.jar ]] || missing+=(zookeeper)
+	[[ -f /usr/share/java/slf4j-simple.jar ]] || missing+=(libslf4j-java)
+	command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 fi
 for pkg in "$@"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||

@@ -130,6 +130,9 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 	if e.store == nil || e.cfg.ClickHouse.Addr == "" {
 		return nil, ErrNotConfigured
 	}
+	if err := e.cfg.ClickHouse.SingleServer("erasing a lead's rows"); err != nil {
+		return nil, err
+	}
 	conn, tomb, err := e.open(ctx)
 	if err != nil {
 		return nil, err

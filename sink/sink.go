@@ -77,7 +77,7 @@ func (s *Sink) run(ctx context.Context) error {
 	defer conn.Close()
 	defer s.lastOK.Store(0) // a stopped sink is not ready
 	db := s.cfg.ClickHouse.Database
-	if err := warehouse.Migrate(ctx, conn, db); err != nil {
+	if err := warehouse.MigrateCluster(ctx, conn, db, s.cfg.ClickHouse.Cluster); err != nil {
 		return err
 	}
 	s.markOK()

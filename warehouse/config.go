@@ -26,6 +26,10 @@ type Config struct {
 	Username    string
 	Password    string
 	DialTimeout time.Duration
+	// Cluster names the ClickHouse cluster (remote_servers) the schema lives
+	// on: replicated local tables under Distributed ones (cluster.go).
+	// Empty = one server.
+	Cluster string
 	// TLS connects to the secure native port (ClickHouse's tcp_port_secure,
 	// 9440 by default) with TLS; the files are the CA bundle to trust (empty
 	// = the system's) and a client certificate and key for servers that
@@ -41,6 +45,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Username, "clickhouse.username", "default", "ClickHouse user")
 	secretflag.String(fs, &c.Password, "clickhouse.password", "ClickHouse password")
 	fs.DurationVar(&c.DialTimeout, "clickhouse.dial-timeout", 5*time.Second, "timeout for connecting to ClickHouse")
+	fs.StringVar(&c.Cluster, "clickhouse.cluster", "", "ClickHouse cluster (remote_servers name) holding the schema: replicated tables under Distributed ones, DDL ON CLUSTER; empty = one server")
 	fs.BoolVar(&c.TLS, "clickhouse.tls", false, "connect with TLS, to ClickHouse's secure native port (tcp_port_secure, usually 9440)")
 	fs.StringVar(&c.TLSCAFile, "clickhouse.tls.ca-file", "", "PEM file of the CA(s) that sign the ClickHouse server's certificate; empty = the system's trusted CAs")
 	fs.StringVar(&c.TLSCertFile, "clickhouse.tls.cert-file", "", "PEM client certificate, for servers that require one")
@@ -69,6 +74,9 @@ func (c *Config) Validate() error {
 	}
 	if err := CheckDatabase(c.Database); err != nil {
 		return err
+	}
+	if c.Cluster != "" && !identifier.MatchString(c.Cluster) {
+		return fmt.Errorf("%w, got %q", ErrBadCluster, c.Cluster)
 	}
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("clickhouse.dial-timeout must not be negative, got %s", c.DialTimeout)
@@ -109,6 +117,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		// Insert blocks are large and repetitive (URLs, UTM values); LZ4 cuts
 		// the bytes on the wire several-fold for little CPU.
 		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Settings:    c.clusterSettings(),
 		TLS:         tc,
 	})
 	if err != nil {
@@ -120,6 +129,10 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 	if err := conn.Ping(pctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("connecting to clickhouse at %s: %w", c.Addr, c.explain(err))
+	}
+	if err := c.checkCluster(pctx, conn); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	return conn, nil
 }

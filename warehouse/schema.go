@@ -33,6 +33,12 @@ const (
 //
 // Only DDL that both ClickHouse 18.16 (test machines) and 24+ (production)
 // accept: no Map, JSON, DateTime64, TTL, CODEC or LowCardinality.
+//
+// Write a table once, for one server, as "CREATE TABLE IF NOT EXISTS
+// {db}.name (…) ENGINE = …MergeTree(…) …": in cluster mode
+// (clickhouse.cluster) it becomes replicated local tables and a Distributed
+// table of the same name (cluster.go), sharded by its sort key unless
+// shardingKeys says otherwise. Statements of other forms fail in cluster mode.
 type migration struct {
 	version    uint32
 	stmts      []string
@@ -189,14 +195,26 @@ var migrations = []migration{{version: 1, stmts: []string{
 	ORDER BY (destination, mql_id, attempted_at_ms, attempt)`,
 }}}
 
-// Migrate creates the database and brings its tables to the latest schema version. It is
-// idempotent and safe to run from several processes at once.
+// Migrate creates the database and brings its tables to the latest schema version
+// on one server. It is idempotent and safe to run from several processes at once.
 func Migrate(ctx context.Context, conn driver.Conn, database string) error {
-	return migrate(ctx, conn, database, migrations[len(migrations)-1].version)
+	return MigrateCluster(ctx, conn, database, "")
 }
 
-// migrate brings database to schema version upTo (tests start from older ones).
-func migrate(ctx context.Context, conn driver.Conn, database string, upTo uint32) error {
+// MigrateCluster is Migrate on the ClickHouse cluster named cluster (as
+// Config.Cluster; "" = one server): every statement runs ON CLUSTER, each
+// table as replicated local tables under a Distributed table (see
+// cluster.go). Every host must be up while a version is applied.
+func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster string) error {
+	if cluster != "" && !identifier.MatchString(cluster) {
+		return fmt.Errorf("%w, got %q", ErrBadCluster, cluster)
+	}
+	return migrate(ctx, conn, ddl{db: database, cluster: cluster}, migrations[len(migrations)-1].version)
+}
+
+// migrate brings d's database to schema version upTo (tests start from older ones).
+func migrate(ctx context.Context, conn driver.Conn, d ddl, upTo uint32) error {
+	database := d.db
 	if err := CheckDatabase(database); err != nil {
 		return err
 	}
@@ -206,8 +224,15 @@ func migrate(ctx context.Context, conn driver.Conn, database string, upTo uint32
 		`CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, applied_at DateTime)
 		ENGINE = ReplacingMergeTree() ORDER BY version`,
 	}
+	if d.cluster != "" {
+		if ok, err := hasMigrations(ctx, conn, database); err != nil {
+			return err
+		} else if ok {
+			boot = nil
+		}
+	}
 	for _, q := range boot {
-		if err := exec(ctx, conn, database, q); err != nil {
+		if err := d.exec(ctx, conn, q); err != nil {
 			return err
 		}
 	}
@@ -221,12 +246,12 @@ func migrate(ctx context.Context, conn driver.Conn, database string, upTo uint32
 			continue
 		}
 		for _, q := range m.stmts {
-			if err := exec(ctx, conn, database, q); err != nil {
+			if err := d.exec(ctx, conn, q); err != nil {
 				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
 			}
 		}
 		for _, c := range m.addColumns {
-			if err := addColumn(ctx, conn, database, c); err != nil {
+			if err := d.addColumn(ctx, conn, c); err != nil {
 				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
 			}
 		}
@@ -241,28 +266,45 @@ func migrate(ctx context.Context, conn driver.Conn, database string, upTo uint32
 	return nil
 }
 
-// addColumn adds c unless the table has it already. Two processes migrating
-// at once may both find it missing: the ALTER that loses the race fails, and
-// the column being there by then is success.
-func addColumn(ctx context.Context, conn driver.Conn, database string, c column) error {
-	has := func() (bool, error) {
-		var n uint64
-		err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", database, c.table, c.name).Scan(&n)
-		if err != nil {
-			return false, fmt.Errorf("reading the columns of %s.%s: %w", database, c.table, err)
-		}
-		return n > 0, nil
-	}
-	if ok, err := has(); err != nil || ok {
+// exec runs one migration statement in d's mode.
+func (d ddl) exec(ctx context.Context, conn driver.Conn, stmt string) error {
+	qs, err := d.statements(stmt)
+	if err != nil {
 		return err
 	}
-	err := exec(ctx, conn, database, fmt.Sprintf("ALTER TABLE {db}.%s ADD COLUMN %s %s", c.table, c.name, c.typ))
+	for _, q := range qs {
+		if err := exec(ctx, conn, d.db, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addColumn adds c unless the table has it already; onCluster (" ON
+// CLUSTER name") makes it an ALTER of every host. Two processes migrating
+// at once may both find it missing: the ALTER that loses the race fails,
+// and the column being there by then is success.
+func addColumn(ctx context.Context, conn driver.Conn, database string, c column, onCluster ...string) error {
+	if ok, err := hasColumn(ctx, conn, database, c); err != nil || ok {
+		return err
+	}
+	err := exec(ctx, conn, database, fmt.Sprintf("ALTER TABLE {db}.%s%s ADD COLUMN %s %s", c.table, strings.Join(onCluster, ""), c.name, c.typ))
 	if err != nil {
-		if ok, herr := has(); herr == nil && ok {
+		if ok, herr := hasColumn(ctx, conn, database, c); herr == nil && ok {
 			return nil
 		}
 	}
 	return err
+}
+
+// hasColumn reports whether c's table has c on this host.
+func hasColumn(ctx context.Context, conn driver.Conn, database string, c column) (bool, error) {
+	var n uint64
+	err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", database, c.table, c.name).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("reading the columns of %s.%s: %w", database, c.table, err)
+	}
+	return n > 0, nil
 }
 
 func exec(ctx context.Context, conn driver.Conn, database, q string) error {

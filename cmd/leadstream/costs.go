@@ -59,7 +59,7 @@ func runCosts(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	defer conn.Close()
-	if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
+	if err := warehouse.MigrateCluster(ctx, conn, cfg.Database, cfg.Cluster); err != nil {
 		return err
 	}
 	if err := warehouse.ImportCosts(ctx, conn, cfg.Database, costs, time.Now()); err != nil {

@@ -358,7 +358,7 @@ func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	defer conn.Close()
-	if err := warehouse.Migrate(ctx, conn, cfg.Database); err != nil {
+	if err := warehouse.MigrateCluster(ctx, conn, cfg.Database, cfg.Cluster); err != nil {
 		return err
 	}
 	log.Info("clickhouse schema is up to date", "database", cfg.Database)

@@ -39,6 +39,9 @@ func retention(ctx context.Context, args []string, log *slog.Logger, out io.Writ
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if err := cfg.SingleServer("retention"); err != nil {
+		return err
+	}
 	conn, err := warehouse.Open(ctx, cfg)
 	if err != nil {
 		return err

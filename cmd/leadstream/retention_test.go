@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -55,5 +56,16 @@ func TestRetentionCommand(t *testing.T) {
 		if err := retention(ctx, append([]string{"-clickhouse.addr", cfg.Addr}, args...), log, io.Discard); err == nil {
 			t.Errorf("retention %q succeeded, want an error", args)
 		}
+	}
+}
+
+// With a ClickHouse cluster, retention refuses before connecting, naming
+// the cluster: dropping partitions of every shard's local tables is not
+// built yet.
+func TestRetentionRefusesCluster(t *testing.T) {
+	err := retention(context.Background(), []string{"-clickhouse.addr", "127.0.0.1:1", "-clickhouse.cluster", "lstest", "-older-than", "400d", "-apply"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	if !errors.Is(err, warehouse.ErrClusterUnsupported) || !strings.Contains(err.Error(), `"lstest"`) {
+		t.Errorf("retention with a cluster: %v, want ErrClusterUnsupported naming it", err)
 	}
 }

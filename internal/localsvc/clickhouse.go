@@ -44,6 +44,8 @@ type clickHouseConfig struct {
 	tls                           *TLS
 	users                         map[string]string // extra users: name -> password
 	probeTLS                      *tls.Config       // readiness check on the secure port
+	extra                         string            // XML added inside <yandex> (cluster nodes)
+	profile                       string            // XML added inside the default profile
 }
 
 func startClickHouse(ctx context.Context, bin, dir string, cc clickHouseConfig) (*Server, error) {
@@ -160,11 +162,11 @@ func writeClickHouseConfig(dir, path string, cc clickHouseConfig) error {
   <default_database>default</default_database>
   <timezone>UTC</timezone>
   <mark_cache_size>5368709120</mark_cache_size>
-</yandex>
-`, d, ports.String(), openSSL.String())
+%[4]s</yandex>
+`, d, ports.String(), openSSL.String(), cc.extra)
 	usersXML := `<?xml version="1.0"?>
 <yandex>
-  <profiles><default/></profiles>
+  <profiles><default>` + cc.profile + `</default></profiles>
   <users>
     <default>
       <password></password>

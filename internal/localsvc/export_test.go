@@ -5,3 +5,6 @@ var RedisCommand = redisCommand
 
 // Done is closed when the server process has exited.
 func (s *Server) Done() <-chan struct{} { return s.done }
+
+// FourLetterWord exposes fourLetterWord to the external test package.
+var FourLetterWord = fourLetterWord

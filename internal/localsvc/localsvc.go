@@ -33,6 +33,9 @@ const (
 	EnvRedisAddr         = "LEADSTREAM_TEST_REDIS_ADDR"          // host:port
 	EnvRedisClusterAddrs = "LEADSTREAM_TEST_REDIS_CLUSTER_ADDRS" // comma-separated host:port list
 	EnvClickHouseAddr    = "LEADSTREAM_TEST_CLICKHOUSE_ADDR"     // native-protocol host:port
+	// EnvClickHouseCluster describes a ClickHouse cluster (StartClickHouseCluster)
+	// as NAME@HOST:PORT,HOST:PORT,…: its name and every node's native address.
+	EnvClickHouseCluster = "LEADSTREAM_TEST_CLICKHOUSE_CLUSTER"
 )
 
 // ErrNotInstalled is returned (wrapped, naming the binary and the apt-get
@@ -71,6 +74,9 @@ type Server struct {
 	stopOnce sync.Once
 	stopErr  error
 }
+
+// Pid is the server's process id (benchmarks read its CPU time from /proc).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
 
 // Stop sends SIGTERM to the server's process group, waits up to 10 s for it
 // to exit, then sends SIGKILL. It is idempotent and safe for concurrent use;

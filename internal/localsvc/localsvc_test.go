@@ -3,6 +3,7 @@ package localsvc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -154,4 +155,83 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("port %d from FreePort not bindable: %v", p, err)
 	}
 	l.Close()
+}
+
+func TestStartZooKeeper(t *testing.T) {
+	if _, err := os.Stat("/usr/share/java/zookeeper.jar"); err != nil {
+		testsvc.Required(t, "zookeeper", "the zookeeper package is not installed")
+	}
+	need(t, "java")
+	t.Parallel()
+	s, err := localsvc.StartZooKeeper(context.Background(), t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	if reply, err := localsvc.FourLetterWord(context.Background(), s.Addr, "srvr"); err != nil || !strings.Contains(reply, "Mode: standalone") {
+		t.Fatalf("srvr = %q, %v", reply, err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// A cluster of two shards, the first with two replicas: each node knows the
+// layout and its macros, DDL ON CLUSTER reaches every node, rows written to
+// one replica reach the other, and a stopped node starts again with its data.
+func TestStartClickHouseCluster(t *testing.T) {
+	need(t, "clickhouse-server", "clickhouse-client", "java")
+	if _, err := os.Stat("/usr/share/java/zookeeper.jar"); err != nil {
+		testsvc.Required(t, "zookeeper", "the zookeeper package is not installed")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	c, err := localsvc.StartClickHouseCluster(ctx, t.TempDir(), "lscluster", 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	q := func(addr, query string) string {
+		t.Helper()
+		_, port, _ := net.SplitHostPort(addr)
+		out, err := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", port, "-q", query).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s on %s: %v\n%s", query, addr, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if len(c.Nodes) != 3 {
+		t.Fatalf("%d nodes, want 3", len(c.Nodes))
+	}
+	for _, n := range c.Nodes {
+		if got, want := q(n.Addr, "SELECT count() FROM system.clusters WHERE cluster = 'lscluster'"), "3"; got != want {
+			t.Errorf("%s: %s replicas in lscluster, want %s", n.Addr, got, want)
+		}
+		want := fmt.Sprintf("replica\tr%d\nshard\t%d", n.Replica, n.Shard)
+		if got := q(n.Addr, "SELECT macro, substitution FROM system.macros ORDER BY macro"); got != want {
+			t.Errorf("%s macros:\n%s\nwant\n%s", n.Addr, got, want)
+		}
+	}
+	q(c.Nodes[0].Addr, "CREATE DATABASE lstest ON CLUSTER lscluster")
+	q(c.Nodes[0].Addr, "CREATE TABLE lstest.t ON CLUSTER lscluster (x UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/lstest/t', '{replica}') ORDER BY x")
+	q(c.Nodes[1].Addr, "INSERT INTO lstest.t SELECT number FROM numbers(10)")
+	q(c.Nodes[0].Addr, "SYSTEM SYNC REPLICA lstest.t")
+	if got := q(c.Nodes[0].Addr, "SELECT count() FROM lstest.t"); got != "10" {
+		t.Errorf("replica 1 of shard 1 holds %s rows, want the 10 written to replica 2", got)
+	}
+	if got := q(c.Nodes[2].Addr, "SELECT count() FROM lstest.t"); got != "0" {
+		t.Errorf("shard 2 holds %s rows of shard 1", got)
+	}
+
+	if err := c.Nodes[1].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	q(c.Nodes[0].Addr, "INSERT INTO lstest.t SELECT number FROM numbers(10, 5)")
+	if err := c.Nodes[1].Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q(c.Nodes[1].Addr, "SYSTEM SYNC REPLICA lstest.t")
+	if got := q(c.Nodes[1].Addr, "SELECT count() FROM lstest.t"); got != "15" {
+		t.Errorf("restarted replica holds %s rows, want 15", got)
+	}
 }

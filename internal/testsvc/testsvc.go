@@ -1,7 +1,7 @@
 // Package testsvc gives tests the external services they need: Redis, a Redis
 // Cluster, ClickHouse and an in-process Kafka (kfake).
 //
-// Redis, RedisCluster and ClickHouse use the addresses exported by the test
+// Redis, RedisCluster, ClickHouse and ClickHouseCluster use the addresses exported by the test
 // runner (`make test`, i.e. cmd/withsvc under internal/localsvc) when set.
 // Otherwise they start the server once per test binary via package localsvc,
 // in a temporary directory; the server is killed when the test binary exits
@@ -95,6 +95,36 @@ func ClickHouse(t testing.TB) string {
 		})
 }
 
+// CHCluster is a ClickHouse cluster the tests share.
+type CHCluster struct {
+	Name  string   // its name in remote_servers: clickhouse.cluster
+	Addrs []string // every node's native host:port, shard by shard
+}
+
+// Addr is the clickhouse.addr that reaches the cluster through any node.
+func (c CHCluster) Addr() string { return strings.Join(c.Addrs, ",") }
+
+// ClickHouseCluster returns a ClickHouse cluster of two shards, the first
+// with two replicas (localsvc.TestClusterReplicas), coordinated by a
+// ZooKeeper: $LEADSTREAM_TEST_CLICKHOUSE_CLUSTER, or one started once per
+// test binary. Tests that stop nodes start their own with
+// localsvc.StartClickHouseCluster.
+func ClickHouseCluster(t testing.TB) CHCluster {
+	t.Helper()
+	return service(t, localsvc.EnvClickHouseCluster, "clickhouse-server and zookeeper", &chClusterSrv,
+		func(s string) CHCluster {
+			name, addrs, _ := strings.Cut(s, "@")
+			return CHCluster{Name: name, Addrs: strings.Split(addrs, ",")}
+		},
+		func(dir string) (CHCluster, error) {
+			c, err := localsvc.StartClickHouseCluster(context.Background(), filepath.Join(dir, "clickhouse-cluster"), localsvc.TestClusterName, localsvc.TestClusterReplicas...)
+			if err != nil {
+				return CHCluster{}, err
+			}
+			return CHCluster{Name: c.Name, Addrs: c.Addrs()}, nil
+		})
+}
+
 // Kafka starts an in-process single-broker kfake cluster, closed when the test
 // ends, and returns its broker addresses. The given topics are created with
 // KafkaPartitions partitions; others are auto-created on demand.
@@ -137,6 +167,7 @@ var (
 	redisSrv      lazy[string]
 	clusterSrv    lazy[[]string]
 	clickHouseSrv lazy[string]
+	chClusterSrv  lazy[CHCluster]
 )
 
 // service returns parse($env) if env is set, otherwise the value from the

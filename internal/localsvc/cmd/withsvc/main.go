@@ -9,7 +9,9 @@
 // are printed to stderr and exported to the command as
 // LEADSTREAM_TEST_REDIS_ADDR, LEADSTREAM_TEST_CLICKHOUSE_ADDR (native
 // protocol) and, with -cluster, LEADSTREAM_TEST_REDIS_CLUSTER_ADDRS
-// (comma-separated). SIGINT and SIGTERM are forwarded to the command; the
+// (comma-separated) and LEADSTREAM_TEST_CLICKHOUSE_CLUSTER (a ClickHouse
+// cluster of two shards, the first with two replicas, coordinated by a
+// ZooKeeper: NAME@HOST:PORT,…). SIGINT and SIGTERM are forwarded to the command; the
 // servers are stopped when it exits, and withsvc exits with its exit code.
 package main
 
@@ -33,7 +35,7 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	dir := flag.String("dir", "", "directory for server data and logs (default: a temporary directory, removed afterwards)")
-	cluster := flag.Bool("cluster", false, "also start a 3-master Redis Cluster")
+	cluster := flag.Bool("cluster", false, "also start a 3-master Redis Cluster and a ClickHouse cluster (ZooKeeper, 2 shards, the first with 2 replicas)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: withsvc [-dir DIR] [-cluster] -- CMD [ARGS...]\n")
 		flag.PrintDefaults()
@@ -147,6 +149,13 @@ func startServices(ctx context.Context, root string, cluster bool) (env []string
 		}
 		stops = append(stops, c.Stop)
 		announce("redis-cluster", localsvc.EnvRedisClusterAddrs, strings.Join(c.Addrs, ","))
+
+		chc, err := localsvc.StartClickHouseCluster(ctx, filepath.Join(root, "clickhouse-cluster"), localsvc.TestClusterName, localsvc.TestClusterReplicas...)
+		if err != nil {
+			return nil, stop, err
+		}
+		stops = append(stops, chc.Stop)
+		announce("ch-cluster", localsvc.EnvClickHouseCluster, chc.Name+"@"+strings.Join(chc.Addrs(), ","))
 	}
 	return env, stop, nil
 }
