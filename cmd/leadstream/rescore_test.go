@@ -62,7 +62,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 			t.Fatalf("POST /v1/batch = %d %s", code, res)
 		}
 	}
-	eventually(t, "history in clickhouse", 30*time.Second, func() (bool, string) {
+	eventually(t, "history in clickhouse", 90*time.Second, func() (bool, string) {
 		out := clickhouseMaybe(p.chAddr, fmt.Sprintf("SELECT count() FROM %s.events FINAL WHERE event_id LIKE '%s-%%'", p.db, sfx))
 		return out == fmt.Sprint(len(msgs)), out
 	})
@@ -83,7 +83,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 	live := scoring.Default()
 	var results []rescoreResult
 	// The processor may still be applying the last events: wait until the replay matches.
-	eventually(t, "rescore with the live rules equals live scoring", 30*time.Second, func() (bool, string) {
+	eventually(t, "rescore with the live rules equals live scoring", 90*time.Second, func() (bool, string) {
 		var err error
 		results, err = compareRescore(ctx, p.store, live, replay(live), time.Now(), 5)
 		if err != nil {
