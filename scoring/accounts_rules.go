@@ -52,7 +52,7 @@ func (p *parser) accounts(n *yaml.Node, path string) *AccountRules {
 	}
 	a := &AccountRules{EngagedAt: DefaultEngagedAt, MinEngaged: 1}
 	thresholdOK := false
-	if v := f.val("threshold"); !present(v) {
+	if v := f.Val("threshold"); !present(v) {
 		p.errf(n, path+".threshold", "missing (want a number > 0)")
 	} else if t, ok := p.number(v, path+".threshold"); ok {
 		if t <= 0 {
@@ -62,7 +62,7 @@ func (p *parser) accounts(n *yaml.Node, path string) *AccountRules {
 		}
 	}
 	a.RearmBelow = a.Threshold / 2
-	if v := f.val("rearm_below"); present(v) {
+	if v := f.Val("rearm_below"); present(v) {
 		if rb, ok := p.number(v, path+".rearm_below"); ok {
 			a.RearmBelow = rb
 			if thresholdOK && rb >= a.Threshold {
@@ -70,7 +70,7 @@ func (p *parser) accounts(n *yaml.Node, path string) *AccountRules {
 			}
 		}
 	}
-	if v := f.val("member_cap"); present(v) {
+	if v := f.Val("member_cap"); present(v) {
 		if c, ok := p.number(v, path+".member_cap"); ok {
 			if c < 0 {
 				p.errf(v, path+".member_cap", "must be > 0 (or 0 = no cap), got %v", c)
@@ -78,7 +78,7 @@ func (p *parser) accounts(n *yaml.Node, path string) *AccountRules {
 			a.MemberCap = c
 		}
 	}
-	if v := f.val("engaged_at"); present(v) {
+	if v := f.Val("engaged_at"); present(v) {
 		if e, ok := p.number(v, path+".engaged_at"); ok {
 			if e <= 0 {
 				p.errf(v, path+".engaged_at", "must be > 0, got %v", e)
@@ -86,14 +86,14 @@ func (p *parser) accounts(n *yaml.Node, path string) *AccountRules {
 			a.EngagedAt = e
 		}
 	}
-	if v := f.val("min_engaged"); present(v) {
+	if v := f.Val("min_engaged"); present(v) {
 		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&a.MinEngaged) != nil {
 			p.errf(v, path+".min_engaged", "want an integer >= 0, got %s", kindName(v))
 		} else if a.MinEngaged < 0 {
 			p.errf(v, path+".min_engaged", "must be >= 0, got %d", a.MinEngaged)
 		}
 	}
-	if v := f.val("fit"); present(v) {
+	if v := f.Val("fit"); present(v) {
 		firstLine := map[string]int{}
 		for i, fn := range p.sequence(v, path+".fit") {
 			fpath := fmt.Sprintf("%s.fit[%d]", path, i)

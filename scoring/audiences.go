@@ -306,14 +306,14 @@ func (p *parser) audience(n *yaml.Node, path string, r *Rules) (Audience, bool) 
 	if f == nil {
 		return a, false
 	}
-	before := len(p.errs)
+	before := p.Errors()
 	name, nameNode := p.requiredString(n, f, "name", path)
 	if nameNode != nil && !audienceNameRE.MatchString(name) {
 		p.errf(nameNode, path+".name", "invalid audience name %q (want [a-z0-9_-]+)", name)
 	}
 	a.Name = name
 
-	if v := f.val("event"); present(v) {
+	if v := f.Val("event"); present(v) {
 		if s, ok := p.str(v, path+".event"); ok {
 			a.Cond.Event = event.Type(s)
 			if !isScoredType(a.Cond.Event) {
@@ -324,20 +324,20 @@ func (p *parser) audience(n *yaml.Node, path string, r *Rules) (Audience, bool) 
 		a.Cond.Campaign = p.optionalString(f, "campaign", path)
 		a.Cond.URL = p.optionalString(f, "url", path)
 		if err := checkGlob(a.Cond.URL); err != nil {
-			p.errf(f.val("url"), path+".url", "bad glob %q: %v", a.Cond.URL, err)
+			p.errf(f.Val("url"), path+".url", "bad glob %q: %v", a.Cond.URL, err)
 		}
-		if v := f.val("properties"); present(v) {
+		if v := f.Val("properties"); present(v) {
 			a.Cond.Properties = p.properties(v, path+".properties")
 		}
 		a.Count = 1
-		if v := f.val("count"); present(v) {
+		if v := f.Val("count"); present(v) {
 			if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&a.Count) != nil {
 				p.errf(v, path+".count", "want an integer between 1 and %d, got %s", MaxAudienceCount, kindName(v))
 			} else if a.Count < 1 || a.Count > MaxAudienceCount {
 				p.errf(v, path+".count", "must be between 1 and %d, got %d", MaxAudienceCount, a.Count)
 			}
 		}
-		if v := f.val("window"); !present(v) {
+		if v := f.Val("window"); !present(v) {
 			p.errf(n, path+".window", "missing (want a duration such as 7d or 24h: how far back the events count)")
 		} else if s, ok := p.str(v, path+".window"); ok {
 			d, err := parseDays(s)
@@ -351,13 +351,13 @@ func (p *parser) audience(n *yaml.Node, path string, r *Rules) (Audience, bool) 
 		}
 	} else {
 		for _, k := range []string{"track", "url", "campaign", "properties", "count", "window"} {
-			if v := f.val(k); present(v) {
+			if v := f.Val(k); present(v) {
 				p.errf(v, path+"."+k, "needs event (it is a condition on events)")
 			}
 		}
 	}
 
-	model, gte := f.val("model"), f.val("score_gte")
+	model, gte := f.Val("model"), f.Val("score_gte")
 	switch {
 	case present(model) && present(gte):
 		if s, ok := p.str(model, path+".model"); ok {
@@ -375,7 +375,7 @@ func (p *parser) audience(n *yaml.Node, path string, r *Rules) (Audience, bool) 
 	if !a.HasBehaviour() && a.Model == "" && !present(model) && !present(gte) {
 		p.errf(n, path, "want a condition: event (with count and window) and/or model with score_gte")
 	}
-	return a, len(p.errs) == before && nameNode != nil
+	return a, p.Errors() == before && nameNode != nil
 }
 
 // YAML form (Rules.MarshalYAML).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,7 +76,7 @@ func (f *FitRule) match(traits map[string]any) bool {
 		return ok && s == f.equals
 	case f.in != nil:
 		s, ok := traitString(v)
-		return ok && contains(f.in, s)
+		return ok && slices.Contains(f.in, s)
 	case f.hasGte || f.hasLte:
 		x, ok := traitNumber(v)
 		return ok && (!f.hasGte || x >= f.gte) && (!f.hasLte || x <= f.lte)

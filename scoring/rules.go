@@ -96,7 +96,7 @@ func Load(path string) (*Rules, error) {
 // problem, so a bad file can be fixed in one pass instead of one error at a
 // time.
 func Parse(filename string, data []byte) (*Rules, error) {
-	p := &parser{file: filename}
+	p := newParser(filename)
 	root, err := p.document(data)
 	if err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func (p *parser) rules(root *yaml.Node) *Rules {
 	if f == nil {
 		return nil
 	}
-	mn := f.val("models")
+	mn := f.Val("models")
 	if !present(mn) {
 		p.errf(root, "models", "no models (want at least one)")
 		return nil
@@ -153,7 +153,7 @@ func (p *parser) rules(root *yaml.Node) *Rules {
 		}
 		r.Models = append(r.Models, m)
 	}
-	if v := f.val("audiences"); present(v) {
+	if v := f.Val("audiences"); present(v) {
 		r.Audiences = p.audiences(v, r)
 	}
 	return r
@@ -174,7 +174,7 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 	}
 	m.Name = name
 
-	if v := f.val("half_life"); present(v) {
+	if v := f.Val("half_life"); present(v) {
 		if d, ok := p.duration(v, path+".half_life"); ok {
 			if d < 0 {
 				p.errf(v, path+".half_life", "must not be negative (0 = no decay)")
@@ -184,7 +184,7 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 	}
 
 	thresholdOK := false
-	if v := f.val("threshold"); !present(v) {
+	if v := f.Val("threshold"); !present(v) {
 		p.errf(n, path+".threshold", "missing (want a number > 0)")
 	} else if t, ok := p.number(v, path+".threshold"); ok {
 		if t <= 0 {
@@ -194,7 +194,7 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 		}
 	}
 	m.RearmBelow = m.Threshold / 2
-	if v := f.val("rearm_below"); present(v) {
+	if v := f.Val("rearm_below"); present(v) {
 		if rb, ok := p.number(v, path+".rearm_below"); ok {
 			m.RearmBelow = rb
 			if thresholdOK && rb >= m.Threshold {
@@ -218,7 +218,7 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 		}
 		firstLine[name] = item.Line
 	}
-	if v := f.val("rules"); present(v) {
+	if v := f.Val("rules"); present(v) {
 		for i, rn := range p.sequence(v, path+".rules") {
 			rpath := fmt.Sprintf("%s.rules[%d]", path, i)
 			r, nn := p.rule(rn, rpath)
@@ -226,7 +226,7 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 			m.Rules = append(m.Rules, r)
 		}
 	}
-	if v := f.val("fit"); present(v) {
+	if v := f.Val("fit"); present(v) {
 		for i, fn := range p.sequence(v, path+".fit") {
 			fpath := fmt.Sprintf("%s.fit[%d]", path, i)
 			fr, nn := p.fitRule(fn, fpath)
@@ -234,7 +234,7 @@ func (p *parser) model(n *yaml.Node, path string) (Model, *yaml.Node) {
 			m.Fit = append(m.Fit, fr)
 		}
 	}
-	if v := f.val("accounts"); present(v) {
+	if v := f.Val("accounts"); present(v) {
 		m.Accounts = p.accounts(v, path+".accounts")
 	}
 	if len(m.Rules) == 0 && len(m.Fit) == 0 && !p.full() {
@@ -252,7 +252,7 @@ func (p *parser) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 	var nameNode *yaml.Node
 	r.Name, nameNode = p.requiredString(n, f, "name", path)
 
-	if v := f.val("event"); !present(v) {
+	if v := f.Val("event"); !present(v) {
 		p.errf(n, path+".event", "missing (want one of %s)", typeList())
 	} else if s, ok := p.str(v, path+".event"); ok {
 		r.Event = event.Type(s)
@@ -264,14 +264,14 @@ func (p *parser) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 	r.Campaign = p.optionalString(f, "campaign", path)
 	r.URL = p.optionalString(f, "url", path)
 	if err := checkGlob(r.URL); err != nil {
-		p.errf(f.val("url"), path+".url", "bad glob %q: %v", r.URL, err)
+		p.errf(f.Val("url"), path+".url", "bad glob %q: %v", r.URL, err)
 	}
 
-	if v := f.val("properties"); present(v) {
+	if v := f.Val("properties"); present(v) {
 		r.Properties = p.properties(v, path+".properties")
 	}
 
-	if v := f.val("points"); !present(v) {
+	if v := f.Val("points"); !present(v) {
 		p.errf(n, path+".points", "missing (want a non-zero number)")
 	} else if pts, ok := p.number(v, path+".points"); ok {
 		if pts == 0 {
@@ -280,7 +280,7 @@ func (p *parser) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 		r.Points = pts
 	}
 
-	if v := f.val("cap"); present(v) {
+	if v := f.Val("cap"); present(v) {
 		r.Cap = p.cap(v, path+".cap")
 	}
 	return r, nameNode
@@ -288,12 +288,12 @@ func (p *parser) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 
 func (p *parser) properties(n *yaml.Node, path string) map[string]any {
 	f := p.mapping(n, path)
-	if f == nil || len(f.keys) == 0 {
+	if f == nil || len(f.Keys) == 0 {
 		return nil // "properties: {}" means no condition
 	}
-	props := make(map[string]any, len(f.keys))
-	for _, k := range f.keys {
-		v := f.val(k)
+	props := make(map[string]any, len(f.Keys))
+	for _, k := range f.Keys {
+		v := f.Val(k)
 		kpath := path + "." + k
 		if v.Kind != yaml.ScalarNode {
 			p.errf(v, kpath, "want a string, number or bool, got %s", kindName(v))
@@ -326,14 +326,14 @@ func (p *parser) cap(n *yaml.Node, path string) *Cap {
 		return nil
 	}
 	c := &Cap{}
-	if v := f.val("count"); !present(v) {
+	if v := f.Val("count"); !present(v) {
 		p.errf(n, path+".count", "missing (want an integer >= 1)")
 	} else if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&c.Count) != nil {
 		p.errf(v, path+".count", "want an integer >= 1, got %s", kindName(v))
 	} else if c.Count < 1 {
 		p.errf(v, path+".count", "must be >= 1, got %d", c.Count)
 	}
-	if v := f.val("window"); !present(v) {
+	if v := f.Val("window"); !present(v) {
 		p.errf(n, path+".window", "missing (want a duration such as 24h)")
 	} else if d, ok := p.duration(v, path+".window"); ok {
 		// CapWindow works in whole milliseconds, the unit of event time.
@@ -356,7 +356,7 @@ func (p *parser) fitRule(n *yaml.Node, path string) (FitRule, *yaml.Node) {
 	fr.Trait, _ = p.requiredString(n, f, "trait", path)
 
 	conds := 0
-	if v := f.val("matches"); present(v) {
+	if v := f.Val("matches"); present(v) {
 		conds++
 		if s, ok := p.str(v, path+".matches"); ok {
 			re, err := regexp.Compile(s)
@@ -366,11 +366,11 @@ func (p *parser) fitRule(n *yaml.Node, path string) (FitRule, *yaml.Node) {
 			fr.matches = re
 		}
 	}
-	if v := f.val("equals"); present(v) {
+	if v := f.Val("equals"); present(v) {
 		conds++
 		fr.equals, fr.hasEquals = p.str(v, path+".equals")
 	}
-	if v := f.val("in"); present(v) {
+	if v := f.Val("in"); present(v) {
 		conds++
 		items := p.sequence(v, path+".in")
 		if items == nil && v.Kind == yaml.SequenceNode {
@@ -382,7 +382,7 @@ func (p *parser) fitRule(n *yaml.Node, path string) (FitRule, *yaml.Node) {
 			}
 		}
 	}
-	gte, lte := f.val("gte"), f.val("lte")
+	gte, lte := f.Val("gte"), f.Val("lte")
 	if present(gte) || present(lte) {
 		conds++
 		if present(gte) {
@@ -399,7 +399,7 @@ func (p *parser) fitRule(n *yaml.Node, path string) (FitRule, *yaml.Node) {
 		p.errf(n, path, "want exactly one condition of matches, equals, gte/lte, in; got %d", conds)
 	}
 
-	if v := f.val("points"); !present(v) {
+	if v := f.Val("points"); !present(v) {
 		p.errf(n, path+".points", "missing (want a non-zero number)")
 	} else if pts, ok := p.number(v, path+".points"); ok {
 		if pts == 0 {
@@ -411,7 +411,7 @@ func (p *parser) fitRule(n *yaml.Node, path string) (FitRule, *yaml.Node) {
 }
 
 func (p *parser) requiredString(parent *yaml.Node, f *fields, key, path string) (string, *yaml.Node) {
-	v := f.val(key)
+	v := f.Val(key)
 	if !present(v) {
 		p.errf(parent, path+"."+key, "missing")
 		return "", nil
@@ -428,7 +428,7 @@ func (p *parser) requiredString(parent *yaml.Node, f *fields, key, path string) 
 }
 
 func (p *parser) optionalString(f *fields, key, path string) string {
-	v := f.val(key)
+	v := f.Val(key)
 	if !present(v) {
 		return ""
 	}

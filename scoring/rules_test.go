@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/internal/yamlconf"
 )
 
 // lines joins its arguments as file lines, so a case's line numbers are its
@@ -157,7 +158,7 @@ func TestParseReportsEveryError(t *testing.T) {
 		many = append(many, "    bad: 1")
 	}
 	_, err = Parse("x.yaml", []byte(base(many...)))
-	if err == nil || !strings.HasSuffix(err.Error(), "x.yaml: too many errors") || strings.Count(err.Error(), "\n") != maxErrors {
+	if err == nil || !strings.HasSuffix(err.Error(), "x.yaml: too many errors") || strings.Count(err.Error(), "\n") != yamlconf.MaxErrors {
 		t.Errorf("error list not capped:\n%v", err)
 	}
 }

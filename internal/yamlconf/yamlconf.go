@@ -1,9 +1,8 @@
 // Package yamlconf walks a YAML configuration file as a yaml.Node tree and
-// reports every problem at once as FILE:LINE: field.path: reason, the way the
-// scoring rules file does (scoring/yamlnode.go): only nodes carry line
-// numbers, and checking keys by hand lets every unknown key be reported with
-// its line. The notifier's destinations file (package notify) is read with
-// it.
+// reports every problem at once as FILE:LINE: field.path: reason: only nodes
+// carry line numbers, and checking keys by hand lets every unknown key be
+// reported with its line. The scoring rules file (scoring/yamlnode.go) and
+// the notifier's destinations file (package notify) are read with it.
 package yamlconf
 
 import (
@@ -20,8 +19,8 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxErrors bounds the report for files that are not configuration at all.
-const maxErrors = 20
+// MaxErrors bounds the report for files that are not configuration at all.
+const MaxErrors = 20
 
 // maxMerges bounds the mappings merged (<<) over a whole file, so a small
 // file cannot make the walk explode like an alias bomb.
@@ -57,7 +56,7 @@ func (p *Parser) Errf(n *yaml.Node, path, format string, args ...any) {
 }
 
 // Full reports whether no more problems are recorded.
-func (p *Parser) Full() bool { return len(p.errs) >= maxErrors }
+func (p *Parser) Full() bool { return len(p.errs) >= MaxErrors }
 
 // Errors is how many problems were recorded.
 func (p *Parser) Errors() int { return len(p.errs) }
@@ -235,6 +234,9 @@ func (p *Parser) Sequence(n *yaml.Node, path string) []*yaml.Node {
 	n = Resolve(n)
 	if n.Kind != yaml.SequenceNode {
 		p.Errf(n, path, "want a list, got %s", KindName(n))
+		return nil
+	}
+	if len(n.Content) == 0 {
 		return nil
 	}
 	items := make([]*yaml.Node, len(n.Content))
