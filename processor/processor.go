@@ -74,7 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DedupWindow, "processor.dedup-window", scoring.DefaultDedupWindow, "an event id is never scored twice within this window; an event whose event time is more than this before its receipt is stored but not scored (raise it to score a historical import)")
 	fs.DurationVar(&c.AnonymousTTL, "processor.anonymous-ttl", scoring.DefaultAnonymousTTL, "an anonymous visitor's state (or its link to a lead) is deleted this long after its last event")
 	fs.BoolVar(&c.FromEmailDomain, "accounts.from-email-domain", false, "a lead without a group call joins the account of its e-mail domain (identify traits.email), never of a free-mail domain")
-	fs.IntVar(&c.StateCache, "processor.state-cache", 50_000, "lead and visitor states kept in memory between batches (up to twice this many), so they need not be read from Redis again; a stale one only costs a retry; 0 = off")
+	fs.IntVar(&c.StateCache, "processor.state-cache", 5_000, "lead and visitor states kept in memory between batches (up to twice this many), so they need not be read from Redis again; a stale one only costs a retry; 0 = off")
 }
 
 // Validate checks the configuration.
