@@ -2,9 +2,6 @@ package leadapi
 
 import (
 	"context"
-	"encoding/json"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -152,14 +149,11 @@ func (a *API) ServeAccount(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	if !httpapi.HasSecret(ctx, a.secret) {
-		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="leadstream"`)
-		httpapi.Error(ctx, fasthttp.StatusUnauthorized, "the account API needs the secret key (HTTP Basic user name or Bearer token)")
+	if !a.authorized(ctx, "account") {
 		return
 	}
-	id, err := url.PathUnescape(strings.TrimPrefix(string(ctx.Path()), AccountPrefix))
-	if err != nil || id == "" || strings.Contains(id, "/") {
-		httpapi.Error(ctx, fasthttp.StatusBadRequest, "account_id: expected /v1/accounts/{account_id} with a URL-escaped id")
+	id, ok := pathID(ctx, AccountPrefix, "account_id")
+	if !ok {
 		return
 	}
 	if a.store == nil {
@@ -178,10 +172,5 @@ func (a *API) ServeAccount(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusNotFound, "no state for this account_id")
 		return
 	}
-	out, err := json.Marshal(view)
-	if err != nil {
-		panic("BUG: encoding account view: " + err.Error())
-	}
-	ctx.SetContentType("application/json")
-	ctx.SetBody(out)
+	writeView(ctx, view, "account")
 }

@@ -49,14 +49,11 @@ func (a *API) Serve(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET (read a lead) or DELETE (erase it)")
 		return
 	}
-	if !httpapi.HasSecret(ctx, a.secret) {
-		ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="leadstream"`)
-		httpapi.Error(ctx, fasthttp.StatusUnauthorized, "the lead API needs the secret key (HTTP Basic user name or Bearer token)")
+	if !a.authorized(ctx, "lead") {
 		return
 	}
-	id, err := url.PathUnescape(strings.TrimPrefix(string(ctx.Path()), Prefix))
-	if err != nil || id == "" || strings.Contains(id, "/") {
-		httpapi.Error(ctx, fasthttp.StatusBadRequest, "lead_id: expected /v1/leads/{lead_id} with a URL-escaped id")
+	id, ok := pathID(ctx, Prefix, "lead_id")
+	if !ok {
 		return
 	}
 	if ctx.IsDelete() {
@@ -79,9 +76,37 @@ func (a *API) Serve(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusNotFound, "no scores for this lead_id")
 		return
 	}
+	writeView(ctx, view, "lead")
+}
+
+// authorized answers 401 unless the request carries the secret key; what
+// names the API ("lead", "account") in the error.
+func (a *API) authorized(ctx *fasthttp.RequestCtx, what string) bool {
+	if httpapi.HasSecret(ctx, a.secret) {
+		return true
+	}
+	ctx.Response.Header.Set("WWW-Authenticate", `Basic realm="leadstream"`)
+	httpapi.Error(ctx, fasthttp.StatusUnauthorized, "the "+what+" API needs the secret key (HTTP Basic user name or Bearer token)")
+	return false
+}
+
+// pathID is the URL-escaped id after prefix (e.g. /v1/leads/{lead_id}), or
+// false after answering 400 naming field.
+func pathID(ctx *fasthttp.RequestCtx, prefix, field string) (string, bool) {
+	id, err := url.PathUnescape(strings.TrimPrefix(string(ctx.Path()), prefix))
+	if err != nil || id == "" || strings.Contains(id, "/") {
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, field+": expected "+prefix+"{"+field+"} with a URL-escaped id")
+		return "", false
+	}
+	return id, true
+}
+
+// writeView answers 200 with view as JSON; what names it for the panic of a
+// view that cannot be encoded (a bug).
+func writeView(ctx *fasthttp.RequestCtx, view any, what string) {
 	out, err := json.Marshal(view)
 	if err != nil {
-		panic("BUG: encoding lead view: " + err.Error())
+		panic("BUG: encoding " + what + " view: " + err.Error())
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(out)
