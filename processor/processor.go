@@ -253,21 +253,6 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) 
 	b, _ := pb.(*prepared)
 	if b == nil {
 		b = p.prepare(ctx, batch).(*prepared)
-	} else if p.cache == nil {
-		// Without the cache the states read ahead cannot be refreshed from
-		// what the batch handled meanwhile stored: read them again. (Stale
-		// read-ahead states gave a double count of a visitor's redelivered
-		// page views in TestProcessorManyVisitors; see README "Known bug".)
-		subjects := make([]scoring.Subject, 0, len(b.recs))
-		for s := range b.recs {
-			subjects = append(subjects, s)
-		}
-		fresh := make(map[scoring.Subject]leadstate.Record, len(b.recs))
-		if err := p.scorer.read(ctx, fresh, subjects); err != nil {
-			b.err = err
-		} else if b.err == nil {
-			b.recs = fresh
-		}
 	} else {
 		for s := range b.recs {
 			if r, ok := p.cache.get(s); ok {

@@ -104,6 +104,8 @@ type planner struct {
 	missQ   map[AppliedQuery]bool
 	blocked map[Subject]bool
 	plan    *Plan
+	// edges order the writes: from is stored before to (see phases).
+	edges []edge
 	// lastID and lastTime are the event being planned (a crossing found
 	// when checking accounts is attributed to it).
 	lastID   string
@@ -118,7 +120,7 @@ type working struct {
 	seenSet map[uint64]bool
 	mqls    []event.MQL
 	mqas    []event.MQA // an account's crossings
-	phase   int
+	phase   int         // computed from the plan's edges once it is complete
 	changed bool
 	via     bool
 	// frozen, when set, is the subject frozen for a merge (Pending, with
@@ -154,6 +156,7 @@ func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Pla
 		p.plan.Outcomes[i], p.plan.Subjects[i], p.plan.Errors[i] = p.event(e)
 	}
 	p.syncChanged()
+	p.phases()
 	for s := range p.missing {
 		p.plan.Missing = append(p.plan.Missing, s)
 	}
@@ -270,13 +273,15 @@ func (p *planner) completeMerge(src *working) bool {
 			}
 		}
 		target.mqls = append(target.mqls, mqls...)
-		target.phase = max(target.phase, src.phase+1)
+		if src.frozen != nil {
+			p.before(node{src, true}, node{target, false}) // the history is stored frozen first
+		}
 	}
 	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
 	src.cur.Audiences = nil
 	src.cur.Group, src.cur.Domain = nil, nil
 	src.changed = true
-	src.phase = max(src.phase, target.phase+1)
+	p.before(node{target, false}, node{src, false}) // emptied once its survivor holds the history
 	return true
 }
 
@@ -442,13 +447,11 @@ func (p *planner) merge(src Subject, target *working, te int64) bool {
 		if end == target || w.cur.Pending {
 			return true // linked already; or mid-merge elsewhere: relinked at a later event
 		}
-		w.cur.Into = target.cur.ID
-		w.changed = true
+		p.link(w, target)
 		return true
 	}
 	if !w.exists() || (len(w.cur.Models) == 0 && len(w.cur.Traits) == 0 && len(w.cur.Audiences) == 0 && w.cur.Group == nil && w.cur.Domain == nil) {
-		w.cur.Into = target.cur.ID
-		w.changed = true
+		p.link(w, target)
 		return true
 	}
 	w.trigger, w.triggerTime = p.lastID, te
@@ -456,9 +459,71 @@ func (p *planner) merge(src Subject, target *working, te int64) bool {
 	// state is written first, then the target, then the emptied src.
 	w.cur.Into, w.cur.Pending = target.cur.ID, true
 	w.cur.MergeMark, w.cur.MergeTime = mergeMark(src), te
-	w.frozen, w.frozenPhase = w.cur.Clone(), w.phase
+	w.frozen = w.cur.Clone()
 	w.changed = true
+	// What was to be stored before or after w's state is now stored before
+	// or after its frozen state, which holds what w held.
+	for i := range p.edges {
+		for _, n := range []*node{&p.edges[i].from, &p.edges[i].to} {
+			if n.w == w {
+				n.frozen = true
+			}
+		}
+	}
+	p.before(node{w, true}, node{w, false})
 	return p.completeMerge(w)
+}
+
+// link points src, which holds no history, at target. The link is stored
+// before target: target's write counts src's events as target's own, which
+// is right only if src still holds nothing when the link is stored (were
+// src's history stored meanwhile, the link loses its compare-and-set, and
+// so nothing that assumed it is stored).
+func (p *planner) link(src, target *working) {
+	src.cur.Into = target.cur.ID
+	src.changed = true
+	p.before(node{src, false}, node{target, false})
+}
+
+// node is one write of a working state: its state, or its frozen state.
+type node struct {
+	w      *working
+	frozen bool
+}
+
+// edge says from is stored before to.
+type edge struct{ from, to node }
+
+func (p *planner) before(from, to node) { p.edges = append(p.edges, edge{from, to}) }
+
+// phases numbers the writes so that every edge's from is in an earlier
+// phase than its to (longest path). Each write is one subject's
+// compare-and-set, and Redis (a Cluster's slots) gives no transaction over
+// several subjects: a write is stored only once everything it was planned
+// on is stored. The edges cannot form a cycle (a merge's target survives
+// it); should they, the numbering stops after as many rounds as there are
+// writes rather than loop.
+func (p *planner) phases() {
+	for _, w := range p.work {
+		w.phase, w.frozenPhase = 0, 0
+	}
+	phase := func(n node) *int {
+		if n.frozen {
+			return &n.w.frozenPhase
+		}
+		return &n.w.phase
+	}
+	for range 2*len(p.work) + 1 {
+		moved := false
+		for _, e := range p.edges {
+			if f, t := phase(e.from), phase(e.to); *t < *f+1 {
+				*t, moved = *f+1, true
+			}
+		}
+		if !moved {
+			return
+		}
+	}
 }
 
 // mergeMark is the id a merge records in its target's dedup ("merge:…").
