@@ -374,3 +374,56 @@ func TestTraits(t *testing.T) {
 		t.Fatalf("bad traits: %v %v", p.Outcomes[0], p.Errors[0])
 	}
 }
+
+// Each write of a plan is a separate compare-and-set, so a write must be
+// stored after every write it was planned on. One batch: a visitor with
+// history merged into a lead, another merged into a second lead which is
+// then aliased into the first (its phase rises after the first merge was
+// numbered), and a visitor with no history linked to the first lead.
+func TestPlanOrdersWrites(t *testing.T) {
+	page := func(id, anon string, at time.Time) *event.Event {
+		e := ev(id, event.PageView, at, "", anon)
+		e.Path = "/pricing"
+		return e
+	}
+	alias := ev("al", event.Alias, t0.Add(5*time.Minute), "L", "")
+	alias.PreviousID = "L2"
+	evs := []*event.Event{
+		page("p1", "V1", t0),
+		ev("i1", event.Identify, t0.Add(time.Minute), "L", "V1"),
+		page("p3", "V3", t0.Add(2*time.Minute)),
+		ev("i3", event.Identify, t0.Add(3*time.Minute), "L2", "V3"),
+		alias,
+		ev("i4", event.Identify, t0.Add(6*time.Minute), "L", "V4"),
+	}
+	core := NewCore(coreRules(t), 0)
+	p := core.Plan(evs, nil, memFacts{states: map[Subject]*State{}, seen: map[Subject]map[uint64]int64{}}, 0)
+	if !p.Complete() {
+		t.Fatalf("plan incomplete: %+v", p)
+	}
+	// phase[subject] lists the phases of its writes, in order.
+	phase := map[Subject][]int{}
+	for _, w := range p.Writes {
+		phase[w.Subject] = append(phase[w.Subject], w.Phase)
+	}
+	v1, v3, v4, l, l2 := phase[Anon("V1")], phase[Anon("V3")], phase[Anon("V4")], phase[Lead("L")], phase[Lead("L2")]
+	if len(v1) != 2 || len(v3) != 2 || len(v4) != 1 || len(l) != 1 || len(l2) != 2 {
+		t.Fatalf("writes per subject: V1 %v, V3 %v, V4 %v, L %v, L2 %v", v1, v3, v4, l, l2)
+	}
+	for _, c := range []struct {
+		what          string
+		before, after int
+	}{
+		{"V1 frozen before L", v1[0], l[0]},
+		{"L before V1 emptied", l[0], v1[1]},
+		{"V3 frozen before L2 (frozen by the alias)", v3[0], l2[0]},
+		{"L2 frozen before V3 emptied", l2[0], v3[1]},
+		{"L2 frozen before L", l2[0], l[0]},
+		{"L before L2 emptied", l[0], l2[1]},
+		{"V4's link before L", v4[0], l[0]},
+	} {
+		if c.before >= c.after {
+			t.Errorf("%s: phases %d, %d", c.what, c.before, c.after)
+		}
+	}
+}
