@@ -351,6 +351,7 @@ func (e *e2e) latency(ctx context.Context) error {
 	}
 	ss, mq, au := scores.stats(res.windowStart, res.windowEnd), mqls.stats(res.windowStart, res.windowEnd), auds.stats(res.windowStart, res.windowEnd)
 	detail := map[string]any{"offered_events_per_second": latencyRate, "accepted_events_per_second": res.EventsPerS, "http": res,
+		"window_start":    res.windowStart, // slow probes' times are seconds after it
 		"accept_to_score": ss, "accept_to_mql": mq, "accept_to_audience": au}
 	notes := []string{}
 	if ss.Missing > 0 || mq.Missing > 0 || au.Missing > 0 {
