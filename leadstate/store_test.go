@@ -77,7 +77,7 @@ func TestCommitCompareAndSet(t *testing.T) {
 		// A writer that read before the first commit loses.
 		st2 := sampleState(lead)
 		st2.Models[0].V = 1
-		if r := commit(t, s, leadstate.Commit{Subject: lead, State: st2}); r.Status != leadstate.Conflict || r.Current.Version != r.Current.Version || !reflect.DeepEqual(r.Current.State, st) {
+		if r := commit(t, s, leadstate.Commit{Subject: lead, State: st2}); r.Status != leadstate.Conflict || r.Current.Version != currentVersion(t, s, lead) || !reflect.DeepEqual(r.Current.State, st) {
 			t.Fatalf("stale commit: %+v", r)
 		}
 		// Ids applied already: nothing is stored, the duplicates are named.
@@ -116,6 +116,45 @@ func TestCommitCompareAndSet(t *testing.T) {
 		}
 		if ttl := c.PTTL(ctx, leadstatetest.Key(anon, "s")).Val(); ttl <= time.Hour {
 			t.Errorf("touched visitor state pttl %v", ttl)
+		}
+	})
+}
+
+// Creating states (SET NX) and changing them (the script) go in one
+// pipeline: each outcome is its own, a create that finds a state loses with
+// the current one, and a visitor created with an expiry keeps it.
+func TestCommitCreatesAndChanges(t *testing.T) {
+	leadstatetest.Each(t, func(t *testing.T, s *leadstate.Store) {
+		ctx := context.Background()
+		old, taken, fresh := scoring.Lead(newID("lead")), scoring.Lead(newID("lead")), scoring.Anon(newID("anon"))
+		commit(t, s, leadstate.Commit{Subject: old, State: sampleState(old)})
+		commit(t, s, leadstate.Commit{Subject: taken, State: sampleState(taken)})
+		changed := sampleState(old)
+		changed.Models[0].V = 42
+		exp := time.Now().Add(time.Hour).UnixMilli()
+		res, err := s.Commit(ctx, []leadstate.Commit{
+			{Subject: old, Expect: currentVersion(t, s, old), State: changed},
+			{Subject: taken, State: &scoring.State{Subject: taken}},
+			{Subject: fresh, State: &scoring.State{Subject: fresh, Into: "somebody"}, ExpireAt: exp},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Status != leadstate.Stored || res[2].Status != leadstate.Stored || res[0].Version == res[2].Version {
+			t.Fatalf("change and create: %+v, %+v", res[0], res[2])
+		}
+		if r := res[1]; r.Status != leadstate.Conflict || r.Current.Version != currentVersion(t, s, taken) || !reflect.DeepEqual(r.Current.State, sampleState(taken)) {
+			t.Fatalf("create over a stored state: %+v", r)
+		}
+		if got := leadstatetest.State(t, s, old); got.Models[0].V != 42 {
+			t.Fatalf("changed state reads back %+v", got.Models[0])
+		}
+		if v := currentVersion(t, s, fresh); v != res[2].Version {
+			t.Fatalf("created state's version %x, commit said %x", v, res[2].Version)
+		}
+		c := leadstatetest.Client(t, s)
+		if ttl := c.PTTL(ctx, leadstatetest.Key(fresh, "s")).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("created visitor state pttl %v", ttl)
 		}
 	})
 }
