@@ -48,7 +48,7 @@ var requiredAlerts = []string{
 	"LeadstreamProcessorStalled",        // processor stalled
 	"LeadstreamOffsetsOutOfRange",       // offsets out of range
 	"LeadstreamCollectorDown",           // collector down
-	"LeadstreamRoleDown",                // processor or sink down
+	"LeadstreamRoleDown",                // processor, sink or notifier down
 	"LeadstreamSinkStalled",             // the sink's stall
 	"LeadstreamProcessorBatchesFailing", // Redis errors
 }

@@ -30,6 +30,7 @@ type composeFile struct {
 
 type composeService struct {
 	Image       string
+	Profiles    []string
 	Build       *struct{ Context, Dockerfile string }
 	Command     []string
 	Environment map[string]string
@@ -122,6 +123,35 @@ var roleNeeds = map[string]map[string]string{
 	"collector": {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_REDIS_ADDR": "redis"},
 	"processor": {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_REDIS_ADDR": "redis"},
 	"sink":      {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_CLICKHOUSE_ADDR": "clickhouse"},
+	"notifier":  {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_CLICKHOUSE_ADDR": "clickhouse"},
+}
+
+// optionalRoles start only with their compose profile: the notifier needs
+// the operator's destinations file (README "Notifications").
+var optionalRoles = map[string]string{"notifier": "notifier"}
+
+// composeVarRE is compose's interpolation: ${NAME}, ${NAME:-default},
+// ${NAME-default}, ${NAME:?message}, ${NAME?message}.
+var composeVarRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}`)
+
+// interpolate resolves compose's ${…} in s with the settings of env (a
+// missing required one is docker-compose's to refuse: checkDockerCompose).
+func interpolate(s string, env map[string]string) string {
+	return composeVarRE.ReplaceAllStringFunc(s, func(m string) string {
+		g := composeVarRE.FindStringSubmatch(m)
+		v, set := env[g[1]]
+		switch g[2] {
+		case ":-":
+			if v == "" {
+				return g[3]
+			}
+		case "-":
+			if !set {
+				return g[3]
+			}
+		}
+		return v
+	})
 }
 
 // TestCompose checks deploy/compose.yaml without starting it (no image can
@@ -131,13 +161,16 @@ var roleNeeds = map[string]map[string]string{
 // ports those services listen on and wait for them to be healthy; each role's
 // health check and Prometheus scrape use its HTTP port; Redis keeps an AOF;
 // Prometheus loads the alert rules and Grafana the dashboard; bind mounts
-// exist; every ${VAR} is documented in compose.env.example.
+// exist; every ${VAR} is documented in compose.env.example. The notifier
+// (profile notifier) mounts its destinations file, and the binary accepts the
+// file compose.env.example names with the environment compose gives it.
 func TestCompose(t *testing.T) {
 	bin, _, _ := leadstreamBinary(t)
 	c, raw := readCompose(t)
 	deployDir := filepath.Join(repoRoot, "deploy")
+	envExample := composeEnvExample(t)
 
-	wantServices := []string{"clickhouse", "collector", "grafana", "processor", "prometheus", "redis", "redpanda", "sink"}
+	wantServices := []string{"clickhouse", "collector", "grafana", "notifier", "processor", "prometheus", "redis", "redpanda", "sink"}
 	if got := slices.Sorted(maps.Keys(c.Services)); !slices.Equal(got, wantServices) {
 		t.Errorf("services %q, want %q", got, wantServices)
 	}
@@ -185,7 +218,7 @@ func TestCompose(t *testing.T) {
 			}
 		}
 		for _, v := range svc.Volumes {
-			src, _, _ := strings.Cut(v, ":")
+			src, _, _ := strings.Cut(interpolate(v, envExample), ":")
 			if strings.HasPrefix(src, ".") {
 				if _, err := os.Stat(filepath.Join(deployDir, src)); err != nil {
 					t.Errorf("%s mounts %s, which does not exist beside compose.yaml", name, src)
@@ -222,9 +255,17 @@ func TestCompose(t *testing.T) {
 				t.Errorf("read_only %v, stop_grace_period %q, cap_drop %q: want a read-only root, time to flush on SIGTERM, no capabilities",
 					svc.ReadOnly, svc.StopGracePeriod, svc.CapDrop)
 			}
+			var wantProfiles []string // none: `docker compose up` starts the role
+			if p, ok := optionalRoles[role]; ok {
+				wantProfiles = []string{p}
+			}
+			if !slices.Equal(svc.Profiles, wantProfiles) {
+				t.Errorf("profiles %q, want %q", svc.Profiles, wantProfiles)
+			}
 			flags := roleFlags(t, bin, role)
 			for k := range svc.Environment {
-				if _, ok := flags[k]; !ok && !envOnly[k] {
+				// Other variables of the notifier are its destinations file's {env: NAME}: checkComposeNotifier.
+				if _, ok := flags[k]; !ok && !envOnly[k] && (role != "notifier" || strings.HasPrefix(k, "LEADSTREAM_")) {
 					t.Errorf("environment %s is not a flag of `leadstream %s` (it would be ignored)", k, role)
 				}
 			}
@@ -266,12 +307,15 @@ func TestCompose(t *testing.T) {
 	if _, ok := c.Services["collector"]; ok && len(c.Services["collector"].Ports) == 0 {
 		t.Error("the collector publishes no port")
 	}
-	if got := c.Services["sink"].Environment["LEADSTREAM_CLICKHOUSE_USERNAME"]; got != c.Services["clickhouse"].Environment["CLICKHOUSE_USER"] {
-		t.Errorf("the sink logs in as %q, ClickHouse's user is %q", got, c.Services["clickhouse"].Environment["CLICKHOUSE_USER"])
+	for _, role := range []string{"sink", "notifier"} {
+		if got := c.Services[role].Environment["LEADSTREAM_CLICKHOUSE_USERNAME"]; got != c.Services["clickhouse"].Environment["CLICKHOUSE_USER"] {
+			t.Errorf("the %s logs in as %q, ClickHouse's user is %q", role, got, c.Services["clickhouse"].Environment["CLICKHOUSE_USER"])
+		}
+		if a, b := c.Services[role].Environment["LEADSTREAM_CLICKHOUSE_PASSWORD"], c.Services["clickhouse"].Environment["CLICKHOUSE_PASSWORD"]; a != b || a == "" {
+			t.Errorf("the %s's ClickHouse password %q is not ClickHouse's %q", role, a, b)
+		}
 	}
-	if a, b := c.Services["sink"].Environment["LEADSTREAM_CLICKHOUSE_PASSWORD"], c.Services["clickhouse"].Environment["CLICKHOUSE_PASSWORD"]; a != b || a == "" {
-		t.Errorf("the sink's ClickHouse password %q is not ClickHouse's %q", a, b)
-	}
+	checkComposeNotifier(t, bin, c.Services["notifier"], envExample)
 
 	redisCmd := strings.Join(c.Services["redis"].Command, " ")
 	if !strings.Contains(redisCmd, "--appendonly yes") || !strings.Contains(redisCmd, "--appendfsync") {
@@ -286,7 +330,7 @@ func TestCompose(t *testing.T) {
 		t.Errorf("prometheus: volumes %q, command %q: want ./prometheus mounted at /etc/prometheus and its prometheus.yml", prom.Volumes, prom.Command)
 	}
 	checkGrafana(t, c)
-	checkComposeEnv(t, raw)
+	checkComposeEnv(t, raw, envExample)
 	checkDockerCompose(t)
 }
 
@@ -384,31 +428,15 @@ func readYAML(t *testing.T, file string, into any) {
 }
 
 // checkComposeEnv: every ${VAR} of compose.yaml is set in
-// compose.env.example, and the example sets nothing else.
-func checkComposeEnv(t *testing.T, raw string) {
+// compose.env.example (set), and the example sets nothing else.
+func checkComposeEnv(t *testing.T, raw string, set map[string]string) {
 	t.Helper()
 	refs := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`).FindAllStringSubmatch(raw, -1) {
+	for _, m := range composeVarRE.FindAllStringSubmatch(raw, -1) {
 		refs[m[1]] = true
 	}
-	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "compose.env.example"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || v == "" {
-			t.Errorf("compose.env.example: %q: want NAME=value", line)
-		}
-		set[k] = true
-	}
 	for k := range refs {
-		if !set[k] {
+		if _, ok := set[k]; !ok {
 			t.Errorf("compose.yaml uses ${%s}, which compose.env.example does not document", k)
 		}
 	}

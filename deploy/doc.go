@@ -3,7 +3,9 @@
 //
 //	Dockerfile                  the container image (static binary on scratch, non-root)
 //	compose.yaml                a single-host stack: Redpanda, Redis (AOF), ClickHouse,
-//	                            the three roles, Prometheus and Grafana
+//	                            the roles (the notifier with its profile), Prometheus
+//	                            and Grafana
+//	notify.example.yaml         an example destinations file of the notifier
 //	prometheus/alerts.yaml      alert rules, unit-tested in prometheus/alerts_test.yaml
 //	prometheus/prometheus.yml   the compose stack's scrape configuration
 //	grafana/leadstream.json     the dashboard (provisioned by compose)

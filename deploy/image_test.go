@@ -140,9 +140,10 @@ func buildImage(t *testing.T, p *podman) map[string]string {
 
 // TestImage builds the image with podman and checks what it holds and how it
 // runs: non-root, no shell, only the binary and the CA bundle; `version`;
-// then the three roles run from it against the test services (host network),
-// pass their health checks, carry a visitor's journey through to an MQL and
-// ClickHouse rows, and stop with exit code 0 promptly on SIGTERM.
+// then the four roles run from it against the test services (host network),
+// pass their health checks, carry a visitor's journey through to an MQL,
+// its webhook notification and ClickHouse rows, and stop with exit code 0
+// promptly on SIGTERM.
 func TestImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a container image")
@@ -180,8 +181,8 @@ func TestImage(t *testing.T) {
 			ports = append(ports, port)
 		}
 		slices.Sort(ports)
-		if want := []string{"8080/tcp", "9101/tcp", "9102/tcp"}; !slices.Equal(ports, want) {
-			t.Errorf("exposed ports %q, want %q (collector, processor, sink)", ports, want)
+		if want := []string{"8080/tcp", "9101/tcp", "9102/tcp", "9103/tcp"}; !slices.Equal(ports, want) {
+			t.Errorf("exposed ports %q, want %q (collector, processor, sink, notifier)", ports, want)
 		}
 	})
 
@@ -250,10 +251,12 @@ func TestImage(t *testing.T) {
 
 // containerLauncher runs a role in a container of the test image on the
 // host's network (the test services listen on loopback), with a read-only
-// root file system and no capabilities, as compose.yaml runs it. Stopping sends
-// SIGTERM (podman stop) and wants exit code 0 within 20 s.
+// root file system and no capabilities, as compose.yaml runs it; the role's
+// files (the notifier's destinations file) are mounted read-only, as compose
+// mounts them. Stopping sends SIGTERM (podman stop) and wants exit code 0
+// within 20 s.
 func containerLauncher(p *podman) launcher {
-	return func(t *testing.T, role string, env []string) func() {
+	return func(t *testing.T, role string, env, mounts []string) func() {
 		t.Helper()
 		name := "leadstream-test-" + role
 		// As compose.yaml runs the roles: read-only root, no capabilities, no privilege gain.
@@ -261,6 +264,9 @@ func containerLauncher(p *podman) launcher {
 			"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"}, limits()...)
 		for _, kv := range env {
 			args = append(args, "--env", kv)
+		}
+		for _, dir := range mounts {
+			args = append(args, "--volume", dir+":"+dir+":ro")
 		}
 		p.run(t, append(args, testImage, role)...)
 		var once sync.Once

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,15 +25,17 @@ import (
 )
 
 const (
-	stackWriteKey = "deploy-test-write-key"
-	stackSecret   = "deploy-test-secret"
+	stackWriteKey   = "deploy-test-write-key"
+	stackSecret     = "deploy-test-secret"
+	stackHookSecret = "deploy-test-webhook-secret-0123456789"
 )
 
-// roles are leadstream's three roles, in start order.
-var roles = []string{"collector", "processor", "sink"}
+// roles are leadstream's deployed roles, in start order.
+var roles = []string{"collector", "processor", "sink", "notifier"}
 
-// stack is the three roles running against the test services: an in-process
-// Kafka broker (kfake), the test Redis and the test ClickHouse.
+// stack is the roles running against the test services: an in-process
+// Kafka broker (kfake), the test Redis and the test ClickHouse; the
+// notifier delivers to a webhook of the test's own.
 type stack struct {
 	brokers     []string
 	prefix      string // topic prefix, unique per stack
@@ -42,12 +45,16 @@ type stack struct {
 	addrs       map[string]string // role -> host:port of its HTTP listener
 	lead, anon  string            // of the journey posted by run
 	eventsTotal int               // events the journey stored
+	hook        *webhook          // the notifier's destination
+	notifyDir   string            // the notifier's destinations file and webhook secret
 }
 
 // launcher starts one role with the given environment and returns a
 // function that stops it with SIGTERM, failing the test unless it exits 0
-// promptly. name tells the role; logs are the caller's to report.
-type launcher func(t *testing.T, role string, env []string) (stop func())
+// promptly. name tells the role; logs are the caller's to report. mounts are
+// host directories the role reads files from (a container gets each
+// read-only at the same path).
+type launcher func(t *testing.T, role string, env, mounts []string) (stop func())
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
@@ -64,7 +71,9 @@ func newStack(t *testing.T) *stack {
 		addrs:      map[string]string{},
 		lead:       "lead-" + sfx + "@example.com",
 		anon:       "anon-" + sfx,
+		hook:       newWebhook(t, stackHookSecret),
 	}
+	s.notifyDir = writeNotifyConfig(t, s.hook)
 	for _, r := range roles {
 		s.addrs[r] = freeAddr(t)
 	}
@@ -90,14 +99,27 @@ func (s *stack) env(role string) []string {
 	case "sink":
 		env = append(env, "LEADSTREAM_CLICKHOUSE_ADDR="+s.clickhouse, "LEADSTREAM_CLICKHOUSE_DATABASE="+s.database,
 			"LEADSTREAM_SINK_FLUSH_INTERVAL=200ms")
+	case "notifier":
+		env = append(env, "LEADSTREAM_CLICKHOUSE_ADDR="+s.clickhouse, "LEADSTREAM_CLICKHOUSE_DATABASE="+s.database,
+			"LEADSTREAM_NOTIFY_CONFIG="+filepath.Join(s.notifyDir, "notify.yaml"),
+			"LEADSTREAM_NOTIFY_RETRY_MIN=100ms", "LEADSTREAM_NOTIFY_RETRY_MAX=1s")
 	}
 	return env
+}
+
+// mounts are the directories of files a role reads.
+func (s *stack) mounts(role string) []string {
+	if role == "notifier" {
+		return []string{s.notifyDir}
+	}
+	return nil
 }
 
 // run starts the roles with launch, waits until each is ready, posts a
 // visitor's journey that makes the lead an MQL, a bot's page view and requests
 // that fail (400, 401), writes an undecodable record to the events topic, and
-// waits until the lead is an MQL and every event is a row in ClickHouse; then
+// waits until the lead is an MQL, the notifier has delivered it to the webhook
+// (retrying after a 503) and every event is a row in ClickHouse; then
 // takes ClickHouse's events table away for one event (failed inserts, retried
 // until the table is back). It returns a function
 // that stops the roles (also run at cleanup).
@@ -114,7 +136,7 @@ func (s *stack) run(t *testing.T, launch launcher) (stop func()) {
 	}
 	t.Cleanup(stop)
 	for _, r := range roles {
-		stops = append(stops, launch(t, r, s.env(r)))
+		stops = append(stops, launch(t, r, s.env(r), s.mounts(r)))
 	}
 	for _, r := range roles {
 		waitReady(t, r, "http://"+s.addrs[r]+"/readyz")
@@ -158,6 +180,7 @@ func (s *stack) run(t *testing.T, launch launcher) (stop func()) {
 		_ = json.Unmarshal([]byte(body), &v)
 		return code == 200 && v.Models["default"].MQL, fmt.Sprintf("%d %s", code, body)
 	})
+	s.waitNotified(t)
 	s.waitRows(t, "the journey's events are rows in ClickHouse")
 
 	// A ClickHouse outage: the events table disappears, the next event's
@@ -206,7 +229,7 @@ func (s *stack) produceGarbage(t *testing.T) {
 
 // processLauncher runs the roles as processes of the leadstream binary.
 func processLauncher(bin string) launcher {
-	return func(t *testing.T, role string, env []string) func() {
+	return func(t *testing.T, role string, env, _ []string) func() {
 		t.Helper()
 		var logs bytes.Buffer
 		cmd := exec.Command(bin, role)

@@ -36,7 +36,8 @@ secrets: {writeKeys: wk-1}
 const sentinel = "SENTINEL"
 
 // fullValues sets every value, each to something other than its default:
-// every setting of every role, TLS with client certificates for each
+// every setting of every role (the notifier enabled, with a destinations file
+// reading its secrets from files), TLS with client certificates for each
 // service, SASL, rules, every secret, the Ingress and the ServiceMonitors.
 func fullValues(t *testing.T, kafka, redis, clickhouse string) map[string]any {
 	v := values(t, `
@@ -74,6 +75,10 @@ secrets:
   collectorRedisPassword: redis-collector-`+sentinel+`
   clickhousePassword: clickhouse-`+sentinel+`
   kafkaSaslPassword: kafka-`+sentinel+`
+  notify:
+    crm-hook: crm-hook-`+sentinel+`-0123456789
+    crm-token: Bearer crm-`+sentinel+`
+    smtp-password: smtp-`+sentinel+`
 collector:
   autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 12, targetCPUUtilizationPercentage: 60}
   publicURL: https://t.acme.example
@@ -100,11 +105,47 @@ collector:
 accounts: {fromEmailDomain: true}
 processor: {replicas: 4, group: acme-scoring, batchSize: 1000, maxWait: 50ms, dedupWindow: 1440h, anonymousTTL: 4800h, stateCache: 0}
 sink: {replicas: 3, group: acme-clickhouse, batchSize: 100000, flushInterval: 2s}
+notifier:
+  enabled: true
+  replicas: 2
+  groupPrefix: acme-notifier
+  maxAge: 48h
+  retryMin: 2s
+  retryMax: 10m
+  timeout: 5s
+  concurrency: 8
+  maxPending: 2000
+  topicCheck: 1m
 serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
 `)
 	v["rules"] = map[string]any{"content": defaultRules(t)}
+	v["notifier"].(map[string]any)["config"] = map[string]any{"content": fullDestinations}
 	return v
 }
+
+// fullDestinations is a destinations file of every type whose secrets are
+// files of the chart's Secret (secrets.notify).
+const fullDestinations = `destinations:
+  - name: crm
+    type: webhook
+    url: https://crm.acme.example/hooks/leadstream
+    secret: {file: /etc/leadstream/secrets/notify-crm-hook}
+    headers:
+      Authorization: {file: /etc/leadstream/secrets/notify-crm-token}
+    kinds: [mql, mqa]
+  - name: sales-slack
+    type: slack
+    url: https://hooks.slack.example/services/T0/B0/x
+    min_score: 120
+  - name: sales-mail
+    type: email
+    from: leadstream@acme.example
+    to: [sales@acme.example]
+    smtp:
+      host: smtp.acme.example
+      username: leadstream
+      password: {file: /etc/leadstream/secrets/notify-smtp-password}
+`
 
 func defaultRules(t *testing.T) string {
 	t.Helper()
@@ -129,13 +170,14 @@ func TestFullValues(t *testing.T) {
 	}
 
 	want := []string{
-		"ConfigMap/" + fullname + "-collector", "ConfigMap/" + fullname + "-processor", "ConfigMap/" + fullname + "-rules", "ConfigMap/" + fullname + "-sink",
-		"Deployment/" + fullname + "-collector", "Deployment/" + fullname + "-processor", "Deployment/" + fullname + "-sink",
+		"ConfigMap/" + fullname + "-collector", "ConfigMap/" + fullname + "-destinations", "ConfigMap/" + fullname + "-notifier",
+		"ConfigMap/" + fullname + "-processor", "ConfigMap/" + fullname + "-rules", "ConfigMap/" + fullname + "-sink",
+		"Deployment/" + fullname + "-collector", "Deployment/" + fullname + "-notifier", "Deployment/" + fullname + "-processor", "Deployment/" + fullname + "-sink",
 		"HorizontalPodAutoscaler/" + fullname + "-collector", "Ingress/" + fullname + "-collector", "PodDisruptionBudget/" + fullname + "-collector",
 		"Secret/" + fullname + "-secrets",
-		"Service/" + fullname + "-collector", "Service/" + fullname + "-processor", "Service/" + fullname + "-sink",
+		"Service/" + fullname + "-collector", "Service/" + fullname + "-notifier", "Service/" + fullname + "-processor", "Service/" + fullname + "-sink",
 		"ServiceAccount/" + fullname,
-		"ServiceMonitor/" + fullname + "-collector", "ServiceMonitor/" + fullname + "-processor", "ServiceMonitor/" + fullname + "-sink",
+		"ServiceMonitor/" + fullname + "-collector", "ServiceMonitor/" + fullname + "-notifier", "ServiceMonitor/" + fullname + "-processor", "ServiceMonitor/" + fullname + "-sink",
 	}
 	if !slices.Equal(r.all, want) {
 		t.Fatalf("rendered %q,\nwant %q", r.all, want)
@@ -151,7 +193,8 @@ func TestFullValues(t *testing.T) {
 		}
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"clickhouse-password", "collector-redis-password", "kafka-sasl-password", "redis-password", "secret-key", "server-write-keys", "token-keys", "write-keys"}
+	wantKeys := []string{"clickhouse-password", "collector-redis-password", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-smtp-password",
+		"redis-password", "secret-key", "server-write-keys", "token-keys", "write-keys"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Errorf("Secret keys %q, want %q", keys, wantKeys)
 	}
@@ -178,7 +221,7 @@ func TestFullValues(t *testing.T) {
 	if d, _ := container(t, r, "collector"); d.Spec.Template.Spec.Containers[0].Image != "registry.acme.example/leadstream:v1.4.2" {
 		t.Errorf("collector image %q", d.Spec.Template.Spec.Containers[0].Image)
 	}
-	for role, n := range map[string]int32{"processor": 4, "sink": 3} {
+	for role, n := range map[string]int32{"processor": 4, "sink": 3, "notifier": 2} {
 		if d, _ := container(t, r, role); d.Spec.Replicas == nil || *d.Spec.Replicas != n {
 			t.Errorf("%s: replicas %v, want %d", role, d.Spec.Replicas, n)
 		}
@@ -196,7 +239,10 @@ func TestFullValues(t *testing.T) {
 		}
 	}
 	if strings.Contains(r.notes, "WARNING") {
-		t.Errorf("NOTES warn with 4 processors and 3 sinks on 12 partitions:\n%s", r.notes)
+		t.Errorf("NOTES warn with 4 processors, 3 sinks and 2 notifiers on 12 partitions:\n%s", r.notes)
+	}
+	if got := secretItems(t, r, "notifier", fullname+"-secrets"); !slices.Equal(got, []string{"clickhouse-password", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-smtp-password"}) {
+		t.Errorf("the notifier mounts %q: want its ClickHouse and Kafka passwords and the notify-NAME secrets", got)
 	}
 }
 
@@ -261,7 +307,8 @@ func chartTemplates(t *testing.T) string {
 }
 
 // TestMinimalValues renders the chart with only the required values: no
-// TLS, SASL, rules or optional secrets, no Ingress or ServiceMonitor.
+// TLS, SASL, rules or optional secrets, no Ingress or ServiceMonitor, no
+// notifier.
 func TestMinimalValues(t *testing.T) {
 	kafka := closedAddr(t)
 	r := mustRender(t, minimalValues(t, kafka, closedAddr(t), closedAddr(t)))
@@ -276,7 +323,7 @@ func TestMinimalValues(t *testing.T) {
 	if !slices.Equal(r.all, want) {
 		t.Fatalf("rendered %q,\nwant %q", r.all, want)
 	}
-	for _, role := range roles {
+	for _, role := range coreRoles {
 		t.Run(role, func(t *testing.T) {
 			t.Parallel()
 			checkRole(t, r, role, false)
@@ -294,14 +341,15 @@ func TestMinimalValues(t *testing.T) {
 
 // TestExistingSecret: with secrets.existingSecret the chart creates no
 // Secret and each role mounts the keys it reads from the one given; rules
-// from an existing ConfigMap.
+// and the notifier's destinations from existing ConfigMaps.
 func TestExistingSecret(t *testing.T) {
 	kafka := closedAddr(t)
 	v := minimalValues(t, kafka, closedAddr(t), closedAddr(t))
 	v["secrets"] = map[string]any{"existingSecret": "leadstream-prod",
-		"existingSecretKeys": []any{"write-keys", "secret-key", "redis-password", "clickhouse-password", "kafka-sasl-password"}}
+		"existingSecretKeys": []any{"write-keys", "secret-key", "redis-password", "clickhouse-password", "kafka-sasl-password", "notify-crm-hook"}}
 	v["kafka"].(map[string]any)["sasl"] = map[string]any{"mechanism": "PLAIN", "username": "leadstream"}
 	v["rules"] = map[string]any{"existingConfigMap": "acme-scoring-rules", "key": "acme.yaml"}
+	v["notifier"] = map[string]any{"enabled": true, "config": map[string]any{"existingConfigMap": "acme-destinations", "key": "destinations.yaml"}}
 	r := mustRender(t, v)
 	if len(r.secrets) != 0 {
 		t.Errorf("renders Secrets %v beside existingSecret", r.all)
@@ -309,15 +357,22 @@ func TestExistingSecret(t *testing.T) {
 	if _, ok := r.configMaps[fullname+"-rules"]; ok {
 		t.Error("renders a rules ConfigMap beside rules.existingConfigMap")
 	}
+	if _, ok := r.configMaps[fullname+"-destinations"]; ok {
+		t.Error("renders a destinations ConfigMap beside notifier.config.existingConfigMap")
+	}
 	existing := map[string]map[string]string{
 		"leadstream-prod": {"write-keys": "wk-1,wk-2", "secret-key": "s3cret", "token-keys": "k1:0123456789abcdef0123",
-			"redis-password": "r", "clickhouse-password": "c", "kafka-sasl-password": "k"},
+			"redis-password": "r", "clickhouse-password": "c", "kafka-sasl-password": "k", "notify-crm-hook": "crm-hook-secret-0123456789\n"},
 		"acme-scoring-rules": {"acme.yaml": defaultRules(t)},
+		"acme-destinations": {"destinations.yaml": `destinations:
+  - {name: crm, type: webhook, url: "https://crm.acme.example/hooks", secret: {file: /etc/leadstream/secrets/notify-crm-hook}}
+`},
 	}
 	want := map[string][]string{
 		"collector": {"clickhouse-password", "kafka-sasl-password", "redis-password", "secret-key", "write-keys"},
 		"processor": {"kafka-sasl-password", "redis-password"},
 		"sink":      {"clickhouse-password", "kafka-sasl-password"},
+		"notifier":  {"clickhouse-password", "kafka-sasl-password", "notify-crm-hook"},
 	}
 	for _, role := range roles {
 		t.Run(role, func(t *testing.T) {
@@ -505,7 +560,7 @@ func TestVariants(t *testing.T) {
 	annotations := func(v map[string]any) map[string]map[string]string {
 		r := mustRender(t, v)
 		a := map[string]map[string]string{}
-		for _, role := range roles {
+		for _, role := range coreRoles {
 			d, _ := container(t, r, role)
 			a[role] = d.Spec.Template.Annotations
 		}
@@ -515,7 +570,7 @@ func TestVariants(t *testing.T) {
 	a1 := annotations(with(base(), "sink.batchSize", 20000))
 	a2 := annotations(with(base(), "secrets.writeKeys", "wk-2"))
 	a3 := annotations(with(base(), "rules.content", defaultRules(t)))
-	for _, role := range roles {
+	for _, role := range coreRoles {
 		if changed := a0[role]["checksum/config"] != a1[role]["checksum/config"]; changed != (role == "sink") {
 			t.Errorf("%s: sink.batchSize changed: checksum/config changed %v", role, changed)
 		}
@@ -548,7 +603,7 @@ func TestVariants(t *testing.T) {
 		checkRole(t, r, "collector", false)
 		checkStarts(t, r, "collector", kafka, nil)
 		b := mustRender(t, minimalValues(t, kafka, redis, ch))
-		for _, role := range roles {
+		for _, role := range coreRoles {
 			d1, _ := container(t, r, role)
 			d0, _ := container(t, b, role)
 			if changed := d0.Spec.Template.Annotations["checksum/config"] != d1.Spec.Template.Annotations["checksum/config"]; changed != (role == "collector") {
@@ -730,7 +785,7 @@ func TestREADMEExample(t *testing.T) {
 			t.Errorf("%s mounts no key of leadstream-secrets", role)
 		}
 	}
-	if len(r.ingresses) != 1 || len(r.serviceMonitors) != 3 {
-		t.Errorf("README example renders %q: want an Ingress and three ServiceMonitors", r.all)
+	if len(r.ingresses) != 1 || len(r.serviceMonitors) != len(roles) {
+		t.Errorf("README example renders %q: want an Ingress and a ServiceMonitor per role (the notifier too)", r.all)
 	}
 }

@@ -22,11 +22,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// roleSecrets are the secret keys each role may mount: nothing it does not read.
+// roleSecrets are the secret keys each role may mount: nothing it does not
+// read. The notifier also mounts the notify-NAME keys its destinations file reads.
 var roleSecrets = map[string][]string{
 	"collector": {"write-keys", "server-write-keys", "secret-key", "clickhouse-password", "token-keys", "redis-password", "collector-redis-password", "kafka-sasl-password"},
 	"processor": {"redis-password", "kafka-sasl-password"},
 	"sink":      {"clickhouse-password", "kafka-sasl-password"},
+	"notifier":  {"clickhouse-password", "kafka-sasl-password"},
 }
 
 // container returns the role's Deployment and its one container.
@@ -258,7 +260,7 @@ func checkSecretMounts(t *testing.T, r *rendered, role string, pod corev1.PodSpe
 			t.Errorf("%s: secret volume mounts every key of %s; project only the role's", role, v.Secret.SecretName)
 		}
 		for _, it := range v.Secret.Items {
-			if !slices.Contains(roleSecrets[role], it.Key) {
+			if !slices.Contains(roleSecrets[role], it.Key) && !(role == "notifier" && strings.HasPrefix(it.Key, "notify-")) {
 				t.Errorf("%s: mounts secret %s, which it does not read", role, it.Key)
 			}
 		}
@@ -279,9 +281,27 @@ func checkSecretMounts(t *testing.T, r *rendered, role string, pod corev1.PodSpe
 // podFiles lays out the files the container's volumes hold under root (a
 // Secret or ConfigMap volume: its items, or every key), reading them from
 // the rendered objects or from existing (Secrets the chart refers to but
-// does not create), and returns the mount points.
+// does not create). Paths of the pod's mounts written in a ConfigMap's files
+// (the notifier's destinations file names its secret files) are moved under
+// root too.
 func podFiles(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Container, root string, existing map[string]map[string]string) {
 	t.Helper()
+	var configFiles []string
+	defer func() {
+		for _, f := range configFiles {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			content := string(b)
+			for _, m := range c.VolumeMounts {
+				content = strings.ReplaceAll(content, m.MountPath+"/", filepath.Join(root, m.MountPath)+"/")
+			}
+			if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
 	vols := map[string]corev1.Volume{}
 	for _, v := range d.Spec.Template.Spec.Volumes {
 		vols[v.Name] = v
@@ -333,6 +353,9 @@ func podFiles(t *testing.T, r *rendered, d *appsv1.Deployment, c *corev1.Contain
 			if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
+			if v.ConfigMap != nil {
+				configFiles = append(configFiles, file)
+			}
 		}
 	}
 }
@@ -371,12 +394,14 @@ func startRole(t *testing.T, r *rendered, role string, existing map[string]map[s
 	return string(out)
 }
 
-// checkStarts runs the role (startRole) and checks it got past its settings:
-// it stopped dialling Kafka at kafkaAddr, and named no variable or setting.
+// checkStarts runs the role (startRole) and checks it got past its settings
+// (and the notifier past its destinations file and the secret files it
+// reads): it stopped dialling Kafka at kafkaAddr, and named no variable,
+// setting or destination.
 func checkStarts(t *testing.T, r *rendered, role, kafkaAddr string, existing map[string]map[string]string) {
 	t.Helper()
 	out := startRole(t, r, role, existing)
-	if !strings.Contains(out, "kafka at "+kafkaAddr) || strings.Contains(out, "LEADSTREAM_") {
+	if !strings.Contains(out, "kafka at "+kafkaAddr) || strings.Contains(out, "LEADSTREAM_") || strings.Contains(out, "destinations[") {
 		t.Errorf("%s: want it to get through its settings and stop dialling kafka at %s; it said:\n%s", role, kafkaAddr, out)
 	}
 }

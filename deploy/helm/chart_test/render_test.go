@@ -53,7 +53,12 @@ const (
 	kubeVersion = "v1.31.0"
 )
 
-var roles = []string{"collector", "processor", "sink"}
+// coreRoles always run; roles are every role the chart can run (the
+// notifier with notifier.enabled).
+var (
+	coreRoles = []string{"collector", "processor", "sink"}
+	roles     = append(slices.Clone(coreRoles), "notifier")
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "leadstream-chart-test-")

@@ -1,7 +1,8 @@
 {{/*
-The Deployment of one role: (dict "root" $ "role" "collector"). The three
-roles differ in their settings (ConfigMap), the secrets and files they mount,
-their port, and for the collector the autoscaler and the preStop sleep.
+The Deployment of one role: (dict "root" $ "role" "collector"). The roles
+differ in their settings (ConfigMap), the secrets and files they mount (the
+rules; the notifier's destinations file), their port, and for the collector
+the autoscaler and the preStop sleep.
 */}}
 {{- define "leadstream.deployment" -}}
 {{- $root := .root }}
@@ -13,11 +14,13 @@ their port, and for the collector the autoscaler and the preStop sleep.
 {{- $rules := and (has $role (list "collector" "processor")) (include "leadstream.hasRules" $root) }}
 {{- $rulesContent := "" }}
 {{- if and $rules $v.rules.content }}{{ $rulesContent = $v.rules.content }}{{ end }}
+{{- $notify := eq $role "notifier" }}
+{{- if $notify }}{{ $rulesContent = $v.notifier.config.content }}{{ end }}
 {{- $usesRedis := or (eq $role "processor") (and (eq $role "collector") $v.collector.redis.enabled) }}
 {{- $tls := list }}
 {{- if and $v.kafka.tls.enabled $v.kafka.tls.secretName }}{{ $tls = append $tls (dict "name" "kafka" "t" $v.kafka.tls) }}{{ end }}
 {{- if and $usesRedis $v.redis.tls.enabled $v.redis.tls.secretName }}{{ $tls = append $tls (dict "name" "redis" "t" $v.redis.tls) }}{{ end }}
-{{- if and (has $role (list "sink" "collector")) $v.clickhouse.tls.enabled $v.clickhouse.tls.secretName }}{{ $tls = append $tls (dict "name" "clickhouse" "t" $v.clickhouse.tls) }}{{ end }}
+{{- if and (has $role (list "sink" "collector" "notifier")) $v.clickhouse.tls.enabled $v.clickhouse.tls.secretName }}{{ $tls = append $tls (dict "name" "clickhouse" "t" $v.clickhouse.tls) }}{{ end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -45,7 +48,7 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       annotations:
-        # The roles read their settings, rules and secrets at start: a change rolls the pods.
+        # The roles read their settings, rules, destinations and secrets at start: a change rolls the pods.
         checksum/config: {{ printf "%s\n%s" (include "leadstream.roleConfig" $ctx) $rulesContent | sha256sum }}
         {{- if not $v.secrets.existingSecret }}
         checksum/secret: {{ include "leadstream.secretValues" $root | sha256sum }}
@@ -88,8 +91,9 @@ spec:
           {{- end }}
           # /healthz answers while the process runs; /readyz only while its
           # services answer (Kafka; and Redis for the processor, ClickHouse for
-          # the sink), each check bounded by 2 s. A role that loses a service
-          # keeps running and retrying: it turns unready, it is not restarted.
+          # the sink; the notifier also while its consumers run), each check
+          # bounded by 2 s. A role that loses a service keeps running and
+          # retrying: it turns unready, it is not restarted.
           startupProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 2
@@ -116,7 +120,7 @@ spec:
             {{- toYaml $cfg.resources | nindent 12 }}
           securityContext:
             {{- toYaml $v.securityContext | nindent 12 }}
-          {{- if or $secrets $rules $tls $cfg.extraVolumeMounts }}
+          {{- if or $secrets $rules $notify $tls $cfg.extraVolumeMounts }}
           volumeMounts:
             {{- if $secrets }}
             - name: secrets
@@ -128,6 +132,11 @@ spec:
               mountPath: {{ include "leadstream.rulesDir" $root }}
               readOnly: true
             {{- end }}
+            {{- if $notify }}
+            - name: destinations
+              mountPath: {{ include "leadstream.notifyDir" $root }}
+              readOnly: true
+            {{- end }}
             {{- range $tls }}
             - name: {{ .name }}-tls
               mountPath: {{ include "leadstream.tlsDir" .name }}
@@ -137,7 +146,7 @@ spec:
             {{- toYaml . | nindent 12 }}
             {{- end }}
           {{- end }}
-      {{- if or $secrets $rules $tls $cfg.extraVolumes }}
+      {{- if or $secrets $rules $notify $tls $cfg.extraVolumes }}
       volumes:
         {{- if $secrets }}
         - name: secrets
@@ -156,6 +165,13 @@ spec:
             name: {{ include "leadstream.rulesConfigMap" $root }}
             items:
               - {key: {{ $v.rules.key | quote }}, path: {{ $v.rules.key | quote }}}
+        {{- end }}
+        {{- if $notify }}
+        - name: destinations
+          configMap:
+            name: {{ include "leadstream.notifyConfigMap" $root }}
+            items:
+              - {key: {{ $v.notifier.config.key | quote }}, path: {{ $v.notifier.config.key | quote }}}
         {{- end }}
         {{- range $tls }}
         - name: {{ .name }}-tls

@@ -59,6 +59,17 @@ app.kubernetes.io/component: {{ .role }}
 {{- default (printf "%s-rules" (include "leadstream.fullname" .)) .Values.rules.existingConfigMap }}
 {{- end }}
 
+{{/* The roles the release runs, as a JSON list: the notifier only with notifier.enabled. */}}
+{{- define "leadstream.roles" -}}
+{{- $roles := list "collector" "processor" "sink" }}
+{{- if .Values.notifier.enabled }}{{ $roles = append $roles "notifier" }}{{ end }}
+{{- $roles | toJson }}
+{{- end }}
+
+{{- define "leadstream.notifyConfigMap" -}}
+{{- default (printf "%s-destinations" (include "leadstream.fullname" .)) .Values.notifier.config.existingConfigMap }}
+{{- end }}
+
 {{/* Whether a rules file is mounted. */}}
 {{- define "leadstream.hasRules" -}}
 {{- if or .Values.rules.content .Values.rules.existingConfigMap }}true{{ end }}
@@ -83,11 +94,14 @@ which would print 67108864 as 6.7108864e+07, a value no flag accepts.
 {{/* Where the files of Secrets and ConfigMaps are mounted. */}}
 {{- define "leadstream.secretsDir" }}/etc/leadstream/secrets{{ end }}
 {{- define "leadstream.rulesDir" }}/etc/leadstream/rules{{ end }}
+{{- define "leadstream.notifyDir" }}/etc/leadstream/notify{{ end }}
 {{- define "leadstream.tlsDir" }}/etc/leadstream/tls/{{ . }}{{ end }}
 
 {{/*
 The secret keys, with the variable each is read through. The chart sets only
-LEADSTREAM_…_FILE, never the variable holding the secret itself.
+LEADSTREAM_…_FILE, never the variable holding the secret itself. Besides
+these, notify-NAME keys (secrets.notify.NAME) are files the notifier's
+destinations file reads itself ({file: /etc/leadstream/secrets/notify-NAME}).
 */}}
 {{- define "leadstream.secretKeyEnv" -}}
 write-keys: LEADSTREAM_WRITE_KEYS_FILE
@@ -110,6 +124,9 @@ redis-password: {{ .Values.secrets.redisPassword | quote }}
 collector-redis-password: {{ .Values.secrets.collectorRedisPassword | quote }}
 clickhouse-password: {{ .Values.secrets.clickhousePassword | quote }}
 kafka-sasl-password: {{ .Values.secrets.kafkaSaslPassword | quote }}
+{{- range $name, $value := .Values.secrets.notify }}
+{{ printf "notify-%s" $name }}: {{ $value | quote }}
+{{- end }}
 {{- end }}
 
 {{/* The secret keys that are set, as a JSON list: existingSecretKeys, or the non-empty values. */}}
@@ -118,8 +135,8 @@ kafka-sasl-password: {{ .Values.secrets.kafkaSaslPassword | quote }}
 {{- if .Values.secrets.existingSecret }}
 {{- $known := include "leadstream.secretKeyEnv" . | fromYaml }}
 {{- range .Values.secrets.existingSecretKeys }}
-{{- if not (hasKey $known .) }}
-{{- fail (printf "secrets.existingSecretKeys: %q is not a leadstream secret (%s)" . (keys $known | sortAlpha | join ", ")) }}
+{{- if not (or (hasKey $known .) (hasPrefix "notify-" .)) }}
+{{- fail (printf "secrets.existingSecretKeys: %q is not a leadstream secret (%s, or notify-NAME for the notifier)" . (keys $known | sortAlpha | join ", ")) }}
 {{- end }}
 {{- $keys = append $keys . }}
 {{- end }}
@@ -133,7 +150,8 @@ kafka-sasl-password: {{ .Values.secrets.kafkaSaslPassword | quote }}
 
 {{/*
 The secrets one role reads, as YAML key: VARIABLE: (dict "root" $ "role" "collector").
-Each role mounts only these keys of the Secret.
+Each role mounts only these keys of the Secret. The notifier's notify-NAME keys
+have no variable (null): its destinations file names their files.
 */}}
 {{- define "leadstream.roleSecrets" -}}
 {{- $v := .root.Values }}
@@ -149,10 +167,15 @@ Each role mounts only these keys of the Secret.
 {{- $want = append $want "redis-password" }}
 {{- else if eq .role "sink" }}
 {{- $want = append $want "clickhouse-password" }}
+{{- else if eq .role "notifier" }}
+{{- $want = append $want "clickhouse-password" }}
+{{- range $have }}
+{{- if hasPrefix "notify-" . }}{{ $want = append $want . }}{{ end }}
+{{- end }}
 {{- end }}
 {{- range $want }}
 {{- if has . $have }}
-{{ . }}: {{ get $env . }}
+{{ . }}: {{ if hasKey $env . }}{{ get $env . }}{{ else }}null{{ end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -220,7 +243,9 @@ TLS settings of one service: (dict "prefix" "LEADSTREAM_KAFKA" "name" "kafka" "t
 {{- define "leadstream.secretFileSettings" -}}
 {{- $dir := include "leadstream.secretsDir" . }}
 {{- range $key, $env := include "leadstream.roleSecrets" . | fromYaml }}
+{{- if $env }}
 {{- include "leadstream.setting" (list $env (printf "%s/%s" $dir $key)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -283,6 +308,19 @@ The ConfigMap data of a role, every setting it is given: (dict "root" $ "role" "
 {{- include "leadstream.setting" (list "LEADSTREAM_SINK_FLUSH_INTERVAL" $s.flushInterval) }}
 {{- include "leadstream.clickhouseSettings" $root }}
 {{- include "leadstream.setting" (list "LEADSTREAM_ACCOUNTS_FROM_EMAIL_DOMAIN" $v.accounts.fromEmailDomain) }}
+{{- else if eq .role "notifier" }}
+{{- $n := $v.notifier }}
+{{- include "leadstream.setting" (list "LEADSTREAM_HTTP_ADDR" (printf ":%d" (int64 $n.port))) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_CONFIG" (printf "%s/%s" (include "leadstream.notifyDir" $root) $n.config.key)) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_GROUP_PREFIX" $n.groupPrefix) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_MAX_AGE" $n.maxAge) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_RETRY_MIN" $n.retryMin) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_RETRY_MAX" $n.retryMax) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_TIMEOUT" $n.timeout) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_CONCURRENCY" $n.concurrency) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_MAX_PENDING" $n.maxPending) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_NOTIFY_TOPIC_CHECK" $n.topicCheck) }}
+{{- include "leadstream.clickhouseSettings" $root }}
 {{- end }}
 {{- end }}
 
@@ -359,5 +397,53 @@ Checks of the values a render cannot do without, with messages naming the value.
 {{- end }}
 {{- if and $v.rules.content $v.rules.existingConfigMap }}
 {{- fail "rules.content and rules.existingConfigMap: set one, not both" }}
+{{- end }}
+{{- if $v.notifier.enabled }}
+{{- include "leadstream.validateNotifier" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of the notifier's destinations file (the notifier checks the rest at
+start, naming the line): it is given; its {file: …} secrets are notify-NAME
+keys the notifier mounts; and no secret is written into it (it becomes a
+ConfigMap, which is not for secrets).
+*/}}
+{{- define "leadstream.validateNotifier" -}}
+{{- $c := .Values.notifier.config }}
+{{- if and $c.content $c.existingConfigMap }}
+{{- fail "notifier.config.content and notifier.config.existingConfigMap: set one, not both" }}
+{{- end }}
+{{- if not (or $c.content $c.existingConfigMap) }}
+{{- fail "notifier.enabled: notifier.config.content (the destinations file, README \"Notifications\") or notifier.config.existingConfigMap is required" }}
+{{- end }}
+{{- if $c.content }}
+{{- $have := include "leadstream.secretKeys" . | fromJsonArray }}
+{{- $dir := include "leadstream.secretsDir" . }}
+{{- range regexFindAll (printf "%s/[^\\s\"'}\\],]+" $dir) $c.content -1 }}
+{{- $key := trimPrefix (printf "%s/" $dir) . }}
+{{- $name := trimPrefix "notify-" $key }}
+{{- if not (hasPrefix "notify-" $key) }}
+{{- fail (printf "notifier.config.content reads %s: the destinations file reads only notify-NAME keys (%s/notify-NAME, from secrets.notify.NAME)" . $dir) }}
+{{- else if not (has $key $have) }}
+{{- fail (printf "notifier.config.content reads %s, but there is no secret %s: set secrets.notify.%s (or list %s in secrets.existingSecretKeys)" . $key $name $key) }}
+{{- end }}
+{{- end }}
+{{- $doc := fromYaml $c.content }}
+{{- if hasKey $doc "Error" }}
+{{- fail (printf "notifier.config.content is not a YAML mapping: %s" (get $doc "Error")) }}
+{{- end }}
+{{- if kindIs "slice" $doc.destinations }}
+{{- range $i, $d := $doc.destinations }}
+{{- if kindIs "map" $d }}
+{{- $plain := list }}
+{{- if kindIs "string" $d.secret }}{{ $plain = append $plain "secret" }}{{ end }}
+{{- if and (kindIs "map" $d.smtp) (kindIs "string" (get (default dict $d.smtp) "password")) }}{{ $plain = append $plain "smtp.password" }}{{ end }}
+{{- range $plain }}
+{{- fail (printf "notifier.config.content: destinations[%d].%s is written into the file, which becomes a ConfigMap: give it as {file: %s/notify-NAME} and its value in secrets.notify.NAME" $i . $dir) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
