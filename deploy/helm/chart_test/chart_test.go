@@ -705,6 +705,13 @@ func TestBadValues(t *testing.T) {
 
 // TestLint runs `helm lint --strict` on the chart: no warnings.
 func TestLint(t *testing.T) {
+	lint(t, minimalValues(t, "kafka:9092", "redis:6379", "clickhouse:9000"))
+}
+
+// lint runs `helm lint --strict` on the chart with values: every message
+// above info, and every error, fails the test.
+func lint(t *testing.T, values map[string]any) {
+	t.Helper()
 	l := action.NewLint()
 	l.Strict = true
 	l.Namespace = namespace
@@ -713,7 +720,7 @@ func TestLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.KubeVersion = kv
-	res := l.Run([]string{chartDir}, minimalValues(t, "kafka:9092", "redis:6379", "clickhouse:9000"))
+	res := l.Run([]string{chartDir}, values)
 	for _, msg := range res.Messages {
 		if msg.Severity > support.InfoSev {
 			t.Errorf("helm lint: %s", msg)

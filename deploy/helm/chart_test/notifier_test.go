@@ -4,10 +4,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/lint/support"
 )
 
 // notifierValues are the required values and the notifier, its destinations
@@ -139,21 +135,5 @@ func TestNotifierBadValues(t *testing.T) {
 
 // TestNotifierLint runs `helm lint --strict` with the notifier enabled.
 func TestNotifierLint(t *testing.T) {
-	l := action.NewLint()
-	l.Strict = true
-	l.Namespace = namespace
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.KubeVersion = kv
-	res := l.Run([]string{chartDir}, notifierValues(t, "kafka:9092", "redis:6379", "clickhouse:9000"))
-	for _, msg := range res.Messages {
-		if msg.Severity > support.InfoSev {
-			t.Errorf("helm lint: %s", msg)
-		}
-	}
-	for _, err := range res.Errors {
-		t.Errorf("helm lint: %v", err)
-	}
+	lint(t, notifierValues(t, "kafka:9092", "redis:6379", "clickhouse:9000"))
 }
