@@ -183,7 +183,7 @@ func TestKeysAreSafe(t *testing.T) {
 		for _, subj := range subjects {
 			st := sampleState(subj)
 			r := commit(t, s, leadstate.Commit{Subject: subj, Expect: currentVersion(t, s, subj), State: st,
-				Seen: []leadstate.Seen{{FP: scoring.Fingerprint("e"), Bucket: 1, ExpireAt: day}, {FP: scoring.Fingerprint("f"), Bucket: 2, ExpireAt: day}},
+				Seen: []leadstate.Seen{{FP: scoring.Fingerprint("e" + suffix), Bucket: 1, ExpireAt: day}, {FP: scoring.Fingerprint("f" + suffix), Bucket: 2, ExpireAt: day}},
 				MQLs: []event.MQL{{MQLID: "m", LeadID: subj.ID, Model: "default"}}})
 			if r.Status != leadstate.Stored {
 				t.Fatalf("%v: %+v", subj, r)
