@@ -205,24 +205,24 @@ func (s *Store) Commit(ctx context.Context, cs []Commit) ([]CommitResult, error)
 	}
 	var keys [][]string
 	var args [][]any
-	var scripted []int // cs index of each script call
+	var scripted, created []int // cs index of each script call, of each SET NX
 	versions := make([]string, len(cs))
 	creates := make([]*redis.Cmd, len(cs))
 	first := func(pipe redis.Pipeliner) {
-		for i := range cs {
-			if c := &cs[i]; creates[i] == nil && isCreate(c) {
-				k := keysOf(c.Subject).state()
-				if c.ExpireAt > 0 {
-					creates[i] = pipe.Do(ctx, "set", k, value(versions[i], c.State), "pxat", c.ExpireAt, "nx")
-				} else {
-					creates[i] = pipe.Do(ctx, "set", k, value(versions[i], c.State), "nx")
-				}
+		for _, i := range created {
+			c := &cs[i]
+			k := keysOf(c.Subject).state()
+			if c.ExpireAt > 0 {
+				creates[i] = pipe.Do(ctx, "set", k, value(versions[i], c.State), "pxat", c.ExpireAt, "nx")
+			} else {
+				creates[i] = pipe.Do(ctx, "set", k, value(versions[i], c.State), "nx")
 			}
 		}
 	}
 	for i := range cs {
 		versions[i] = newVersion()
 		if isCreate(&cs[i]) {
+			created = append(created, i)
 			continue
 		}
 		k, a, err := commitArgs(&cs[i], versions[i])
