@@ -118,7 +118,7 @@ func run() error {
 		soak     = flag.Duration("soak", 0, "instead of the benchmark, run the collector under load for this long and report its RSS over time (e.g. 5m)")
 		out      = flag.String("out", "bench/results/latest.json", "JSON results file (the table also goes next to it as .md)")
 		profiles = flag.String("profiles", "bench/results/profiles", "directory for CPU and allocation profiles of the collector and processor; empty = none")
-		only     = flag.String("only", "collector,wrk,stages,e2e", "comma-separated scenario groups to run: collector, wrk, stages, e2e")
+		only     = flag.String("only", "collector,wrk,stages,e2e", "comma-separated scenario groups to run: collector, wrk, stages, e2e (e2e-latency: its latency part alone)")
 		keep     = flag.Bool("keep", false, "keep the temporary directory (service data and child logs)")
 		warmup   = flag.Duration("warmup", 0, "warm-up before each measured window (default 3s, -quick 1s)")
 		measure  = flag.Duration("measure", 0, "measured window of each scenario (default 10s, -quick 4s)")
@@ -193,13 +193,14 @@ func run() error {
 	h.rep = &report{Started: h.start.UTC(), Mode: mode, Warmup: h.warmup.String(), Measure: h.measure.String(),
 		Machine: machineFacts(ctx, h.chPort()), Workload: workloadDoc, Ceilings: map[string]*ceiling{}, Profiles: h.profileDir}
 
-	groups := map[string]func(context.Context) error{"collector": h.collectorScenarios, "wrk": h.wrkScenarios, "stages": h.stageScenarios, "e2e": h.e2eScenarios}
+	groups := map[string]func(context.Context) error{"collector": h.collectorScenarios, "wrk": h.wrkScenarios, "stages": h.stageScenarios, "e2e": func(ctx context.Context) error { return h.e2eScenarios(ctx, true) },
+		"e2e-latency": func(ctx context.Context) error { return h.e2eScenarios(ctx, false) }}
 	var failed []error
 	for _, g := range strings.Split(*only, ",") {
 		g = strings.TrimSpace(g)
 		f, ok := groups[g]
 		if !ok {
-			return fmt.Errorf("-only: unknown group %q (want collector, wrk, stages, e2e)", g)
+			return fmt.Errorf("-only: unknown group %q (want collector, wrk, stages, e2e, e2e-latency)", g)
 		}
 		if err := f(ctx); err != nil {
 			if ctx.Err() != nil {
