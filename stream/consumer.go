@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,15 +148,26 @@ func (c *Consumer) startWatch(ctx context.Context) (stop func()) {
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	defer c.reader.Close()
 	defer c.startWatch(ctx)()
+	// One batch at a time: its slices are reused by the next (a sink's
+	// batch is up to 50,000 records; allocating it afresh every flush was
+	// the largest allocation of the process). Cleared after each batch so
+	// they do not keep the records' bytes alive.
+	var (
+		raw   []kafka.Message
+		batch []Message
+	)
 	for {
-		raw, err := c.fetchBatch(ctx)
+		clear(raw)
+		clear(batch)
+		var err error
+		raw, err = c.fetchBatch(ctx, raw[:0])
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		batch := toMessages(raw)
+		batch = appendMessages(batch[:0], raw)
 		c.watch.checkContinuity(ctx, batch)
 		// Finish the batch even when shutdown starts meanwhile: its offsets
 		// are committed below, so the next owner does not redo the work.
@@ -211,12 +223,12 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 	next := make(chan fetched, 1)
 	ahead := false // a fetchAhead whose result was not taken yet
 	fetchAhead := func() {
-		raw, err := c.fetchBatch(fctx)
+		raw, err := c.fetchBatch(fctx, nil)
 		if err != nil {
 			next <- fetched{err: err}
 			return
 		}
-		batch := toMessages(raw)
+		batch := appendMessages(nil, raw)
 		next <- fetched{raw: raw, batch: batch, prepared: prepare(fctx, batch)}
 	}
 	var committing chan struct{} // closed when the previous batch's commit ended
@@ -277,18 +289,22 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 }
 
 // fetchBatch waits for a first message, then takes more until MaxBatch or
-// MaxWait after the first, whichever comes first.
+// MaxWait after the first, whichever comes first. It appends them to raw
+// (nil: a new slice).
 //
 // A failed fetch (brokers unreachable, a partition leader moving) is retried
 // with backoff until ctx ends: the reader reconnects on its own, and a role
 // that lost Kafka stays up, unready, rather than exiting.
-func (c *Consumer) fetchBatch(ctx context.Context) ([]kafka.Message, error) {
+func (c *Consumer) fetchBatch(ctx context.Context, raw []kafka.Message) ([]kafka.Message, error) {
 	m, err := c.fetchFirst(ctx)
 	if err != nil {
-		return nil, err
+		return raw, err
 	}
-	raw := make([]kafka.Message, 1, c.cfg.MaxBatch)
-	raw[0] = m
+	if raw == nil {
+		// Grown as records come: a batch is often far below MaxBatch.
+		raw = make([]kafka.Message, 0, min(c.cfg.MaxBatch, 1024))
+	}
+	raw = append(raw, m)
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxWait)
 	defer cancel()
 	for len(raw) < c.cfg.MaxBatch {
@@ -330,10 +346,11 @@ func (c *Consumer) fetchFirst(ctx context.Context) (kafka.Message, error) {
 	}
 }
 
-func toMessages(raw []kafka.Message) []Message {
-	batch := make([]Message, len(raw))
-	for i, m := range raw {
-		batch[i] = Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}
+// appendMessages appends raw's records to batch.
+func appendMessages(batch []Message, raw []kafka.Message) []Message {
+	batch = slices.Grow(batch, len(raw))
+	for _, m := range raw {
+		batch = append(batch, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time})
 	}
 	return batch
 }
