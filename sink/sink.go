@@ -199,6 +199,14 @@ type reject struct {
 	err error
 }
 
+// yieldEvery is how many records the sink decodes between yields to the
+// Go scheduler. A batch is a second of traffic handled at once; where the
+// sink shares a process with the collector and processors (leadstream dev,
+// one-binary deployments), its decoding and column building would hold the
+// cores for their 10 ms preemption slices while requests and scoring
+// batches queue behind it: yielding lets them run first.
+const yieldEvery = 256
+
 // minChunk is the fewest records worth a goroutine of their own.
 const minChunk = 256
 
@@ -393,6 +401,9 @@ func (h *handler) decode(batch []stream.Message, idx []int, errs []error) []even
 	}
 	parallel(n, func(a, b int) {
 		for j := a; j < b; j++ {
+			if (j-a)%yieldEvery == yieldEvery-1 {
+				runtime.Gosched()
+			}
 			e := &r.events[j]
 			err := event.Unmarshal(batch[idx[j]].Value, e)
 			if err == nil {
