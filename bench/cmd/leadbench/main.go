@@ -26,6 +26,7 @@
 //	go run ./bench/cmd/leadbench -quick       # about 2 minutes, shorter windows
 //	go run ./bench/cmd/leadbench -soak 5m     # collector RSS over a 5-minute soak
 //	go run ./bench/cmd/leadbench -only collector,wrk,stages,e2e
+//	go run ./bench/cmd/leadbench -only e2e-latency   # the end-to-end latency window alone (about 20 s)
 //	go run ./bench/cmd/leadbench -only wrk -set kafka.compression=zstd
 //	go run ./bench/cmd/leadbench -only wrk -collector-exe /tmp/leadstream-old   # an older build, same scenario
 //
