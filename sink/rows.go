@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"slices"
 	"time"
 	"unsafe"
@@ -135,13 +134,9 @@ func (ins *eventsInsert) fail(err error) {
 func (ins *eventsInsert) add(evs []event.Event) error {
 	for len(evs) > 0 {
 		n := min(len(evs), blockRows)
-		for i, c := range ins.w.cols.fill(evs[:n]) {
-			if err := ins.batch.Column(i).Append(c.Values); err != nil {
-				err = fmt.Errorf("appending column %s of %s batch: %w", c.Name, warehouse.TableEvents, err)
-				ins.fail(err)
-				return err
-			}
-			runtime.Gosched() // see yieldEvery
+		if err := warehouse.AppendColumns(ins.batch, warehouse.TableEvents, ins.w.cols.fill(evs[:n])); err != nil {
+			ins.fail(err)
+			return err
 		}
 		ins.w.cols.release()
 		if err := ins.batch.Flush(); err != nil {

@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -27,12 +28,16 @@ func InsertQuery(database, table string, cols []Column) string {
 	return "INSERT INTO " + database + "." + table + " (" + strings.Join(names, ", ") + ")"
 }
 
-// AppendColumns appends one block's columns to batch.
+// AppendColumns appends one block's columns to batch. It yields to the Go
+// scheduler after each column: a block's columns are copies of thousands of
+// values, and where the sink shares a process with the collector and
+// processors, requests and scoring batches should not queue behind them.
 func AppendColumns(batch driver.Batch, table string, cols []Column) error {
 	for i, c := range cols {
 		if err := batch.Column(i).Append(c.Values); err != nil {
 			return fmt.Errorf("appending column %s of %s batch: %w", c.Name, table, err)
 		}
+		runtime.Gosched()
 	}
 	return nil
 }
