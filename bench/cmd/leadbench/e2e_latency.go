@@ -27,8 +27,9 @@ type latencyStats struct {
 	P99Ms   float64 `json:"p99_ms"`
 	MaxMs   float64 `json:"max_ms"`
 	// Slow lists the probes slower than p90 as [seconds into the window,
-	// latency ms], to tell steady tails from stalls.
-	Slow [][2]float64 `json:"slow_probes,omitempty"`
+	// latency ms, of which until the HTTP 200 ms], to tell steady tails from
+	// stalls, and the collector's part (accept, produce) from the rest.
+	Slow [][3]float64 `json:"slow_probes,omitempty"`
 }
 
 func latencyOf(ds []int64, missing int) latencyStats {
@@ -42,23 +43,34 @@ func latencyOf(ds []int64, missing int) latencyStats {
 
 // probe is one tagged event whose effect the harness waits for.
 type probe struct {
-	sent, seen time.Time
+	sent, answered, seen time.Time
 }
 
 type probeSet struct {
 	mu      sync.Mutex
 	pending map[string]*probe // key -> probe not seen yet
 	all     map[string]*probe
+	bySeq   map[uint64]*probe // request sequence number -> its probe
 }
 
 func newProbeSet() *probeSet {
-	return &probeSet{pending: map[string]*probe{}, all: map[string]*probe{}}
+	return &probeSet{pending: map[string]*probe{}, all: map[string]*probe{}, bySeq: map[uint64]*probe{}}
 }
 
-func (s *probeSet) add(key string, sent time.Time) {
+func (s *probeSet) add(key string, seq uint64, sent time.Time) {
 	s.mu.Lock()
 	p := &probe{sent: sent}
-	s.pending[key], s.all[key] = p, p
+	s.pending[key], s.all[key], s.bySeq[seq] = p, p, p
+	s.mu.Unlock()
+}
+
+// answered notes when the request that carried a probe got its 200.
+func (s *probeSet) answered(seq uint64, at time.Time) {
+	s.mu.Lock()
+	if p, ok := s.bySeq[seq]; ok {
+		p.answered = at
+		delete(s.bySeq, seq)
+	}
 	s.mu.Unlock()
 }
 
@@ -100,10 +112,14 @@ func (s *probeSet) stats(from, to time.Time) latencyStats {
 	st := latencyOf(ds, missing)
 	for _, p := range s.all {
 		if d := float64(p.seen.Sub(p.sent)) / 1e6; !p.seen.IsZero() && !p.sent.Before(from) && !p.sent.After(to) && d > st.P90Ms {
-			st.Slow = append(st.Slow, [2]float64{math.Round(p.sent.Sub(from).Seconds()*1000) / 1000, math.Round(d*10) / 10})
+			acc := -1.0 // answer not recorded
+			if !p.answered.IsZero() {
+				acc = math.Round(float64(p.answered.Sub(p.sent))/1e5) / 10
+			}
+			st.Slow = append(st.Slow, [3]float64{math.Round(p.sent.Sub(from).Seconds()*1000) / 1000, math.Round(d*10) / 10, acc})
 		}
 	}
-	slices.SortFunc(st.Slow, func(a, b [2]float64) int { return cmp.Compare(a[0], b[0]) })
+	slices.SortFunc(st.Slow, func(a, b [3]float64) int { return cmp.Compare(a[0], b[0]) })
 	return st
 }
 
@@ -327,17 +343,43 @@ func (e *e2e) latency(ctx context.Context) error {
 		req.SetBodyRaw(b)
 		sent := time.Now()
 		if scoreID != "" {
-			scores.add(scoreID, sent)
+			scores.add(scoreID, seq, sent)
 		}
 		if mqlID != "" {
-			mqls.add(mqlID, sent)
+			mqls.add(mqlID, seq, sent)
 		}
 		if audKey != "" {
-			auds.add(audKey, sent)
+			auds.add(audKey, seq, sent)
 		}
 		return latencyBatch
 	}
-	l := load{addr: e.p.cfg.httpAddr, conns: latencyConns, warmup: h.warmup, measure: h.measure, build: build, rate: latencyRate / latencyBatch}
+	l := load{addr: e.p.cfg.httpAddr, conns: latencyConns, warmup: h.warmup, measure: h.measure, build: build, rate: latencyRate / latencyBatch,
+		answered: func(seq uint64, at time.Time) {
+			scores.answered(seq, at)
+			mqls.answered(seq, at)
+			auds.answered(seq, at)
+		}}
+	var whNotes []string // on the first of the three rows: they share the window
+	if !h.warehouseShares {
+		// In production the warehouse has machines of its own. Here its
+		// background merges (six 1–2 MB parts of the events table merged in
+		// 1–2 s of a core, every few seconds) took one of the two cores
+		// the latency path shares with it, and every slow episode of the
+		// window was one of them. During the window it runs only on cores
+		// the rest leaves idle: what a warehouse on machines of its own
+		// takes from the pipeline's cores, nothing.
+		pid := h.svc.clickhouse.Pid()
+		if err := setIdlePolicy(pid, true); err != nil {
+			whNotes = append(whNotes, fmt.Sprintf("clickhouse-server could not be moved to SCHED_IDLE (%v): it shared the cores at the pipeline's priority", err))
+		} else {
+			whNotes = append(whNotes, "clickhouse-server ran SCHED_IDLE during this window (on cores the rest left idle), standing in for the warehouse's own machines; -warehouse-shares-cores measures it at the pipeline's priority")
+			defer func() {
+				if err := setIdlePolicy(pid, false); err != nil {
+					h.logf("  clickhouse-server stays SCHED_IDLE for the rest of the run: %v", err)
+				}
+			}()
+		}
+	}
 	snap := snapshotCPU()
 	res, err := l.run(ctx)
 	if err != nil {
@@ -366,7 +408,7 @@ func (e *e2e) latency(ctx context.Context) error {
 	}
 	h.rep.addStage(&stageResult{ID: "e2e_latency_score", Stage: "end to end at 10k events/s: HTTP accept → score visible in Redis",
 		P50Ms: ss.P50Ms, P99Ms: ss.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes; HTTP p99 %s ms)", ms(ss.P50Ms), ms(ss.P99Ms), ss.Probes, ms(res.P99Ms)),
-		Target: "p99 ≤ 100 ms", Notes: notes, Detail: detail})
+		Target: "p99 ≤ 100 ms", Notes: append(whNotes, notes...), Detail: detail})
 	h.rep.addStage(&stageResult{ID: "e2e_latency_mql", Stage: "end to end at 10k events/s: HTTP accept → MQL record read from Kafka",
 		P50Ms: mq.P50Ms, P99Ms: mq.P99Ms, custom: fmt.Sprintf("p50 %s ms, p99 %s ms (%d probes)", ms(mq.P50Ms), ms(mq.P99Ms), mq.Probes),
 		Target: "p99 ≤ 250 ms", Notes: notes})

@@ -29,6 +29,9 @@ type load struct {
 	// second in total (each worker sends on its own fixed schedule and
 	// catches up when late); 0 = closed loop, each worker as fast as it can.
 	rate float64
+	// answered, when set, is called with a request's sequence number when
+	// its 200 arrives (before the next request of its worker is built).
+	answered func(seq uint64, at time.Time)
 }
 
 // loadResult is what a run measured. Counts and latencies cover the
@@ -137,6 +140,9 @@ func (l load) run(ctx context.Context) (loadResult, error) {
 				sentAll.Add(1)
 				if code == fasthttp.StatusOK {
 					okAll.Add(int64(nev))
+					if l.answered != nil {
+						l.answered(n, done)
+					}
 				}
 				if !inWindow || !measuring.Load() {
 					continue

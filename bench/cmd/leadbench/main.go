@@ -91,6 +91,7 @@ type harness struct {
 	runSeq           int
 	runTag           string
 	redisFloorUsec   float64 // Redis CPU per event of a pipelined HSET + SADD (redisFloor)
+	warehouseShares  bool    // e2e latency window: clickhouse-server keeps the pipeline's CPU priority (not SCHED_IDLE)
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -128,6 +129,7 @@ func run() error {
 		colExe   = flag.String("collector-exe", "", "wrk scenarios: measure `leadstream collector` of this binary (e.g. built from an older commit) instead of this tree's collector")
 		wrkRet   = flag.Int64("wrk-retention", wrkRetention, "wrk scenarios: retention bytes per partition of the broker process (with 1 MiB segments); 0 = kfake's defaults: every record kept, 100 MiB segments")
 		prefill  = flag.Int("wrk-prefill", 0, "wrk scenarios: records of the mix written to the broker before each collector run (a broker that already holds data)")
+		whShares = flag.Bool("warehouse-shares-cores", false, "end-to-end latency window: leave clickhouse-server at the pipeline's CPU priority (by default its threads run SCHED_IDLE during the window, standing in for the warehouse's own machines)")
 	)
 	flag.Var(setFlag{}, "set", "name=value: set a stage flag for this run, as an operator would (repeatable; e.g. -set kafka.compression=zstd)")
 	flag.Parse()
@@ -146,7 +148,7 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	h := &harness{start: time.Now(), profileDir: *profiles, trace: *trace, runTag: strconv.FormatUint(rand.Uint64()%1e6, 36),
-		collectorExe: *colExe, wrkRetention: *wrkRet, wrkPrefill: *prefill}
+		collectorExe: *colExe, wrkRetention: *wrkRet, wrkPrefill: *prefill, warehouseShares: *whShares}
 	h.warmup, h.measure, h.stepDur = 3*time.Second, 10*time.Second, 12*time.Second
 	h.prefill, h.nativeRows = 1_500_000, 1_000_000
 	h.stepRates = []float64{10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000, 150_000}

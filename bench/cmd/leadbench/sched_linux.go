@@ -1,0 +1,36 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// setIdlePolicy puts every thread of process pid under the SCHED_IDLE policy
+// (idle true: it runs only on a core nothing else wants) or back under
+// SCHED_NORMAL. The policy is per thread: the process's pid alone would move
+// only its main thread, not the pools it already started.
+func setIdlePolicy(pid int, idle bool) error {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return err
+	}
+	policy := uint32(unix.SCHED_NORMAL)
+	if idle {
+		policy = unix.SCHED_IDLE
+	}
+	var first error
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		err = unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}, 0)
+		if err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
+			first = err
+		}
+	}
+	return first
+}

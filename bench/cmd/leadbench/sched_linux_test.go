@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Moving a process's threads to SCHED_IDLE and back reaches every thread,
+// not only the main one.
+func TestIdlePolicyEveryThread(t *testing.T) {
+	pid := os.Getpid()
+	if err := setIdlePolicy(pid, true); err != nil {
+		t.Fatalf("to SCHED_IDLE: %v", err)
+	}
+	idle := threadPolicies(t, pid)
+	if err := setIdlePolicy(pid, false); err != nil {
+		t.Fatalf("back to SCHED_NORMAL: %v", err)
+	}
+	if len(idle) < 2 {
+		t.Fatalf("%d threads: a Go test process has several", len(idle))
+	}
+	for tid, p := range idle {
+		if p != unix.SCHED_IDLE {
+			t.Errorf("thread %d: policy %d after moving to SCHED_IDLE", tid, p)
+		}
+	}
+	for tid, p := range threadPolicies(t, pid) {
+		if p != unix.SCHED_NORMAL {
+			t.Errorf("thread %d: policy %d after moving back", tid, p)
+		}
+	}
+}
+
+// threadPolicies returns the scheduling policy of each thread of pid.
+func threadPolicies(t *testing.T, pid int) map[int]uint32 {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]uint32{}
+	for _, e := range tasks {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		a, err := unix.SchedGetAttr(tid, 0)
+		if errors.Is(err, unix.ESRCH) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[tid] = a.Policy
+	}
+	return out
+}
