@@ -81,6 +81,9 @@ func (h *harness) e2eScenarios(ctx context.Context, sustained bool) error {
 	for _, s := range h.rep.Stages {
 		if s.ID == "e2e_sustained" {
 			s.Notes = append(s.Notes, fmt.Sprintf("peak RSS of the one-process pipeline: %d MB", p.peak()>>20))
+			if h.warehouseStuckIdle != nil {
+				s.Notes = append(s.Notes, fmt.Sprintf("clickhouse-server stayed SCHED_IDLE after the latency window (%v): the sink's inserts had only the cores the rest left idle", h.warehouseStuckIdle))
+			}
 		}
 	}
 	return p.stop()

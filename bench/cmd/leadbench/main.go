@@ -76,22 +76,23 @@ type harness struct {
 	rep        *report
 	start      time.Time
 
-	warmup, measure  time.Duration
-	prefill          int // records pre-filled for the processor and sink
-	nativeRows       int // rows of the clickhouse-client ceiling
-	stepRates        []float64
-	stepDur          time.Duration
-	refine           int     // bisection steps after the first rate that does not hold
-	trace            bool    // also take 3 s execution traces with the profiles
-	recordBytes      float64 // average record size of the mix
-	peakCollectorRSS int64
-	collectorExe     string // wrk scenarios: a leadstream binary to measure instead of this tree's collector
-	wrkRetention     int64  // wrk scenarios: retention bytes per partition of the broker (0 = unbounded)
-	wrkPrefill       int    // wrk scenarios: records written to the broker before each collector run
-	runSeq           int
-	runTag           string
-	redisFloorUsec   float64 // Redis CPU per event of a pipelined HSET + SADD (redisFloor)
-	warehouseShares  bool    // e2e latency window: clickhouse-server keeps the pipeline's CPU priority (not SCHED_IDLE)
+	warmup, measure    time.Duration
+	prefill            int // records pre-filled for the processor and sink
+	nativeRows         int // rows of the clickhouse-client ceiling
+	stepRates          []float64
+	stepDur            time.Duration
+	refine             int     // bisection steps after the first rate that does not hold
+	trace              bool    // also take 3 s execution traces with the profiles
+	recordBytes        float64 // average record size of the mix
+	peakCollectorRSS   int64
+	collectorExe       string // wrk scenarios: a leadstream binary to measure instead of this tree's collector
+	wrkRetention       int64  // wrk scenarios: retention bytes per partition of the broker (0 = unbounded)
+	wrkPrefill         int    // wrk scenarios: records written to the broker before each collector run
+	runSeq             int
+	runTag             string
+	redisFloorUsec     float64 // Redis CPU per event of a pipelined HSET + SADD (redisFloor)
+	warehouseShares    bool    // e2e latency window: clickhouse-server keeps the pipeline's CPU priority (not SCHED_IDLE)
+	warehouseStuckIdle error   // clickhouse-server could not be moved back from SCHED_IDLE after the latency window
 }
 
 func (h *harness) logf(format string, args ...any) {

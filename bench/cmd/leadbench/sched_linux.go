@@ -34,3 +34,14 @@ func setIdlePolicy(pid int, idle bool) error {
 	}
 	return first
 }
+
+// canLeaveIdle reports whether this process may move threads from SCHED_IDLE
+// back to SCHED_NORMAL at nice 0: with CAP_SYS_NICE (root), or where
+// RLIMIT_NICE allows nice 0 (a limit of 20 or more).
+func canLeaveIdle() bool {
+	if os.Geteuid() == 0 {
+		return true
+	}
+	var lim unix.Rlimit
+	return unix.Getrlimit(unix.RLIMIT_NICE, &lim) == nil && lim.Cur >= 20
+}

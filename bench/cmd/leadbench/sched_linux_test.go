@@ -17,8 +17,14 @@ func TestIdlePolicyEveryThread(t *testing.T) {
 		t.Fatalf("to SCHED_IDLE: %v", err)
 	}
 	idle := threadPolicies(t, pid)
+	back := canLeaveIdle()
 	if err := setIdlePolicy(pid, false); err != nil {
-		t.Fatalf("back to SCHED_NORMAL: %v", err)
+		if back {
+			t.Fatalf("back to SCHED_NORMAL: %v", err)
+		}
+		t.Logf("back to SCHED_NORMAL refused without CAP_SYS_NICE, as canLeaveIdle said (%v): the way there checked only", err)
+	} else if !back {
+		back = true // CAP_SYS_NICE without root: canLeaveIdle is conservative
 	}
 	if len(idle) < 2 {
 		t.Fatalf("%d threads: a Go test process has several", len(idle))
@@ -29,7 +35,7 @@ func TestIdlePolicyEveryThread(t *testing.T) {
 		}
 	}
 	for tid, p := range threadPolicies(t, pid) {
-		if p != unix.SCHED_NORMAL {
+		if back && p != unix.SCHED_NORMAL {
 			t.Errorf("thread %d: policy %d after moving back", tid, p)
 		}
 	}
