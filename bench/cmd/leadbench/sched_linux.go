@@ -13,7 +13,7 @@ import (
 // SCHED_NORMAL. The policy is per thread: the process's pid alone would move
 // only its main thread, not the pools it already started.
 func setIdlePolicy(pid int, idle bool) error {
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	tids, err := threadIDs(pid)
 	if err != nil {
 		return err
 	}
@@ -22,17 +22,29 @@ func setIdlePolicy(pid int, idle bool) error {
 		policy = unix.SCHED_IDLE
 	}
 	var first error
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
-			continue
-		}
-		err = unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}, 0)
+	for _, tid := range tids {
+		err := unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}, 0)
 		if err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
 			first = err
 		}
 	}
 	return first
+}
+
+// threadIDs lists the threads of process pid (a thread may end meanwhile:
+// calls on it fail with ESRCH).
+func threadIDs(pid int) ([]int, error) {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil, err
+	}
+	tids := make([]int, 0, len(tasks))
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }
 
 // canLeaveIdle reports whether this process may move threads from SCHED_IDLE

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"os"
-	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -44,16 +43,12 @@ func TestIdlePolicyEveryThread(t *testing.T) {
 // threadPolicies returns the scheduling policy of each thread of pid.
 func threadPolicies(t *testing.T, pid int) map[int]uint32 {
 	t.Helper()
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	tids, err := threadIDs(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[int]uint32{}
-	for _, e := range tasks {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, tid := range tids {
 		a, err := unix.SchedGetAttr(tid, 0)
 		if errors.Is(err, unix.ESRCH) {
 			continue
