@@ -40,6 +40,11 @@ import (
 const (
 	roleNoop      = "noop"      // fasthttp server whose handler does nothing: the HTTP ceiling
 	roleCollector = "collector" // ingest.Collector writing through stream.Producer
+	// roleNoKafka is ingest.Collector with a producer that acknowledges
+	// every record at once and keeps none: everything the collector does for
+	// a request except Kafka (wrk scenarios: how much of the gap to the
+	// no-op is the handler's work, how much the wait for acks=all).
+	roleNoKafka   = "collector-without-kafka"
 	roleProcessor = "processor" // processor.Processor against Redis
 	roleSink      = "sink"      // sink.Sink into ClickHouse
 	rolePipeline  = "pipeline"  // collector, processor and sink in one process, like startPipeline
@@ -167,7 +172,7 @@ func runChild(args []string) error {
 		return runNoop(ctx, c.httpAddr)
 	case roleBroker:
 		return runBroker(ctx, c.httpAddr, c.retention)
-	case roleCollector:
+	case roleCollector, roleNoKafka:
 		return runCollectorChild(ctx, c, log, reg, false)
 	case rolePipeline:
 		return runCollectorChild(ctx, c, log, reg, true)
@@ -273,11 +278,15 @@ func openStore(ctx context.Context, addr string) (*leadstate.Store, func(), erro
 func runCollectorChild(ctx context.Context, c childConfig, log *slog.Logger, reg *prometheus.Registry, withWorkers bool) error {
 	icfg := collectorConfig(c)
 	rules := scoring.Default()
-	producer, err := stream.NewProducer(ctx, icfg.ProducerConfig(), log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
-	if err != nil {
-		return fmt.Errorf("collector producer: %w", err)
+	var producer ingest.Producer = discardProducer{}
+	if c.role != roleNoKafka {
+		p, err := stream.NewProducer(ctx, icfg.ProducerConfig(), log, prometheus.WrapRegistererWith(prometheus.Labels{"stage": "collector"}, reg))
+		if err != nil {
+			return fmt.Errorf("collector producer: %w", err)
+		}
+		defer p.Close()
+		producer = p
 	}
-	defer producer.Close()
 	var store *leadstate.Store
 	if c.redisAddr != "" {
 		s, closeStore, err := openStore(ctx, c.redisAddr)
@@ -337,6 +346,13 @@ func runCollectorChild(ctx context.Context, c childConfig, log *slog.Logger, reg
 
 // pixel is the 1×1 GIF the no-op server answers GETs with, like /o/{token}.gif.
 var pixel = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+// discardProducer acknowledges records without writing them anywhere (the
+// collector-without-kafka role: a measurement, never a way to run).
+type discardProducer struct{}
+
+func (discardProducer) Produce(context.Context, []stream.Record) error { return nil }
+func (discardProducer) Healthy() bool                                  { return true }
 
 // runNoop serves a handler that does no work, with the collector's server
 // settings: the ceiling of any fasthttp handler on this machine.

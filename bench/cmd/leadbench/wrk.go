@@ -197,11 +197,16 @@ func procCPU(pid int) float64 { return procTicks(pid, false) / clockTick }
 
 // wrkEndpoint is one endpoint's wrk figures next to the no-op's.
 type wrkEndpoint struct {
-	Endpoint      string     `json:"endpoint"`
-	Noop          wrkRun     `json:"noop"`
-	NoopCores     float64    `json:"noop_cores"`
-	NoopRunQueue  float64    `json:"noop_threads_waiting_for_cpu"`
-	NoopPressure  float64    `json:"noop_machine_cpu_pressure_some"`
+	Endpoint     string  `json:"endpoint"`
+	Noop         wrkRun  `json:"noop"`
+	NoopCores    float64 `json:"noop_cores"`
+	NoopRunQueue float64 `json:"noop_threads_waiting_for_cpu"`
+	NoopPressure float64 `json:"noop_machine_cpu_pressure_some"`
+	// NoKafka is this tree's collector with a producer that acknowledges at
+	// once and keeps nothing (endpoints that write every request): the
+	// handler's whole work without the wait for Kafka.
+	NoKafka       *wrkRun    `json:"collector_without_kafka,omitempty"`
+	NoKafkaCores  float64    `json:"collector_without_kafka_cores,omitempty"`
 	Collector     wrkRun     `json:"collector"`
 	CollCores     float64    `json:"collector_cores"`
 	BrokerCores   float64    `json:"broker_cores"`
@@ -264,6 +269,11 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 		h.logf("  no-op %s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms (no-op %.2f cores, wrk %.2f cores; no-op threads waiting for a CPU %.2f, machine CPU pressure %.0f%%)",
 			num(nr.Summary.ReqPerSec), ms(nr.Summary.P50Ms), ms(nr.Summary.P99Ms), ms(nr.Summary.P999Ms), res.NoopCores, nr.WrkCores, res.NoopRunQueue, 100*res.NoopPressure)
 		h.rep.addCeiling(&ceiling{ID: "noop_" + ep.id, What: "no-op fasthttp handler under the same wrk script", Figure: nr.Summary.ReqPerSec, Unit: "req/s", Detail: nr})
+		if !ep.pixel {
+			if err := h.wrkNoKafka(ctx, ep.path, ep.script, &res); err != nil {
+				return err
+			}
+		}
 		if err := h.wrkCollector(ctx, ep.id, ep.path, ep.script, ep.pixel, &res); err != nil {
 			return err
 		}
@@ -271,6 +281,10 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 			P50Ms: res.Collector.Summary.P50Ms, P99Ms: res.Collector.Summary.P99Ms, CeilingID: "noop_" + ep.id,
 			Target: "≥ 60% of no-op, p99 ≤ 25 ms", Detail: res}
 		stage.custom = fmt.Sprintf("%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms", num(stage.Figure), ms(stage.P50Ms), ms(stage.P99Ms), ms(res.Collector.Summary.P999Ms))
+		if nk := res.NoKafka; nk != nil && nr.Summary.ReqPerSec > 0 {
+			stage.Notes = append(stage.Notes, fmt.Sprintf("this tree's collector without Kafka (a producer acknowledging at once) made %s req/s, %.0f%% of the no-op, in the same run",
+				num(nk.Summary.ReqPerSec), 100*nk.Summary.ReqPerSec/nr.Summary.ReqPerSec))
+		}
 		if s := res.Collector.Summary; s.StatusErrors+s.SocketErrors > 0 {
 			stage.Notes = append(stage.Notes, fmt.Sprintf("%d error responses and %d socket errors in the window", s.StatusErrors, s.SocketErrors))
 		}
@@ -278,6 +292,36 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 		h.rep.Wrk = append(h.rep.Wrk, &res)
 	}
 	return noop.stop()
+}
+
+// wrkNoKafka runs the endpoint against this tree's collector whose producer
+// acknowledges every record at once: parsing, validating, mapping and
+// encoding each event as the collector does, without Kafka.
+func (h *harness) wrkNoKafka(ctx context.Context, path, script string, res *wrkEndpoint) error {
+	h.logf("wrk %s: collector without Kafka", path)
+	// The configuration needs a broker address; this role never dials it.
+	col, err := startChild(ctx, h.dir, childConfig{role: roleNoKafka, brokers: "127.0.0.1:9"})
+	if err != nil {
+		return err
+	}
+	defer col.stop()
+	if _, err := runWrk(ctx, h.dir, col.cfg.httpAddr, path, script, h.warmup); err != nil {
+		return err
+	}
+	c0, snap := procCPU(col.cmd.Process.Pid), snapshotCPU()
+	run, err := runWrk(ctx, h.dir, col.cfg.httpAddr, path, script, h.measure)
+	if err != nil {
+		return err
+	}
+	u := snap.since()
+	res.NoKafka, res.NoKafkaCores = &run, (procCPU(col.cmd.Process.Pid)-c0)/u.Seconds
+	s := run.Summary
+	if s.StatusErrors+s.SocketErrors > 0 {
+		return fmt.Errorf("collector without Kafka: %d error responses and %d socket errors", s.StatusErrors, s.SocketErrors)
+	}
+	h.logf("  without Kafka %s req/s (%.0f%% of the no-op), p50 %s ms, p99 %s ms; collector %.2f cores (%.1f µs/request), wrk %.2f cores",
+		num(s.ReqPerSec), 100*s.ReqPerSec/res.Noop.Summary.ReqPerSec, ms(s.P50Ms), ms(s.P99Ms), res.NoKafkaCores, res.NoKafkaCores*1e6/s.ReqPerSec, run.WrkCores)
+	return col.stop()
 }
 
 // wrkCollector runs one endpoint against a fresh broker and collector.
@@ -451,16 +495,20 @@ func (r *report) wrkTable() string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("\n| wrk, 64 conns | req/s (no-op) | ratio | p50 / p99 / p99.9 ms | collector cores (µs/event) | broker cores (µs/event) | wrk cores | landed ≥ acked | records per batch / request | bytes/record raw → sent |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| wrk, 64 conns | req/s (no-op) | ratio | without Kafka: req/s, ratio (µs/request) | p50 / p99 / p99.9 ms | collector cores (µs/event) | broker cores (µs/event) | wrk cores | landed ≥ acked | records per batch / request | bytes/record raw → sent |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range r.Wrk {
 		s := w.Collector.Summary
 		ratio := 0.0
 		if w.Noop.Summary.ReqPerSec > 0 {
 			ratio = s.ReqPerSec / w.Noop.Summary.ReqPerSec
 		}
-		fmt.Fprintf(&b, "| %s | %s (%s) | %.0f%% | %s / %s / %s | %.2f (%.1f) | %.2f (%.1f) | %.2f | %d ≥ %d | %.1f / %.1f | %.0f → %.0f |\n",
-			w.Endpoint, num(s.ReqPerSec), num(w.Noop.Summary.ReqPerSec), 100*ratio, ms(s.P50Ms), ms(s.P99Ms), ms(s.P999Ms),
+		noKafka := "—"
+		if nk := w.NoKafka; nk != nil && nk.Summary.ReqPerSec > 0 && w.Noop.Summary.ReqPerSec > 0 {
+			noKafka = fmt.Sprintf("%s, %.0f%% (%.1f)", num(nk.Summary.ReqPerSec), 100*nk.Summary.ReqPerSec/w.Noop.Summary.ReqPerSec, w.NoKafkaCores*1e6/nk.Summary.ReqPerSec)
+		}
+		fmt.Fprintf(&b, "| %s | %s (%s) | %.0f%% | %s | %s / %s / %s | %.2f (%.1f) | %.2f (%.1f) | %.2f | %d ≥ %d | %.1f / %.1f | %.0f → %.0f |\n",
+			w.Endpoint, num(s.ReqPerSec), num(w.Noop.Summary.ReqPerSec), 100*ratio, noKafka, ms(s.P50Ms), ms(s.P99Ms), ms(s.P999Ms),
 			w.CollCores, w.CollUsPerEv, w.BrokerCores, w.BrokerUsPerEv, w.Collector.WrkCores, w.Landed, w.Acked,
 			w.Batch, w.PerRequest, w.RawBytes, w.WireBytes)
 	}

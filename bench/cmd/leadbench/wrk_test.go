@@ -104,3 +104,34 @@ func TestHistQuantile(t *testing.T) {
 		t.Fatalf("summed hist = %+v", both)
 	}
 }
+
+// The table gives the collector without Kafka next to the no-op where it
+// was measured, and a dash where it was not (the pixel).
+func TestWrkTableWithoutKafka(t *testing.T) {
+	r := &report{Wrk: []*wrkEndpoint{
+		{Endpoint: "/v1/track", Noop: wrkRun{Summary: wrkSummary{ReqPerSec: 50_000}}, Collector: wrkRun{Summary: wrkSummary{ReqPerSec: 20_000}},
+			NoKafka: &wrkRun{Summary: wrkSummary{ReqPerSec: 40_000}}, NoKafkaCores: 1.0},
+		{Endpoint: "/o/{token}.gif", Noop: wrkRun{Summary: wrkSummary{ReqPerSec: 50_000}}, Collector: wrkRun{Summary: wrkSummary{ReqPerSec: 35_000}}},
+	}}
+	rows := strings.Split(strings.TrimSpace(r.wrkTable()), "\n")
+	if len(rows) != 4 {
+		t.Fatalf("want a header, a rule and 2 rows:\n%s", r.wrkTable())
+	}
+	cells := func(row string) []string { return strings.Split(strings.Trim(row, "|"), "|") }
+	head, track, pixel := cells(rows[0]), cells(rows[2]), cells(rows[3])
+	if len(head) != len(track) || len(head) != len(pixel) || len(cells(rows[1])) != len(head) {
+		t.Fatalf("rows and header differ in cells:\n%s", r.wrkTable())
+	}
+	if !strings.Contains(head[3], "without Kafka") {
+		t.Fatalf("column 4 is %q", head[3])
+	}
+	if got := strings.TrimSpace(track[2]); got != "40%" {
+		t.Errorf("track ratio %q, want 40%%", got)
+	}
+	if got := strings.TrimSpace(track[3]); got != "40,000, 80% (25.0)" {
+		t.Errorf("track without Kafka %q, want 40,000, 80%% (25.0)", got)
+	}
+	if got := strings.TrimSpace(pixel[3]); got != "—" {
+		t.Errorf("pixel without Kafka %q, want a dash", got)
+	}
+}
