@@ -40,7 +40,7 @@ vet: ## go vet
 lint: fmt-check vet ## gofmt check and go vet
 
 test: test-deps npm lint chart-test ## the whole suite (real Redis single + cluster, ClickHouse, kfake, headless Chromium, analytics.js, analytics-node, analytics-go, the Helm chart), race detector on
-	$(GO) run ./internal/localsvc/cmd/withsvc -cluster -- $(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) run ./internal/localsvc/cmd/withsvc -cluster -- $(GO) test -race -count=1 -timeout 20m -bench . -benchtime 1x ./...
 
 # The chart's test is a Go module of its own (deploy/helm/chart_test), so Helm
 # and the Kubernetes libraries stay out of leadstream's go.mod; `./...` above
