@@ -281,9 +281,9 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 			P50Ms: res.Collector.Summary.P50Ms, P99Ms: res.Collector.Summary.P99Ms, CeilingID: "noop_" + ep.id,
 			Target: "≥ 60% of no-op, p99 ≤ 25 ms", Detail: res}
 		stage.custom = fmt.Sprintf("%s req/s, p50 %s ms, p99 %s ms, p99.9 %s ms", num(stage.Figure), ms(stage.P50Ms), ms(stage.P99Ms), ms(res.Collector.Summary.P999Ms))
-		if nk := res.NoKafka; nk != nil && nr.Summary.ReqPerSec > 0 {
+		if share, ok := res.noKafkaShare(); ok {
 			stage.Notes = append(stage.Notes, fmt.Sprintf("this tree's collector without Kafka (a producer acknowledging at once) made %s req/s, %.0f%% of the no-op, in the same run",
-				num(nk.Summary.ReqPerSec), 100*nk.Summary.ReqPerSec/nr.Summary.ReqPerSec))
+				num(res.NoKafka.Summary.ReqPerSec), 100*share))
 		}
 		if s := res.Collector.Summary; s.StatusErrors+s.SocketErrors > 0 {
 			stage.Notes = append(stage.Notes, fmt.Sprintf("%d error responses and %d socket errors in the window", s.StatusErrors, s.SocketErrors))
@@ -292,6 +292,15 @@ func (h *harness) wrkScenarios(ctx context.Context) error {
 		h.rep.Wrk = append(h.rep.Wrk, &res)
 	}
 	return noop.stop()
+}
+
+// noKafkaShare is the collector without Kafka's requests per second as a
+// share of the no-op's; false when it was not measured or the no-op made none.
+func (w *wrkEndpoint) noKafkaShare() (float64, bool) {
+	if w.NoKafka == nil || w.Noop.Summary.ReqPerSec <= 0 {
+		return 0, false
+	}
+	return w.NoKafka.Summary.ReqPerSec / w.Noop.Summary.ReqPerSec, true
 }
 
 // wrkNoKafka runs the endpoint against this tree's collector whose producer
@@ -319,8 +328,9 @@ func (h *harness) wrkNoKafka(ctx context.Context, path, script string, res *wrkE
 	if s.StatusErrors+s.SocketErrors > 0 {
 		return fmt.Errorf("collector without Kafka: %d error responses and %d socket errors", s.StatusErrors, s.SocketErrors)
 	}
+	share, _ := res.noKafkaShare()
 	h.logf("  without Kafka %s req/s (%.0f%% of the no-op), p50 %s ms, p99 %s ms; collector %.2f cores (%.1f µs/request), wrk %.2f cores",
-		num(s.ReqPerSec), 100*s.ReqPerSec/res.Noop.Summary.ReqPerSec, ms(s.P50Ms), ms(s.P99Ms), res.NoKafkaCores, res.NoKafkaCores*1e6/s.ReqPerSec, run.WrkCores)
+		num(s.ReqPerSec), 100*share, ms(s.P50Ms), ms(s.P99Ms), res.NoKafkaCores, res.NoKafkaCores*1e6/s.ReqPerSec, run.WrkCores)
 	return col.stop()
 }
 
@@ -504,8 +514,8 @@ func (r *report) wrkTable() string {
 			ratio = s.ReqPerSec / w.Noop.Summary.ReqPerSec
 		}
 		noKafka := "—"
-		if nk := w.NoKafka; nk != nil && nk.Summary.ReqPerSec > 0 && w.Noop.Summary.ReqPerSec > 0 {
-			noKafka = fmt.Sprintf("%s, %.0f%% (%.1f)", num(nk.Summary.ReqPerSec), 100*nk.Summary.ReqPerSec/w.Noop.Summary.ReqPerSec, w.NoKafkaCores*1e6/nk.Summary.ReqPerSec)
+		if share, ok := w.noKafkaShare(); ok && w.NoKafka.Summary.ReqPerSec > 0 {
+			noKafka = fmt.Sprintf("%s, %.0f%% (%.1f)", num(w.NoKafka.Summary.ReqPerSec), 100*share, w.NoKafkaCores*1e6/w.NoKafka.Summary.ReqPerSec)
 		}
 		fmt.Fprintf(&b, "| %s | %s (%s) | %.0f%% | %s | %s / %s / %s | %.2f (%.1f) | %.2f (%.1f) | %.2f | %d ≥ %d | %.1f / %.1f | %.0f → %.0f |\n",
 			w.Endpoint, num(s.ReqPerSec), num(w.Noop.Summary.ReqPerSec), 100*ratio, noKafka, ms(s.P50Ms), ms(s.P99Ms), ms(s.P999Ms),
