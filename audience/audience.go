@@ -41,7 +41,15 @@ func New(store *leadstate.Store, rules *scoring.Rules) *Reader {
 // Audiences returns the names of the audiences the visitor anonymousID is
 // in now, in the order of the rules file; none (nil) for a visitor
 // leadstream knows nothing of.
-func (r *Reader) Audiences(ctx context.Context, anonymousID string) ([]string, error) {
+//
+// They are decided on the visitor's own state alone, unless lead names a
+// lead the visitor is linked to (its identify, or a merge of that lead
+// since): only then do the lead's states count, hits and score. The caller
+// passes a lead only once it has proof that the person asking is that lead
+// (GET /v1/audiences checks a userHash): a browser write key may link any
+// anonymous id it makes up to any lead id, so a link alone must not open a
+// lead's audiences — score audiences would tell its score band.
+func (r *Reader) Audiences(ctx context.Context, anonymousID, lead string) ([]string, error) {
 	if anonymousID == "" || len(anonymousID) > MaxIDBytes {
 		return nil, ErrBadID
 	}
@@ -52,5 +60,23 @@ func (r *Reader) Audiences(ctx context.Context, anonymousID string) ([]string, e
 	if err != nil {
 		return nil, err
 	}
-	return r.rules.AudiencesAt(chain, r.now().UnixMilli()), nil
+	return r.rules.AudiencesAt(Own(chain, lead), r.now().UnixMilli()), nil
+}
+
+// Own returns the part of a visitor's chain (leadstate.Store.ReadChain: its
+// state, then those of the leads it was merged into) that an answer may use:
+// all of it when lead is one of the leads the chain links to, otherwise the
+// visitor's state alone.
+func Own(chain []*scoring.State, lead string) []*scoring.State {
+	if len(chain) == 0 {
+		return nil
+	}
+	if lead != "" {
+		for _, st := range chain {
+			if st != nil && st.Into == lead {
+				return chain
+			}
+		}
+	}
+	return chain[:1]
 }

@@ -178,6 +178,21 @@ const scenarios = {
     const nextPopup = await popupShown(page);
     const asked = await page.evaluate(() => new Promise((res) => window.leadstream.audiences(res)));
     const anon = await page.evaluate(() => window.leadstream.anonymousId());
+
+    // The visitor signs in: identify merges its history into the lead. Its
+    // audiences are then the lead's, told only with the userHash the site's
+    // backend computed; without it the visitor's own (now empty) state.
+    const ask = () => page.evaluate(() => new Promise((res) => window.leadstream.audiences(res)));
+    const lookups = [];
+    page.on('request', (r) => { if (r.url().includes('/v1/audiences')) lookups.push(r.url()); });
+    await page.evaluate((email) => { window.leadstream.identify(email); window.leadstream.flush(); }, sc.email);
+    let unproven = asked;
+    for (let t = Date.now(); Date.now() - t < 15000 && unproven.length > 0; ) {
+      await page.waitForTimeout(200);
+      unproven = await ask();
+    }
+    await page.evaluate(([email, hash]) => window.leadstream.identify(email, {}, { userHash: hash }), [sc.email, sc.userHash]);
+    const proven = await ask();
     await ctx.close();
 
     const fresh = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}-new` });
@@ -187,7 +202,7 @@ const scenarios = {
     const newAudiences = await announced(p2);
     const newPopup = await popupShown(p2);
     await fresh.close();
-    return { views, next, nextPopup, asked, anon, newAudiences, newPopup };
+    return { views, next, nextPopup, asked, anon, newAudiences, newPopup, unproven, proven, lookups };
   },
 
   // Email links: a signed click lands on its target; a forged one stays put.

@@ -11,6 +11,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +35,9 @@ import (
 const (
 	writeKey  = "dev-write-key"
 	secretKey = "e2e-secret"
-	tokenKeys = "e2e:e2e-token-secret-0123456789"
+	// identityKey verifies the userHash of GET /v1/audiences (userHash).
+	identityKey = "e2e-identity-key-0123456789"
+	tokenKeys   = "e2e:e2e-token-secret-0123456789"
 )
 
 // dev is a running `leadstream dev` against the test services.
@@ -110,6 +115,7 @@ func startDev(t *testing.T) *dev {
 		"LEADSTREAM_CLICKHOUSE_DATABASE="+d.db,
 		"LEADSTREAM_DATA_DIR="+filepath.Join(dir, "data"),
 		"LEADSTREAM_SECRET_KEY="+secretKey,
+		"LEADSTREAM_IDENTITY_KEYS="+identityKey,
 		"LEADSTREAM_SINK_FLUSH_INTERVAL=200ms",
 		"LEADSTREAM_KAFKA_PARTITIONS=4",
 		d.tokenEnv,
@@ -225,4 +231,12 @@ func (d *dev) lead(t *testing.T, id string) (int, leadView) {
 	_ = json.Unmarshal(b, &v)
 	v.raw = string(b)
 	return res.StatusCode, v
+}
+
+// userHash is what a site's backend computes for its signed-in user: hex
+// HMAC-SHA256 of the user id with an identity key.
+func userHash(user string) string {
+	m := hmac.New(sha256.New, []byte(identityKey))
+	m.Write([]byte(user))
+	return hex.EncodeToString(m.Sum(nil))
 }

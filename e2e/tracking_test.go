@@ -41,7 +41,7 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		{"name": "gpc", "kind": "privacy", "signal": "gpc", "email": email("gpc"), "tag": tag("gpc")},
 		{"name": "consent", "tag": tag("consent")},
 		{"name": "nojs", "email": email("nojs"), "tag": tag("nojs")},
-		{"name": "audiences", "tag": tag("audiences")},
+		{"name": "audiences", "tag": tag("audiences"), "email": email("audiences"), "userHash": userHash(email("audiences"))},
 	}}
 	var res struct {
 		Journey struct {
@@ -66,6 +66,7 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 			Next, Asked, NewAudiences []string
 			NextPopup, NewPopup       bool
 			Anon                      string
+			Unproven, Proven, Lookups []string
 		}
 	}
 	node(t, &res, "browser.mjs", mustJSON(t, plan))
@@ -140,13 +141,28 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		if len(a.NewAudiences) != 0 || a.NewPopup {
 			t.Errorf("a new visitor: audiences %v, popup %v", a.NewAudiences, a.NewPopup)
 		}
-		// The API answers names only, for the visitor's id and the write key.
-		code, body := d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon)
+		// The API answers names only, for the visitor's id and the write key:
+		// since the visitor signed in (below), with the lead's userHash.
+		code, body := d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon+"&userId="+email("audiences")+"&userHash="+userHash(email("audiences")))
 		if code != 200 || body != `{"audiences":["pricing-returner"]}` {
-			t.Errorf("GET /v1/audiences: %d %s", code, body)
+			t.Errorf("GET /v1/audiences with the userHash: %d %s", code, body)
+		}
+		if code, body := d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon); code != 200 || body != `{"audiences":[]}` {
+			t.Errorf("GET /v1/audiences of the signed-in visitor without the userHash: %d %s", code, body)
 		}
 		if code, _ := d.get(t, "/v1/audiences?writeKey=wrong&anonymousId="+a.Anon); code != 401 {
 			t.Errorf("GET /v1/audiences with a wrong key: %d", code)
+		}
+		// Signed in: the lead's audiences with the backend's userHash only.
+		if len(a.Unproven) != 0 || !slices.Equal(a.Proven, []string{"pricing-returner"}) {
+			t.Errorf("after identify: without userHash %v (want none), with it %v (want pricing-returner)", a.Unproven, a.Proven)
+		}
+		if n := len(a.Lookups); n == 0 || !strings.Contains(a.Lookups[n-1], "&userHash="+userHash(email("audiences"))) {
+			t.Errorf("ls.js lookups %q: the last one does not carry the userHash", a.Lookups)
+		}
+		code, body = d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon+"&userId="+email("audiences")+"&userHash="+userHash(email("someone-else")))
+		if code != 403 {
+			t.Errorf("GET /v1/audiences with another user's hash: %d %s", code, body)
 		}
 	})
 

@@ -1,7 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/leadstream/leadstream/internal/httpapi"
+	"github.com/leadstream/leadstream/leadstate"
 )
 
 // AudiencesPath is where the site asks for a visitor's audiences:
@@ -23,9 +28,38 @@ const audienceTimeout = time.Second
 // maxAudienceID bounds the anonymous id of a question (audience.MaxIDBytes).
 const maxAudienceID = 256
 
-// AudienceLookup answers the audiences of a visitor (package audience).
+// AudienceLookup answers the audiences of a visitor (package audience):
+// those of its own state, and those of lead too when lead (proven by the
+// request's userHash, "" for none) is a lead the visitor is linked to.
 type AudienceLookup interface {
-	Audiences(ctx context.Context, anonymousID string) ([]string, error)
+	Audiences(ctx context.Context, anonymousID, lead string) ([]string, error)
+}
+
+// minIdentityKey is the shortest identity key (identity-keys) accepted.
+const minIdentityKey = 16
+
+// maxUserID bounds the userId of a question, as its anonymousId.
+const maxUserID = 256
+
+// userProven reports whether hash is hex HMAC-SHA256(key, userID) for one of
+// the identity keys, in time independent of where a wrong hash differs.
+func (c *Collector) userProven(userID, hash []byte) bool {
+	want := make([]byte, sha256.Size)
+	if len(hash) != hex.EncodedLen(sha256.Size) {
+		return false
+	}
+	if _, err := hex.Decode(want, bytes.ToLower(hash)); err != nil {
+		return false
+	}
+	ok := false
+	for _, k := range c.cfg.IdentityKeys {
+		m := hmac.New(sha256.New, []byte(k))
+		m.Write(userID)
+		if hmac.Equal(m.Sum(nil), want) {
+			ok = true
+		}
+	}
+	return ok
 }
 
 // SetAudiences serves GET /v1/audiences from l; without one it answers 503.
@@ -34,7 +68,7 @@ func (c *Collector) SetAudiences(l AudienceLookup) { c.audienceLookup = l }
 
 // audienceMetrics are the metrics of the audience API:
 //
-//	leadstream_collector_audience_lookups_total{result}   ok, bad_request, unauthorized, origin, unavailable
+//	leadstream_collector_audience_lookups_total{result}   ok, bad_request, unauthorized, origin, identity, rate_limit, unavailable
 //	leadstream_collector_audience_lookup_duration_seconds  Redis time of an answered lookup
 //	leadstream_collector_audience_members_total{audience}  answers that named the audience
 type audienceMetrics struct {
@@ -46,7 +80,7 @@ type audienceMetrics struct {
 func newAudienceMetrics(reg prometheus.Registerer) *audienceMetrics {
 	m := &audienceMetrics{
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_audience_lookups_total",
-			Help: "GET /v1/audiences requests by result: ok, bad_request, unauthorized, origin, unavailable."}, []string{"result"}),
+			Help: "GET /v1/audiences requests by result: ok, bad_request, unauthorized, origin, identity (a userHash refused), rate_limit, unavailable."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_collector_audience_lookup_duration_seconds",
 			Help: "Time to read a visitor's audiences from Redis.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
 		members: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_audience_members_total",
@@ -55,7 +89,7 @@ func newAudienceMetrics(reg prometheus.Registerer) *audienceMetrics {
 	if reg != nil {
 		reg.MustRegister(m.lookups, m.duration, m.members)
 	}
-	for _, r := range []string{"ok", "bad_request", "unauthorized", "origin", "unavailable"} {
+	for _, r := range []string{"ok", "bad_request", "unauthorized", "origin", "identity", "rate_limit", "unavailable"} {
 		m.lookups.WithLabelValues(r)
 	}
 	return m
@@ -114,6 +148,35 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a query parameter")
 		return
 	}
+	user, hash := args.Peek("userId"), args.Peek("userHash")
+	if (len(user) == 0) != (len(hash) == 0) || len(user) > maxUserID {
+		am.lookups.WithLabelValues("bad_request").Inc()
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, "userId and userHash: give both (the signed-in user's id, 1 to 256 bytes, and hex HMAC-SHA256 of it with an identity key) or neither")
+		return
+	}
+	lead := ""
+	if len(user) > 0 {
+		if len(c.cfg.IdentityKeys) == 0 {
+			am.lookups.WithLabelValues("identity").Inc()
+			httpapi.Error(ctx, fasthttp.StatusForbidden, "userHash cannot be checked: the collector has no identity-keys")
+			return
+		}
+		if !c.userProven(user, hash) {
+			am.lookups.WithLabelValues("identity").Inc()
+			httpapi.Error(ctx, fasthttp.StatusForbidden, "userHash: not the hex HMAC-SHA256 of userId with an identity key")
+			return
+		}
+		lead = string(user)
+	}
+	if !c.server[keyID] {
+		// A lookup reads Redis up to a chain's length: browser keys pay one
+		// event of their address's and key's buckets for it.
+		if wait, limit, ok := c.limit(c.clientAddr(ctx), keyID, 1, time.Now()); !ok {
+			am.lookups.WithLabelValues("rate_limit").Inc()
+			c.tooMany(ctx, wait, limit)
+			return
+		}
+	}
 	if c.audienceLookup == nil {
 		am.lookups.WithLabelValues("unavailable").Inc()
 		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "audiences not configured: no redis address")
@@ -122,7 +185,16 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := context.WithTimeout(context.Background(), audienceTimeout)
 	defer cancel()
 	start := time.Now()
-	names, err := c.audienceLookup.Audiences(rctx, anon)
+	names, err := c.audienceLookup.Audiences(rctx, anon, lead)
+	if errors.Is(err, leadstate.ErrCorruptState) {
+		// Retrying will not help: a state no codec version reads.
+		am.lookups.WithLabelValues("unavailable").Inc()
+		// The error names the subject (a lead id may be an e-mail address).
+		c.log.Error("reading audiences: a stored state does not decode")
+		c.log.Debug("reading audiences: a stored state does not decode", "err", err)
+		httpapi.Error(ctx, fasthttp.StatusInternalServerError, "reading audiences failed: a stored state does not decode")
+		return
+	}
 	if err != nil {
 		am.lookups.WithLabelValues("unavailable").Inc()
 		if !errors.Is(err, context.DeadlineExceeded) {

@@ -2,17 +2,25 @@ package ingest
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/leadstream/leadstream/leadstate"
 )
 
 // lookupFunc answers audience questions in tests of the HTTP side; the
 // lookup over Redis is tested in processor (TestProcessorAudiences) and e2e.
-type lookupFunc func(ctx context.Context, anon string) ([]string, error)
+type lookupFunc func(ctx context.Context, anon, lead string) ([]string, error)
 
-func (f lookupFunc) Audiences(ctx context.Context, anon string) ([]string, error) {
-	return f(ctx, anon)
+func (f lookupFunc) Audiences(ctx context.Context, anon, lead string) ([]string, error) {
+	return f(ctx, anon, lead)
 }
 
 func TestAudiencesAPI(t *testing.T) {
@@ -32,7 +40,7 @@ func TestAudiencesAPI(t *testing.T) {
 	}
 	f("GET", "/v1/audiences?writeKey=site-key&anonymousId=v1", 503, `"code":"unavailable"`)
 
-	s.c.SetAudiences(lookupFunc(func(_ context.Context, anon string) ([]string, error) {
+	s.c.SetAudiences(lookupFunc(func(_ context.Context, anon, _ string) ([]string, error) {
 		switch anon {
 		case "returner":
 			return []string{"pricing-returner", "warm"}, nil
@@ -79,4 +87,91 @@ func headerOf(headers []string, name string) string {
 		}
 	}
 	return ""
+}
+
+const testIdentityKey = "site-identity-key-0123456789"
+
+func userHash(key, user string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(user))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// A lead's audiences are answered to a visitor only with the lead's userHash:
+// the lookup gets the lead only when the hash verifies.
+func TestAudiencesUserHash(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.IdentityKeys = []string{"old-identity-key-0123456789", testIdentityKey} })
+	var gotLead []string
+	s.c.SetAudiences(lookupFunc(func(_ context.Context, _, lead string) ([]string, error) {
+		gotLead = append(gotLead, lead)
+		if lead == "ceo@acme.example" {
+			return []string{"warm"}, nil
+		}
+		return nil, nil
+	}))
+	f := func(query string, wantCode int, wantBody string) {
+		t.Helper()
+		res, body := s.do(t, "GET", "/v1/audiences?writeKey=site-key&anonymousId=v1"+query, "")
+		if res.StatusCode != wantCode || !strings.Contains(body, wantBody) {
+			t.Errorf("%s: %d %s, want %d with %q", query, res.StatusCode, body, wantCode, wantBody)
+		}
+	}
+	lead := url.QueryEscape("ceo@acme.example")
+	good := userHash(testIdentityKey, "ceo@acme.example")
+	f("", 200, `{"audiences":[]}`)
+	f("&userId="+lead+"&userHash="+good, 200, `{"audiences":["warm"]}`)
+	f("&userId="+lead+"&userHash="+strings.ToUpper(good), 200, `{"audiences":["warm"]}`)
+	f("&userId="+lead+"&userHash="+userHash("old-identity-key-0123456789", "ceo@acme.example"), 200, `warm`) // any key verifies
+	f("&userId="+lead+"&userHash="+userHash("some-other-key-0123456789", "ceo@acme.example"), 403, `userHash`)
+	f("&userId="+url.QueryEscape("cfo@acme.example")+"&userHash="+good, 403, `userHash`) // another lead's hash
+	f("&userId="+lead+"&userHash="+good[:40], 403, `userHash`)
+	f("&userId="+lead+"&userHash=zz"+good[2:], 403, `userHash`)
+	f("&userId="+lead, 400, `userId and userHash`)
+	f("&userHash="+good, 400, `userId and userHash`)
+	f("&userId="+strings.Repeat("x", 257)+"&userHash="+good, 400, `userId and userHash`)
+	if want := []string{"", "ceo@acme.example", "ceo@acme.example", "ceo@acme.example"}; !slices.Equal(gotLead, want) {
+		t.Errorf("leads passed to the lookup: %q, want %q", gotLead, want)
+	}
+	if got := counter(s.c.am.lookups.WithLabelValues("identity")); got != 4 {
+		t.Errorf("lookups{result=identity} = %v, want 4", got)
+	}
+
+	// Without identity keys a userHash cannot be checked: refused, not ignored.
+	s2 := startServer(t, nil)
+	s2.c.SetAudiences(lookupFunc(func(context.Context, string, string) ([]string, error) { return nil, nil }))
+	res, body := s2.do(t, "GET", "/v1/audiences?writeKey=site-key&anonymousId=v1&userId="+lead+"&userHash="+good, "")
+	if res.StatusCode != 403 || !strings.Contains(body, "identity-keys") {
+		t.Errorf("no identity keys: %d %s", res.StatusCode, body)
+	}
+}
+
+// Browser keys pay one event of their address's bucket per lookup; server
+// keys are not limited; a corrupt state is a 500, not a retry.
+func TestAudiencesLimits(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.RateLimitIP = Rate{PerSecond: 0.001, Burst: 2} })
+	s.c.SetAudiences(lookupFunc(func(_ context.Context, anon, _ string) ([]string, error) {
+		if anon == "corrupt" {
+			return nil, fmt.Errorf("visitor %q: %w", anon, leadstate.ErrCorruptState)
+		}
+		return nil, nil
+	}))
+	for i, want := range []int{200, 200, 429, 429} {
+		res, body := s.do(t, "GET", "/v1/audiences?writeKey=site-key&anonymousId=v1", "")
+		if res.StatusCode != want || (want == 429 && (res.Header.Get("Retry-After") == "" || !strings.Contains(body, "rate_limit_ip"))) {
+			t.Errorf("lookup %d: %d %s, want %d", i+1, res.StatusCode, body, want)
+		}
+	}
+	if got := counter(s.c.am.lookups.WithLabelValues("rate_limit")); got != 2 {
+		t.Errorf("lookups{result=rate_limit} = %v, want 2", got)
+	}
+	for range 3 {
+		res, body := s.do(t, "GET", "/v1/audiences?anonymousId=v1", "", "Authorization: "+mustBasic(testServerKey))
+		if res.StatusCode != 200 {
+			t.Errorf("server key: %d %s", res.StatusCode, body)
+		}
+	}
+	res, body := s.do(t, "GET", "/v1/audiences?anonymousId=corrupt", "", "Authorization: "+mustBasic(testServerKey))
+	if res.StatusCode != 500 || res.Header.Get("Retry-After") != "" || strings.Contains(body, "corrupt\"") {
+		t.Errorf("corrupt state: %d %v %s", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
 }

@@ -106,6 +106,11 @@ type Config struct {
 
 	// TokenKeys sign and verify email open/click tokens; the first signs.
 	TokenKeys []token.Key
+	// IdentityKeys verify the userHash of GET /v1/audiences (any of them):
+	// hex HMAC-SHA256(key, userId), computed by the site's backend for its
+	// signed-in user, proves the lead whose audiences an identified visitor
+	// may be told. None: identified visitors get their own state's audiences.
+	IdentityKeys []string
 	// CORSOrigins restricts, per write key, the browser origins that may
 	// send events with it; a key without an entry accepts any origin.
 	CORSOrigins map[string][]string
@@ -158,6 +163,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.TokenKeys = keys
 		return err
 	})
+	secretflag.Func(fs, "identity-keys", "comma-separated keys (each >= 16 bytes) of the sites' user hashes: GET /v1/audiences answers an identified visitor's lead audiences only with userId and userHash = hex HMAC-SHA256(key, userId); any key verifies", func(s string) error {
+		c.IdentityKeys = stream.SplitList(s)
+		return nil
+	})
 	fs.Func("collector.cors-origins", "browser origins allowed per write key: KEY=ORIGIN|ORIGIN,KEY2=*; ORIGIN is scheme://host[:port], https://*.domain or *", func(s string) error {
 		m, err := parseCORSOrigins(s)
 		c.CORSOrigins = m
@@ -194,6 +203,11 @@ func (c *Config) Validate() error {
 	if len(c.TokenKeys) > 0 {
 		if _, err := token.NewKeyring(c.TokenKeys...); err != nil {
 			return fmt.Errorf("token-keys: %w", err)
+		}
+	}
+	for i, k := range c.IdentityKeys {
+		if len(k) < minIdentityKey {
+			return fmt.Errorf("identity-keys: key %d is %d bytes, want at least %d", i+1, len(k), minIdentityKey)
 		}
 	}
 	for key, origins := range c.CORSOrigins {

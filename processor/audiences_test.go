@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // The processor keeps audience hits in Redis (single node and cluster) and
 // the audience reader answers from them: three pricing views make a
 // pricing-returner, two do not; a visitor that identifies answers the lead's
-// audiences, its own hits included; redelivered events count once.
+// audiences, its own hits included, once the question proves the lead, and
+// only its own state's otherwise; redelivered events count once.
 func TestProcessorAudiences(t *testing.T) {
 	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
 		rules := scoring.Default()
@@ -39,11 +41,11 @@ func TestProcessorAudiences(t *testing.T) {
 		evs = append(evs, evs[0], evs[3]) // redelivered
 		r.produceEvents(t, evs...)
 
-		ask := func(anon string) []string {
+		ask := func(anon string, proven ...string) []string {
 			t.Helper()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			got, err := rd.Audiences(ctx, anon)
+			got, err := rd.Audiences(ctx, anon, strings.Join(proven, ""))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,8 +77,15 @@ func TestProcessorAudiences(t *testing.T) {
 		r.produceEvents(t, view(newID("lv"), lead, "", now.Add(2*time.Second)), form)
 		r.produceEvents(t, &event.Event{ID: newID("id"), Type: event.Identify, EventTime: now.Add(4 * time.Second), ReceivedAt: now.Add(4 * time.Second), LeadID: lead, AnonymousID: two})
 		testsvc.Eventually(t, "identified visitor's audiences", 15*time.Second, 20*time.Millisecond, func() (bool, string) {
-			got := ask(two)
+			got := ask(two, lead)
 			return slices.Equal(got, []string{"pricing-returner", "warm"}), fmt.Sprint(got)
 		})
+		// Without the proof (or with another lead's) the link does not open
+		// the lead's audiences: a page could link any id to any lead.
+		for _, proven := range []string{"", newID("other")} {
+			if got := ask(two, proven); len(got) != 0 {
+				t.Errorf("identified visitor asked with lead %q: %v, want only its own state's (none)", proven, got)
+			}
+		}
 	})
 }

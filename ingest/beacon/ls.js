@@ -4,10 +4,13 @@
 //   data-consent="required"   opt-in mode: nothing is stored or sent before leadstream.consent(true)
 //   data-cookie-domain="acme.example"   share the visitor id across subdomains
 //   data-auto-page="false"    no automatic page view (single-page apps call leadstream.page())
-// API: leadstream.page(name?, props?), .track(name, props?), .identify(userId, traits?),
+// API: leadstream.page(name?, props?), .track(name, props?), .identify(userId, traits?, {userHash}?),
 //      .consent(true|false), .anonymousId(), .flush(), .audiences(callback)
 // After each page view is delivered the visitor's audiences are fetched and a
 // "leadstream:audiences" event is dispatched on document (detail.audiences).
+// A signed-in user's lead audiences need the userHash the site's backend
+// computes (hex HMAC-SHA256 of the user id with an identity key), given to
+// identify on each page; it is kept in memory only.
 // Do-Not-Track and Global Privacy Control turn the beacon off entirely.
 (function (w, d) {
   'use strict';
@@ -31,7 +34,7 @@
   var off = nav.doNotTrack == '1' || w.doNotTrack == '1' || nav.globalPrivacyControl === true;
   var consented = attr('consent') == 'required' ? cookie(C) == '1' : cookie(C) != '0';
 
-  var q = [], held = [], aid, uid, timer, sending, tries = 0;
+  var q = [], held = [], aid, uid, hash, timer, sending, tries = 0;
 
   function cookie(n) {
     var m = d.cookie.match('(?:^|; )' + n + '=([^;]*)');
@@ -116,14 +119,17 @@
       .then(function (r) {
         // 4xx will not get better by retrying (bad key, origin, limit): drop;
         // 429 (a rate limit) will, with the backoff below.
-        if (r.status < 500 && r.status != 429) return drop(batch);
+        if (r.status < 500 && r.status != 429) {
+          drop(batch);
+          return r.ok;
+        }
         throw r;
       })
-      .then(function () {
+      .then(function (ok) {
         sending = tries = 0;
         if (q.length) schedule(0);
         // A page view was delivered: once it is scored, tell the page its audiences.
-        if (batch.some(function (m) { return m.type == 'page'; })) setTimeout(announce, 300);
+        if (ok && batch.some(function (m) { return m.type == 'page'; })) setTimeout(announce, 300);
       }, function () {
         sending = 0;
         schedule(1000 << Math.min(tries++, 5)); // 1 s … 32 s
@@ -135,7 +141,8 @@
   function audiences(cb) {
     cb = cb || function () {};
     if (!active() || !w.fetch) return cb([]);
-    fetch(prefix + 'v1/audiences?writeKey=' + encodeURIComponent(key) + '&anonymousId=' + encodeURIComponent(anon()))
+    var who = uid && hash ? '&userId=' + encodeURIComponent(uid) + '&userHash=' + encodeURIComponent(hash) : '';
+    fetch(prefix + 'v1/audiences?writeKey=' + encodeURIComponent(key) + '&anonymousId=' + encodeURIComponent(anon()) + who)
       .then(function (r) { return r.json(); })
       .then(function (b) { cb(b.audiences || []); }, function () { cb([]); });
   }
@@ -155,8 +162,10 @@
     track: function (name, props) {
       send('track', { event: name, properties: props || {} });
     },
-    identify: function (id, traits) {
+    identify: function (id, traits, opts) {
+      if (id && '' + id != uid) hash = '';
       if (id) uid = '' + id;
+      if (opts && opts.userHash) hash = '' + opts.userHash;
       send('identify', { userId: uid, traits: traits || {} });
     },
     consent: function (yes) {

@@ -71,6 +71,7 @@ secrets:
   serverWriteKeys: wk-server-`+sentinel+`
   secretKey: lead-api-`+sentinel+`
   tokenKeys: k2:token-key-`+sentinel+`-0123456789,k1:older-key-`+sentinel+`-0123456789
+  identityKeys: identity-`+sentinel+`-0123456789
   redisPassword: redis-processor-`+sentinel+`
   collectorRedisPassword: redis-collector-`+sentinel+`
   clickhousePassword: clickhouse-`+sentinel+`
@@ -193,7 +194,7 @@ func TestFullValues(t *testing.T) {
 		}
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"clickhouse-password", "collector-redis-password", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-smtp-password",
+	wantKeys := []string{"clickhouse-password", "collector-redis-password", "identity-keys", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-smtp-password",
 		"redis-password", "secret-key", "server-write-keys", "token-keys", "write-keys"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Errorf("Secret keys %q, want %q", keys, wantKeys)

@@ -25,7 +25,7 @@ import (
 // roleSecrets are the secret keys each role may mount: nothing it does not
 // read. The notifier also mounts the notify-NAME keys its destinations file reads.
 var roleSecrets = map[string][]string{
-	"collector": {"write-keys", "server-write-keys", "secret-key", "clickhouse-password", "token-keys", "redis-password", "collector-redis-password", "kafka-sasl-password"},
+	"collector": {"write-keys", "server-write-keys", "secret-key", "clickhouse-password", "token-keys", "identity-keys", "redis-password", "collector-redis-password", "kafka-sasl-password"},
 	"processor": {"redis-password", "kafka-sasl-password"},
 	"sink":      {"clickhouse-password", "kafka-sasl-password"},
 	"notifier":  {"clickhouse-password", "kafka-sasl-password"},

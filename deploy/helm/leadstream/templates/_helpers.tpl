@@ -108,6 +108,7 @@ write-keys: LEADSTREAM_WRITE_KEYS_FILE
 server-write-keys: LEADSTREAM_SERVER_WRITE_KEYS_FILE
 secret-key: LEADSTREAM_SECRET_KEY_FILE
 token-keys: LEADSTREAM_TOKEN_KEYS_FILE
+identity-keys: LEADSTREAM_IDENTITY_KEYS_FILE
 redis-password: LEADSTREAM_REDIS_PASSWORD_FILE
 collector-redis-password: LEADSTREAM_REDIS_PASSWORD_FILE
 clickhouse-password: LEADSTREAM_CLICKHOUSE_PASSWORD_FILE
@@ -120,6 +121,7 @@ write-keys: {{ .Values.secrets.writeKeys | quote }}
 server-write-keys: {{ .Values.secrets.serverWriteKeys | quote }}
 secret-key: {{ .Values.secrets.secretKey | quote }}
 token-keys: {{ .Values.secrets.tokenKeys | quote }}
+identity-keys: {{ .Values.secrets.identityKeys | quote }}
 redis-password: {{ .Values.secrets.redisPassword | quote }}
 collector-redis-password: {{ .Values.secrets.collectorRedisPassword | quote }}
 clickhouse-password: {{ .Values.secrets.clickhousePassword | quote }}
@@ -159,7 +161,7 @@ have no variable (null): its destinations file names their files.
 {{- $env := include "leadstream.secretKeyEnv" .root | fromYaml }}
 {{- $want := list "kafka-sasl-password" }}
 {{- if eq .role "collector" }}
-{{- $want = concat $want (list "write-keys" "server-write-keys" "secret-key" "token-keys" "clickhouse-password") }}
+{{- $want = concat $want (list "write-keys" "server-write-keys" "secret-key" "token-keys" "identity-keys" "clickhouse-password") }}
 {{- if $v.collector.redis.enabled }}
 {{- $want = append $want (ternary "collector-redis-password" "redis-password" (has "collector-redis-password" $have)) }}
 {{- end }}
