@@ -113,6 +113,10 @@ func (d *dest) deliver(it *item) bool {
 		case <-n.stopping:
 			return false
 		}
+		if n.isStopping() { // both were ready: select chose at random
+			<-d.slots
+			return false
+		}
 		actx, cancel := context.WithTimeout(n.attemptCtx, d.timeout)
 		start := time.Now()
 		o := d.s.send(actx, rec, attempt)

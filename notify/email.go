@@ -99,8 +99,9 @@ func (s *emailSender) session(conn net.Conn, r *record, msg []byte) outcome {
 	return outcome{ok: true, status: 250}
 }
 
-// smtpOutcome classifies a failed SMTP step: a 5xx reply is permanent, a
-// 4xx reply and a broken connection are retried.
+// smtpOutcome classifies a failed SMTP step: a 5xx reply, a refusal of
+// net/smtp's own and a certificate error are permanent; a 4xx reply, a
+// timeout and a broken connection are retried.
 func smtpOutcome(step string, err error) outcome {
 	var te *textproto.Error
 	if errors.As(err, &te) {
@@ -112,7 +113,9 @@ func smtpOutcome(step string, err error) outcome {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return outcome{err: "SMTP " + step + ": timeout"}
 	}
-	if strings.Contains(err.Error(), "unencrypted connection") || strings.Contains(err.Error(), "certificate") {
+	// net/smtp's own refusals ("smtp: server doesn't support AUTH", a CR or
+	// LF in an address) and TLS certificate errors come back every time.
+	if strings.HasPrefix(err.Error(), "smtp: ") || strings.Contains(err.Error(), "unencrypted connection") || strings.Contains(err.Error(), "certificate") {
 		return outcome{permanent: true, err: "SMTP " + step + ": " + err.Error()}
 	}
 	return outcome{err: "SMTP " + step + ": " + err.Error()}

@@ -248,6 +248,8 @@ func (p *fileParser) web(d *Destination, n *yaml.Node, f *yamlconf.Fields, path 
 		hf := p.Mapping(v, path+".headers")
 		if hf != nil {
 			d.Headers = map[string]string{}
+		} else {
+			hf = &yamlconf.Fields{} // not a mapping: p.Mapping reported it
 		}
 		for _, k := range hf.Keys {
 			hpath := path + ".headers." + k

@@ -85,6 +85,8 @@ func TestParseFileErrors(t *testing.T) {
 	f(head+"  - {name: a, type: webhook, url: 'https://x.example'}", "destinations[0].secret: missing")
 	f(head+"  - {name: a, type: webhook, url: 'https://x.example', secret: short}", "destinations[0].secret: too short")
 	f(head+hook+", headers: {Content-Type: x}}", "destinations[0].headers.Content-Type: not a header a destination may set")
+	f(head+hook+", headers: [x]}", "destinations[0].headers:")
+	f(head+hook+", headers: x}", "destinations[0].headers:")
 	f(head+hook+", kinds: [sql]}", "destinations[0].kinds[0]: unknown kind \"sql\"")
 	f(head+hook+", min_score: high}", "destinations[0].min_score: want a number")
 	f(head+hook+", timeout: 10}", "destinations[0].timeout: bad duration")

@@ -224,18 +224,21 @@ func (n *Notifier) watch(ctx context.Context, wg *sync.WaitGroup) {
 	defer check.Stop()
 	gauges := time.NewTicker(time.Second)
 	defer gauges.Stop()
+	probe := wantMQA // at start, then every TopicCheck (not on the gauges' ticks)
 	for {
-		if wantMQA && !n.kindStarted(KindMQA) {
+		if probe && !n.kindStarted(KindMQA) {
 			if ok, err := topicExists(ctx, n.kg.Client, topic); err != nil {
 				n.log.Debug("looking for the mqa topic failed", "err", err)
 			} else if ok {
 				n.startKind(ctx, wg, KindMQA, topic)
 			}
 		}
+		probe = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-check.C:
+			probe = wantMQA
 		case <-gauges.C:
 			now := time.Now()
 			for _, d := range n.dests {

@@ -66,16 +66,42 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 	backoff := 100 * time.Millisecond
 	var batch []attemptRow
 	var hard <-chan time.Time // after stop: the end of the drain
+	// A write that keeps failing gives up its retries when stop comes, so
+	// the drain begins; opCtx ends with the drain, so no dial or insert (one
+	// in flight when stop came included) outlasts it.
+	watchStop := stop
+	opCtx, cancelOps := context.WithCancel(ctx)
+	defer cancelOps()
+	go func() {
+		select {
+		case <-stop:
+			t := time.NewTimer(drain)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancelOps()
+			case <-opCtx.Done():
+			}
+		case <-opCtx.Done():
+		}
+	}()
 	write := func() bool {
 		for len(batch) > 0 {
 			if conn == nil {
-				c, err := warehouse.Open(ctx, r.cfg)
-				if err == nil {
-					err = warehouse.Migrate(ctx, c, r.cfg.Database)
-					if err != nil {
+				var c driver.Conn
+				_, err := bounded(opCtx, func() error {
+					var err error
+					if c, err = warehouse.Open(opCtx, r.cfg); err == nil {
+						if err = warehouse.Migrate(opCtx, c, r.cfg.Database); err != nil {
+							c.Close()
+						}
+					}
+					return err
+				}, func(err error) {
+					if err == nil {
 						c.Close()
 					}
-				}
+				})
 				if err == nil {
 					conn = c
 				} else {
@@ -84,7 +110,12 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 				}
 			}
 			if conn != nil {
-				if err := r.insert(ctx, conn, batch); err == nil {
+				c := conn
+				cut, err := bounded(opCtx, func() error { return r.insert(opCtx, c, batch) }, func(error) { c.Close() })
+				if cut {
+					conn = nil // closed when its insert returns
+				}
+				if err == nil {
 					r.m.recorded.Add(float64(len(batch)))
 					batch = batch[:0]
 					backoff = 100 * time.Millisecond
@@ -98,6 +129,8 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 			case <-time.After(backoff):
 			case <-hard:
 				return false
+			case <-watchStop:
+				return false // the loop below starts the drain
 			}
 			backoff = min(backoff*2, 10*time.Second)
 		}
@@ -117,7 +150,7 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 		case <-stop:
 			timer := time.NewTimer(drain)
 			defer timer.Stop()
-			hard = timer.C
+			hard, watchStop = timer.C, nil
 		queued:
 			for {
 				select {
@@ -132,6 +165,23 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 			}
 			return
 		}
+	}
+}
+
+// bounded runs fn and returns its error, or cut and ctx's once ctx ends
+// first: fn then finishes on its own and abandon gets its error
+// (clickhouse-go's dial and handshake heed their own timeouts, not a
+// cancelled context, so a server that accepts and never answers would hold
+// a shutdown that long).
+func bounded(ctx context.Context, fn func() error, abandon func(error)) (cut bool, err error) {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return false, err
+	case <-ctx.Done():
+		go func() { abandon(<-done) }()
+		return true, ctx.Err()
 	}
 }
 

@@ -165,14 +165,27 @@ func httpOutcome(res *http.Response) outcome {
 		return o
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
 		o.err = "HTTP " + res.Status
-		if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && s > 0 {
-			o.retryAfter = time.Duration(min(s, 3600)) * time.Second
-		}
+		o.retryAfter = retryAfter(res.Header.Get("Retry-After"), time.Now())
 	default:
 		o.err = "HTTP " + res.Status + " (not retried)"
 		o.permanent = true
 	}
 	return o
+}
+
+// retryAfter reads a Retry-After header, delay-seconds or an HTTP date, as
+// the wait it asks for (at most an hour; 0 when absent, past or unreadable).
+func retryAfter(h string, now time.Time) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(h); err == nil {
+		return time.Duration(min(max(s, 0), 3600)) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return min(max(t.Sub(now), 0), time.Hour)
+	}
+	return 0
 }
 
 // netError describes a failed exchange without the URL (it may hold a token).
