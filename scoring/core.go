@@ -110,6 +110,28 @@ func (c *Core) Bucket(te int64) int64 {
 	return b
 }
 
+// bucketSlack is how close to an edge of its dedup bucket an event time
+// lies for the bucket across that edge to be checked too (Neighbour).
+const bucketSlack = 10_000 // ms
+
+// Neighbour returns the other dedup bucket an event id of time te may have
+// been recorded in: the previous or the next one when te lies within
+// min(10 s, a quarter bucket) of that edge. A resent event's time moves a
+// little between sends — the clock-skew correction (received − sentAt)
+// changes with the network latency of each send — and may so cross an edge.
+func (c *Core) Neighbour(te int64) (int64, bool) {
+	slack := min(bucketSlack, c.bucket/4)
+	b := c.Bucket(te)
+	start := b * c.bucket
+	switch {
+	case te-start < slack:
+		return b - 1, true
+	case start+c.bucket-te <= slack:
+		return b + 1, true
+	}
+	return 0, false
+}
+
 // BucketExpiry is when (Unix ms) the ids of a bucket may be forgotten: two
 // windows after its end. An event that scores is received at most W after
 // its event time, and is processed within W of that unless the processor lags

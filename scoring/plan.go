@@ -308,7 +308,25 @@ func (p *planner) appliedVia(w *working, fp uint64, te int64) (bool, bool) {
 	if w.base == nil || te > w.base.MaxTime {
 		return w.seenSet[fp], true // it applied nothing that late
 	}
-	return p.applied(w, fp, p.c.Bucket(te))
+	return p.appliedNear(w, fp, te)
+}
+
+// appliedNear reports whether w applied fp for an event of time te: in its
+// dedup bucket, or in the neighbouring one when te lies by the edge between
+// them (Core.Neighbour). Both lookups are queued at once when unknown.
+func (p *planner) appliedNear(w *working, fp uint64, te int64) (bool, bool) {
+	applied, known := p.applied(w, fp, p.c.Bucket(te))
+	if applied {
+		return true, true
+	}
+	if nb, ok := p.c.Neighbour(te); ok {
+		a2, k2 := p.applied(w, fp, nb)
+		if a2 {
+			return true, true
+		}
+		return false, known && k2
+	}
+	return false, known
 }
 
 // record remembers that w applied fp in bucket b: in its state, or beside
@@ -388,7 +406,7 @@ func (p *planner) event1(e *event.Event) (Outcome, *working, error) {
 			return Duplicate, target, nil
 		}
 	}
-	applied, known := p.applied(target, fp, bucket)
+	applied, known := p.appliedNear(target, fp, te)
 	if !known {
 		return Blocked, nil, nil
 	}
