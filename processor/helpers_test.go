@@ -47,13 +47,19 @@ type running struct {
 // runs a Processor on them until the test ends.
 func startProcessor(t *testing.T, store *leadstate.Store, rules *scoring.Rules) *running {
 	t.Helper()
+	return startProcessorLog(t, store, rules, quiet)
+}
+
+// startProcessorLog is startProcessor logging to log.
+func startProcessorLog(t *testing.T, store *leadstate.Store, rules *scoring.Rules, log *slog.Logger) *running {
+	t.Helper()
 	ctx := context.Background()
 	kcfg := stream.Config{Brokers: testsvc.Kafka(t), TopicPrefix: newID("t") + ".", Partitions: 4, ReplicationFactor: -1}
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	p, err := New(Config{Kafka: kcfg, Group: "scoring", BatchSize: 100, MaxWait: 10 * time.Millisecond, DedupWindow: testWindow}, rules, store, quiet, reg)
+	p, err := New(Config{Kafka: kcfg, Group: "scoring", BatchSize: 100, MaxWait: 10 * time.Millisecond, DedupWindow: testWindow}, rules, store, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,8 +48,13 @@ func poisoned(err error) bool {
 // how events are batched). A transient failure returns, and the consumer
 // retries the whole batch: the events scored already are duplicates then.
 func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error {
-	p.log.Warn("a batch cannot be stored whole: scoring its events one by one", "events", len(b.events), "err", cause)
+	p.log.Warn("a batch cannot be stored whole: scoring its events one by one", "events", len(b.events), "err", logSafe(cause))
 	var dead []stream.Record
+	// Failures confirmed (maxRecordTries times) on an earlier event of the
+	// batch: a later event failing the same way is not tried again, so a
+	// batch full of one corrupt state's events is done in one pass, well
+	// within the consumer's time for a batch.
+	confirmed := map[string]bool{}
 	for i, e := range b.events {
 		one := &prepared{events: []*event.Event{e}, msgs: b.msgs[i : i+1]}
 		var err error
@@ -57,12 +62,12 @@ func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error
 			if try > 0 {
 				select {
 				case <-ctx.Done():
-					return fmt.Errorf("scoring a batch event by event: %w (last error: %v)", ctx.Err(), err)
+					return fmt.Errorf("scoring a batch event by event: %w (last error: %s)", ctx.Err(), logSafe(err))
 				case <-time.After(recordRetryWait << (try - 1)):
 				}
 			}
 			one.recs = map[scoring.Subject]leadstate.Record{} // read afresh: a cached state may be what failed
-			if err = p.score(ctx, one); !poisoned(err) {
+			if err = p.score(ctx, one); !poisoned(err) || confirmed[err.Error()] {
 				break
 			}
 		}
@@ -71,6 +76,7 @@ func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error
 		case !poisoned(err):
 			return err
 		default:
+			confirmed[err.Error()] = true
 			dead = append(dead, stream.DeadLetter(*b.msgs[i], err.Error()))
 		}
 	}
@@ -82,6 +88,19 @@ func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error
 		return fmt.Errorf("writing %d records to the dead-letter topic: %w", len(dead), err)
 	}
 	p.m.events.WithLabelValues(scoring.Dead.String()).Add(float64(len(dead)))
-	p.log.Warn("records sent to the dead-letter topic", "count", len(dead), "first_reason", cause.Error())
+	p.log.Warn("records sent to the dead-letter topic", "count", len(dead), "first_reason", logSafe(cause))
 	return nil
+}
+
+// logSafe describes err for a log line: a corrupt state's error names its
+// subject (a lead id may be an e-mail address), which only the dead-letter
+// reason, beside the record that holds it anyway, may carry.
+func logSafe(err error) string {
+	switch {
+	case err == nil:
+		return "none"
+	case poisoned(err):
+		return "a state stored in Redis does not decode (the dead-letter reasons name the subject)"
+	}
+	return err.Error()
 }

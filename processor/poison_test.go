@@ -1,10 +1,13 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +32,8 @@ func TestProcessorPoisonRecords(t *testing.T) {
 		if err := leadstatetest.Client(t, store).Set(ctx, key, "not a leadstream state", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		r := startProcessor(t, store, scoring.Default())
+		var logs syncBuffer
+		r := startProcessorLog(t, store, scoring.Default(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 
 		identify := touch(inf+"-id", event.Identify, "", inf, t0)
 		identify.Traits = json.RawMessage(`{"title":"CTO","employees":1e400}`)
@@ -101,5 +105,45 @@ func TestProcessorPoisonRecords(t *testing.T) {
 		if v, _ := modelState(t, store, good1, "default"); v == "5" || v == "" {
 			t.Errorf("%s holds %q after a pricing page view, want more than 5", good1, v)
 		}
+
+		// A batch full of the corrupt lead's events is done in one pass: the
+		// failure confirmed on its first event is not retried on the others
+		// (three tries and their waits each would add up past the consumer's
+		// time for a batch with a few hundred of them).
+		var many []*event.Event
+		for i := range 90 {
+			many = append(many, pageView(fmt.Sprintf("%s-many%d", corrupt, i), "", corrupt, "/", t0.Add(2*time.Minute)))
+		}
+		many = append(many, pageView(good2+"-pv2", "", good2, "/", t0.Add(2*time.Minute)))
+		start := time.Now()
+		r.produceEvents(t, many...)
+		eventually(t, "a batch of the corrupt lead's events dead-lettered", 20*time.Second, func() (bool, string) {
+			s, d := r.events(t, "scored"), r.events(t, "dead_letter")
+			return s == 4 && d == 94, fmt.Sprintf("scored=%v dead_letter=%v", s, d)
+		})
+		if took := time.Since(start); took > 6*time.Second {
+			t.Errorf("90 events of one corrupt state took %v to dead-letter, want one try each after the first (about 50 ms each retried: 13 s)", took)
+		}
+		if strings.Contains(logs.String(), corrupt) {
+			t.Errorf("the corrupt lead's id is in the processor's info log:\n%s", logs.String())
+		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

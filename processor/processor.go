@@ -204,6 +204,9 @@ type prepared struct {
 // consumer runs it on the next batch while the current one is handled.
 func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
 	pb := &prepared{events: make([]*event.Event, 0, len(batch)), recs: map[scoring.Subject]leadstate.Record{}}
+	// A clone per call: prepare runs in the consumer's fetch-ahead and, on a
+	// retry, in handle at the same time, and Relevant keeps scratch slices.
+	core := p.prep.Clone()
 	evs := make([]event.Event, len(batch))
 	var want []scoring.Subject
 	for i := range batch {
@@ -214,7 +217,7 @@ func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
 		}
 		pb.events = append(pb.events, e)
 		pb.msgs = append(pb.msgs, &batch[i])
-		if e.Bot || !p.prep.Relevant(e) {
+		if e.Bot || !core.Relevant(e) {
 			continue // scored by no rule: no state to read
 		}
 		want = append(want, subjectsOf(e)...)
