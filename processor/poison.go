@@ -84,7 +84,7 @@ func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error
 	if len(dead) == 0 {
 		return nil
 	}
-	if err := p.dead.Produce(ctx, dead); err != nil {
+	if err := p.dead.ProduceAll(ctx, dead); err != nil {
 		return fmt.Errorf("writing %d records to the dead-letter topic: %w", len(dead), err)
 	}
 	p.m.events.WithLabelValues(scoring.Dead.String()).Add(float64(len(dead)))

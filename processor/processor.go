@@ -318,7 +318,7 @@ func (p *Processor) deadLetters(ctx context.Context, b *prepared, res *Scored) e
 	if len(dead) == 0 {
 		return nil
 	}
-	if err := p.dead.Produce(ctx, dead); err != nil {
+	if err := p.dead.ProduceAll(ctx, dead); err != nil {
 		return fmt.Errorf("writing %d records to the dead-letter topic: %w", len(dead), err)
 	}
 	p.m.events.WithLabelValues("dead_letter").Add(float64(len(b.dead)))

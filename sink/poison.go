@@ -128,6 +128,23 @@ func (h *handler) isolateEvents(ctx context.Context, batch []stream.Message, cau
 			valid = append(valid, i)
 		}
 	}
+	// The refused INSERT may have ended before it decoded every block:
+	// decode the rest now, so a record that does not decode is rejected
+	// with its reason (the isolation's inserts only leave such records out).
+	derrs := make([]error, len(valid))
+	for lo := 0; lo < len(valid); lo += blockRows {
+		hi := min(len(valid), lo+blockRows)
+		h.decode(batch, valid[lo:hi], derrs[lo:hi])
+	}
+	kept := valid[:0]
+	for j, i := range valid {
+		if derrs[j] != nil {
+			h.rejects = append(h.rejects, reject{i, derrs[j]})
+			continue
+		}
+		kept = append(kept, i)
+	}
+	valid = kept
 	h.log.Warn("clickhouse refused a batch of events: isolating the rows it refuses", "events", len(valid), "err", cause)
 	bad := map[int]bool{}
 	err := isolate(ctx, valid, cause,

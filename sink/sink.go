@@ -270,6 +270,7 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 	}
 	n := len(h.evIdx)
 	h.errs = slices.Grow(h.errs[:0], n)[:n]
+	clear(h.errs) // a refused INSERT may end before every block was decoded
 	err := h.insertEvents(ctx, batch, h.evIdx, h.errs, &h.links)
 	if err != nil && !warehouse.Refused(err) {
 		return err
@@ -311,7 +312,7 @@ func (h *handler) deadLetters(ctx context.Context, batch []stream.Message) error
 	for i, rj := range h.rejects {
 		dead[i] = stream.DeadLetter(batch[rj.rec], rj.err.Error())
 	}
-	if err := h.dlq.Produce(ctx, dead); err != nil {
+	if err := h.dlq.ProduceAll(ctx, dead); err != nil {
 		return fmt.Errorf("producing %d dead letters: %w", len(dead), err)
 	}
 	for _, rj := range h.rejects {

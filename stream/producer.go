@@ -346,6 +346,31 @@ func (p *Producer) pingLoop() {
 	}
 }
 
+// ProduceAll produces recs in calls of at most an eighth of
+// ProducerConfig.MaxQueueBytes each, one after the other, so that a list of
+// any size (a large batch's dead letters) never meets ErrQueueFull as a
+// whole. Like Produce, it returns once every record is acknowledged, or with
+// the first error; the calls before it are written.
+func (p *Producer) ProduceAll(ctx context.Context, recs []Record) error {
+	limit := max(p.cfg.MaxQueueBytes/8, 1)
+	for len(recs) > 0 {
+		n, size := 0, int64(0)
+		for n < len(recs) {
+			s := int64(len(recs[n].Key) + len(recs[n].Value))
+			if n > 0 && size+s > limit {
+				break
+			}
+			size += s
+			n++
+		}
+		if err := p.Produce(ctx, recs[:n]); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return nil
+}
+
 // Produce enqueues recs and waits until Kafka acknowledged all of them (acks=all).
 // It returns ErrQueueFull at once when the queue is over its bound, and an error
 // wrapping ErrUnavailable when Kafka did not acknowledge in time; in both cases

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -421,5 +422,31 @@ func TestConsumerRetriesPastDrainTimeout(t *testing.T) {
 		if err != nil || time.Since(start) < time.Second {
 			t.Fatalf("prepared=%v: Run = %v after %d attempts in %v; want nil after retrying for over a second", prepared, err, attempts, time.Since(start))
 		}
+	}
+}
+
+// ProduceAll takes a list larger than the queue bound in calls within it.
+func TestProduceAllOverTheQueueBound(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t", MaxQueueBytes: 800}, quiet, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	recs := make([]Record, 40)
+	for i := range recs {
+		recs[i] = Record{Key: fmt.Appendf(nil, "k%d", i), Value: bytes.Repeat([]byte{'v'}, 90)}
+	}
+	if err := p.Produce(ctx, recs); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Produce of %d bytes with an 800-byte queue = %v, want ErrQueueFull", 40*92, err)
+	}
+	if err := p.ProduceAll(ctx, recs); err != nil {
+		t.Fatalf("ProduceAll: %v", err)
+	}
+	if n := testCounter(t, reg, "leadstream_kafka_produced_records_total"); n != 40 {
+		t.Fatalf("produced %v records, want 40", n)
 	}
 }

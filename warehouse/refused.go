@@ -41,6 +41,14 @@ const codeTooManyParts = 252
 // inserted (src/Common/ErrorCodes.cpp of ClickHouse).
 var transientCodes = map[int32]bool{
 	3:    true, // UNEXPECTED_END_OF_FILE
+	23:   true, // CANNOT_READ_FROM_ISTREAM
+	24:   true, // CANNOT_WRITE_TO_OSTREAM
+	32:   true, // ATTEMPT_TO_READ_AFTER_EOF (a connection dropped mid-insert)
+	33:   true, // CANNOT_READ_ALL_DATA
+	74:   true, // CANNOT_READ_FROM_FILE_DESCRIPTOR
+	75:   true, // CANNOT_WRITE_TO_FILE_DESCRIPTOR (a disk write failed)
+	76:   true, // CANNOT_OPEN_FILE
+	77:   true, // CANNOT_CLOSE_FILE
 	8:    true, // THERE_IS_NO_COLUMN
 	10:   true, // NOT_FOUND_COLUMN_IN_BLOCK
 	16:   true, // NO_SUCH_COLUMN_IN_TABLE
@@ -83,6 +91,7 @@ var transientCodes = map[int32]bool{
 	415:  true, // ALL_REPLICAS_LOST
 	425:  true, // SYSTEM_ERROR
 	439:  true, // CANNOT_SCHEDULE_TASK
+	473:  true, // DEADLOCK_AVOIDED
 	497:  true, // ACCESS_DENIED
 	516:  true, // AUTHENTICATION_FAILED
 	999:  true, // KEEPER_EXCEPTION

@@ -54,5 +54,7 @@ func TestRefused(t *testing.T) {
 	f("too many parts: back-pressure", &clickhouse.Exception{Code: 252,
 		Message: "Too many parts (300 with average size of 1.00 MiB) in table 'leadstream.events'. Merges are processing significantly slower than inserts"}, false)
 	f("memory limit", &clickhouse.Exception{Code: 241, Message: "Memory limit (total) exceeded"}, false)
+	f("a connection dropped mid-insert", &clickhouse.Exception{Code: 32, Message: "Attempt to read after eof"}, false)
+	f("a failed disk write", &clickhouse.Exception{Code: 75, Message: "Cannot write to file"}, false)
 	f("a value out of the type's range (24+)", &clickhouse.Exception{Code: 321, Message: "Value is out of range of data type"}, true)
 }
