@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"regexp"
 	"time"
 
@@ -119,6 +120,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 		Settings:    c.clusterSettings(),
 		TLS:         tc,
+		DialContext: c.dial(tc),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse at %s: %w", c.Addr, err)
@@ -151,4 +153,43 @@ func (c *Config) explain(err error) error {
 		return fmt.Errorf("%w (%s)", err, hint)
 	}
 	return err
+}
+
+// WriteTimeout bounds each write on a ClickHouse connection. clickhouse-go
+// sends an INSERT's blocks with no deadline and no eye on the context, so a
+// server that stops reading (frozen, or a shard behind a black hole) would
+// hold the sink — and its shutdown — until TCP gives up, minutes later.
+var WriteTimeout = 30 * time.Second
+
+// dial is clickhouse-go's dialer with the context heeded (a cancelled start
+// stops dialling) and every write bounded by WriteTimeout; with tc, TLS as
+// clickhouse-go would set it up.
+func (c Config) dial(tc *tls.Config) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: c.DialTimeout}
+		var conn net.Conn
+		var err error
+		if tc != nil {
+			conn, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", addr)
+		} else {
+			conn, err = d.DialContext(ctx, "tcp", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &boundedWrites{Conn: conn, timeout: WriteTimeout}, nil
+	}
+}
+
+// boundedWrites is a connection whose every Write must finish within timeout.
+type boundedWrites struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (b *boundedWrites) Write(p []byte) (int, error) {
+	if err := b.Conn.SetWriteDeadline(time.Now().Add(b.timeout)); err != nil {
+		return 0, err
+	}
+	return b.Conn.Write(p)
 }
