@@ -147,3 +147,23 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// An event whose ids are larger than the collector lets through (written to
+// Kafka by something else) is dead-lettered with its reason, not scored into
+// an MQL record Kafka would refuse for ever.
+func TestProcessorOversizedIDs(t *testing.T) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
+		r := startProcessor(t, store, scoring.Default())
+		huge := strings.Repeat("x", 70<<10) + "@example.com"
+		good := newID("lead")
+		r.produceEvents(t, touch(newID("dw"), event.DealWon, "", huge, t0), pageView(good+"-pv", "", good, "/pricing", t0))
+		eventually(t, "the oversized event dead-lettered, the other scored", 20*time.Second, func() (bool, string) {
+			s, d := r.events(t, "scored"), r.events(t, "dead_letter")
+			return s == 1 && d == 1, fmt.Sprintf("scored=%v dead_letter=%v", s, d)
+		})
+		dl := r.readTopic(t, stream.TopicDeadLetter)
+		if len(dl) != 1 || !strings.Contains(string(dl[0].Value), "ids take") {
+			t.Fatalf("dead letters %d, want one naming the ids' size", len(dl))
+		}
+	})
+}

@@ -215,6 +215,13 @@ func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
 			pb.dead = append(pb.dead, stream.DeadLetter(batch[i], err.Error()))
 			continue
 		}
+		if n := len(e.LeadID) + len(e.AnonymousID) + len(e.PreviousID) + len(e.GroupID); n > maxIDBytes {
+			// Not from the collector (32 KB per event): its MQL record, which
+			// repeats the lead id, could exceed what Kafka takes, and the
+			// publish would fail for ever.
+			pb.dead = append(pb.dead, stream.DeadLetter(batch[i], fmt.Sprintf("the event's ids take %d bytes, over the %d a processor accepts (the collector accepts 32 KB per event)", n, maxIDBytes)))
+			continue
+		}
 		pb.events = append(pb.events, e)
 		pb.msgs = append(pb.msgs, &batch[i])
 		if e.Bot || !core.Relevant(e) {
@@ -228,6 +235,11 @@ func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
 	pb.err = p.scorer.read(ctx, pb.recs, want)
 	return pb
 }
+
+// maxIDBytes bounds the ids of an event the processor scores (lead,
+// anonymous, previous and group id together): above the collector's 32 KB
+// per event, far below Kafka's record limit for the MQL records it makes.
+const maxIDBytes = 64 << 10
 
 // subjectsOf lists the subjects an event may need the state of.
 func subjectsOf(e *event.Event) []scoring.Subject {
