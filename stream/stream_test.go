@@ -450,3 +450,50 @@ func TestProduceAllOverTheQueueBound(t *testing.T) {
 		t.Fatalf("produced %v records, want 40", n)
 	}
 }
+
+// MaxBatchBytes closes a batch once its records reach it: large records make
+// small batches, and a record over the bound alone is a batch of its own.
+func TestConsumerBatchBytes(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := newTestProducer(ctx, t, c, prometheus.NewRegistry())
+	recs := make([]Record, 20)
+	for i := range recs {
+		n := 1000
+		if i == 10 {
+			n = 10_000 // over the bound by itself
+		}
+		recs[i] = Record{Key: []byte("k"), Value: bytes.Repeat([]byte{byte('a' + i)}, n)} // one key: one partition, in order
+	}
+	if err := p.Produce(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}, MaxBatch: 100, MaxBatchBytes: 3000, MaxWait: 200 * time.Millisecond}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithCancel(ctx)
+	var sizes []int
+	got := 0
+	err = cons.Run(cctx, func(_ context.Context, batch []Message) error {
+		bytes := 0
+		for _, m := range batch {
+			bytes += len(m.Key) + len(m.Value)
+		}
+		if len(batch) > 1 && bytes-len(batch[len(batch)-1].Key)-len(batch[len(batch)-1].Value) >= 3000 {
+			t.Errorf("a batch of %d records, %d bytes, went on past the 3,000-byte bound", len(batch), bytes)
+		}
+		sizes = append(sizes, len(batch))
+		if got += len(batch); got == len(recs) {
+			ccancel()
+		}
+		return nil
+	})
+	if err != nil || got != len(recs) {
+		t.Fatalf("consumed %d of %d: %v", got, len(recs), err)
+	}
+	if len(sizes) < 6 {
+		t.Errorf("batches %v: want them closed by bytes (3 records of 1 KB each at most)", sizes)
+	}
+}
