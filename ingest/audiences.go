@@ -148,6 +148,16 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a query parameter")
 		return
 	}
+	if !c.server[keyID] {
+		// A lookup reads Redis up to a chain's length, and may check a
+		// userHash: browser keys pay one event of their address's and key's
+		// buckets for each, refused ones included.
+		if wait, limit, ok := c.limit(c.clientAddr(ctx), keyID, 1, time.Now()); !ok {
+			am.lookups.WithLabelValues("rate_limit").Inc()
+			c.tooMany(ctx, wait, limit)
+			return
+		}
+	}
 	user, hash := args.Peek("userId"), args.Peek("userHash")
 	if (len(user) == 0) != (len(hash) == 0) || len(user) > maxUserID {
 		am.lookups.WithLabelValues("bad_request").Inc()
@@ -167,15 +177,6 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		lead = string(user)
-	}
-	if !c.server[keyID] {
-		// A lookup reads Redis up to a chain's length: browser keys pay one
-		// event of their address's and key's buckets for it.
-		if wait, limit, ok := c.limit(c.clientAddr(ctx), keyID, 1, time.Now()); !ok {
-			am.lookups.WithLabelValues("rate_limit").Inc()
-			c.tooMany(ctx, wait, limit)
-			return
-		}
 	}
 	if c.audienceLookup == nil {
 		am.lookups.WithLabelValues("unavailable").Inc()

@@ -145,8 +145,9 @@ func TestAudiencesUserHash(t *testing.T) {
 	}
 }
 
-// Browser keys pay one event of their address's bucket per lookup; server
-// keys are not limited; a corrupt state is a 500, not a retry.
+// Browser keys pay one event of their address's bucket per lookup, refused
+// ones included; server keys are not limited; a corrupt state is a 500, not
+// a retry.
 func TestAudiencesLimits(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.RateLimitIP = Rate{PerSecond: 0.001, Burst: 2} })
 	s.c.SetAudiences(lookupFunc(func(_ context.Context, anon, _ string) ([]string, error) {
@@ -155,8 +156,12 @@ func TestAudiencesLimits(t *testing.T) {
 		}
 		return nil, nil
 	}))
-	for i, want := range []int{200, 200, 429, 429} {
-		res, body := s.do(t, "GET", "/v1/audiences?writeKey=site-key&anonymousId=v1", "")
+	for i, want := range []int{403, 200, 429, 429} {
+		q := "/v1/audiences?writeKey=site-key&anonymousId=v1"
+		if i == 0 { // a refused userHash takes its event too
+			q += "&userId=u&userHash=" + strings.Repeat("0", 64)
+		}
+		res, body := s.do(t, "GET", q, "")
 		if res.StatusCode != want || (want == 429 && (res.Header.Get("Retry-After") == "" || !strings.Contains(body, "rate_limit_ip"))) {
 			t.Errorf("lookup %d: %d %s, want %d", i+1, res.StatusCode, body, want)
 		}
