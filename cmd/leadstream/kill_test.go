@@ -281,7 +281,17 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	}
 	for lead := range wantMQL {
 		if perLead[lead] != 1 {
-			t.Errorf("lead %s: %d distinct MQL records, want 1", lead, perLead[lead])
+			// Tell a record stuck in the lead's outbox (stored, never
+			// published) from one lost altogether.
+			pending, err := store.Outbox(ctx, []string{lead})
+			rec, rerr := store.ReadLead(ctx, lead)
+			var mqls []string
+			if rerr == nil && rec.State != nil {
+				for _, ms := range rec.State.Models {
+					mqls = append(mqls, fmt.Sprintf("%s mql=%v", ms.Name, ms.MQL))
+				}
+			}
+			t.Errorf("lead %s: %d distinct MQL records, want 1 (pending in its outbox: %d %v; state: %v %v)", lead, perLead[lead], len(pending), err, mqls, rerr)
 		}
 	}
 	if len(unique) != len(wantMQL) {
