@@ -65,10 +65,10 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 	}()
 	backoff := 100 * time.Millisecond
 	var batch []attemptRow
-	var hard <-chan time.Time // after stop: the end of the drain
 	// A write that keeps failing gives up its retries when stop comes, so
-	// the drain begins; opCtx ends with the drain, so no dial or insert (one
-	// in flight when stop came included) outlasts it.
+	// the drain begins; opCtx ends with the drain, so neither the drain's
+	// retries nor a dial or insert (one in flight when stop came included)
+	// outlast it.
 	watchStop := stop
 	opCtx, cancelOps := context.WithCancel(ctx)
 	defer cancelOps()
@@ -127,7 +127,7 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 			}
 			select {
 			case <-time.After(backoff):
-			case <-hard:
+			case <-opCtx.Done():
 				return false
 			case <-watchStop:
 				return false // the loop below starts the drain
@@ -148,9 +148,7 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 		case <-tick.C:
 			write()
 		case <-stop:
-			timer := time.NewTimer(drain)
-			defer timer.Stop()
-			hard, watchStop = timer.C, nil
+			watchStop = nil
 		queued:
 			for {
 				select {
