@@ -11,12 +11,12 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/ingest/token"
+	"github.com/leadstream/leadstream/internal/testsvc"
 )
 
 // A number no float64 holds is refused with a 400 naming the field; the
@@ -497,7 +497,7 @@ func TestConnectionLimits(t *testing.T) {
 // fasthttp's own messages go through slog, without the client's address,
 // at debug level for what a client did wrong.
 func TestHTTPServerLog(t *testing.T) {
-	var buf syncBuffer
+	var buf testsvc.SyncBuffer
 	s := startServerLog(t, nil, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
 	if err != nil {
@@ -532,24 +532,6 @@ func TestHTTPServerLog(t *testing.T) {
 	if !strings.Contains(out, `level=WARN msg="http server: Permanent error when accepting new connections: boom"`) {
 		t.Errorf("warn: %s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // openFrom is the number of open connections from a.

@@ -1,17 +1,16 @@
 package processor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
+	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
@@ -32,7 +31,7 @@ func TestProcessorPoisonRecords(t *testing.T) {
 		if err := leadstatetest.Client(t, store).Set(ctx, key, "not a leadstream state", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		var logs syncBuffer
+		var logs testsvc.SyncBuffer
 		r := startProcessorLog(t, store, scoring.Default(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 
 		identify := touch(inf+"-id", event.Identify, "", inf, t0)
@@ -128,24 +127,6 @@ func TestProcessorPoisonRecords(t *testing.T) {
 			t.Errorf("the corrupt lead's id is in the processor's info log:\n%s", logs.String())
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // An event whose ids are larger than the collector lets through (written to

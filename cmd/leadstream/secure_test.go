@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -137,26 +135,15 @@ func (e *secureEnv) env(role string) map[string]string {
 
 // role is a running leadstream process.
 type role struct {
-	name   string
-	cmd    *exec.Cmd
-	addr   string // its HTTP address
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	done   chan struct{}
-	err    error
+	name string
+	cmd  *exec.Cmd
+	addr string             // its HTTP address
+	out  testsvc.SyncBuffer // its stdout and stderr
+	done chan struct{}
+	err  error
 }
 
-func (r *role) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stderr.Write(p)
-}
-
-func (r *role) logs() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stderr.String()
-}
+func (r *role) logs() string { return r.out.String() }
 
 // start runs `leadstream name` with env (and nothing else from the
 // environment but PATH and HOME), stopped with SIGTERM when the test ends.
@@ -172,7 +159,7 @@ func (e *secureEnv) start(t *testing.T, name string, env map[string]string) *rol
 	for k, v := range env {
 		r.cmd.Env = append(r.cmd.Env, k+"="+v)
 	}
-	r.cmd.Stderr, r.cmd.Stdout = r, r
+	r.cmd.Stderr, r.cmd.Stdout = &r.out, &r.out
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)

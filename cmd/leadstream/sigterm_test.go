@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -49,24 +48,6 @@ func builtBinary(t *testing.T) string {
 		t.Fatalf("building leadstream: %v\n%s", built.err, built.out)
 	}
 	return built.path
-}
-
-// syncBuffer is a log sink the test reads while the process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestSIGTERMDuringRetry runs the real processor and sink binaries, stops
@@ -123,7 +104,7 @@ func TestSIGTERMDuringRetry(t *testing.T) {
 			cmd := exec.Command(bin, role)
 			cmd.Env = append(append(os.Environ(), env...), "LEADSTREAM_KAFKA_BROKERS="+kcfg.Brokers[0], fmt.Sprintf("LEADSTREAM_HTTP_ADDR=127.0.0.1:%d", port))
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-			var logs syncBuffer
+			var logs testsvc.SyncBuffer
 			cmd.Stderr = &logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
