@@ -110,6 +110,9 @@ type planner struct {
 	// when checking accounts is attributed to it).
 	lastID   string
 	lastTime int64
+	// folded is the survivor the event being planned folded a merged
+	// subject's history into (nil: none).
+	folded *working
 }
 
 // working is one subject's state as the plan changes it.
@@ -267,6 +270,7 @@ func (p *planner) completeMerge(src *working) bool {
 	if !done {
 		mqls := p.c.Merge(target.cur, src.cur, src.cur.MergeMark, src.cur.MergeTime)
 		p.record(target, mark, bucket)
+		p.folded = target
 		for _, b := range src.cur.Recent {
 			for _, fp := range b.IDs {
 				p.record(target, fp, b.Bucket)
@@ -357,6 +361,7 @@ func (p *planner) event(e *event.Event) (Outcome, Subject, error) {
 
 func (p *planner) event1(e *event.Event) (Outcome, *working, error) {
 	te := e.EventTime.UnixMilli()
+	p.folded = nil
 	switch {
 	case e.Bot:
 		return Bot, nil, nil
@@ -431,6 +436,12 @@ func (p *planner) event1(e *event.Event) (Outcome, *working, error) {
 		return Dead, nil, err
 	}
 	if !changed {
+		if p.folded == target {
+			// It merged (an identify or alias scoring nothing itself): its
+			// id is stored with the merge, so a redelivery is a duplicate
+			// and republishes a crossing the merge left in the outbox.
+			p.record(target, fp, bucket)
+		}
 		return NoMatch, nil, nil
 	}
 	p.record(target, fp, bucket)
