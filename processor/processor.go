@@ -146,8 +146,10 @@ func New(cfg Config, rules *scoring.Rules, store *leadstate.Store, log *slog.Log
 func (p *Processor) Run(ctx context.Context) error {
 	err := p.run(ctx)
 	if err != nil && ctx.Err() != nil {
-		// Stopped while starting (connecting to Kafka): a shutdown, not a failure.
-		p.log.Info("processor stopped during start-up", "err", err)
+		// Stopped while starting (connecting to Kafka), or with a batch that
+		// could not be finished in time (a service down): a shutdown, not a
+		// failure; nothing of it was committed.
+		p.log.Info("processor stopped with work unfinished (left uncommitted: the next owner of its partitions redoes it)", "err", err)
 		return nil
 	}
 	return err

@@ -62,8 +62,10 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	err := s.run(ctx)
 	if err != nil && ctx.Err() != nil {
-		// Stopped while starting (connecting, migrating): a shutdown, not a failure.
-		s.log.Info("sink stopped during start-up", "err", err)
+		// Stopped while starting (connecting, migrating), or with a batch that
+		// could not be finished in time (a service down): a shutdown, not a
+		// failure; nothing of it was committed.
+		s.log.Info("sink stopped with work unfinished (left uncommitted: the next owner of its partitions redoes it)", "err", err)
 		return nil
 	}
 	return err
