@@ -151,7 +151,7 @@ func (h *handler) isolateEvents(ctx context.Context, batch []stream.Message, cau
 		func(rows []int) error { return h.insertEvents(ctx, batch, rows, nil, nil) },
 		func(row int, err error) {
 			bad[row] = true
-			h.rejects = append(h.rejects, reject{row, refusal(warehouse.TableEvents, err)})
+			h.refuse(warehouse.TableEvents, row, refusal(warehouse.TableEvents, err))
 		})
 	if err != nil {
 		return err
@@ -176,6 +176,9 @@ func (h *handler) isolateEvents(ctx context.Context, batch []stream.Message, cau
 // rejects the record of its event (whose events row may be stored).
 func (h *handler) insertLinks(ctx context.Context) error {
 	links := h.links.out
+	if keep, ok := h.skipRefused(warehouse.TableIdentityLinks, len(links), func(i int) int { return links[i].rec }); ok {
+		links = pick(links, keep)
+	}
 	err := h.w.insertLinks(ctx, links)
 	if err == nil || !warehouse.Refused(err) {
 		return err
@@ -188,14 +191,17 @@ func (h *handler) insertLinks(ctx context.Context) error {
 	return isolate(ctx, all, err,
 		func(rows []int) error { return h.w.insertLinks(ctx, pick(links, rows)) },
 		func(row int, err error) {
-			h.rejects = append(h.rejects, reject{links[row].rec, refusal(warehouse.TableIdentityLinks, err)})
+			h.refuse(warehouse.TableIdentityLinks, links[row].rec, refusal(warehouse.TableIdentityLinks, err))
 		})
 }
 
 // insertMQLs inserts the batch's MQL records; one ClickHouse refuses is
 // rejected.
 func (h *handler) insertMQLs(ctx context.Context) error {
-	ms := h.rows.mqls
+	ms, idx := h.rows.mqls, h.mqlIdx
+	if keep, ok := h.skipRefused(warehouse.TableMQL, len(ms), func(i int) int { return idx[i] }); ok {
+		ms, idx = pick(ms, keep), pick(idx, keep)
+	}
 	err := h.w.insertMQLs(ctx, ms)
 	if err == nil || !warehouse.Refused(err) {
 		return err
@@ -208,7 +214,7 @@ func (h *handler) insertMQLs(ctx context.Context) error {
 	return isolate(ctx, all, err,
 		func(rows []int) error { return h.w.insertMQLs(ctx, pick(ms, rows)) },
 		func(row int, err error) {
-			h.rejects = append(h.rejects, reject{h.mqlIdx[row], refusal(warehouse.TableMQL, err)})
+			h.refuse(warehouse.TableMQL, idx[row], refusal(warehouse.TableMQL, err))
 		})
 }
 
@@ -216,6 +222,9 @@ func (h *handler) insertMQLs(ctx context.Context) error {
 // refuses rejects the record of its event (whose events row may be stored).
 func (h *handler) insertMembers(ctx context.Context) error {
 	ms := h.members.out
+	if keep, ok := h.skipRefused(warehouse.TableAccountMembers, len(ms), func(i int) int { return ms[i].rec }); ok {
+		ms = pick(ms, keep)
+	}
 	err := h.w.insertMembers(ctx, ms)
 	if err == nil || !warehouse.Refused(err) {
 		return err
@@ -228,14 +237,17 @@ func (h *handler) insertMembers(ctx context.Context) error {
 	return isolate(ctx, all, err,
 		func(rows []int) error { return h.w.insertMembers(ctx, pick(ms, rows)) },
 		func(row int, err error) {
-			h.rejects = append(h.rejects, reject{ms[row].rec, refusal(warehouse.TableAccountMembers, err)})
+			h.refuse(warehouse.TableAccountMembers, ms[row].rec, refusal(warehouse.TableAccountMembers, err))
 		})
 }
 
 // insertMQAs inserts the batch's MQA records; one ClickHouse refuses is
 // rejected.
 func (h *handler) insertMQAs(ctx context.Context) error {
-	ms := h.rows.mqas
+	ms, idx := h.rows.mqas, h.mqaIdx
+	if keep, ok := h.skipRefused(warehouse.TableMQA, len(ms), func(i int) int { return idx[i] }); ok {
+		ms, idx = pick(ms, keep), pick(idx, keep)
+	}
 	err := h.w.insertMQAs(ctx, ms)
 	if err == nil || !warehouse.Refused(err) {
 		return err
@@ -248,7 +260,7 @@ func (h *handler) insertMQAs(ctx context.Context) error {
 	return isolate(ctx, all, err,
 		func(rows []int) error { return h.w.insertMQAs(ctx, pick(ms, rows)) },
 		func(row int, err error) {
-			h.rejects = append(h.rejects, reject{h.mqaIdx[row], refusal(warehouse.TableMQA, err)})
+			h.refuse(warehouse.TableMQA, idx[row], refusal(warehouse.TableMQA, err))
 		})
 }
 

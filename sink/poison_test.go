@@ -325,3 +325,63 @@ func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
 	}
 	return m.GetHistogram().GetSampleCount()
 }
+
+// A batch with more refused rows than one attempt (bounded in time, as the
+// consumer bounds each) can isolate still ends: what an attempt found refused
+// is rejected at once by the next, so each attempt makes progress. Every
+// refused row is dead-lettered once, at the end, and the rest is stored.
+func TestSinkIsolationSpansAttempts(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "sinkpoisonmany")
+	h, kcfg := newTestHandler(t, conn, cfg.Database)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.events ADD COLUMN refuse UInt8 MATERIALIZED throwIf(track = 'Poison Pill')", cfg.Database)); err != nil {
+		t.Fatal(err)
+	}
+	evs := testEvents(2000)
+	const nPoison = 40
+	var batch []stream.Message
+	for i := range evs {
+		e := &evs[i]
+		if i%(len(evs)/nPoison) == 7 {
+			e.Type, e.Track = event.Custom, "Poison Pill"
+		}
+		batch = append(batch, eventMessage(t, e, len(batch)))
+	}
+	// Each row refused alone waits 300 ms between its tries: 40 take 12 s,
+	// four times one attempt's bound.
+	const bound = 3 * time.Second
+	attempts := 0
+	for {
+		attempts++
+		actx, cancel := context.WithTimeout(ctx, bound)
+		err := h.handle(actx, batch)
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempts == 30 {
+			t.Fatalf("batch not handled after %d attempts of %v: %v", attempts, bound, err)
+		}
+	}
+	t.Logf("%d records with %d refused rows handled in %d attempts of at most %v", len(batch), nPoison, attempts, bound)
+	if attempts < 2 {
+		t.Errorf("handled in one attempt: the test did not make isolation outlast an attempt")
+	}
+	if len(h.refused) != 0 {
+		t.Errorf("%d refusals remembered after the batch was handled", len(h.refused))
+	}
+	if stored := storedEvents(t, conn, cfg.Database); len(stored) != len(evs)-nPoison {
+		t.Errorf("stored %d events, want %d", len(stored), len(evs)-nPoison)
+	}
+	dead := readDeadLetters(ctx, t, kcfg, nPoison)
+	seen := map[int64]bool{}
+	for _, d := range dead {
+		if seen[d.Offset] || d.Offset%int64(len(evs)/nPoison) != 7 {
+			t.Errorf("dead letter at offset %d: not a refused row, or twice (%s)", d.Offset, d.Reason)
+		}
+		seen[d.Offset] = true
+	}
+	if len(seen) != nPoison {
+		t.Errorf("%d refused rows dead-lettered, want %d", len(seen), nPoison)
+	}
+}

@@ -193,6 +193,56 @@ type handler struct {
 	months                months    // scratch: the months of one INSERT
 	errs2                 []error   // scratch: decode results of records that decoded before
 	rejects               []reject
+	batch                 []stream.Message // the batch being handled
+	// refused remembers, across the attempts of one batch, the rows
+	// ClickHouse refused alone (isolate): a later attempt rejects them at
+	// once instead of searching again, so an attempt cut short by its time
+	// bound is not lost work and a batch with many such rows still ends.
+	// Cleared when a batch is handled: at most a batch's records per table.
+	refused map[refusedKey]error
+}
+
+// refusedKey is a row ClickHouse refused alone: its table and its record.
+type refusedKey struct {
+	table, topic string
+	partition    int
+	offset       int64
+}
+
+// refuse records that ClickHouse refused the row of table made from record
+// rec of the batch, and rejects the record.
+func (h *handler) refuse(table string, rec int, err error) {
+	if h.refused == nil {
+		h.refused = map[refusedKey]error{}
+	}
+	m := &h.batch[rec]
+	h.refused[refusedKey{table, m.Topic, m.Partition, m.Offset}] = err
+	h.rejects = append(h.rejects, reject{rec, err})
+}
+
+// skipRefused returns the positions in 0..n-1 whose record (rec(i), a batch
+// index) an earlier attempt of this batch found refused in table, rejecting
+// each such record once, and the positions to insert.
+func (h *handler) skipRefused(table string, n int, rec func(int) int) (keep []int, skipped bool) {
+	if len(h.refused) == 0 {
+		return nil, false
+	}
+	rejected := map[int]bool{}
+	for i := range n {
+		r := rec(i)
+		m := &h.batch[r]
+		err, ok := h.refused[refusedKey{table, m.Topic, m.Partition, m.Offset}]
+		if !ok {
+			keep = append(keep, i)
+			continue
+		}
+		skipped = true
+		if !rejected[r] {
+			rejected[r] = true
+			h.rejects = append(h.rejects, reject{r, err})
+		}
+	}
+	return keep, skipped
 }
 
 // reject is a record of the batch that goes to the dead-letter topic.
@@ -239,6 +289,16 @@ func parallel(n int, f func(lo, hi int)) {
 // refuses for what they hold (warehouse.Refused; found by isolate), go to
 // the dead-letter topic and the rest of the batch is stored.
 func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
+	err := h.handle1(ctx, batch)
+	if err == nil {
+		clear(h.refused)
+	}
+	h.batch = nil
+	return err
+}
+
+func (h *handler) handle1(ctx context.Context, batch []stream.Message) error {
+	h.batch = batch
 	r := &h.rows
 	r.reset()
 	h.links.reset()
@@ -269,6 +329,12 @@ func (h *handler) handle(ctx context.Context, batch []stream.Message) error {
 		default:
 			h.rejects = append(h.rejects, reject{i, fmt.Errorf("unexpected topic %q", m.Topic)})
 		}
+	}
+	if keep, ok := h.skipRefused(warehouse.TableEvents, len(h.evIdx), func(i int) int { return h.evIdx[i] }); ok {
+		for j, i := range keep {
+			h.evIdx[j] = h.evIdx[i]
+		}
+		h.evIdx = h.evIdx[:len(keep)]
 	}
 	n := len(h.evIdx)
 	h.errs = slices.Grow(h.errs[:0], n)[:n]
