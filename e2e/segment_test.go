@@ -141,7 +141,7 @@ func TestE2ESegmentSDKs(t *testing.T) {
 		}
 		b, _ := io.ReadAll(r.Body)
 		r.Body.Close()
-		want := `{"success":true,"accepted":2,"rejected":[{"index":1,"messageId":"p2-` + run + `","error":"batch[1].event: is required for track"}]}`
+		want := `{"success":true,"accepted":2,"rejected":[{"index":1,"messageId":"p2-` + run + `","error":"batch[1].event: is required for track"}],"rejected_count":1}`
 		if r.StatusCode != 200 || string(b) != want {
 			t.Fatalf("answer %d %s, want 200 %s", r.StatusCode, b, want)
 		}

@@ -154,7 +154,7 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 		// buckets for each, refused ones included.
 		if wait, limit, ok := c.limit(c.clientAddr(ctx), keyID, 1, time.Now()); !ok {
 			am.lookups.WithLabelValues("rate_limit").Inc()
-			c.tooMany(ctx, wait, limit)
+			c.tooMany(ctx, wait, limit, 1)
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -18,8 +19,12 @@ const MaxBodyBytes = 1 << 20
 
 // The limits a refusal of this file names in its "limit".
 const (
-	limitRateIP   = "rate_limit_ip"
-	limitRateKey  = "rate_limit_key"
+	limitRateIP  = "rate_limit_ip"
+	limitRateKey = "rate_limit_key"
+	// A batch of more messages than a bucket's burst, which no wait lets
+	// through: refused whole (413).
+	limitBurstIP  = "batch_over_burst_ip"
+	limitBurstKey = "batch_over_burst_key"
 	limitBodySize = "body_size_1MB"
 )
 
@@ -30,6 +35,16 @@ const (
 func (c *Collector) limit(a netip.Addr, keyID string, n int, now time.Time) (time.Duration, string, bool) {
 	t := now.UnixNano()
 	ip := c.ipRate != nil && a.IsValid()
+	if ip && n > c.ipRate.g.burst {
+		c.ipRate.drain(a, t)
+		return 0, limitBurstIP, false
+	}
+	if b := c.keyRate[keyID]; b != nil && n > b.g.burst {
+		if ip {
+			c.ipRate.drain(a, t)
+		}
+		return 0, limitBurstKey, false
+	}
 	if ip {
 		if wait, ok := c.ipRate.take(a, n, t); !ok {
 			return wait, limitRateIP, false
@@ -55,8 +70,19 @@ func (c *Collector) overIP(a netip.Addr, now time.Time) (time.Duration, bool) {
 	return c.ipRate.over(a, now.UnixNano())
 }
 
-// tooMany answers 429 with Retry-After for a rate limit.
-func (c *Collector) tooMany(ctx *fasthttp.RequestCtx, wait time.Duration, limit string) {
+// tooMany answers 429 with Retry-After for a rate limit, or 413 for a batch
+// larger than a limit's burst (n messages), which waiting would not let in.
+func (c *Collector) tooMany(ctx *fasthttp.RequestCtx, wait time.Duration, limit string, n int) {
+	if limit == limitBurstIP || limit == limitBurstKey {
+		c.m.rejected.WithLabelValues("rate_limit").Inc()
+		flag, burst := "collector.rate-limit-key", c.cfg.RateLimitKey.Burst
+		if limit == limitBurstIP {
+			flag, burst = "collector.rate-limit-ip", c.ipRate.g.burst
+		}
+		httpapi.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, httpapi.ErrorBody{Limit: limit,
+			Error: fmt.Sprintf("a batch of %d messages is more than the %d events a client may send at once (the burst of %s): send smaller batches", n, burst, flag)})
+		return
+	}
 	c.m.rejected.WithLabelValues("rate_limit").Inc()
 	after := retryAfter(wait)
 	ctx.Response.Header.Set("Retry-After", after)

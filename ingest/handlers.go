@@ -56,7 +56,7 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 	keyID := c.writeKey(ctx, "")
 	if !c.server[keyID] {
 		if wait, over := c.overIP(addr, now); over {
-			c.tooMany(ctx, wait, limitRateIP)
+			c.tooMany(ctx, wait, limitRateIP, 1)
 			return
 		}
 	}
@@ -101,17 +101,19 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 		ctx.SetBodyString(`{"success":true,"accepted":0,"gpc":true}`)
 		return
 	}
+	if !server {
+		// Every message takes one event, refused ones too (and every
+		// request one at least), before any is decoded: a flood of
+		// invalid messages is limited like valid ones.
+		n := b.Messages()
+		if wait, limit, ok := c.limit(addr, keyID, n, now); !ok {
+			c.tooMany(ctx, wait, limit, n)
+			return
+		}
+	}
 	events, rejected, err := b.Events(r)
 	for _, rj := range rejected {
 		c.m.rejectedEvents.WithLabelValues(rejectReason(rj.Limit, rj.Scope)).Inc()
-	}
-	if !server {
-		// Every request takes one event at least, so a flood of refused
-		// messages is limited too.
-		if wait, limit, ok := c.limit(addr, keyID, len(events), now); !ok {
-			c.tooMany(ctx, wait, limit)
-			return
-		}
 	}
 	if err != nil {
 		if rejected == nil {
@@ -150,15 +152,25 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 		ctx.SetBodyString(`{"success":true,"accepted":` + strconv.Itoa(len(events)) + "}")
 		return
 	}
-	httpapi.WriteJSON(ctx, fasthttp.StatusOK, batchAnswer{Success: true, Accepted: len(events), Rejected: rejected})
+	httpapi.WriteJSON(ctx, fasthttp.StatusOK, batchAnswer{Success: true, Accepted: len(events), Rejected: listed(rejected), RejectedCount: len(rejected)})
 }
 
 // batchAnswer is the answer to a batch some of whose messages were refused:
 // 200 with the others accepted, or 400 (with the error fields) when none was.
 type batchAnswer struct {
-	Success  bool               `json:"success"`
-	Accepted int                `json:"accepted"`
-	Rejected []segment.Rejected `json:"rejected"`
+	Success       bool               `json:"success"`
+	Accepted      int                `json:"accepted"`
+	Rejected      []segment.Rejected `json:"rejected"`
+	RejectedCount int                `json:"rejected_count"`
+}
+
+// maxListed is how many refused messages an answer lists (with their
+// count): a batch of tiny invalid messages must not make an answer many
+// times its size.
+const maxListed = 100
+
+func listed(rejected []segment.Rejected) []segment.Rejected {
+	return rejected[:min(len(rejected), maxListed)]
 }
 
 // refuseBatch answers 400 to a batch none of whose messages is valid.
@@ -172,9 +184,10 @@ func (c *Collector) refuseBatch(ctx *fasthttp.RequestCtx, err error, rejected []
 	c.m.rejected.WithLabelValues(rejectReason(segment.Limit(eb.Limit), se != nil && se.Scope)).Inc()
 	httpapi.WriteJSON(ctx, fasthttp.StatusBadRequest, struct {
 		httpapi.ErrorBody
-		Accepted int                `json:"accepted"`
-		Rejected []segment.Rejected `json:"rejected"`
-	}{eb, 0, rejected})
+		Accepted      int                `json:"accepted"`
+		Rejected      []segment.Rejected `json:"rejected"`
+		RejectedCount int                `json:"rejected_count"`
+	}{eb, 0, listed(rejected), len(rejected)})
 }
 
 // rejectReason is the metric label of a refusal for limit ("" = none hit),

@@ -542,3 +542,54 @@ func (l *connLimitListener) openFrom(a netip.Addr) int {
 	defer s.mu.Unlock()
 	return s.open[k]
 }
+
+// Every message of a batch costs an event of the rate limits, refused ones
+// too, and it is charged before any is decoded; a batch of more messages
+// than a burst, which no wait would let in, is a 413 that also empties the
+// address's bucket. An answer lists at most 100 refused messages, and
+// counts them all.
+func TestBatchRateAndRefusals(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.RateLimitIP = Rate{PerSecond: 0.01, Burst: 5} })
+	browser := "Authorization: " + mustBasic(testKey)
+	invalid := func(n int) string { return `{"batch":[` + strings.TrimSuffix(strings.Repeat(`{},`, n), ",") + `]}` }
+	if res, body := s.do(t, "POST", "/v1/batch", invalid(4), browser); res.StatusCode != 400 || !strings.Contains(body, `"rejected_count":4`) {
+		t.Fatalf("4 invalid messages: %d %s", res.StatusCode, body)
+	}
+	// They took 4 of the 5 events: 2 more are over.
+	res, body := s.do(t, "POST", "/v1/batch", invalid(2), browser)
+	if res.StatusCode != 429 || !strings.Contains(body, `"limit":"rate_limit_ip"`) {
+		t.Fatalf("after 4 refused messages: %d %s", res.StatusCode, body)
+	}
+
+	s = startServer(t, func(c *Config) { c.RateLimitIP = Rate{PerSecond: 0.01, Burst: 5} })
+	six := `{"batch":[` + strings.Repeat(`{"type":"track","userId":"u","event":"e"},`, 5) + `{"type":"track","userId":"u","event":"e"}]}`
+	res, body = s.do(t, "POST", "/v1/batch", six, browser)
+	if res.StatusCode != 413 || !strings.Contains(body, `"limit":"batch_over_burst_ip"`) ||
+		!strings.Contains(body, "a batch of 6 messages is more than the 5 events a client may send at once (the burst of collector.rate-limit-ip)") {
+		t.Fatalf("batch over the burst: %d %s", res.StatusCode, body)
+	}
+	if res, body := s.do(t, "POST", "/v1/track", `{"userId":"u","event":"e"}`, browser); res.StatusCode != 429 {
+		t.Fatalf("after a batch over the burst, the address's bucket is empty: %d %s", res.StatusCode, body)
+	}
+	if evs := s.events(t); len(evs) != 0 {
+		t.Fatalf("stored %d events", len(evs))
+	}
+
+	// The key's burst the same way.
+	s = startServer(t, func(c *Config) { c.RateLimitKey = Rate{PerSecond: 0.01, Burst: 5} })
+	if res, body := s.do(t, "POST", "/v1/batch", six, browser); res.StatusCode != 413 || !strings.Contains(body, `"limit":"batch_over_burst_key"`) {
+		t.Fatalf("batch over the key's burst: %d %s", res.StatusCode, body)
+	}
+
+	// A server key is not limited; its answer lists 100 of 3,000 refused
+	// messages and counts them all.
+	res, body = s.do(t, "POST", "/v1/batch", invalid(3000), "Authorization: "+mustBasic(testServerKey))
+	var got struct {
+		Accepted      int               `json:"accepted"`
+		Rejected      []json.RawMessage `json:"rejected"`
+		RejectedCount int               `json:"rejected_count"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || res.StatusCode != 400 || len(got.Rejected) != 100 || got.RejectedCount != 3000 || len(body) > 20000 {
+		t.Fatalf("3,000 invalid messages: %d, %d bytes, %d listed, count %d: %v", res.StatusCode, len(body), len(got.Rejected), got.RejectedCount, err)
+	}
+}

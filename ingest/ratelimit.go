@@ -64,9 +64,9 @@ func newGCRA(r Rate) gcra {
 	return gcra{interval: iv, tolerance: iv * int64(r.Burst), burst: r.Burst}
 }
 
-// cost is what n events take: at most a whole burst, so a batch larger than
-// the burst still passes when the bucket is full.
-func (g gcra) cost(n int) int64 { return int64(min(max(n, 1), g.burst)) * g.interval }
+// cost is what n events take: each one (a request at least one). A batch
+// of more than the burst can never pass (see Collector.limit).
+func (g gcra) cost(n int) int64 { return int64(max(n, 1)) * g.interval }
 
 // next returns the bucket's new TAT for taking n events at now, or how long
 // to wait when they are refused.
@@ -186,6 +186,25 @@ func (b *ipBuckets) over(a netip.Addr, now int64) (time.Duration, bool) {
 	s.mu.Unlock()
 	_, wait, ok := b.g.next(tat, now, 1)
 	return wait, !ok
+}
+
+// drain empties a's bucket at now (a request that can never pass: the
+// next ones from a are refused before their body is read, until it refills).
+func (b *ipBuckets) drain(a netip.Addr, now int64) {
+	k := ipBucketKey(a)
+	s := b.shard(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tat, ok := s.cur[k]
+	if !ok {
+		tat = s.old[k]
+	}
+	if len(s.cur) >= ipShardSize {
+		if _, in := s.cur[k]; !in {
+			s.old, s.cur = s.cur, make(map[[16]byte]int64, ipShardSize/4)
+		}
+	}
+	s.cur[k] = max(tat, now+b.g.tolerance)
 }
 
 // refund gives n events back to a's bucket (another limit refused them).

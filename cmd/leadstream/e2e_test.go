@@ -306,7 +306,7 @@ func TestE2EErrors(t *testing.T) {
 	f("/v1/track", testWriteKey, `{"userId":"u1","event":"x","properties":[1]}`, 400, "track.properties: must be a JSON object")
 	// A batch's bad message is refused alone; with no good one the batch is.
 	f("/v1/batch", testWriteKey, `{"batch":[{"type":"track","userId":"u","event":"x"},{"type":"nope","userId":"u","messageId":"m2"}]}`, 200,
-		`{"success":true,"accepted":1,"rejected":[{"index":1,"messageId":"m2","error":"batch[1].type: unknown type \"nope\" (want track, page, screen, identify, alias or group)"}]}`)
+		`{"success":true,"accepted":1,"rejected":[{"index":1,"messageId":"m2","error":"batch[1].type: unknown type \"nope\" (want track, page, screen, identify, alias or group)"}],"rejected_count":1}`)
 	f("/v1/b", testWriteKey, `{"batch":[{"type":"nope","userId":"u"}]}`, 400, `"code":"invalid_request","message":"batch: none of its 1 messages is valid (see rejected)"`)
 	f("/v1/alias", testWriteKey, `{"userId":"u1"}`, 400, "alias needs both userId and previousId")
 	big := `{"userId":"u1","event":"x","properties":{"p":"` + strings.Repeat("x", segment.MaxEventBytes) + `"}}`

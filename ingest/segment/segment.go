@@ -203,6 +203,14 @@ func Parse(body []byte, call string) (*Body, error) {
 	return b, nil
 }
 
+// Messages is how many calls the body holds: a batch's messages, or 1.
+func (b *Body) Messages() int {
+	if b.call != "batch" {
+		return 1
+	}
+	return len(b.batch.Batch)
+}
+
 // Context is the batch's context object as sent (nil for a single call).
 func (b *Body) Context() json.RawMessage { return b.batch.Context }
 
