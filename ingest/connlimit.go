@@ -61,7 +61,7 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 		if l.trusted(a) {
 			return c, nil
 		}
-		k := a.As16()
+		k := ipBucketKey(a) // IPv6: its /64, as the rate limits count it
 		s := l.shard(k)
 		s.mu.Lock()
 		if s.open[k] >= l.max {
@@ -76,7 +76,7 @@ func (l *connLimitListener) Accept() (net.Conn, error) {
 }
 
 func (l *connLimitListener) shard(k [16]byte) *connShard {
-	return &l.shards[(k[15]^k[13]^k[7])&63]
+	return &l.shards[(k[15]^k[13]^k[7]^k[5])&63]
 }
 
 func (l *connLimitListener) release(s *connShard, k [16]byte) {

@@ -536,7 +536,7 @@ func TestHTTPServerLog(t *testing.T) {
 
 // openFrom is the number of open connections from a.
 func (l *connLimitListener) openFrom(a netip.Addr) int {
-	k := a.As16()
+	k := ipBucketKey(a)
 	s := l.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()

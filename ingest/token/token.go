@@ -153,7 +153,9 @@ type wire struct {
 	Expires  int64  `json:"e,omitempty"`
 }
 
-var b64 = base64.RawURLEncoding
+// Strict: a token has one spelling (the last character's unused bits zero),
+// so its text, which names its event, cannot be varied to count a link again.
+var b64 = base64.RawURLEncoding.Strict()
 
 // Sign returns the token for c, signed with the first key. A zero
 // c.Expires is DefaultTTL from now.

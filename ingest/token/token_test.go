@@ -1,6 +1,8 @@
 package token
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -134,6 +136,21 @@ func TestVerifyRejects(t *testing.T) {
 	f(kid+"."+otherPayload+"."+sig, ErrBadSignature)              // URL swapped (altered)
 	f(kid+"."+payload[:len(payload)-1]+"A."+sig, ErrBadSignature) // one character changed
 	f(strings.Repeat("a", MaxLen+1), ErrMalformed)
+	// Another spelling of the same signature bytes (the last character's
+	// unused bits set) is refused: a token's text names its event.
+	want, _ := base64.RawURLEncoding.DecodeString(sig)
+	variants := 0
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		v := sig[:len(sig)-1] + string(c)
+		if got, err := base64.RawURLEncoding.DecodeString(v); err != nil || v == sig || !bytes.Equal(got, want) {
+			continue
+		}
+		variants++
+		f(kid+"."+payload+"."+v, ErrMalformed)
+	}
+	if variants == 0 {
+		t.Fatal("no other spelling of the signature: the check above tested nothing")
+	}
 
 	mint := func(c Claims) error { _, err := k.Sign(c); return err }
 	for _, c := range []Claims{
