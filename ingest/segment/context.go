@@ -100,8 +100,18 @@ func (bc *batchContext) merge(own json.RawMessage) json.RawMessage {
 		}
 		out = append(out, member...)
 	}
+	has := func(key string) bool { return slices.Contains(keys, key) }
+	if len(keys) > len(small) {
+		// Many keys (a hostile context can have thousands): a set, so a
+		// batch costs keys + keys per message, not keys × keys.
+		set := make(map[string]struct{}, len(keys))
+		for _, k := range keys {
+			set[k] = struct{}{}
+		}
+		has = func(key string) bool { _, ok := set[key]; return ok }
+	}
 	eachMember(bc.raw, func(key string, member []byte) {
-		if !slices.Contains(keys, key) {
+		if !has(key) {
 			add(member)
 		}
 	})

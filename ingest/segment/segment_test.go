@@ -372,3 +372,56 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// A message whose own context has many keys (more than merge keeps in its
+// small list) merges the same way: the batch's members it lacks, then its
+// own, which win.
+func TestBatchContextManyKeys(t *testing.T) {
+	bc := &batchContext{}
+	var batchKeys, ownKeys []string
+	for i := range 40 {
+		batchKeys = append(batchKeys, fmt.Sprintf(`"k%d":"batch"`, i))
+	}
+	for i := 30; i < 60; i++ {
+		ownKeys = append(ownKeys, fmt.Sprintf(`"k%d":"own"`, i))
+	}
+	if err := bc.init([]byte("{"+strings.Join(batchKeys, ",")+"}"), ""); err != nil {
+		t.Fatal(err)
+	}
+	merged := bc.merge([]byte("{" + strings.Join(ownKeys, ",") + "}"))
+	var got map[string]string
+	if err := json.Unmarshal(merged, &got); err != nil {
+		t.Fatalf("merged context %s: %v", merged, err)
+	}
+	if len(got) != 60 || strings.Count(string(merged), `"k`) != 60 {
+		t.Fatalf("merged %d keys (%s), want 60, each once", len(got), merged)
+	}
+	for i := range 60 {
+		want := "batch"
+		if i >= 30 {
+			want = "own"
+		}
+		if v := got[fmt.Sprintf("k%d", i)]; v != want {
+			t.Errorf("k%d = %q, want %q", i, v, want)
+		}
+	}
+}
+
+// BenchmarkMergeManyKeys merges a batch context of 3,000 keys into a message
+// context of 3,000 other keys (a hostile batch: keys × keys comparisons
+// with a list, keys + keys with a set).
+func BenchmarkMergeManyKeys(b *testing.B) {
+	bc := &batchContext{}
+	var bk, ok []string
+	for i := range 3000 {
+		bk = append(bk, fmt.Sprintf(`"b%d":1`, i))
+		ok = append(ok, fmt.Sprintf(`"o%d":1`, i))
+	}
+	if err := bc.init([]byte("{"+strings.Join(bk, ",")+"}"), ""); err != nil {
+		b.Fatal(err)
+	}
+	own := []byte("{" + strings.Join(ok, ",") + "}")
+	for b.Loop() {
+		bc.merge(own)
+	}
+}
