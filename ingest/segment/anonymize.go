@@ -38,6 +38,21 @@ func AnonymizeIP(s string) string {
 	return p.Addr().String()
 }
 
+// mayHaveIPKey reports whether the JSON object raw may have a member whose
+// key a decoder takes for "ip" (any case, or written with escapes): a cheap
+// test before anonymizeContextIP rebuilds it.
+func mayHaveIPKey(raw []byte) bool {
+	for i := 0; i+3 < len(raw); i++ {
+		if raw[i] == '"' && raw[i+1]|0x20 == 'i' && raw[i+2]|0x20 == 'p' && raw[i+3] == '"' {
+			return true
+		}
+		if raw[i] == '\\' && raw[i+1] == 'u' {
+			return true
+		}
+	}
+	return false
+}
+
 // anonymizeContextIP returns the context object raw (valid JSON) with its ip
 // anonymized: every member whose key a decoder takes for "ip" (any case) is
 // dropped, and "ip" with AnonymizeIP(ip) — the value the decoder read — is

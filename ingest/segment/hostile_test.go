@@ -168,6 +168,11 @@ func TestAnonymizeIP(t *testing.T) {
 	f(`{"userId":"u","event":"e","context":{"ip":"2001:db8:1:2::7"}}`, "2001:db8:1::", `{"ip":"2001:db8:1::"}`)
 	f(`{"userId":"u","event":"e","context":{"IP":"x","ip":"198.51.100.7","library":{}}}`, "198.51.100.0", `{"library":{},"ip":"198.51.100.0"}`)
 	f(`{"userId":"u","event":"e","context":{"ip":"garbage"}}`, "", "")
+	// The decoder reads the last key of any case: an empty one after the
+	// address must not leave the address in the stored context.
+	f(`{"userId":"u","event":"e","context":{"ip":"198.51.100.7","IP":"","locale":"de"}}`, "203.0.113.0", `{"locale":"de"}`)
+	f(`{"userId":"u","event":"e","context":{"\u0069p":"198.51.100.7","Ip":"","locale":"de"}}`, "203.0.113.0", `{"locale":"de"}`)
+	f(`{"userId":"u","event":"e","context":{"locale":"de","zip":"10115"}}`, "203.0.113.0", `{"locale":"de","zip":"10115"}`)
 	browser := *r
 	browser.Browser = true
 	evs, _, err := events(t, `{"userId":"u","event":"e","context":{"ip":"198.51.100.7"}}`, "track", &browser)

@@ -143,7 +143,10 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	}
 	if r.AnonymizeIP {
 		e.IP = AnonymizeIP(e.IP)
-		if c != nil && c.IP != "" {
+		if c != nil && (c.IP != "" || mayHaveIPKey(ctxRaw)) {
+			// Also when the decoder read an empty ip: {"ip":"198.51.100.7",
+			// "IP":""} reads "" (the last key of any case wins) and
+			// would keep the full address in the stored context.
 			ctxRaw = anonymizeContextIP(ctxRaw, c.IP)
 		}
 	}
