@@ -3,6 +3,9 @@ package ingest
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -256,7 +259,7 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 		IP: c.clientIP(ctx), UserAgent: string(ctx.UserAgent()), URL: ref,
 	}
 	segment.FillFromURL(&base)
-	id := newID("f-")
+	id := formEventID(keyID, lead, anon, props, now)
 	submit := base
 	submit.ID, submit.Type, submit.Track, submit.Properties = id, event.FormSubmit, "Form Submitted", props
 	events := []*event.Event{&submit}
@@ -281,6 +284,27 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 	}
 	c.countEvents(events)
 	c.formDone(ctx, fields, keyID, origin)
+}
+
+// formEventID is the id of a form post: 128 bits of SHA-256 of the key, the
+// person (lead and anonymous id), the form and its stored fields (props:
+// JSON with sorted keys) and the hour. A post sent again — after a 503 whose
+// events Kafka stored anyway, a double click, the back button — is the same
+// event, scored once; the same form filled in the same way the next hour is
+// a new one. A 503 answer also sets the anonymous cookie it made, so the
+// retry of a visitor without one is the same person.
+func formEventID(keyID, lead, anon string, props []byte, at time.Time) string {
+	h := sha256.New()
+	for _, s := range []string{keyID, lead, anon} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	h.Write(props)
+	var hour [9]byte
+	binary.BigEndian.PutUint64(hour[1:], uint64(at.Unix()/3600))
+	h.Write(hour[:])
+	var sum [sha256.Size]byte
+	return "f-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 // formDone sends the browser on after a form post: back to the site (303)

@@ -204,3 +204,38 @@ func FuzzDecodeForm(f *testing.F) {
 		_ = storedFields(v)
 	})
 }
+
+// A form post sent again (after a 503 whose events Kafka stored anyway, a
+// double click) is the same event: one id, which the processor scores once.
+// Other fields, another person or another form is another event.
+func TestFormPostSentAgain(t *testing.T) {
+	s := startServer(t, nil)
+	hdr := []string{"Content-Type: application/x-www-form-urlencoded", "Cookie: ls_anon=0123456789abcdef"}
+	post := func(path, body string) {
+		t.Helper()
+		if res, b := s.do(t, "POST", path, "writeKey="+testKey+"&"+body, hdr...); res.StatusCode != 200 {
+			t.Fatalf("post %s: %d %s", body, res.StatusCode, b)
+		}
+	}
+	post("/f/webinar", "email=ann%40acme.example&title=VP")
+	post("/f/webinar", "title=VP&email=ann%40acme.example") // the same fields, another order
+	post("/f/webinar", "email=ann%40acme.example&title=CMO")
+	post("/f/contact", "email=ann%40acme.example&title=VP")
+	post("/f/webinar", "email=bob%40acme.example&title=VP")
+	var ids []string
+	for _, e := range s.events(t) {
+		if e.Type == event.FormSubmit {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) != 5 || ids[0] != ids[1] || !strings.HasPrefix(ids[0], "f-") {
+		t.Fatalf("form_submit ids %v: want the first two equal", ids)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids[1:] {
+		if seen[id] {
+			t.Fatalf("form_submit ids %v: want the last four distinct", ids)
+		}
+		seen[id] = true
+	}
+}
