@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -175,6 +176,24 @@ func isObject(raw json.RawMessage) bool {
 
 // Marshal encodes e in its topic form (see AppendJSON).
 func Marshal(e *Event) ([]byte, error) { return AppendJSON(nil, e) }
+
+var sizeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// EncodedSize is the length of e's JSON record (Marshal), or 0 when it does
+// not encode.
+func EncodedSize(e *Event) int {
+	bp := sizeBufs.Get().(*[]byte)
+	b, err := AppendJSON((*bp)[:0], e)
+	n := len(b)
+	if err != nil {
+		n = 0
+	}
+	if cap(b) <= 1<<20 {
+		*bp = b
+		sizeBufs.Put(bp)
+	}
+	return n
+}
 
 // MQL is one threshold crossing, published on "<prefix>mql" keyed by lead id.
 type MQL struct {

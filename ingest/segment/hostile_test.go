@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/internal/jsonx"
+
+	"github.com/leadstream/leadstream/event"
 )
 
 // A number no float64 holds is refused wherever it is, naming the field: a
@@ -178,5 +180,31 @@ func TestAnonymizeIP(t *testing.T) {
 	evs, _, err := events(t, `{"userId":"u","event":"e","context":{"ip":"198.51.100.7"}}`, "track", &browser)
 	if err != nil || evs[0].IP != "203.0.113.0" || string(evs[0].Context) != `{"ip":"198.51.100.0"}` {
 		t.Errorf("browser: %+v %v", evs, err)
+	}
+}
+
+// An event whose stored record would grow far past what was sent (a URL of
+// '<', escaped six bytes each and repeated in url, utm_campaign, campaign and
+// the context) is refused naming the limit; a large event of ordinary text
+// is not.
+func TestStoredSizeBounded(t *testing.T) {
+	r := &Request{WriteKeyID: "wk", ReceivedAt: time.Now().UTC(), IP: "203.0.113.77", Server: true}
+	url := "https://a.example/?utm_campaign=" + strings.Repeat("<", 30000)
+	_, _, err := events(t, `{"userId":"u","name":"p","context":{"page":{"url":"`+url+`"}}}`, "page", r)
+	var se *Error
+	if !errors.As(err, &se) || se.Limit != LimitEventSize || !strings.Contains(err.Error(), "bytes once stored") {
+		t.Fatalf("escaped URL: %v, want a refusal naming the stored size", err)
+	}
+	plain := "https://a.example/?utm_campaign=" + strings.Repeat("x", 30000)
+	evs, _, err := events(t, `{"userId":"u","name":"p","context":{"page":{"url":"`+plain+`"}}}`, "page", r)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("plain URL: %v", err)
+	}
+	if n := event.EncodedSize(evs[0]); n <= 30000 || n > MaxRecordBytes {
+		t.Fatalf("plain URL stored in %d bytes", n)
+	}
+	// Numeric ids are held to 256 characters like string ones.
+	if _, _, err := events(t, `{"userId":`+strings.Repeat("1", 300)+`,"event":"e"}`, "track", r); err == nil || !strings.Contains(err.Error(), "userId: is longer than 256 characters") {
+		t.Fatalf("300-digit userId: %v", err)
 	}
 }

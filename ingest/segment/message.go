@@ -180,8 +180,28 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	if len(e.ID) > 256 {
 		return nil, errField(at.field(".messageId"), "is longer than 256 characters")
 	}
+	if len(raw)+len(ctxRaw) > maxUnchecked {
+		// Stored, an event repeats its URL (url, utm_*, campaign, the
+		// context's page.url) and JSON-escapes <, > and & six bytes each:
+		// a large one is measured once encoded.
+		if n := event.EncodedSize(e); n > MaxRecordBytes {
+			return nil, &Error{Field: at.String(), Limit: LimitEventSize,
+				Msg: fmt.Sprintf("event is %d bytes once stored (escaped, with the fields taken from its URL), over the limit of %d bytes per stored event", n, MaxRecordBytes)}
+		}
+	}
 	return e, nil
 }
+
+// MaxRecordBytes bounds an event as stored (its Kafka record): 4 × the 32 KB
+// of an event as sent, which what an event's own fields can grow to only
+// when it is built to (hundreds of < in a URL repeated in four fields).
+const MaxRecordBytes = 4 * MaxEventBytes
+
+// maxUnchecked is the size of a message (with its context) under which its
+// record cannot reach MaxRecordBytes, so it is not measured: each byte is
+// stored in at most six fields (its context or properties, and url, path,
+// a utm_* field and campaign taken from a URL), at most six bytes escaped.
+const maxUnchecked = MaxRecordBytes / 40
 
 func idString(raw json.RawMessage, at loc, field string) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -204,6 +224,9 @@ func idString(raw json.RawMessage, at loc, field string) (string, error) {
 		}
 		return strings.TrimSpace(s), nil
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		if len(raw) > 256 {
+			return "", errField(at.field(field), "is longer than 256 characters")
+		}
 		return string(raw), nil // Segment accepts numeric ids
 	}
 	return "", errField(at.field(field), "must be a string or a number")
