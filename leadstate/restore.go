@@ -10,17 +10,17 @@ import (
 )
 
 // Restore replaces a subject's state with a replayed one (`rescore
-// -apply`) with the ids it applied beyond those its state keeps (spilled:
-// fingerprint -> bucket) whose bucket has not expired as of now, so events
+// -apply`) with the ids it applied beyond those its state keeps (spilled,
+// each with its dedup bucket) whose bucket has not expired as of now, so events
 // the processor has not reached yet are not counted again. One MULTI/EXEC
 // on the subject's hash slot: readers see the old state or the new one. A
 // visitor's state expires expireAt (Unix ms; 0 = never).
-func (s *Store) Restore(ctx context.Context, st *scoring.State, spilled map[uint64]int64, c *scoring.Core, now, expireAt int64) error {
+func (s *Store) Restore(ctx context.Context, st *scoring.State, spilled []scoring.Seen, c *scoring.Core, now, expireAt int64) error {
 	k := keysOf(st.Subject)
 	byBucket := map[int64][]any{}
-	for fp, b := range spilled {
-		if c.BucketExpiry(b) > now {
-			byBucket[b] = append(byBucket[b], member(fp))
+	for _, id := range spilled {
+		if c.BucketExpiry(id.Bucket) > now {
+			byBucket[id.Bucket] = append(byBucket[id.Bucket], member(id.FP))
 		}
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {

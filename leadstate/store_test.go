@@ -249,7 +249,7 @@ func TestRestoreAndFirstLayout(t *testing.T) {
 		now := time.Now().UnixMilli()
 		st := sampleState(scoring.Lead(lead))
 		recentB, ancientB := core.Bucket(now-time.Minute.Milliseconds()), core.Bucket(now-30*24*time.Hour.Milliseconds())
-		spilled := map[uint64]int64{scoring.Fingerprint("recent"): recentB, scoring.Fingerprint("ancient"): ancientB}
+		spilled := []scoring.Seen{{FP: scoring.Fingerprint("recent"), Bucket: recentB}, {FP: scoring.Fingerprint("ancient"), Bucket: ancientB}}
 		if err := s.Restore(ctx, st, spilled, core, now, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -397,7 +397,7 @@ func TestPlanOrdersWrites(t *testing.T) {
 		ev("i4", event.Identify, t0.Add(6*time.Minute), "L", "V4"),
 	}
 	core := NewCore(coreRules(t), 0)
-	p := core.Plan(evs, nil, memFacts{states: map[Subject]*State{}, seen: map[Subject]map[uint64]int64{}}, 0)
+	p := core.Plan(evs, nil, memFacts{states: map[Subject]*State{}, seen: map[Subject]map[Seen]bool{}}, 0)
 	if !p.Complete() {
 		t.Fatalf("plan incomplete: %+v", p)
 	}

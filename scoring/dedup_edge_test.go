@@ -60,3 +60,42 @@ func TestDedupAcrossBucketEdge(t *testing.T) {
 		t.Errorf("end of a bucket: neighbour %v %v", nb, ok)
 	}
 }
+
+// Replay dedups an id by its bucket, as live scoring does, once its subject's
+// ids spill beside its state too: one id at two event times ten days apart
+// (two buckets) scores twice however many events the lead had before it (it
+// was a duplicate after 300, when the replay kept one bucket per id).
+func TestReplayDedupBySpilledBucket(t *testing.T) {
+	r := coreRules(t)
+	run := func(prior int) (Outcome, Outcome) {
+		rp := NewReplayer(r, 0)
+		for i := range prior {
+			rp.Apply(ev(fmt.Sprintf("p%d", i), event.PageView, t0.Add(time.Duration(i)*time.Second), "L", ""))
+		}
+		rp.Apply(ev("filler", event.PageView, t0.Add(11*24*time.Hour-time.Minute), "L", ""))
+		x1 := ev("same", event.FormSubmit, t0.Add(24*time.Hour), "L", "")
+		x2 := ev("same", event.FormSubmit, t0.Add(11*24*time.Hour), "L", "")
+		return rp.Apply(x1), rp.Apply(x2)
+	}
+	for _, prior := range []int{10, 300} {
+		if a, b := run(prior); a != Scored || b != Scored {
+			t.Errorf("after %d events: %v, %v; want both scored (two dedup buckets)", prior, a, b)
+		}
+	}
+	// And a replayed state hands both buckets to Restore.
+	rp := NewReplayer(r, 0)
+	for i := range 300 {
+		rp.Apply(ev(fmt.Sprintf("p%d", i), event.PageView, t0.Add(time.Duration(i)*time.Second), "L", ""))
+	}
+	rp.Apply(ev("same", event.FormSubmit, t0.Add(24*time.Hour), "L", ""))
+	rp.Apply(ev("same", event.FormSubmit, t0.Add(11*24*time.Hour), "L", ""))
+	n := 0
+	for _, s := range rp.Spilled(Lead("L")) {
+		if s.FP == Fingerprint("same") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("spilled %d entries of the id, want 2 (one per bucket)", n)
+	}
+}

@@ -22,20 +22,19 @@ type Replayer struct {
 // memFacts are facts held in memory: complete, so every answer is known.
 type memFacts struct {
 	states map[Subject]*State
-	seen   map[Subject]map[uint64]int64 // ids spilled beside states: fingerprint -> bucket
+	seen   map[Subject]map[Seen]bool // ids spilled beside states, by dedup bucket
 }
 
 func (m memFacts) State(s Subject) (*State, bool) { return m.states[s], true }
 
-func (m memFacts) Applied(s Subject, fp uint64, _ int64) (bool, bool) {
-	_, ok := m.seen[s][fp]
-	return ok, true
+func (m memFacts) Applied(s Subject, fp uint64, b int64) (bool, bool) {
+	return m.seen[s][Seen{FP: fp, Bucket: b}], true
 }
 
 // NewReplayer starts an empty replay with rules and a dedup window (0 = the default).
 func NewReplayer(rules *Rules, dedupWindow time.Duration) *Replayer {
 	return &Replayer{core: NewCore(rules, dedupWindow),
-		facts:     memFacts{states: map[Subject]*State{}, seen: map[Subject]map[uint64]int64{}},
+		facts:     memFacts{states: map[Subject]*State{}, seen: map[Subject]map[Seen]bool{}},
 		crossings: map[Subject]map[string]int{}}
 }
 
@@ -68,11 +67,11 @@ func (r *Replayer) Commit(p *Plan) {
 			if len(w.Seen) > 0 {
 				ids := r.facts.seen[w.Subject]
 				if ids == nil {
-					ids = map[uint64]int64{}
+					ids = map[Seen]bool{}
 					r.facts.seen[w.Subject] = ids
 				}
 				for _, s := range w.Seen {
-					ids[s.FP] = s.Bucket
+					ids[s] = true // an id may be applied in several buckets
 				}
 			}
 			for _, m := range w.MQAs {
@@ -98,9 +97,15 @@ func (r *Replayer) Commit(p *Plan) {
 // States returns every replayed subject's state.
 func (r *Replayer) States() map[Subject]*State { return r.facts.states }
 
-// Spilled returns the ids a subject applied beyond those its state keeps:
-// fingerprint -> dedup bucket.
-func (r *Replayer) Spilled(s Subject) map[uint64]int64 { return r.facts.seen[s] }
+// Spilled returns the ids a subject applied beyond those its state keeps,
+// each with its dedup bucket.
+func (r *Replayer) Spilled(s Subject) []Seen {
+	out := make([]Seen, 0, len(r.facts.seen[s]))
+	for id := range r.facts.seen[s] {
+		out = append(out, id)
+	}
+	return out
+}
 
 // Crossings is how many MQL crossings the replay found for a lead in a model.
 func (r *Replayer) Crossings(lead, model string) int { return r.crossings[Lead(lead)][model] }
