@@ -114,13 +114,22 @@ func (c *Core) Bucket(te int64) int64 {
 // lies for the bucket across that edge to be checked too (Neighbour).
 const bucketSlack = 10_000 // ms
 
+const hourMs = 3_600_000
+
 // Neighbour returns the other dedup bucket an event id of time te may have
 // been recorded in: the previous or the next one when te lies within
 // min(10 s, a quarter bucket) of that edge. A resent event's time moves a
 // little between sends — the clock-skew correction (received − sentAt)
 // changes with the network latency of each send — and may so cross an edge.
+// When buckets are not whole hours (a window that is not a multiple of 8 h),
+// within min(1 h, a quarter bucket): the collector gives a form post and an
+// email open or click one id per clock hour, and an edge may then fall
+// inside that hour.
 func (c *Core) Neighbour(te int64) (int64, bool) {
 	slack := min(bucketSlack, c.bucket/4)
+	if c.bucket%hourMs != 0 {
+		slack = max(slack, min(hourMs, c.bucket/4))
+	}
 	b := c.Bucket(te)
 	start := b * c.bucket
 	switch {

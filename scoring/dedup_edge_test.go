@@ -99,3 +99,26 @@ func TestReplayDedupBySpilledBucket(t *testing.T) {
 		t.Errorf("spilled %d entries of the id, want 2 (one per bucket)", n)
 	}
 }
+
+// With a dedup window that is not a multiple of 8 h its buckets are not
+// whole hours, and an edge may fall inside the clock hour that gives a form
+// post (or an email open) its id: the same post at :20 and at :40 around that
+// edge scores once.
+func TestSameHourIDAcrossUnalignedBucket(t *testing.T) {
+	r := coreRules(t)
+	rp := NewReplayer(r, 36*time.Hour) // 4.5 h buckets
+	c := rp.Core()
+	b := c.Bucket(t0.UnixMilli()) + 1
+	for ; (b*c.bucket)%hourMs != 30*60*1000; b++ {
+	}
+	edge := time.UnixMilli(b * c.bucket).UTC()
+	o1 := rp.Apply(ev("form-hour-id", event.FormSubmit, edge.Add(-10*time.Minute), "L", ""))
+	o2 := rp.Apply(ev("form-hour-id", event.FormSubmit, edge.Add(10*time.Minute), "L", ""))
+	if o1 != Scored || o2 != Duplicate {
+		t.Errorf("one post (one id, one hour) around the edge at %v: %v, %v; want scored, duplicate", edge, o1, o2)
+	}
+	// With whole-hour buckets (the default window) edges fall on the hour.
+	if d := NewCore(r, 0).bucket; d%hourMs != 0 {
+		t.Errorf("default bucket %d ms is not whole hours", d)
+	}
+}
