@@ -4,7 +4,9 @@
 //
 // An erasure covers the lead, the leads merged into it by alias and the
 // anonymous visitors linked to any of them (found in ClickHouse's
-// identity_links and alias events, warehouse.Linked):
+// identity_links and alias events, warehouse.Linked; and, once retention
+// dropped an alias event, from identity_links and the merged lead's state in
+// Redis, whose Into proves the merge: Eraser.mergedByState):
 //
 //   - Redis: each one's scoring state, MQL outbox and dedup sets
 //     (leadstate.Store.Erase); a visitor that is now linked to another lead
@@ -142,6 +144,9 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 	if err != nil {
 		return nil, err
 	}
+	if leads, anons, err = e.mergedByState(ctx, conn, db, leads, anons); err != nil {
+		return nil, err
+	}
 	res := &Result{LeadID: lead, Leads: leads, AnonymousIDs: len(anons)}
 
 	// Redis: the leads, and the visitors not linked to someone else since.
@@ -211,6 +216,106 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 	}
 	e.log.Info("lead erased", "leads", len(leads), "anonymous_ids", len(anons), "redis_keys", res.RedisKeys, "clickhouse_done", res.Done)
 	return res, nil
+}
+
+// maxMergeHops bounds how far mergedByState follows merges: the rounds of
+// leads it adds, and the Into links it follows from one lead (as the scoring
+// state does).
+const maxMergeHops = 8
+
+// mergedByState adds to leads the leads merged into them by alias that
+// warehouse.Linked misses once retention dropped the month of the alias
+// event: identity_links (kept) still links the merged lead's id as an
+// anonymous id of the survivor. An anonymous id a is taken as a lead of the
+// erasure only when Redis proves the merge: Lead(a) has a state whose Into
+// chain reaches a lead being erased. Any id may be linked as an anonymous id
+// (a browser may identify a made-up one, another person's lead id
+// included), so being linked alone never makes it a lead of the erasure.
+// The visitors of each lead added are added too, and so on, for at most
+// maxMergeHops rounds. Both lists are returned sorted.
+func (e *Eraser) mergedByState(ctx context.Context, conn driver.Conn, db string, leads, anons []string) ([]string, []string, error) {
+	isLead := make(map[string]bool, len(leads))
+	for _, l := range leads {
+		isLead[l] = true
+	}
+	known := map[string]*scoring.State{} // Lead(id)'s state, nil: none (or it does not decode)
+	read := func(ids []string) error {
+		var subjs []scoring.Subject
+		for _, id := range ids {
+			if _, ok := known[id]; !ok {
+				known[id] = nil
+				subjs = append(subjs, scoring.Lead(id))
+			}
+		}
+		states, err := e.store.States(ctx, subjs)
+		if err != nil {
+			return fmt.Errorf("erasure: reading the leads merged into a lead: %w", err)
+		}
+		for subj, st := range states {
+			known[subj.ID] = st.State
+		}
+		return nil
+	}
+	// mergedInto reports whether id's Into chain (states read) reaches a
+	// lead of the erasure; next is the link to read before it can tell.
+	mergedInto := func(id string) (merged bool, next string) {
+		for range maxMergeHops {
+			st, ok := known[id]
+			if !ok {
+				return false, id
+			}
+			if st == nil || st.Into == "" || st.Into == id {
+				return false, ""
+			}
+			if isLead[st.Into] {
+				return true, ""
+			}
+			id = st.Into
+		}
+		return false, ""
+	}
+	for range maxMergeHops {
+		var cand []string
+		for _, a := range anons {
+			if !isLead[a] {
+				cand = append(cand, a)
+			}
+		}
+		// Read the candidates' states, then the leads they link to, hop by
+		// hop, until every chain is known (or too long).
+		for frontier, hop := cand, 0; len(frontier) > 0 && hop <= maxMergeHops; hop++ {
+			if err := read(frontier); err != nil {
+				return nil, nil, err
+			}
+			frontier = frontier[:0:0]
+			for _, a := range cand {
+				if _, next := mergedInto(a); next != "" {
+					frontier = append(frontier, next)
+				}
+			}
+		}
+		var added []string
+		for _, a := range cand {
+			if ok, _ := mergedInto(a); ok {
+				added = append(added, a)
+			}
+		}
+		if len(added) == 0 {
+			break
+		}
+		for _, a := range added {
+			isLead[a] = true
+		}
+		more, err := warehouse.Visitors(ctx, conn, db, added)
+		if err != nil {
+			return nil, nil, fmt.Errorf("erasure: %w", err)
+		}
+		leads = append(leads, added...)
+		anons = append(anons, more...)
+	}
+	slices.Sort(leads)
+	slices.Sort(anons)
+	return leads, slices.Compact(anons), nil
 }
 
 // open opens the ClickHouse connection and the tombstone producer once.

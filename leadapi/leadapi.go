@@ -90,11 +90,19 @@ func (a *API) authorized(ctx *fasthttp.RequestCtx, what string) bool {
 	return false
 }
 
-// pathID is the URL-escaped id after prefix (e.g. /v1/leads/{lead_id}), or
-// false after answering 400 naming field.
+// pathID is the id after prefix (e.g. /v1/leads/{lead_id}), URL-unescaped
+// once, or false after answering 400 naming field. It is read from the path
+// as sent (ctx.Path() is already unescaped: unescaping it again would turn
+// "x%2541" into "xA"), so an id may hold any byte, "/" and "%" included, as
+// %2F and %25; a "/" as such after the prefix is refused.
 func pathID(ctx *fasthttp.RequestCtx, prefix, field string) (string, bool) {
-	id, err := url.PathUnescape(strings.TrimPrefix(string(ctx.Path()), prefix))
-	if err != nil || id == "" || strings.Contains(id, "/") {
+	raw := string(ctx.URI().PathOriginal())
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw = raw[:i]
+	}
+	rest, ok := strings.CutPrefix(raw, prefix)
+	id, err := url.PathUnescape(rest)
+	if !ok || err != nil || id == "" || strings.Contains(rest, "/") {
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, field+": expected "+prefix+"{"+field+"} with a URL-escaped id")
 		return "", false
 	}

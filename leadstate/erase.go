@@ -2,11 +2,13 @@ package leadstate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/scoring"
 )
 
@@ -132,13 +134,40 @@ func (s *Store) scanTag(ctx context.Context, k keys) ([]string, error) {
 // account that processors keep changing.
 const maxForgetTries = 10
 
+// forgetScript stores an account's state without some members, and rewrites
+// the pending MQA records of its outbox that named them, at once: the state
+// only if it is still the version read, each record only if it is still the
+// one read (one the processor acknowledged meanwhile is not brought back).
+// Both keys are the account's (one hash tag, one Cluster slot).
+//
+// KEYS[1] = state, KEYS[2] = outbox
+// ARGV[1] = expected version (8 bytes; empty: the state must not exist)
+// ARGV[2] = new value (empty: leave the state as it is)
+// ARGV[3] = n, then n (mqa_id, record read, new record) triples
+// Returns 1, or 0 when the state changed meanwhile (nothing is written).
+var forgetScript = redis.NewScript(`
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
+local n = tonumber(ARGV[3])
+for i = 0, n - 1 do
+  local f = ARGV[4 + 3 * i]
+  if redis.call('HGET', KEYS[2], f) == ARGV[5 + 3 * i] then redis.call('HSET', KEYS[2], f, ARGV[6 + 3 * i]) end
+end
+return 1
+`)
+
 // ForgetMembers removes the entries of leads from account's state (an
-// erasure: the account keeps no trace of them, tombstones included), with a
-// compare-and-set retried while processors change the account. It reports
-// how many entries it removed. The account's engagement is recomputed from
-// its remaining members at its next event.
+// erasure: the account keeps no trace of them, tombstones included), and
+// removes them from the top_members of the account's MQA records still
+// pending in its outbox (not yet published: published afterwards without
+// them), in one compare-and-set retried while processors change the
+// account. It reports how many member entries it removed. The account's
+// engagement is recomputed from its remaining members at its next event. A
+// record a processor is publishing at that moment (read before) still names
+// them on the mqa topic.
 func (s *Store) ForgetMembers(ctx context.Context, account string, leads []string) (int, error) {
 	subj := scoring.Account(account)
+	k := keysOf(subj)
 	drop := make(map[string]bool, len(leads))
 	for _, l := range leads {
 		drop[l] = true
@@ -149,26 +178,57 @@ func (s *Store) ForgetMembers(ctx context.Context, account string, leads []strin
 			return 0, err
 		}
 		rec := recs[subj]
-		if rec.State == nil {
-			return 0, nil
+		pending, err := s.rdb.HGetAll(ctx, k.outbox()).Result()
+		if err != nil {
+			return 0, fmt.Errorf("reading the mqa outbox of an account: %w", err)
 		}
-		st := rec.State.Clone()
-		kept := st.Members[:0]
-		for _, m := range st.Members {
-			if !drop[m.Lead] {
-				kept = append(kept, m)
+		args := []any{rec.Version, "", 0}
+		n := 0
+		if rec.State != nil {
+			st := rec.State.Clone()
+			kept := st.Members[:0]
+			for _, m := range st.Members {
+				if !drop[m.Lead] {
+					kept = append(kept, m)
+				}
+			}
+			if n = len(st.Members) - len(kept); n > 0 {
+				st.Members = kept
+				args[1] = value(newVersion(), st)
 			}
 		}
-		n := len(st.Members) - len(kept)
-		if n == 0 {
+		rewrites := 0
+		for id, old := range pending {
+			var m event.MQA
+			if err := json.Unmarshal([]byte(old), &m); err != nil {
+				continue // not a record the processor can publish either
+			}
+			kept := m.TopMembers[:0:0]
+			for _, tm := range m.TopMembers {
+				if !drop[tm.LeadID] {
+					kept = append(kept, tm)
+				}
+			}
+			if len(kept) == len(m.TopMembers) {
+				continue
+			}
+			m.TopMembers = kept
+			rec, err := json.Marshal(&m)
+			if err != nil {
+				return 0, fmt.Errorf("encoding mqa record: %w", err)
+			}
+			args = append(args, id, old, rec)
+			rewrites++
+		}
+		if args[1] == "" && rewrites == 0 {
 			return 0, nil
 		}
-		st.Members = kept
-		res, err := s.Commit(ctx, []Commit{{Subject: subj, Expect: rec.Version, State: st}})
+		args[2] = rewrites
+		ok, err := forgetScript.Run(ctx, s.rdb, []string{k.state(), k.outbox()}, args...).Int()
 		if err != nil {
 			return 0, fmt.Errorf("removing members from an account: %w", err)
 		}
-		if res[0].Status == Stored {
+		if ok == 1 {
 			return n, nil
 		}
 	}

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -19,9 +20,56 @@ import (
 // lead merged into the lead …), as the scoring state does.
 const maxLinkHops = 8
 
-// idChunk is the most ids one query names, keeping each well under
-// ClickHouse's max_query_size (256 KiB by default).
-const idChunk = 1000
+// maxIDBytes bounds the ids one statement names, counted as they are
+// spliced into its text (quoted, escaped, separated), keeping it well under
+// ClickHouse's max_query_size (256 KiB by default) whatever the ids: up to
+// 256 bytes each, and a quote, a backslash or a NUL doubles when escaped. A
+// statement that names its list n times gets maxIDBytes/n per list.
+const maxIDBytes = 64 << 10
+
+// idChunks splits ids into runs of at most budget bytes each as spliced
+// into a query (idBytes); a run holds at least one id.
+func idChunks(ids []string, budget int) [][]string {
+	var out [][]string
+	lo, size := 0, 0
+	for i, id := range ids {
+		n := idBytes(id)
+		if i > lo && size+n > budget {
+			out = append(out, ids[lo:i])
+			lo, size = i, 0
+		}
+		size += n
+	}
+	if lo < len(ids) {
+		out = append(out, ids[lo:])
+	}
+	return out
+}
+
+// idBytes is the size of id in a query's text: quoted, with \, ' and NUL
+// escaped (as the driver binds a string), and the ", " after it.
+func idBytes(id string) int {
+	n := len(id) + 4
+	for i := 0; i < len(id); i++ {
+		switch id[i] {
+		case '\\', '\'', 0:
+			n++
+		}
+	}
+	return n
+}
+
+// queryError is the error of a query that names ids without what
+// ClickHouse said: its message may quote the query, and so the ids
+// (personal data, which must not reach a log). The code and name of the
+// exception are kept.
+func queryError(err error) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return fmt.Errorf("clickhouse exception %d (%s), its message left out as it may quote the ids", ex.Code, ex.Name)
+	}
+	return err
+}
 
 // Linked returns what an erasure of lead covers: leads, the lead and every
 // lead merged into it by alias (previousId → userId, transitively), and
@@ -47,13 +95,28 @@ func Linked(ctx context.Context, conn driver.Conn, database, lead string) (leads
 			}
 		}
 	}
-	anons, err = distinct(ctx, conn, "SELECT DISTINCT anonymous_id FROM "+database+".identity_links WHERE lead_id IN ?", leads)
-	if err != nil {
-		return nil, nil, fmt.Errorf("finding the visitors of a lead: %w", err)
+	if anons, err = Visitors(ctx, conn, database, leads); err != nil {
+		return nil, nil, err
 	}
 	slices.Sort(leads)
+	return leads, anons, nil
+}
+
+// Visitors returns the anonymous ids linked to leads in identity_links
+// (kept by retention), sorted. A lead merged into one of them by alias is
+// among them too (its id is linked as an anonymous id), but so may be any
+// id a browser identified: only the lead's state (its Into) proves a merge
+// (package erasure).
+func Visitors(ctx context.Context, conn driver.Conn, database string, leads []string) ([]string, error) {
+	if err := CheckDatabase(database); err != nil {
+		return nil, err
+	}
+	anons, err := distinct(ctx, conn, "SELECT DISTINCT anonymous_id FROM "+database+".identity_links WHERE lead_id IN ?", leads)
+	if err != nil {
+		return nil, fmt.Errorf("finding the visitors of a lead: %w", err)
+	}
 	slices.Sort(anons)
-	return leads, slices.Compact(anons), nil
+	return slices.Compact(anons), nil
 }
 
 // idSet is ids as the right side of IN: ('a', 'b'), each quoted and escaped
@@ -69,30 +132,30 @@ func idSet(ids []string) clickhouse.GroupSet {
 // distinct runs q (one String column, one "IN ?") for ids, chunk by chunk.
 func distinct(ctx context.Context, conn driver.Conn, q string, ids []string) ([]string, error) {
 	var out []string
-	for lo := 0; lo < len(ids); lo += idChunk {
-		rows, err := conn.Query(ctx, q, idSet(ids[lo:min(len(ids), lo+idChunk)]))
+	for _, chunk := range idChunks(ids, maxIDBytes) {
+		rows, err := conn.Query(ctx, q, idSet(chunk))
 		if err != nil {
-			return nil, err
+			return nil, queryError(err)
 		}
 		for rows.Next() {
 			var s string
 			if err := rows.Scan(&s); err != nil {
 				rows.Close()
-				return nil, err
+				return nil, queryError(err)
 			}
 			out = append(out, s)
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, err
+			return nil, queryError(err)
 		}
 	}
 	return out, nil
 }
 
 // ErasedTables are the tables EraseRows changes.
-var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL, TableAccountMembers, TableMQA}
+var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL, TableAccountMembers, TableMQA, TableNotifications}
 
 // Accounts returns the accounts the leads were ever recorded in
 // (account_members), sorted.
@@ -118,6 +181,9 @@ func Accounts(ctx context.Context, conn driver.Conn, database string, leads []st
 //   - mql: the crossings of the leads.
 //   - account_members: the memberships of the leads, and those of the
 //     anonymous ids recorded without a lead.
+//   - notifications: the notifier's delivery attempts of the leads' MQL
+//     records (subject_id = the lead id; those of MQA records name an
+//     account and stay).
 //   - mqa: the account crossings stay (they are the account's), but the
 //     leads are removed from their top_members (ALTER TABLE … UPDATE).
 //
@@ -128,10 +194,10 @@ func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, an
 		return err
 	}
 	del := func(table, where string, ids []string) error {
-		for lo := 0; lo < len(ids); lo += idChunk {
+		for _, chunk := range idChunks(ids, maxIDBytes) {
 			q := "ALTER TABLE " + database + "." + table + " DELETE WHERE " + where
-			if err := conn.Exec(ctx, q, idSet(ids[lo:min(len(ids), lo+idChunk)])); err != nil {
-				return fmt.Errorf("deleting rows of %s.%s: %w", database, table, err)
+			if err := conn.Exec(ctx, q, idSet(chunk)); err != nil {
+				return fmt.Errorf("deleting rows of %s.%s: %w", database, table, queryError(err))
 			}
 		}
 		return nil
@@ -147,6 +213,7 @@ func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, an
 		{TableMQL, "lead_id IN ?", leads},
 		{TableAccountMembers, "lead_id IN ?", leads},
 		{TableAccountMembers, "lead_id = '' AND anonymous_id IN ?", anons},
+		{TableNotifications, "kind != 'mqa' AND subject_id IN ?", leads},
 	}
 	for _, s := range steps {
 		if err := del(s.table, s.where, s.ids); err != nil {
@@ -154,15 +221,15 @@ func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, an
 		}
 	}
 	// Both columns of the Nested in one mutation, so they keep one length;
-	// points first, filtered by the lead ids before they change.
-	for lo := 0; lo < len(leads); lo += idChunk {
-		ids := leads[lo:min(len(leads), lo+idChunk)]
+	// points first, filtered by the lead ids before they change. The
+	// statement names the ids three times.
+	for _, ids := range idChunks(leads, maxIDBytes/3) {
 		q := "ALTER TABLE " + database + "." + TableMQA + " UPDATE " +
 			"`top_members.points` = arrayFilter((p, l) -> NOT has(?, l), `top_members.points`, `top_members.lead_id`), " +
 			"`top_members.lead_id` = arrayFilter(l -> NOT has(?, l), `top_members.lead_id`) " +
 			"WHERE hasAny(`top_members.lead_id`, ?)"
 		if err := conn.Exec(ctx, q, ids, ids, ids); err != nil {
-			return fmt.Errorf("removing erased leads from %s.%s: %w", database, TableMQA, err)
+			return fmt.Errorf("removing erased leads from %s.%s: %w", database, TableMQA, queryError(err))
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ var MonthlyTables = []struct{ Table, Column string }{
 	{TableMQL, "crossed_at"},
 	{TableAccountMembers, "joined_at"},
 	{TableMQA, "crossed_at"},
+	{TableNotifications, "attempted_at"},
 }
 
 // zoneSlack is how far the server's time zone can put a month's rows from

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -80,15 +81,26 @@ func retention(ctx context.Context, args []string, log *slog.Logger, out io.Writ
 }
 
 // durationDays is a time.Duration flag that also takes whole days ("400d").
+// A number of days that does not fit a time.Duration (about 292 years) is
+// refused instead of wrapping around.
 type durationDays time.Duration
+
+// maxDays is the most whole days a time.Duration holds.
+const maxDays = int64(math.MaxInt64 / (24 * time.Hour))
 
 func (d *durationDays) String() string { return time.Duration(*d).String() }
 
 func (d *durationDays) Set(s string) error {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
+		days, err := strconv.ParseInt(n, 10, 64)
 		if err != nil || days < 0 {
+			if errors.Is(err, strconv.ErrRange) {
+				return fmt.Errorf("%q: too long, at most %dd", s, maxDays)
+			}
 			return fmt.Errorf("%q: want a number of days (400d) or a Go duration (9600h)", s)
+		}
+		if days > maxDays {
+			return fmt.Errorf("%q: too long, at most %dd", s, maxDays)
 		}
 		*d = durationDays(time.Duration(days) * 24 * time.Hour)
 		return nil
