@@ -174,9 +174,9 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 		}
 		subjects = append(subjects, v)
 	}
-	// The accounts first: found from the states about to go, and from
-	// ClickHouse (an account the lead left, a member entry of a state that
-	// does not decode).
+	// The accounts: found from the states about to go, and from ClickHouse
+	// (an account the lead left, a member entry of a state that does not
+	// decode).
 	accts, err := warehouse.Accounts(ctx, conn, db, leads)
 	if err != nil {
 		return nil, fmt.Errorf("erasure: %w", err)
@@ -191,6 +191,13 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 			}
 		}
 	}
+	// The states go before the account entries: a processor that handles an
+	// event of the lead in between then starts from no state (an event in
+	// flight, below), where one handled while the state still existed would
+	// put the account entry back from it after the account forgot it.
+	if res.RedisKeys, err = e.store.Erase(ctx, subjects); err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
 	slices.Sort(accts)
 	for _, a := range slices.Compact(accts) {
 		n, err := e.store.ForgetMembers(ctx, a, leads)
@@ -198,9 +205,6 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 			return nil, fmt.Errorf("erasure: %w", err)
 		}
 		res.AccountEntries += n
-	}
-	if res.RedisKeys, err = e.store.Erase(ctx, subjects); err != nil {
-		return nil, fmt.Errorf("erasure: %w", err)
 	}
 
 	// ClickHouse, then the tombstone: downstream hears of it once leadstream's
