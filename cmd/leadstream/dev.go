@@ -139,7 +139,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	defer producer.Close()
 	eraser := erasure.New(erasure.Config{Kafka: kcfg, ClickHouse: scfg.ClickHouse}, store, log, reg)
 	defer eraser.Close()
-	col, err := newCollector(icfg, producer, store, r, log, reg, eraser)
+	col, err := newCollector(icfg, producer, store, r, log, reg, stoppingEraser{eraser, ctx})
 	if err != nil {
 		return err
 	}

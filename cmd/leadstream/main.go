@@ -166,6 +166,22 @@ func loadRules(path string) (*scoring.Rules, error) {
 	return scoring.Load(path)
 }
 
+// stoppingEraser ends an erasure in flight when the role stops: a DELETE
+// may take a minute, the collector's shutdown waits for requests only as
+// long as a produce may take. The request is answered 503 (erasing is
+// idempotent: it is sent again) and the collector exits cleanly.
+type stoppingEraser struct {
+	leadapi.Eraser
+	stop context.Context
+}
+
+func (s stoppingEraser) Erase(ctx context.Context, leadID string, wait time.Duration) (*erasure.Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.stop, cancel)()
+	return s.Eraser.Erase(ctx, leadID, wait)
+}
+
 // newCollector builds the collector with the lead API mounted on it.
 // store may be nil (no Redis): the lead API then answers 503; eraser may be
 // nil (no ClickHouse): DELETE /v1/leads/{id} then answers 503.
@@ -239,7 +255,7 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	if store != nil && chcfg.Addr != "" {
 		e := erasure.New(erasure.Config{Kafka: cfg.Kafka, ClickHouse: chcfg}, store, log, reg)
 		defer e.Close()
-		eraser = e
+		eraser = stoppingEraser{e, ctx}
 	} else {
 		log.Info("no clickhouse.addr (or redis.addr): DELETE /v1/leads/{id} (erasure) answers 503")
 	}
