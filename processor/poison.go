@@ -50,12 +50,23 @@ func poisoned(err error) bool {
 func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error {
 	p.log.Warn("a batch cannot be stored whole: scoring its events one by one", "events", len(b.events), "err", logSafe(cause))
 	var dead []stream.Record
-	// Failures confirmed (maxRecordTries times) on an earlier event of the
-	// batch: a later event failing the same way is not tried again, so a
-	// batch full of one corrupt state's events is done in one pass, well
-	// within the consumer's time for a batch.
-	confirmed := map[string]bool{}
+	// Once one event's failure was confirmed (maxRecordTries times), a
+	// corrupt state is known to be the batch's trouble: a later event failing
+	// the same way is not tried again, so a batch of many corrupt states is
+	// done in one pass, within the consumer's time for a batch. And what an
+	// attempt confirmed is kept for the next (p.poison), should the pass
+	// still be cut short.
+	confirmed := false
+	if p.poison == nil {
+		p.poison = map[poisonKey]string{}
+	}
 	for i, e := range b.events {
+		m := b.msgs[i]
+		key := poisonKey{m.Partition, m.Offset}
+		if reason, ok := p.poison[key]; ok {
+			dead = append(dead, stream.DeadLetter(*m, reason))
+			continue
+		}
 		one := &prepared{events: []*event.Event{e}, msgs: b.msgs[i : i+1]}
 		var err error
 		for try := range maxRecordTries {
@@ -67,7 +78,7 @@ func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error
 				}
 			}
 			one.recs = map[scoring.Subject]leadstate.Record{} // read afresh: a cached state may be what failed
-			if err = p.score(ctx, one); !poisoned(err) || confirmed[err.Error()] {
+			if err = p.score(ctx, one); !poisoned(err) || confirmed {
 				break
 			}
 		}
@@ -76,8 +87,9 @@ func (p *Processor) isolate(ctx context.Context, b *prepared, cause error) error
 		case !poisoned(err):
 			return err
 		default:
-			confirmed[err.Error()] = true
-			dead = append(dead, stream.DeadLetter(*b.msgs[i], err.Error()))
+			confirmed = true
+			p.poison[key] = err.Error()
+			dead = append(dead, stream.DeadLetter(*m, err.Error()))
 		}
 	}
 	dead = append(dead, b.dead...)

@@ -117,6 +117,17 @@ type Processor struct {
 	dead     *stream.Producer
 
 	cache *stateCache // nil when processor.state-cache is 0
+
+	// poison holds, across the attempts of one batch, the dead-letter reason
+	// of each record isolate confirmed can never be scored, so an attempt
+	// cut short by its time bound is not lost work (handle, isolate only).
+	poison map[poisonKey]string
+}
+
+// poisonKey is a record of the events topic.
+type poisonKey struct {
+	partition int
+	offset    int64
 }
 
 // New builds a processor; Kafka connections are made in Run.
@@ -282,7 +293,10 @@ func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) 
 		err = p.score(ctx, b)
 	}
 	if poisoned(err) {
-		return p.isolate(ctx, b, err)
+		err = p.isolate(ctx, b, err)
+	}
+	if err == nil {
+		clear(p.poison) // the batch is done: its records will not come again
 	}
 	return err
 }
