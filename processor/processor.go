@@ -168,21 +168,25 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) run(ctx context.Context) error {
 	var err error
+	// Closed together: each may wait for Kafka (a flush, a ping in flight),
+	// and a stop while Kafka is away should wait that once, not three times.
+	var producers []*stream.Producer
+	defer func() { stream.CloseAll(producers...) }()
 	p.mql, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicMQL), p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting mql producer: %w", err)
 	}
-	defer p.mql.Close()
+	producers = append(producers, p.mql)
 	p.mqa, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicMQA), p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting mqa producer: %w", err)
 	}
-	defer p.mqa.Close()
+	producers = append(producers, p.mqa)
 	p.dead, err = stream.NewProducer(ctx, p.cfg.Kafka.Producer(stream.TopicDeadLetter), p.log, p.m.reg)
 	if err != nil {
 		return fmt.Errorf("starting dead-letter producer: %w", err)
 	}
-	defer p.dead.Close()
+	producers = append(producers, p.dead)
 	p.consumer, err = stream.NewConsumer(stream.ConsumerConfig{
 		Brokers:        p.cfg.Kafka.Brokers,
 		Security:       p.cfg.Kafka.Security,

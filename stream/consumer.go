@@ -240,6 +240,12 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 		batch := appendMessages(nil, raw)
 		next <- fetched{raw: raw, batch: batch, prepared: prepare(fctx, batch)}
 	}
+	// Commits run beside the handling of the next batch: each is bounded by
+	// DrainTimeout, and all of them end DrainTimeout after ctx does — with
+	// the batch in flight, so a stop while Kafka does not answer commits
+	// takes DrainTimeout once, not once per commit waited for.
+	drain, stopDrain := c.drainCtx(ctx)
+	defer stopDrain()
 	var committing chan struct{} // closed when the previous batch's commit ended
 	waitCommit := func() {
 		if committing != nil {
@@ -286,7 +292,7 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 		committing = done
 		go func() {
 			defer close(done)
-			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+			cctx, ccancel := context.WithTimeout(drain, c.cfg.DrainTimeout)
 			defer ccancel()
 			c.commit(cctx, f.raw)
 		}()

@@ -498,6 +498,18 @@ func (h produceHooks) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.Broke
 	h.m.latency.Observe(e2e.DurationE2E().Seconds())
 }
 
+// CloseAll closes the producers (nil ones skipped) at once, each flushing
+// what is queued: a stop waits for the slowest, not for their sum.
+func CloseAll(ps ...*Producer) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		if p != nil {
+			wg.Go(func() { _ = p.Close() })
+		}
+	}
+	wg.Wait()
+}
+
 // Close flushes what is queued and stops the client.
 func (p *Producer) Close() error {
 	p.mu.Lock()
