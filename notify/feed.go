@@ -190,15 +190,29 @@ func (f *feed) commit(ctx context.Context) {
 	f.committedTo(msgs)
 }
 
-// commitLoop commits finished work every commitInterval until stop.
+// commitLoop commits finished work every commitInterval until stop; a
+// commit in flight (waiting for Kafka) ends at stop, which commits what is
+// finished itself.
 func (f *feed) commitLoop(ctx context.Context, stop <-chan struct{}) {
 	t := time.NewTicker(commitInterval)
 	defer t.Stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+			if ctx.Err() != nil {
+				return // stop came with the tick
+			}
 			f.commit(ctx)
 			f.d.n.m.lag.WithLabelValues(f.d.cfg.Name, f.kind).Set(float64(f.reader.Stats().Lag))
 		}

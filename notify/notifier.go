@@ -138,8 +138,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 	defer n.dead.Close()
 
+	// One deadline for the whole stop: attempts in flight, the final
+	// commits and the recorder's last writes all end DrainTimeout after the
+	// signal (each given a second at least), not one after another.
+	var end time.Time
+	left := func() time.Duration { return max(time.Until(end), time.Second) }
 	recStop := make(chan struct{})
-	go n.rec.run(context.WithoutCancel(ctx), recStop, n.cfg.DrainTimeout)
+	go n.rec.run(context.WithoutCancel(ctx), recStop, left)
 
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	var feeds sync.WaitGroup
@@ -154,6 +159,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.log.Info("notifier running", "destinations", names, "max_age", n.cfg.MaxAge)
 
 	<-ctx.Done()
+	end = time.Now().Add(n.cfg.DrainTimeout)
 	n.ready.Store(false)
 	close(n.stopping)
 	stopFetch()
@@ -163,7 +169,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 	go func() { n.deliveries.Wait(); close(drained) }()
 	select {
 	case <-drained:
-	case <-time.After(n.cfg.DrainTimeout):
+	case <-time.After(time.Until(end)):
 		n.log.Warn("attempts still in flight at the end of the drain; they are delivered again after a restart")
 	}
 	close(n.hardStop)
@@ -173,15 +179,17 @@ func (n *Notifier) Run(ctx context.Context) error {
 	n.mu.Lock()
 	fs := slices.Clone(n.feeds)
 	n.mu.Unlock()
+	cctx, cancelCommits := context.WithTimeout(context.Background(), left())
+	defer cancelCommits()
 	var closing sync.WaitGroup
 	for _, f := range fs {
 		closing.Go(func() {
-			f.commit(context.Background())
+			f.commit(cctx)
 			f.reader.Close()
 		})
 	}
+	close(recStop) // the recorder writes what it holds meanwhile
 	closing.Wait()
-	close(recStop)
 	<-n.rec.done
 	n.log.Info("notifier stopped")
 	return nil

@@ -55,7 +55,7 @@ func (r *recorder) add(row attemptRow, abort <-chan struct{}) {
 // run writes rows until stop is closed, then writes what is queued (within
 // drain) and closes done. ClickHouse being down delays rows, never drops
 // them while the process lives.
-func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Duration) {
+func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain func() time.Duration) {
 	defer close(r.done)
 	var conn driver.Conn
 	defer func() {
@@ -75,7 +75,7 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain time.Dur
 	go func() {
 		select {
 		case <-stop:
-			t := time.NewTimer(drain)
+			t := time.NewTimer(drain())
 			defer t.Stop()
 			select {
 			case <-t.C:

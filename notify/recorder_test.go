@@ -51,7 +51,7 @@ func TestRecorderStopsWhileClickHouseIsDown(t *testing.T) {
 			r := newRecorder(warehouse.Config{Addr: addr, Database: "leadstream", Username: "default", DialTimeout: time.Minute}, log, newMetrics(nil))
 			stop := make(chan struct{})
 			const drain = 300 * time.Millisecond
-			go r.run(context.Background(), stop, drain)
+			go r.run(context.Background(), stop, func() time.Duration { return drain })
 			r.add(attemptRow{Destination: "d", ID: "m-1", Status: "delivered", At: time.Now()}, nil)
 			time.Sleep(1500 * time.Millisecond) // past the first tick: the write is retrying
 			start := time.Now()
