@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,7 +124,7 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		RebalanceTimeout:  cfg.SessionTimeout,
 		ReadBackoffMin:    10 * time.Millisecond,
 		ReadBackoffMax:    200 * time.Millisecond,
-		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:       kafka.LoggerFunc(groupErrorLogger(log, cfg.SessionTimeout)),
 	})
 	c := &Consumer{
 		cfg:    cfg,
@@ -134,6 +135,26 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 	}
 	c.watch = newOffsetWatch(client, cfg.Group, cfg.Topics, c.m, c.log)
 	return c, nil
+}
+
+// groupErrorLogger logs kafka-go's errors as warnings, and the one error an
+// operator must act on as such: a session timeout the broker refuses (below
+// its group.min.session.timeout.ms, 6 s on Kafka by default), with which the
+// group never joins and nothing is consumed — kafka-go retries for ever.
+func groupErrorLogger(log *slog.Logger, session time.Duration) func(string, ...any) {
+	var told atomic.Bool
+	return func(msg string, args ...any) {
+		for _, a := range args {
+			if err, ok := a.(error); ok && errors.Is(err, kafka.InvalidSessionTimeout) {
+				if !told.Swap(true) {
+					log.Error("the kafka broker refuses the consumer group's session timeout: the group cannot join and consumes nothing until kafka.session-timeout is within the broker's group.min/max.session.timeout.ms (Kafka's default minimum is 6s)",
+						"session_timeout", session)
+				}
+				return
+			}
+		}
+		log.Warn(fmt.Sprintf(msg, args...))
+	}
 }
 
 // startWatch reads the group's lag in the background until the returned
