@@ -48,7 +48,7 @@ var (
 	metricEndpoints = []string{"/v1/batch", "/v1/import", "/v1/track", "/v1/page", "/v1/screen", "/v1/identify", "/v1/alias", "/v1/group",
 		"/o", "/c", "/f", "/ls.js", "/healthz", "/readyz", "/metrics", "other"}
 	metricIngestCodes = []string{"200", "400", "401", "403", "503"}
-	metricEventTypes  = []event.Type{event.PageView, event.EmailOpen, event.EmailClick, event.FormSubmit, event.Identify, event.Alias, event.DealWon, event.Custom}
+	metricEventTypes  = []event.Type{event.PageView, event.EmailOpen, event.EmailClick, event.FormSubmit, event.Identify, event.Alias, event.Group, event.DealWon, event.Custom}
 	metricRejected    = []string{"auth", "limit", "malformed", "origin", "unavailable"}
 	metricBotReasons  = []string{"user_agent", "email_delivery_delay", "link_burst"}
 )

@@ -42,7 +42,7 @@ type sdkSettings struct {
 // loaded with this collector as its CDN (analytics.js:
 // AnalyticsBrowser.load({writeKey, cdnURL: "<collector's public URL>"}))
 // sends its events here. The API host is the collector's public URL
-// (collector.public-url) or, without one, the Host the request came to.
+// (public-url) or, without one, the Host the request came to.
 func (c *Collector) settings(ctx *fasthttp.RequestCtx, rest string) {
 	key, tail, _ := strings.Cut(rest, "/")
 	if tail != "settings" || key == "" {
@@ -105,7 +105,7 @@ func (c *Collector) apiHost(ctx *fasthttp.RequestCtx) (host, protocol string, er
 	}
 	h := string(ctx.Host())
 	if !validHost(h) {
-		return "", "", fmt.Errorf("Host %q is not a host[:port]; set collector.public-url (LEADSTREAM_PUBLIC_URL)", h)
+		return "", "", fmt.Errorf("Host %q is not a host[:port]; set public-url (LEADSTREAM_PUBLIC_URL)", h)
 	}
 	protocol = "http"
 	if ctx.IsTLS() || c.forwardedHTTPS(ctx) {
@@ -129,7 +129,7 @@ func validHost(h string) bool {
 	return err == nil
 }
 
-// parsePublicURL checks collector.public-url: an absolute http(s) URL with
+// parsePublicURL checks public-url: an absolute http(s) URL with
 // no query or fragment; a path is kept (a collector behind a path prefix).
 func parsePublicURL(s string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimRight(s, "/"))

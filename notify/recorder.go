@@ -92,7 +92,7 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain func() t
 				_, err := bounded(opCtx, func() error {
 					var err error
 					if c, err = warehouse.Open(opCtx, r.cfg); err == nil {
-						if err = warehouse.Migrate(opCtx, c, r.cfg.Database); err != nil {
+						if err = warehouse.MigrateCluster(opCtx, c, r.cfg.Database, r.cfg.Cluster); err != nil {
 							c.Close()
 						}
 					}

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.rows, m.insertTime, m.insertErrors, m.deadLetters)
 	}
-	for _, t := range []string{warehouse.TableEvents, warehouse.TableIdentityLinks, warehouse.TableMQL} {
+	for _, t := range []string{warehouse.TableEvents, warehouse.TableIdentityLinks, warehouse.TableMQL, warehouse.TableAccountMembers, warehouse.TableMQA} {
 		m.rows.WithLabelValues(t)
 		m.insertTime.WithLabelValues(t)
 		m.insertErrors.WithLabelValues(t)

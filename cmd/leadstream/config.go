@@ -22,6 +22,11 @@ func envName(flagName string) string {
 // redis.password -> redis.password-file (LEADSTREAM_REDIS_PASSWORD_FILE).
 const fileSuffix = "-file"
 
+// commandOnly are the flags read from the command line only, never from the
+// environment: -apply makes retention drop data and rescore rewrite Redis,
+// which a LEADSTREAM_APPLY=true left in a shared environment must not do.
+var commandOnly = map[string]bool{"apply": true}
+
 // parse parses args, then fills every flag not given on the command line
 // from its environment variable. Flags win over the environment.
 //
@@ -48,7 +53,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil || secrets[f.Name] || secrets[strings.TrimSuffix(f.Name, fileSuffix)] {
+		if given[f.Name] || err != nil || secrets[f.Name] || secrets[strings.TrimSuffix(f.Name, fileSuffix)] || commandOnly[f.Name] {
 			return
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {

@@ -102,3 +102,25 @@ func TestCollectorSecretsFromFiles(t *testing.T) {
 		t.Fatalf("bad token key on the command line: %v", err)
 	}
 }
+
+// -apply (retention drops data, rescore rewrites Redis) is taken from the
+// command line only: LEADSTREAM_APPLY=true in the environment does nothing,
+// while the other flags of such a command still read theirs.
+func TestApplyNotFromEnvironment(t *testing.T) {
+	t.Setenv("LEADSTREAM_APPLY", "true")
+	t.Setenv("LEADSTREAM_OLDER_THAN", "400d")
+	fs := flag.NewFlagSet("retention", flag.ContinueOnError)
+	apply := fs.Bool("apply", false, "")
+	older := fs.String("older-than", "", "")
+	if err := parse(fs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if *apply || *older != "400d" {
+		t.Fatalf("apply %v, older-than %q: want false (environment ignored) and 400d", *apply, *older)
+	}
+	fs = flag.NewFlagSet("retention", flag.ContinueOnError)
+	apply = fs.Bool("apply", false, "")
+	if err := parse(fs, []string{"-apply"}); err != nil || !*apply {
+		t.Fatalf("-apply on the command line: %v, %v", *apply, err)
+	}
+}

@@ -65,6 +65,7 @@ clickhouse:
   database: leads
   username: leadstream
   dialTimeout: 3s
+  cluster: lscluster
   tls: {enabled: true, secretName: clickhouse-tls, ca: ca.crt, cert: tls.crt, key: tls.key}
 secrets:
   writeKeys: wk-browser,wk-browser-2-`+sentinel+`

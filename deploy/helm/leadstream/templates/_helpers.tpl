@@ -232,6 +232,7 @@ TLS settings of one service: (dict "prefix" "LEADSTREAM_KAFKA" "name" "kafka" "t
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DATABASE" $ch.database) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_USERNAME" $ch.username) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DIAL_TIMEOUT" $ch.dialTimeout) }}
+{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_CLUSTER" $ch.cluster) }}
 {{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_CLICKHOUSE" "name" "clickhouse" "tls" $ch.tls) }}
 {{- end }}
 
