@@ -135,6 +135,35 @@ const scenarios = {
     return { before, afterRequests: seen.ingest, anon: ck && ck.value };
   },
 
+  // A page that is hard on the beacon: calls queued before it loaded (one not
+  // of its API), events of UTF-8 text over the 64 KiB keepalive allows, a form
+  // whose fields are named action, name and id; none may throw into the page.
+  async hostile(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
+    const page = await ctx.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.addInitScript(() => { window.leadstream = [['group', 'acme'], ['track', 'Queued Call'], 'junk']; });
+    await visit(page, '/demo/');
+    const anon = await page.evaluate(() => window.leadstream.anonymousId());
+    // 40 events of 3,000 bytes of UTF-8 each: 120 KB, more than one batch may carry.
+    await page.evaluate(() => { for (let i = 0; i < 40; i++) window.leadstream.track('Big Text', { i, t: 'あ'.repeat(1000) }); });
+    await page.waitForFunction(() => !localStorage.getItem('ls_q') || JSON.parse(localStorage.getItem('ls_q')).length === 0, null, { timeout: 20000 });
+    await page.evaluate((email) => {
+      const f = document.createElement('form');
+      f.setAttribute('id', 'hostile-form');
+      f.setAttribute('action', '/demo/thanks.html');
+      f.innerHTML = '<input name="email" type="email"><input name="action" value="subscribe"><input name="name" value="N"><input name="id" value="7"><button type="submit">go</button>';
+      document.body.appendChild(f);
+      f.elements.email.value = email;
+    }, sc.email);
+    const thanks = page.waitForResponse(isBatch, { timeout: 15000 });
+    await Promise.all([page.waitForURL('**/demo/thanks.html?**'), page.click('#hostile-form button')]);
+    await thanks;
+    await ctx.close();
+    return { anon, errors };
+  },
+
   // A landing page without JavaScript: the plain form post to /f/ and its 303.
   async nojs(sc) {
     const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}`, javaScriptEnabled: false });

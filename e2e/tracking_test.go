@@ -41,6 +41,7 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		{"name": "gpc", "kind": "privacy", "signal": "gpc", "email": email("gpc"), "tag": tag("gpc")},
 		{"name": "consent", "tag": tag("consent")},
 		{"name": "nojs", "email": email("nojs"), "tag": tag("nojs")},
+		{"name": "hostile", "email": email("hostile"), "tag": tag("hostile")},
 		{"name": "audiences", "tag": tag("audiences"), "email": email("audiences"), "userHash": userHash(email("audiences"))},
 	}}
 	var res struct {
@@ -57,7 +58,11 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 			AfterRequests int
 			Anon          string
 		}
-		NoJS      struct{ URL string } `json:"nojs"`
+		NoJS    struct{ URL string } `json:"nojs"`
+		Hostile struct {
+			Anon   string
+			Errors []string
+		}
 		Audiences struct {
 			Views []struct {
 				Audiences []string
@@ -115,6 +120,17 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		if code, v := d.lead(t, strings.ToLower(email("headless"))); code != 404 {
 			t.Fatalf("a bot's lead has scores: %d %+v", code, v)
 		}
+	})
+
+	t.Run("ls.js on a page hard on it: queued calls, large UTF-8 batches, shadowing form fields", func(t *testing.T) {
+		h := res.Hostile
+		if h.Anon == "" || len(h.Errors) != 0 {
+			t.Fatalf("hostile page: anon %q, errors in the page %v", h.Anon, h.Errors)
+		}
+		d.rows(t, "queued call and large events", fmt.Sprintf("SELECT track, count() FROM %s WHERE user_agent LIKE '%%%s' AND type = 'custom' GROUP BY track ORDER BY track", ev, tag("hostile")),
+			"Big Text\t40\nQueued Call\t2") // queued on the page and on its thank-you page
+		d.rows(t, "form with fields named action, name and id", fmt.Sprintf("SELECT visitParamExtractString(properties, 'form') FROM %s WHERE lead_id = '%s' AND type = 'form_submit'", ev, strings.ToLower(email("hostile"))),
+			"hostile-form")
 	})
 
 	t.Run("a plain HTML form works without JavaScript", func(t *testing.T) {

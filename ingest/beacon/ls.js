@@ -34,16 +34,23 @@
   var off = nav.doNotTrack == '1' || w.doNotTrack == '1' || nav.globalPrivacyControl === true;
   var consented = attr('consent') == 'required' ? cookie(C) == '1' : cookie(C) != '0';
 
-  var q = [], held = [], aid, uid, hash, timer, sending, tries = 0;
+  var q = [], held = [], inflight = [], aid, uid, hash, timer, sending, tries = 0;
+  var enc = w.TextEncoder && new TextEncoder();
 
+  // Cookies throw in a sandboxed iframe: never into the page.
   function cookie(n) {
-    var m = d.cookie.match('(?:^|; )' + n + '=([^;]*)');
-    return m ? decodeURIComponent(m[1]) : '';
+    try {
+      var m = d.cookie.match('(?:^|; )' + n + '=([^;]*)');
+      return m ? decodeURIComponent(m[1]) : '';
+    } catch (e) { return ''; }
   }
   function setCookie(n, v, age) {
-    d.cookie = n + '=' + v + ';path=/;max-age=' + age + ';SameSite=Lax' +
-      (location.protocol == 'https:' ? ';Secure' : '') + (domain ? ';domain=' + domain : '');
+    try {
+      d.cookie = n + '=' + v + ';path=/;max-age=' + age + ';SameSite=Lax' +
+        (location.protocol == 'https:' ? ';Secure' : '') + (domain ? ';domain=' + domain : '');
+    } catch (e) {}
   }
+  function bytes(s) { return enc ? enc.encode(s).length : 3 * s.length; }
   function store(k, v) {
     try {
       if (v == null) localStorage.removeItem(k);
@@ -85,8 +92,10 @@
     };
     for (var k in fields) m[k] = fields[k];
     if (uid && !m.userId) m.userId = uid;
-    if (!consented) return held.push(m); // nothing leaves the page before consent
-    q.push(m);
+    // Nothing leaves the page before consent; memory is bounded when the
+    // collector cannot be reached (the saved copy keeps the last 100).
+    if (!consented) return held.length < 100 && held.push(m);
+    if (q.push(m) > 1000) q.shift();
     persist();
     schedule(500);
   }
@@ -102,24 +111,39 @@
   // answer tells whether to retry), sendBeacon when the page goes away. Both
   // post text/plain, which needs no CORS preflight. Unsent events stay in
   // localStorage and go with the next page; messageIds make resends harmless.
+  //
+  // A batch is at most 50 events and 60,000 bytes of UTF-8 (keepalive and
+  // sendBeacon refuse bodies over 64 KiB, which a retry would meet again for
+  // ever); a single larger event goes alone, without keepalive. What a fetch
+  // in flight carries is not sent again by sendBeacon when the page hides.
   function flush(unloading) {
     clearTimeout(timer);
     timer = 0;
     if (!q.length || !active()) return;
-    var batch = q.slice(0, 50);
+    var batch = [], n = 200;
+    for (var i = 0; i < q.length && batch.length < 50; i++) {
+      if (inflight.indexOf(q[i]) >= 0) continue;
+      var s = bytes(JSON.stringify(q[i])) + 1;
+      if (batch.length && n + s > 60000) break;
+      batch.push(q[i]);
+      n += s;
+    }
+    if (!batch.length) return;
     var body = JSON.stringify({ writeKey: key, sentAt: new Date().toISOString(), context: { library: LIB }, batch: batch });
-    var small = body.length < 60000;
+    var small = n < 60000;
     if (unloading === true || !w.fetch) {
       if (nav.sendBeacon && small && nav.sendBeacon(endpoint, body)) drop(batch);
       return;
     }
     if (sending) return;
     sending = 1;
+    inflight = batch;
     fetch(endpoint, { method: 'POST', body: body, keepalive: small, credentials: 'include' })
       .then(function (r) {
         // 4xx will not get better by retrying (bad key, origin, limit): drop;
-        // 429 (a rate limit) will, with the backoff below.
-        if (r.status < 500 && r.status != 429) {
+        // 429 (a rate limit) and 408 (a proxy's timeout) will, with the
+        // backoff below, at least the Retry-After the answer asks for.
+        if (r.status < 500 && r.status != 429 && r.status != 408) {
           drop(batch);
           return r.ok;
         }
@@ -127,12 +151,15 @@
       })
       .then(function (ok) {
         sending = tries = 0;
+        inflight = [];
         if (q.length) schedule(0);
         // A page view was delivered: once it is scored, tell the page its audiences.
         if (ok && batch.some(function (m) { return m.type == 'page'; })) setTimeout(announce, 300);
-      }, function () {
+      }, function (r) {
         sending = 0;
-        schedule(1000 << Math.min(tries++, 5)); // 1 s … 32 s
+        inflight = [];
+        var after = r && r.headers ? +r.headers.get('Retry-After') || 0 : 0;
+        schedule(Math.max(1000 << Math.min(tries++, 5), after * 1000)); // 1 s … 32 s
       });
   }
 
@@ -180,6 +207,7 @@
       } else {
         q = [];
         held = [];
+        aid = uid = hash = '';
         setCookie(A, '', 0);
         store(Q);
         store(U);
@@ -194,10 +222,15 @@
   // form submission plus an identify (lead id = the lower-cased email).
   // Forms that post to the collector's /f/ are recorded by the collector;
   // they only get the visitor id, so it can link the anonymous history.
+  // Attributes are read with getAttribute: a field named "action", "name"
+  // or "id" shadows the form's property of that name.
   d.addEventListener('submit', function (ev) {
-    var f = ev.target, els = f.elements || [], fields = {}, mail;
+    try { submitted(ev.target); } catch (e) {} // never an error in the page
+  }, true);
+  function submitted(f) {
+    var els = f.elements || [], fields = {}, mail;
     if (off || f.tagName != 'FORM' || f.hasAttribute('data-leadstream-ignore')) return;
-    if (f.action.indexOf(prefix + 'f/') == 0) {
+    if (new URL(f.getAttribute('action') || '', location.href).href.indexOf(prefix + 'f/') == 0) {
       if (!active()) return;
       var h = f.elements.anonymousId || f.appendChild(d.createElement('input'));
       h.type = 'hidden';
@@ -216,11 +249,11 @@
     mail = email && email.value.trim().toLowerCase();
     if (mail && EMAIL.test(mail)) api.identify(mail, fields);
     api.track('Form Submitted', {
-      form: f.getAttribute('data-leadstream') || f.id || f.name || f.getAttribute('action') || location.pathname,
+      form: f.getAttribute('data-leadstream') || f.getAttribute('id') || f.getAttribute('name') || f.getAttribute('action') || location.pathname,
       fields: fields
     });
     flush(true); // the page is about to go away
-  }, true);
+  }
   d.addEventListener('visibilitychange', function () {
     if (d.visibilityState == 'hidden') flush(true);
   });
@@ -234,6 +267,10 @@
     schedule(0);
   }
   // Calls made before the script loaded: window.leadstream = [['track', 'X'], …].
-  if (pre && pre.length) for (var j = 0; j < pre.length; j++) api[pre[j][0]].apply(api, pre[j].slice(1));
+  // One that is not a call of the API is skipped, and none throws into the page.
+  if (pre && pre.length) for (var j = 0; j < pre.length; j++) {
+    var fn = pre[j] && pre[j][0] != '_ls' && api[pre[j][0]];
+    if (typeof fn == 'function') try { fn.apply(api, pre[j].slice(1)); } catch (e) {}
+  }
   if (attr('auto-page') != 'false') api.page();
 })(window, document);
