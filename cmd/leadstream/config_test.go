@@ -124,3 +124,22 @@ func TestApplyNotFromEnvironment(t *testing.T) {
 		t.Fatalf("-apply on the command line: %v, %v", *apply, err)
 	}
 }
+
+// Commands that take a subcommand answer -h with their usage (exit 0), as
+// the roles do, instead of "unknown command -h".
+func TestSubcommandHelp(t *testing.T) {
+	for _, h := range []string{"-h", "-help", "--help"} {
+		if err := runToken([]string{h}); err != nil {
+			t.Errorf("token %s: %v", h, err)
+		}
+		if err := runRules([]string{h}); err != nil {
+			t.Errorf("rules %s: %v", h, err)
+		}
+		if err := runCosts(t.Context(), []string{h}, nil); err != nil {
+			t.Errorf("costs %s: %v", h, err)
+		}
+	}
+	if err := runRules([]string{"nope"}); err == nil {
+		t.Error("rules nope: no error")
+	}
+}

@@ -20,6 +20,10 @@ const costsUsage = "usage: leadstream costs import [flags] FILE.csv   (header: c
 // A file with any bad line imports nothing and lists every problem as
 // FILE:LINE: field: reason; importing the same file again changes nothing.
 func runCosts(ctx context.Context, args []string, log *slog.Logger) error {
+	if helpAsked(args) {
+		fmt.Println(costsUsage + "\n\nIts flags: leadstream costs import -h")
+		return nil
+	}
 	if len(args) < 1 || args[0] != "import" {
 		return errors.New(costsUsage)
 	}

@@ -382,6 +382,10 @@ func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 }
 
 func runRules(args []string) error {
+	if helpAsked(args) {
+		fmt.Println("usage: leadstream rules check FILE   (checks a rules file; prints FILE:LINE: field: reason for every problem)")
+		return nil
+	}
 	if len(args) < 1 || args[0] != "check" {
 		return errors.New("usage: leadstream rules check FILE")
 	}

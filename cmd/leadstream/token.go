@@ -24,9 +24,19 @@ than collector.scanner-min-delay are flagged as scanner traffic. --ttl
 (default 4320h, 180 days) is how long from now the link counts: later, a
 click still redirects but nothing is recorded.`
 
+// helpAsked reports whether a command that takes a subcommand was asked
+// for help instead (-h, -help, --help): it prints its usage and exits 0.
+func helpAsked(args []string) bool {
+	return len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help")
+}
+
 // runToken mints (or checks) email tracking links for sending systems that
 // do not use the Go API (package ingest/token).
 func runToken(args []string) error {
+	if helpAsked(args) {
+		fmt.Println(tokenUsage + "\n\nEach command's flags: leadstream token open -h")
+		return nil
+	}
 	if len(args) == 0 {
 		return errors.New(tokenUsage)
 	}
