@@ -213,7 +213,7 @@ const scenarios = {
     // backend computed; without it the visitor's own (now empty) state.
     const ask = () => page.evaluate(() => new Promise((res) => window.leadstream.audiences(res)));
     const lookups = [];
-    page.on('request', (r) => { if (r.url().includes('/v1/audiences')) lookups.push(r.url()); });
+    page.on('request', (r) => { if (r.url().includes('/v1/audiences')) lookups.push(r.method() + ' ' + r.url() + ' ' + (r.postData() || '')); });
     await page.evaluate((email) => { window.leadstream.identify(email); window.leadstream.flush(); }, sc.email);
     let unproven = asked;
     for (let t = Date.now(); Date.now() - t < 15000 && unproven.length > 0; ) {

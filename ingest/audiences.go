@@ -62,7 +62,7 @@ func (c *Collector) userProven(userID, hash []byte) bool {
 	return ok
 }
 
-// SetAudiences serves GET /v1/audiences from l; without one it answers 503.
+// SetAudiences serves GET and POST /v1/audiences from l; without one it answers 503.
 // Call it before Run.
 func (c *Collector) SetAudiences(l AudienceLookup) { c.audienceLookup = l }
 
@@ -100,7 +100,7 @@ type audienceAnswer struct {
 	Audiences []string `json:"audiences"`
 }
 
-// audiences serves GET /v1/audiences. It answers browsers like the ingest
+// audiences serves GET and POST /v1/audiences. It answers browsers like the ingest
 // endpoints (CORS per write key, refusals included), and never caches.
 func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	origin := string(ctx.Request.Header.Peek("Origin"))
@@ -114,7 +114,7 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		allowCORS(ctx, origin)
-		h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Authorization")
 		h.Set("Access-Control-Max-Age", "86400")
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
@@ -125,12 +125,18 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	am := c.am
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET, HEAD, OPTIONS")
-		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET")
+	if !ctx.IsGet() && !ctx.IsHead() && !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD, POST, OPTIONS")
+		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET, or POST with a form-encoded body")
 		return
 	}
+	// The same parameters in the query (GET) or a form-encoded body (POST,
+	// which keeps a signed-in user's id and userHash out of URLs and the
+	// logs of proxies; a browser sends it without a preflight).
 	args := ctx.QueryArgs()
+	if ctx.IsPost() {
+		args = ctx.PostArgs()
+	}
 	keyID := c.writeKey(ctx, string(args.Peek("writeKey")))
 	if keyID == "" {
 		am.lookups.WithLabelValues("unauthorized").Inc()
@@ -145,7 +151,7 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	anon := string(args.Peek("anonymousId"))
 	if anon == "" || len(anon) > maxAudienceID {
 		am.lookups.WithLabelValues("bad_request").Inc()
-		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a query parameter")
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a parameter")
 		return
 	}
 	if !c.server[keyID] {

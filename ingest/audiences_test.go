@@ -57,7 +57,7 @@ func TestAudiencesAPI(t *testing.T) {
 	f("GET", "/v1/audiences?anonymousId=returner", 401, `write key`)
 	f("GET", "/v1/audiences?writeKey=site-key", 400, `anonymousId`)
 	f("GET", "/v1/audiences?writeKey=site-key&anonymousId="+strings.Repeat("x", 257), 400, `anonymousId`)
-	f("POST", "/v1/audiences?writeKey=site-key&anonymousId=returner", 405, `use GET`)
+	f("PUT", "/v1/audiences?writeKey=site-key&anonymousId=returner", 405, `use GET, or POST`)
 	// CORS: the other key allows its origins only, refusals carry the headers.
 	f("GET", "/v1/audiences?writeKey=other-key&anonymousId=returner", 200, `pricing-returner`, "Origin: https://www.acme.example")
 	f("GET", "/v1/audiences?writeKey=other-key&anonymousId=returner", 200, `pricing-returner`, "Origin: https://a.shop.example")
@@ -67,7 +67,7 @@ func TestAudiencesAPI(t *testing.T) {
 		t.Errorf("a refusal does not let the page read it: %v", res.Header)
 	}
 	res, _ = s.do(t, "OPTIONS", "/v1/audiences", "", "Origin: https://www.acme.example", "Access-Control-Request-Method: GET", "Access-Control-Request-Headers: authorization")
-	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Methods") != "GET, OPTIONS" || !strings.Contains(res.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Methods") != "GET, POST, OPTIONS" || !strings.Contains(res.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("preflight: %d %v", res.StatusCode, res.Header)
 	}
 	for result, want := range map[string]float64{"ok": 5, "unauthorized": 2, "bad_request": 2, "origin": 2, "unavailable": 2} {
@@ -134,6 +134,24 @@ func TestAudiencesUserHash(t *testing.T) {
 	}
 	if got := counter(s.c.am.lookups.WithLabelValues("identity")); got != 4 {
 		t.Errorf("lookups{result=identity} = %v, want 4", got)
+	}
+
+	// The same as a form-encoded POST, which keeps the user id and hash out
+	// of the URL; a body of another type carries no parameters.
+	post := func(body, ct string, wantCode int, wantBody string) {
+		t.Helper()
+		res, got := s.do(t, "POST", "/v1/audiences", body, "Content-Type: "+ct)
+		if res.StatusCode != wantCode || !strings.Contains(got, wantBody) {
+			t.Errorf("POST %s (%s): %d %s, want %d with %q", body, ct, res.StatusCode, got, wantCode, wantBody)
+		}
+	}
+	form := "application/x-www-form-urlencoded;charset=UTF-8"
+	post("writeKey=site-key&anonymousId=v1&userId="+lead+"&userHash="+good, form, 200, `{"audiences":["warm"]}`)
+	post("writeKey=site-key&anonymousId=v1&userId="+lead+"&userHash="+good[:40], form, 403, `userHash`)
+	post("writeKey=site-key&anonymousId=v1", form, 200, `{"audiences":[]}`)
+	post("writeKey=site-key&anonymousId=v1", "text/plain", 401, `write key`)
+	if res, _ := s.do(t, "PUT", "/v1/audiences?writeKey=site-key&anonymousId=v1", ""); res.StatusCode != 405 || !strings.Contains(res.Header.Get("Allow"), "POST") {
+		t.Errorf("PUT: %d Allow %q", res.StatusCode, res.Header.Get("Allow"))
 	}
 
 	// Without identity keys a userHash cannot be checked: refused, not ignored.

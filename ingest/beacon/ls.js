@@ -168,8 +168,11 @@
   function audiences(cb) {
     cb = cb || function () {};
     if (!active() || !w.fetch) return cb([]);
-    var who = uid && hash ? '&userId=' + encodeURIComponent(uid) + '&userHash=' + encodeURIComponent(hash) : '';
-    fetch(prefix + 'v1/audiences?writeKey=' + encodeURIComponent(key) + '&anonymousId=' + encodeURIComponent(anon()) + who)
+    // POSTed form-encoded (no preflight): the user id and its userHash stay
+    // out of URLs, and so out of the logs of proxies.
+    var p = new URLSearchParams({ writeKey: key, anonymousId: anon() });
+    if (uid && hash) { p.set('userId', uid); p.set('userHash', hash); }
+    fetch(prefix + 'v1/audiences', { method: 'POST', body: p })
       .then(function (r) { return r.json(); })
       .then(function (b) { cb(b.audiences || []); }, function () { cb([]); });
   }
