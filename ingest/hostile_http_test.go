@@ -593,3 +593,14 @@ func TestBatchRateAndRefusals(t *testing.T) {
 		t.Fatalf("3,000 invalid messages: %d, %d bytes, %d listed, count %d: %v", res.StatusCode, len(body), len(got.Rejected), got.RejectedCount, err)
 	}
 }
+
+// A refused message without a string messageId is listed without one, as
+// README says ("messageId when the message has a string one").
+func TestRejectedWithoutMessageID(t *testing.T) {
+	s := startServer(t, nil)
+	res, body := s.do(t, "POST", "/v1/batch", `{"batch":[{},{"type":"track","userId":"u","messageId":"m-2"}]}`, "Authorization: "+mustBasic(testKey))
+	if res.StatusCode != 400 || !strings.Contains(body, `"rejected":[{"index":0,"error":"batch[0].type: is required`) ||
+		!strings.Contains(body, `{"index":1,"messageId":"m-2","error":"batch[1].event: is required for track"}`) {
+		t.Fatalf("%d %s", res.StatusCode, body)
+	}
+}

@@ -132,7 +132,7 @@ type Request struct {
 // its messageId (when it has a string one) and what was wrong.
 type Rejected struct {
 	Index     int    `json:"index"`
-	MessageID string `json:"messageId"`
+	MessageID string `json:"messageId,omitempty"` // when the message has a string one (README)
 	Error     string `json:"error"`
 	Limit     Limit  `json:"limit,omitempty"`
 	Scope     bool   `json:"-"` // refused only for the key's scope (Error.Scope)
