@@ -155,21 +155,32 @@ func (b *ipBuckets) take(a netip.Addr, n int, now int64) (time.Duration, bool) {
 	s := b.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	tat, wait, ok := b.g.next(s.get(k), now, n)
+	if !ok {
+		return wait, false
+	}
+	s.put(k, tat)
+	return 0, true
+}
+
+// get is k's TAT (0: unknown, a full bucket). The caller holds s.mu.
+func (s *ipShard) get(k [16]byte) int64 {
 	tat, ok := s.cur[k]
 	if !ok {
 		tat = s.old[k]
 	}
-	tat, wait, ok := b.g.next(tat, now, n)
-	if !ok {
-		return wait, false
-	}
+	return tat
+}
+
+// put stores k's TAT in the current generation, starting a new one when it
+// is full. The caller holds s.mu.
+func (s *ipShard) put(k [16]byte, tat int64) {
 	if len(s.cur) >= ipShardSize {
 		if _, in := s.cur[k]; !in {
 			s.old, s.cur = s.cur, make(map[[16]byte]int64, ipShardSize/4)
 		}
 	}
 	s.cur[k] = tat
-	return 0, true
 }
 
 // over reports whether a's bucket has not even one event left at now, and
@@ -179,10 +190,7 @@ func (b *ipBuckets) over(a netip.Addr, now int64) (time.Duration, bool) {
 	k := ipBucketKey(a)
 	s := b.shard(k)
 	s.mu.Lock()
-	tat, ok := s.cur[k]
-	if !ok {
-		tat = s.old[k]
-	}
+	tat := s.get(k)
 	s.mu.Unlock()
 	_, wait, ok := b.g.next(tat, now, 1)
 	return wait, !ok
@@ -195,16 +203,7 @@ func (b *ipBuckets) drain(a netip.Addr, now int64) {
 	s := b.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tat, ok := s.cur[k]
-	if !ok {
-		tat = s.old[k]
-	}
-	if len(s.cur) >= ipShardSize {
-		if _, in := s.cur[k]; !in {
-			s.old, s.cur = s.cur, make(map[[16]byte]int64, ipShardSize/4)
-		}
-	}
-	s.cur[k] = max(tat, now+b.g.tolerance)
+	s.put(k, max(s.get(k), now+b.g.tolerance))
 }
 
 // refund gives n events back to a's bucket (another limit refused them).
