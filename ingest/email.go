@@ -152,8 +152,17 @@ func (c *Collector) emailEvent(ctx *fasthttp.RequestCtx, claims token.Claims, to
 
 // emailEventID is prefix + 128 bits of SHA-256(token, hour of at) in hex.
 func emailEventID(prefix, tok string, at time.Time) string {
+	return hourEventID(prefix, at, []byte(tok))
+}
+
+// hourEventID is prefix + 128 bits of SHA-256(parts…, hour of at) in hex:
+// the id of an event that counts once per clock hour (email touches, form
+// posts).
+func hourEventID(prefix string, at time.Time, parts ...[]byte) string {
 	h := sha256.New()
-	h.Write([]byte(tok))
+	for _, p := range parts {
+		h.Write(p)
+	}
 	var hour [9]byte
 	binary.BigEndian.PutUint64(hour[1:], uint64(at.Unix()/3600))
 	h.Write(hour[:])

@@ -3,9 +3,6 @@ package ingest
 import (
 	"bytes"
 	"cmp"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -294,17 +291,7 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 // a new one. A 503 answer also sets the anonymous cookie it made, so the
 // retry of a visitor without one is the same person.
 func formEventID(keyID, lead, anon string, props []byte, at time.Time) string {
-	h := sha256.New()
-	for _, s := range []string{keyID, lead, anon} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	h.Write(props)
-	var hour [9]byte
-	binary.BigEndian.PutUint64(hour[1:], uint64(at.Unix()/3600))
-	h.Write(hour[:])
-	var sum [sha256.Size]byte
-	return "f-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	return hourEventID("f-", at, []byte(keyID+"\x00"+lead+"\x00"+anon+"\x00"), props)
 }
 
 // formDone sends the browser on after a form post: back to the site (303)
