@@ -25,36 +25,33 @@ func TestEraseHTTPUnescapesIDOnce(t *testing.T) {
 	for _, id := range pathIDs {
 		for _, uri := range []string{Prefix + url.PathEscape(id), Prefix + url.PathEscape(id) + "?wait=1", "http://collect.example.com" + Prefix + url.PathEscape(id)} {
 			got := ""
-			api := New(nil, nil, "s")
-			api.SetEraser(eraserFunc(func(_ context.Context, id string, _ time.Duration) (*erasure.Result, error) {
-				got = id
-				return &erasure.Result{Done: true}, nil
-			}))
-			var ctx fasthttp.RequestCtx
-			ctx.Request.Header.SetMethod("DELETE")
-			ctx.Request.SetRequestURI(uri)
-			ctx.Request.Header.Set("Authorization", "Bearer s")
-			api.Serve(&ctx)
-			if got != id || ctx.Response.StatusCode() != 200 {
-				t.Errorf("DELETE %s = %d, erased %q; want %q", uri, ctx.Response.StatusCode(), got, id)
+			code := deleteLead(uri, func(id string) { got = id })
+			if got != id || code != 200 {
+				t.Errorf("DELETE %s = %d, erased %q; want %q", uri, code, got, id)
 			}
 		}
 	}
 	for _, uri := range []string{Prefix + "a/b", Prefix + "%zz", Prefix, Prefix + "?x=1"} {
-		api := New(nil, nil, "s")
-		api.SetEraser(eraserFunc(func(_ context.Context, id string, _ time.Duration) (*erasure.Result, error) {
-			t.Errorf("DELETE %s erased %q", uri, id)
-			return &erasure.Result{Done: true}, nil
-		}))
-		var ctx fasthttp.RequestCtx
-		ctx.Request.Header.SetMethod("DELETE")
-		ctx.Request.SetRequestURI(uri)
-		ctx.Request.Header.Set("Authorization", "Bearer s")
-		api.Serve(&ctx)
-		if ctx.Response.StatusCode() != 400 {
-			t.Errorf("DELETE %s = %d, want 400", uri, ctx.Response.StatusCode())
+		if code := deleteLead(uri, func(id string) { t.Errorf("DELETE %s erased %q", uri, id) }); code != 400 {
+			t.Errorf("DELETE %s = %d, want 400", uri, code)
 		}
 	}
+}
+
+// deleteLead serves DELETE uri with the secret key, erase called with the
+// id the API would erase; it returns the answer's status.
+func deleteLead(uri string, erase func(id string)) int {
+	api := New(nil, nil, "s")
+	api.SetEraser(eraserFunc(func(_ context.Context, id string, _ time.Duration) (*erasure.Result, error) {
+		erase(id)
+		return &erasure.Result{Done: true}, nil
+	}))
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.SetMethod("DELETE")
+	ctx.Request.SetRequestURI(uri)
+	ctx.Request.Header.Set("Authorization", "Bearer s")
+	api.Serve(&ctx)
+	return ctx.Response.StatusCode()
 }
 
 // GET /v1/leads/{id} and /v1/accounts/{id} read the state of the id as
