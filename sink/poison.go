@@ -176,92 +176,52 @@ func (h *handler) isolateEvents(ctx context.Context, batch []stream.Message, cau
 // rejects the record of its event (whose events row may be stored).
 func (h *handler) insertLinks(ctx context.Context) error {
 	links := h.links.out
-	if keep, ok := h.skipRefused(warehouse.TableIdentityLinks, len(links), func(i int) int { return links[i].rec }); ok {
-		links = pick(links, keep)
-	}
-	err := h.w.insertLinks(ctx, links)
-	if err == nil || !warehouse.Refused(err) {
-		return err
-	}
-	h.log.Warn("clickhouse refused a batch of identity links: isolating the rows it refuses", "links", len(links), "err", err)
-	all := make([]int, len(links))
-	for i := range all {
-		all[i] = i
-	}
-	return isolate(ctx, all, err,
-		func(rows []int) error { return h.w.insertLinks(ctx, pick(links, rows)) },
-		func(row int, err error) {
-			h.refuse(warehouse.TableIdentityLinks, links[row].rec, refusal(warehouse.TableIdentityLinks, err))
-		})
+	return insertRows(ctx, h, warehouse.TableIdentityLinks, "identity links", links, func(i int) int { return links[i].rec }, h.w.insertLinks)
 }
 
 // insertMQLs inserts the batch's MQL records; one ClickHouse refuses is
 // rejected.
 func (h *handler) insertMQLs(ctx context.Context) error {
-	ms, idx := h.rows.mqls, h.mqlIdx
-	if keep, ok := h.skipRefused(warehouse.TableMQL, len(ms), func(i int) int { return idx[i] }); ok {
-		ms, idx = pick(ms, keep), pick(idx, keep)
-	}
-	err := h.w.insertMQLs(ctx, ms)
-	if err == nil || !warehouse.Refused(err) {
-		return err
-	}
-	h.log.Warn("clickhouse refused a batch of mql records: isolating the rows it refuses", "records", len(ms), "err", err)
-	all := make([]int, len(ms))
-	for i := range all {
-		all[i] = i
-	}
-	return isolate(ctx, all, err,
-		func(rows []int) error { return h.w.insertMQLs(ctx, pick(ms, rows)) },
-		func(row int, err error) {
-			h.refuse(warehouse.TableMQL, idx[row], refusal(warehouse.TableMQL, err))
-		})
+	idx := h.mqlIdx
+	return insertRows(ctx, h, warehouse.TableMQL, "mql records", h.rows.mqls, func(i int) int { return idx[i] }, h.w.insertMQLs)
 }
 
 // insertMembers inserts the batch's account memberships; a row ClickHouse
 // refuses rejects the record of its event (whose events row may be stored).
 func (h *handler) insertMembers(ctx context.Context) error {
 	ms := h.members.out
-	if keep, ok := h.skipRefused(warehouse.TableAccountMembers, len(ms), func(i int) int { return ms[i].rec }); ok {
-		ms = pick(ms, keep)
-	}
-	err := h.w.insertMembers(ctx, ms)
-	if err == nil || !warehouse.Refused(err) {
-		return err
-	}
-	h.log.Warn("clickhouse refused a batch of account memberships: isolating the rows it refuses", "rows", len(ms), "err", err)
-	all := make([]int, len(ms))
-	for i := range all {
-		all[i] = i
-	}
-	return isolate(ctx, all, err,
-		func(rows []int) error { return h.w.insertMembers(ctx, pick(ms, rows)) },
-		func(row int, err error) {
-			h.refuse(warehouse.TableAccountMembers, ms[row].rec, refusal(warehouse.TableAccountMembers, err))
-		})
+	return insertRows(ctx, h, warehouse.TableAccountMembers, "account memberships", ms, func(i int) int { return ms[i].rec }, h.w.insertMembers)
 }
 
 // insertMQAs inserts the batch's MQA records; one ClickHouse refuses is
 // rejected.
 func (h *handler) insertMQAs(ctx context.Context) error {
-	ms, idx := h.rows.mqas, h.mqaIdx
-	if keep, ok := h.skipRefused(warehouse.TableMQA, len(ms), func(i int) int { return idx[i] }); ok {
-		ms, idx = pick(ms, keep), pick(idx, keep)
+	idx := h.mqaIdx
+	return insertRows(ctx, h, warehouse.TableMQA, "mqa records", h.rows.mqas, func(i int) int { return idx[i] }, h.w.insertMQAs)
+}
+
+// insertRows inserts rows into table with insert, leaving out those an
+// earlier attempt of the batch found refused (rejected again). When
+// ClickHouse refuses the INSERT for what the rows hold, they are isolated:
+// each row refused alone rejects its record (rec: a row's batch index) and
+// the others are stored.
+func insertRows[T any](ctx context.Context, h *handler, table, what string, rows []T, rec func(i int) int, insert func(context.Context, []T) error) error {
+	if keep, ok := h.skipRefused(table, len(rows), rec); ok {
+		recOf := rec
+		rows, rec = pick(rows, keep), func(i int) int { return recOf(keep[i]) }
 	}
-	err := h.w.insertMQAs(ctx, ms)
+	err := insert(ctx, rows)
 	if err == nil || !warehouse.Refused(err) {
 		return err
 	}
-	h.log.Warn("clickhouse refused a batch of mqa records: isolating the rows it refuses", "records", len(ms), "err", err)
-	all := make([]int, len(ms))
+	h.log.Warn("clickhouse refused a batch of "+what+": isolating the rows it refuses", "rows", len(rows), "err", err)
+	all := make([]int, len(rows))
 	for i := range all {
 		all[i] = i
 	}
 	return isolate(ctx, all, err,
-		func(rows []int) error { return h.w.insertMQAs(ctx, pick(ms, rows)) },
-		func(row int, err error) {
-			h.refuse(warehouse.TableMQA, idx[row], refusal(warehouse.TableMQA, err))
-		})
+		func(r []int) error { return insert(ctx, pick(rows, r)) },
+		func(row int, err error) { h.refuse(table, rec(row), refusal(table, err)) })
 }
 
 // pick returns the elements rows of s.
