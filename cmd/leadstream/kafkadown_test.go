@@ -142,9 +142,6 @@ func TestSIGTERMWithKafkaDown(t *testing.T) {
 					t.Errorf("%s exited with %v after SIGTERM\n%s", name, r.err, tail(r.logs(), 4000))
 				}
 				t.Logf("%s stopped %v after SIGTERM with Kafka down", name, took.Round(time.Millisecond))
-				if os.Getenv("KD_LOGS") != "" {
-					t.Log(tail(r.logs(), 5000))
-				}
 				if took > 10*time.Second {
 					t.Errorf("%s took %v to stop after SIGTERM with Kafka down\n%s", name, took, tail(r.logs(), 4000))
 				}
