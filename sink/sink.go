@@ -82,6 +82,9 @@ func (s *Sink) run(ctx context.Context) error {
 	if err := warehouse.MigrateCluster(ctx, conn, db, s.cfg.ClickHouse.Cluster); err != nil {
 		return err
 	}
+	if err := warehouse.WarnOutdatedEventsKey(ctx, conn, db, s.cfg.ClickHouse.Cluster, s.log); err != nil {
+		s.log.Warn("could not read the events table's sort key", "err", err)
+	}
 	s.markOK()
 
 	// The dead-letter topic must exist before its producer can start. Not

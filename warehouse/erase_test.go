@@ -97,20 +97,7 @@ func TestEraseRows(t *testing.T) {
 	}
 	left := func(q string) string {
 		t.Helper()
-		rows, err := conn.Query(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
-		}
-		return strings.Join(out, ",")
+		return strings.Join(queryStrings(t, conn, q), ",")
 	}
 	for q, want := range map[string]string{
 		"SELECT event_id FROM " + db + ".events ORDER BY event_id":                                       "e7,e8",

@@ -2,6 +2,8 @@ package warehouse
 
 import (
 	"context"
+	"errors"
+	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -35,4 +37,27 @@ func MigrationStatements() []string {
 		out = append(out, m.stmts...)
 	}
 	return out
+}
+
+// MigrateWithOldEventsKey brings database to the latest schema version as
+// a release before the events sort key changed left it: events sorted by
+// (type, event_time, event_id).
+func MigrateWithOldEventsKey(ctx context.Context, conn driver.Conn, database, cluster string) error {
+	ms := append([]migration(nil), migrations...)
+	v1 := ms[0]
+	v1.stmts = append([]string(nil), v1.stmts...)
+	old := strings.Replace(v1.stmts[0], "ORDER BY ("+eventsSortKey+")", "ORDER BY ("+eventsOldSortKey+")", 1)
+	if old == v1.stmts[0] {
+		return errors.New("version 1 does not create events with the current sort key")
+	}
+	v1.stmts[0] = old
+	ms[0] = v1
+	return migrateWith(ctx, conn, ddl{db: database, cluster: cluster}, LatestVersion(), ms)
+}
+
+// SetRebuildHooks sets the functions RebuildEvents runs before and after
+// its swap (nil: none) until the test ends.
+func SetRebuildHooks(t interface{ Cleanup(func()) }, before, after func() error) {
+	testHookBeforeSwap, testHookAfterSwap = before, after
+	t.Cleanup(func() { testHookBeforeSwap, testHookAfterSwap = nil, nil })
 }

@@ -37,10 +37,15 @@ func History(ctx context.Context, conn driver.Conn, database string, fn func(e *
 	for i, c := range historyColumns {
 		names[i] = c.Name
 	}
-	rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT %s
+	// Sorted outside the FINAL: over a Distributed table ClickHouse 18.16
+	// refuses FINAL and ORDER BY in one query when the sort key has an
+	// expression (toDate(event_time)).
+	cols := strings.Join(names, ", ")
+	rows, err := conn.Query(ctx, fmt.Sprintf(`SELECT %s FROM (
+SELECT %s
 FROM %s.events FINAL
-WHERE bot = 0
-ORDER BY event_time_ms, event_id`, strings.Join(names, ", "), database))
+WHERE bot = 0)
+ORDER BY event_time_ms, event_id`, cols, cols, database))
 	if err != nil {
 		return fmt.Errorf("reading event history: %w", err)
 	}

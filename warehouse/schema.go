@@ -53,7 +53,10 @@ type column struct {
 
 var migrations = []migration{{version: 1, stmts: []string{
 	// One row per accepted event. A replayed event has the same sort key, so
-	// merges (and FINAL) keep one copy. event_time_ms keeps the millisecond
+	// merges (and FINAL) keep one copy; so does an SDK's resend whose
+	// event time moved by a few milliseconds (the sort key has the day, not
+	// the time: rebuild.go, which also rebuilds a table created with
+	// (type, event_time, event_id) before). event_time_ms keeps the millisecond
 	// that DateTime drops, so a replay from ClickHouse is exact. bot and
 	// bot_reason are reserved for bot detection; the sink writes 0 and ''.
 	`CREATE TABLE IF NOT EXISTS {db}.events (
@@ -88,7 +91,7 @@ var migrations = []migration{{version: 1, stmts: []string{
 		ingested_at DateTime DEFAULT now()
 	) ENGINE = ReplacingMergeTree()
 	PARTITION BY toYYYYMM(event_time)
-	ORDER BY (type, event_time, event_id)`,
+	ORDER BY (type, toDate(event_time), event_id)`,
 
 	// anonymous id -> lead id, from events carrying both and from alias
 	// events (previous_id -> lead_id). One row per pair survives merges.
@@ -214,6 +217,12 @@ func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster str
 
 // migrate brings d's database to schema version upTo (tests start from older ones).
 func migrate(ctx context.Context, conn driver.Conn, d ddl, upTo uint32) error {
+	return migrateWith(ctx, conn, d, upTo, migrations)
+}
+
+// migrateWith is migrate with the versions ms (tests: as an older release
+// wrote them).
+func migrateWith(ctx context.Context, conn driver.Conn, d ddl, upTo uint32, ms []migration) error {
 	database := d.db
 	if err := CheckDatabase(database); err != nil {
 		return err
@@ -241,7 +250,7 @@ func migrate(ctx context.Context, conn driver.Conn, d ddl, upTo uint32) error {
 	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+database+"."+tableMigrations).Scan(&applied); err != nil {
 		return fmt.Errorf("reading schema version of %s: %w", database, err)
 	}
-	for _, m := range migrations {
+	for _, m := range ms {
 		if m.version <= applied || m.version > upTo {
 			continue
 		}

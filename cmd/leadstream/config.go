@@ -24,8 +24,9 @@ const fileSuffix = "-file"
 
 // commandOnly are the flags read from the command line only, never from the
 // environment: -apply makes retention drop data and rescore rewrite Redis,
-// which a LEADSTREAM_APPLY=true left in a shared environment must not do.
-var commandOnly = map[string]bool{"apply": true}
+// which a LEADSTREAM_APPLY=true left in a shared environment must not do;
+// -rebuild-events copies the whole events table, an operator's decision.
+var commandOnly = map[string]bool{"apply": true, "rebuild-events": true}
 
 // parse parses args, then fills every flag not given on the command line
 // from its environment variable. Flags win over the environment.

@@ -366,6 +366,7 @@ func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	var cfg warehouse.Config
 	cfg.RegisterFlags(fs)
+	rebuild := fs.Bool("rebuild-events", false, "give an events table created by an older release its current sort key (type, toDate(event_time), event_id) by copying it into a new table while the sink keeps writing; the old table is kept as events_old_sort_key (README \"Rebuilding the events table\")")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -375,6 +376,26 @@ func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	defer conn.Close()
 	if err := warehouse.MigrateCluster(ctx, conn, cfg.Database, cfg.Cluster); err != nil {
+		return err
+	}
+	if *rebuild {
+		began := time.Now()
+		res, err := warehouse.RebuildEvents(ctx, conn, cfg.Database, cfg.Cluster, log)
+		if err != nil {
+			return fmt.Errorf("rebuilding %s.events: %w (run it again to finish: nothing is lost)", cfg.Database, err)
+		}
+		if !res.Rebuilt {
+			log.Info("events already has its current sort key: nothing to rebuild", "database", cfg.Database)
+		} else {
+			old := warehouse.TableEventsOldSortKey
+			if cfg.Cluster != "" {
+				old += warehouse.LocalSuffix + " ON CLUSTER " + cfg.Cluster
+			}
+			log.Info("events rebuilt with its current sort key", "database", cfg.Database, "months", res.Partitions,
+				"rows", res.Rows, "erasures_run_again", res.Mutations, "took", time.Since(began).Round(time.Second),
+				"old_table", cfg.Database+"."+old, "next", "check the new table, then DROP TABLE "+cfg.Database+"."+old)
+		}
+	} else if err := warehouse.WarnOutdatedEventsKey(ctx, conn, cfg.Database, cfg.Cluster, log); err != nil {
 		return err
 	}
 	log.Info("clickhouse schema is up to date", "database", cfg.Database)
