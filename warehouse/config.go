@@ -37,6 +37,10 @@ type Config struct {
 	// require one.
 	TLS                                bool
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// ReadTimeout bounds the wait for one query's answer (no flag; 0 =
+	// clickhouse-go's 5 minutes). clickhouse-go sets it once per query, so
+	// a long INSERT … SELECT (RebuildEvents) needs a longer one.
+	ReadTimeout time.Duration
 }
 
 // RegisterFlags registers clickhouse.* flags.
@@ -115,6 +119,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		// session uses the server's default one and every table name is qualified.
 		Auth:        clickhouse.Auth{Username: c.Username, Password: c.Password},
 		DialTimeout: c.DialTimeout,
+		ReadTimeout: c.ReadTimeout,
 		// Insert blocks are large and repetitive (URLs, UTM values); LZ4 cuts
 		// the bytes on the wire several-fold for little CPU.
 		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},

@@ -370,6 +370,11 @@ func runMigrate(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *rebuild {
+		// A month of a large table takes a while to copy, and clickhouse-go
+		// bounds a whole query's wait, not the time between packets.
+		cfg.ReadTimeout = 24 * time.Hour
+	}
 	conn, err := warehouse.Open(ctx, cfg)
 	if err != nil {
 		return err
