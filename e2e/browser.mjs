@@ -164,6 +164,30 @@ const scenarios = {
     return { anon, errors };
   },
 
+  // Two tabs of the site offline at once: each queues an event; the first is
+  // closed while still offline. Both events must arrive once the browser is
+  // back online (a third tab sends what the closed one saved).
+  async tabs(sc) {
+    const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
+    const a = await ctx.newPage();
+    const b = await ctx.newPage();
+    await visit(a, '/demo/');
+    await visit(b, '/demo/pricing.html');
+    await ctx.setOffline(true);
+    await a.evaluate(() => window.leadstream.track('Offline Tab A'));
+    await b.evaluate(() => window.leadstream.track('Offline Tab B'));
+    await a.waitForTimeout(1500); // past the batching delay: both fetches failed
+    const savedBeforeClose = await b.evaluate(() => JSON.parse(localStorage.getItem('ls_q') || '[]').map((m) => m.event || m.type));
+    await a.close({ runBeforeUnload: true });
+    await b.waitForTimeout(300);
+    await ctx.setOffline(false);
+    const c = await ctx.newPage();
+    await visit(c, '/demo/webinar.html');
+    await c.waitForFunction(() => !localStorage.getItem('ls_q') || JSON.parse(localStorage.getItem('ls_q')).length === 0, null, { timeout: 40000 });
+    await ctx.close();
+    return { savedBeforeClose };
+  },
+
   // A landing page without JavaScript: the plain form post to /f/ and its 303.
   async nojs(sc) {
     const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}`, javaScriptEnabled: false });

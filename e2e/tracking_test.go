@@ -42,6 +42,7 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		{"name": "consent", "tag": tag("consent")},
 		{"name": "nojs", "email": email("nojs"), "tag": tag("nojs")},
 		{"name": "hostile", "email": email("hostile"), "tag": tag("hostile")},
+		{"name": "tabs", "tag": tag("tabs")},
 		{"name": "audiences", "tag": tag("audiences"), "email": email("audiences"), "userHash": userHash(email("audiences"))},
 	}}
 	var res struct {
@@ -62,6 +63,9 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		Hostile struct {
 			Anon   string
 			Errors []string
+		}
+		Tabs struct {
+			SavedBeforeClose []string
 		}
 		Audiences struct {
 			Views []struct {
@@ -131,6 +135,15 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 			"Big Text\t40\nQueued Call\t2") // queued on the page and on its thank-you page
 		d.rows(t, "form with fields named action, name and id", fmt.Sprintf("SELECT visitParamExtractString(properties, 'form') FROM %s WHERE lead_id = '%s' AND type = 'form_submit'", ev, strings.ToLower(email("hostile"))),
 			"hostile-form")
+	})
+
+	t.Run("ls.js: two tabs offline at once, one closed before the network is back: no event lost", func(t *testing.T) {
+		if saved := strings.Join(res.Tabs.SavedBeforeClose, ","); !strings.Contains(saved, "Offline Tab A") || !strings.Contains(saved, "Offline Tab B") {
+			t.Errorf("the saved queue before the first tab closed held %q, want both tabs' events", saved)
+		}
+		// Both tabs may send an event the other saved: its copies are one row.
+		d.rows(t, "both tabs' events", fmt.Sprintf("SELECT track, count() FROM %s WHERE user_agent LIKE '%%%s' AND type = 'custom' GROUP BY track ORDER BY track", ev, tag("tabs")),
+			"Offline Tab A\t1\nOffline Tab B\t1")
 	})
 
 	t.Run("a plain HTML form works without JavaScript", func(t *testing.T) {

@@ -72,11 +72,19 @@
     aid = aid || cookie(A) || rid();
     return aid;
   }
-  function persist() {
+  // The saved queue is shared by the site's tabs: a tab keeps the others'
+  // unsent events there, adds its own and takes out those it sent.
+  function persist(sent) {
     if (!active()) return;
     setCookie(A, anon(), 2 * YEAR);
     if (uid) store(U, uid);
-    store(Q, JSON.stringify(q.slice(-100)));
+    var seen = {}, out = [], saved;
+    (sent || []).forEach(function (m) { seen[m.messageId] = 1; });
+    try { saved = JSON.parse(load(Q)); } catch (e) {}
+    (saved || []).concat(q).forEach(function (m) {
+      if (m && !seen[m.messageId]) out.push(m), seen[m.messageId] = 1;
+    });
+    store(Q, JSON.stringify(out.slice(-100)));
   }
   function pageInfo() {
     var l = location;
@@ -104,7 +112,7 @@
   }
   function drop(batch) {
     q = q.filter(function (m) { return batch.indexOf(m) < 0; });
-    persist();
+    persist(batch);
   }
 
   // flush sends the queue: fetch with keepalive while the page lives (its
@@ -132,7 +140,8 @@
     var body = JSON.stringify({ writeKey: key, sentAt: new Date().toISOString(), context: { library: LIB }, batch: batch });
     var small = n < 60000;
     if (unloading === true || !w.fetch) {
-      if (nav.sendBeacon && small && nav.sendBeacon(endpoint, body)) drop(batch);
+      // Offline, a beacon is accepted and lost: the saved queue keeps them.
+      if (nav.sendBeacon && small && nav.onLine !== false && nav.sendBeacon(endpoint, body)) drop(batch);
       return;
     }
     if (sending) return;
