@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -60,4 +61,11 @@ func MigrateWithOldEventsKey(ctx context.Context, conn driver.Conn, database, cl
 func SetRebuildHooks(t interface{ Cleanup(func()) }, before, after func() error) {
 	testHookBeforeSwap, testHookAfterSwap = before, after
 	t.Cleanup(func() { testHookBeforeSwap, testHookAfterSwap = nil, nil })
+}
+
+// SetRebuildSlack sets rebuildSlack until the test ends.
+func SetRebuildSlack(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := rebuildSlack
+	rebuildSlack = d
+	t.Cleanup(func() { rebuildSlack = old })
 }

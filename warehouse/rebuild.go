@@ -143,6 +143,11 @@ var testHookBeforeSwap func() error
 // copy of what the old table received meanwhile.
 var testHookAfterSwap func() error
 
+// rebuildSlack is how long before the copy's start a row's ingested_at or
+// a mutation's create_time still counts as "during the copy": clocks of a
+// cluster's hosts differ a little (tests shorten it).
+var rebuildSlack = time.Minute
+
 type rebuild struct {
 	ddl
 	conn driver.Conn
@@ -169,7 +174,13 @@ func (r rebuild) fill(ctx context.Context, res *RebuildResult) error {
 	if err := r.conn.QueryRow(ctx, "SELECT now()").Scan(&start); err != nil {
 		return fmt.Errorf("reading the server's time: %w", err)
 	}
-	start = start.Add(-time.Minute)
+	start = start.Add(-rebuildSlack)
+	// Erasures still running when the copy begins may not have reached the
+	// rows it reads: they are run again too.
+	pending, err := r.mutations(ctx, "mutation_id", TableEvents, "is_done = 0")
+	if err != nil {
+		return err
+	}
 	if err := r.copyMonths(ctx, TableEvents, tableEventsRebuild, "", res); err != nil {
 		return err
 	}
@@ -203,7 +214,7 @@ func (r rebuild) fill(ctx context.Context, res *RebuildResult) error {
 	if err := r.copyMonths(ctx, TableEventsBeforeRebuild, TableEvents, since, res); err != nil {
 		return err
 	}
-	return r.reapplyMutations(ctx, start, res)
+	return r.reapplyMutations(ctx, start, pending, res)
 }
 
 // createNew creates events_rebuild like events, with the new sort key.
@@ -276,30 +287,18 @@ func (r rebuild) copyMonths(ctx context.Context, from, to, where string, res *Re
 }
 
 // reapplyMutations runs again on the new table the mutations (erasures)
-// the old one received since start: rows the copy took before a DELETE
-// ran on the old table must not survive in the new one. On a cluster
-// leadstream runs no mutations (Config.SingleServer).
-func (r rebuild) reapplyMutations(ctx context.Context, start time.Time, res *RebuildResult) error {
+// of the old one that were pending when the copy began (ids pending) or
+// came since start: rows the copy took before a DELETE reached them must
+// not survive in the new table. Each runs once more only: 18.16 rewrites
+// every part of a table for a mutation. On a cluster leadstream runs no
+// mutations (Config.SingleServer).
+func (r rebuild) reapplyMutations(ctx context.Context, start time.Time, pending []string, res *RebuildResult) error {
 	if r.cluster != "" {
 		return nil
 	}
-	rows, err := r.conn.Query(ctx, "SELECT command FROM system.mutations WHERE database = ? AND table = ? AND create_time >= ? ORDER BY create_time, mutation_id",
-		r.db, TableEventsBeforeRebuild, start)
+	cmds, err := r.mutations(ctx, "command", TableEventsBeforeRebuild, "create_time >= ? OR mutation_id IN ?", start, idSet(append(pending, "")))
 	if err != nil {
-		return fmt.Errorf("reading the mutations of %s.%s: %w", r.db, TableEventsBeforeRebuild, err)
-	}
-	var cmds []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			rows.Close()
-			return fmt.Errorf("reading the mutations of %s.%s: %w", r.db, TableEventsBeforeRebuild, err)
-		}
-		cmds = append(cmds, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("reading the mutations of %s.%s: %w", r.db, TableEventsBeforeRebuild, err)
+		return err
 	}
 	for i, c := range cmds {
 		// The command names erased ids: never in an error or a log.
@@ -309,6 +308,32 @@ func (r rebuild) reapplyMutations(ctx context.Context, start time.Time, res *Reb
 		res.Mutations++
 	}
 	return nil
+}
+
+// mutations returns column col (mutation_id, command) of the mutations of
+// table on this server that match cond with args, oldest first.
+func (r rebuild) mutations(ctx context.Context, col, table, cond string, args ...any) ([]string, error) {
+	if r.cluster != "" {
+		return nil, nil
+	}
+	rows, err := r.conn.Query(ctx, "SELECT "+col+" FROM system.mutations WHERE database = ? AND table = ? AND ("+cond+") ORDER BY create_time, mutation_id",
+		append([]any{r.db, table}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading the mutations of %s.%s: %w", r.db, table, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("reading the mutations of %s.%s: %w", r.db, table, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the mutations of %s.%s: %w", r.db, table, err)
+	}
+	return out, nil
 }
 
 // sortKey returns the sort key of table (its local part on a cluster) on

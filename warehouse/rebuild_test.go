@@ -269,3 +269,50 @@ func TestRebuildEventsCluster(t *testing.T) {
 		}
 	}
 }
+
+// An erasure still pending when the copy begins (created before it, so not
+// "during" the copy) is run again on the new table: the copy may have read
+// the rows it was about to delete.
+func TestRebuildEventsPendingErasure(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "whrebuild")
+	ctx := context.Background()
+	db := cfg.Database
+	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
+		t.Fatal(err)
+	}
+	warehouse.SetRebuildSlack(t, 0)
+	insertEvent(t, conn, db, "events", "kept", "page_view", resendA, "l1")
+	insertEvent(t, conn, db, "events", "gone", "page_view", resendA, "erased")
+	// Merges stopped: the mutation stays pending (ClickHouse runs mutations
+	// in its merge pool).
+	for _, q := range []string{"SYSTEM STOP MERGES " + db + ".events", "ALTER TABLE " + db + ".events DELETE WHERE lead_id = 'erased'"} {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2100 * time.Millisecond) // create_time has seconds: now before the copy's start
+	if n := warehousetest.Count(t, conn, "SELECT count() FROM system.mutations WHERE database = '"+db+"' AND is_done = 0"); n != 1 {
+		t.Fatalf("%d pending mutations, want the erasure pending", n)
+	}
+	res, err := warehouse.RebuildEvents(ctx, conn, db, "", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Mutations != 1 {
+		t.Errorf("%d mutations run again, want the pending erasure", res.Mutations)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := eventIDs(t, conn, db, "events")
+		if reflect.DeepEqual(got, []string{"kept"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events FINAL = %v, want the erased row gone", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := conn.Exec(ctx, "SYSTEM START MERGES "+db+"."+warehouse.TableEventsOldSortKey); err != nil {
+		t.Fatal(err)
+	}
+}
