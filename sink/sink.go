@@ -126,6 +126,8 @@ func (s *Sink) run(ctx context.Context) error {
 		Topics:   []string{h.eventsTopic, h.mqlTopic, h.mqaTopic},
 		MaxBatch: s.cfg.BatchSize,
 		MaxWait:  s.cfg.FlushInterval,
+		// kafka.session-timeout, as the processor and the notifier use it.
+		SessionTimeout: s.cfg.Kafka.SessionTimeout,
 	}, s.log, s.kafkaReg())
 	if err != nil {
 		return fmt.Errorf("creating sink consumer: %w", err)
