@@ -88,11 +88,6 @@ func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 		httpapi.Error(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
 		return
 	}
-	if name == "import" && !server {
-		c.m.rejected.WithLabelValues("scope").Inc()
-		httpapi.Error(ctx, fasthttp.StatusForbidden, "/v1/import needs a server write key (server-write-keys): imports may be backdated and carry any event")
-		return
-	}
 	if gpc(ctx) {
 		// Global Privacy Control: the person asked not to be tracked.
 		// The SDK is told all is well (it must not retry), nothing is kept.

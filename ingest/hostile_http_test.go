@@ -64,21 +64,24 @@ func TestBrowserKeyScope(t *testing.T) {
 	if res, body := s.do(t, "POST", "/v1/track", `{"userId":"u","event":"Email Link Clicked"}`, browser); res.StatusCode != 403 || !strings.Contains(body, `"code":"forbidden"`) {
 		t.Errorf("single call: %d %s", res.StatusCode, body)
 	}
-	if res, body := s.do(t, "POST", "/v1/import", `{"batch":[{"type":"track","userId":"u","event":"e"}]}`, browser); res.StatusCode != 403 || !strings.Contains(body, "/v1/import needs a server write key") {
+	// /v1/import (analytics-android posts every batch there, with the app's
+	// browser key) is /v1/batch: each message judged alone, by the key's scope.
+	imp := `{"batch":[{"type":"screen","anonymousId":"a","name":"Pricing","messageId":"i1"},{"type":"track","userId":"u","event":"Deal Won","messageId":"i2","properties":{"revenue":5}}]}`
+	if res, body := s.do(t, "POST", "/v1/import", imp, browser); res.StatusCode != 200 || !strings.Contains(body, `"accepted":1`) || !strings.Contains(body, `"Deal Won\" needs a server write key`) {
 		t.Errorf("import with a browser key: %d %s", res.StatusCode, body)
 	}
-	if n := counter(s.c.m.rejectedEvents.WithLabelValues("scope")); n != 5 {
-		t.Errorf("rejected_events{scope} = %v, want 5", n)
+	if n := counter(s.c.m.rejectedEvents.WithLabelValues("scope")); n != 6 {
+		t.Errorf("rejected_events{scope} = %v, want 6", n)
 	}
-	if evs := s.events(t); len(evs) != 1 || evs[0].ID != "b4" {
+	if evs := s.events(t); len(evs) != 2 || evs[0].ID != "b4" || evs[1].ID != "i1" {
 		t.Fatalf("browser key stored %+v", evs)
 	}
 	// The server key sends it all, through /v1/import too.
 	if res, body := s.do(t, "POST", "/v1/import", batch, server); res.StatusCode != 200 || body != `{"success":true,"accepted":5}` {
 		t.Fatalf("server key: %d %s", res.StatusCode, body)
 	}
-	if evs := s.events(t); len(evs) != 6 || evs[1].Type != event.DealWon || evs[3].Type != event.Alias {
-		t.Fatalf("server key stored %+v", evs) // b4 of the browser key, then the five
+	if evs := s.events(t); len(evs) != 7 || evs[2].Type != event.DealWon || evs[4].Type != event.Alias {
+		t.Fatalf("server key stored %+v", evs) // b4 and i1 of the browser key, then the five
 	}
 }
 
