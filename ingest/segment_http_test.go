@@ -92,7 +92,7 @@ func TestBatchPerMessageAnswer(t *testing.T) {
 	}
 	if !got.Success || got.Accepted != 2 || len(got.Rejected) != 2 ||
 		got.Rejected[0].Index != 1 || got.Rejected[0].MessageID != "bad-1" || got.Rejected[0].Error != "batch[1].event: is required for track" ||
-		got.Rejected[1].Index != 2 || got.Rejected[1].MessageID != "bad-2" || got.Rejected[1].Error != "batch[2].properties.revenue: must be a number" {
+		got.Rejected[1].Index != 2 || got.Rejected[1].MessageID != "bad-2" || got.Rejected[1].Error != `batch[2].properties.revenue: must be a number, or a string of one such as "1234.50" or "$99"; got "lots"` {
 		t.Fatalf("answer %s", body)
 	}
 	res, body = s.do(t, "POST", "/v1/batch", `{"batch":[{"type":"track","userId":"u1","messageId":"bad-3"},{"type":"nope","userId":"u1"}]}`, auth)

@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/jsonx"
@@ -251,27 +253,85 @@ func pageFromProperties(e *event.Event, raw json.RawMessage, urlDone bool) {
 	}
 }
 
+// dealFields takes a Deal Won's revenue, currency and campaign from its
+// properties. revenue is a number or, as Segment's own libraries accept
+// (@segment/facade Track#revenue), a string of one with an optional
+// leading "$" ("1234.50", "$99"); a string it cannot read whole ("1,234.50":
+// thousands or decimal comma?) is refused, naming it. currency and campaign
+// are taken when they are strings (a numeric campaign id as its digits) and
+// otherwise left out, never a reason to refuse the deal.
 func dealFields(e *event.Event, raw json.RawMessage, at loc) error {
 	if len(raw) == 0 {
 		return nil
 	}
 	var p struct {
-		Revenue  *float64 `json:"revenue"`
-		Currency string   `json:"currency"`
-		Campaign string   `json:"campaign"`
+		Revenue, Currency, Campaign json.RawMessage
 	}
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return errField(at.field(".properties.revenue"), "must be a number")
+		return errField(at.field(".properties"), "must be a JSON object")
 	}
-	if p.Revenue != nil {
-		if *p.Revenue < 0 || *p.Revenue > 1e13 {
+	if v, ok, err := revenue(p.Revenue); err != nil {
+		return errField(at.field(".properties.revenue"), "%v", err)
+	} else if ok {
+		if v < 0 || v > 1e13 {
 			return errField(at.field(".properties.revenue"), "must be between 0 and 1e13")
 		}
-		e.Revenue = *p.Revenue
+		e.Revenue = v
 	}
-	e.Currency = strings.ToUpper(p.Currency)
-	e.Campaign = firstNonEmpty(e.Campaign, p.Campaign)
+	if c, ok := jsonString(p.Currency); ok {
+		e.Currency = strings.ToUpper(c)
+	}
+	campaign, ok := jsonString(p.Campaign)
+	if !ok && len(p.Campaign) > 0 && (p.Campaign[0] == '-' || p.Campaign[0] >= '0' && p.Campaign[0] <= '9') {
+		campaign = string(p.Campaign) // a numeric id, as sent
+	}
+	e.Campaign = firstNonEmpty(e.Campaign, campaign)
 	return nil
+}
+
+// revenue reads a Deal Won's revenue: ok is false when there is none (absent
+// or null).
+func revenue(raw json.RawMessage) (v float64, ok bool, err error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, false, nil
+	}
+	s := string(raw)
+	if str, isStr := jsonString(raw); isStr {
+		s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(str), "$"))
+		if s == "" {
+			return 0, false, nil
+		}
+	}
+	v, err = strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, false, fmt.Errorf("must be a number, or a string of one such as \"1234.50\" or \"$99\"; got %s", short(string(raw)))
+	}
+	return v, true, nil
+}
+
+// short is s for an error message: its first 40 bytes (whole characters)
+// and "…" when longer.
+func short(s string) string {
+	if len(s) <= 40 {
+		return s
+	}
+	n := 40
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// jsonString returns raw's value when it is a JSON string.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // maxFutureSkew bounds how far ahead of the collector's clock an event
