@@ -295,6 +295,13 @@ func TestSinkDeadLettersRowsClickHouseRefuses(t *testing.T) {
 	if got := counterValue(t, h.w.m.deadLetters.WithLabelValues("ev")); got != 4 {
 		t.Errorf("dead letters from events = %v, want 4", got)
 	}
+	var last dto.Metric
+	if err := h.w.m.lastDead.WithLabelValues("ev").Write(&last); err != nil {
+		t.Fatal(err)
+	}
+	if at := time.Unix(int64(last.GetGauge().GetValue()), 0); time.Since(at) > time.Minute {
+		t.Errorf("leadstream_sink_deadletter_last_timestamp_seconds = %v, want about now", at)
+	}
 }
 
 // A failure that is not the rows' (a table gone, ClickHouse down) is

@@ -113,9 +113,10 @@ func (s *Sink) run(ctx context.Context) error {
 		mqaTopic:    s.cfg.Kafka.Topic(stream.TopicMQA),
 		ok:          s.markOK,
 	}
-	s.m.deadLetters.WithLabelValues(h.eventsTopic)
-	s.m.deadLetters.WithLabelValues(h.mqlTopic)
-	s.m.deadLetters.WithLabelValues(h.mqaTopic)
+	for _, t := range []string{h.eventsTopic, h.mqlTopic, h.mqaTopic} {
+		s.m.deadLetters.WithLabelValues(t)
+		s.m.lastDead.WithLabelValues(t) // 0: never
+	}
 	h.members.fromDomain = s.cfg.FromEmailDomain
 	// Created last: a kafka-go group reader joins its group at once, and
 	// must not hold partitions while ClickHouse or the producer is not ready.
@@ -390,6 +391,7 @@ func (h *handler) deadLetters(ctx context.Context, batch []stream.Message) error
 	}
 	for _, rj := range h.rejects {
 		h.w.m.deadLetters.WithLabelValues(batch[rj.rec].Topic).Inc()
+		h.w.m.lastDead.WithLabelValues(batch[rj.rec].Topic).SetToCurrentTime()
 	}
 	h.log.Warn("records sent to dead-letter topic", "count", len(dead), "first_reason", h.rejects[0].err.Error())
 	return nil

@@ -134,6 +134,9 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		m:      newConsumerMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"group": cfg.Group}, reg)),
 	}
 	c.watch = newOffsetWatch(client, cfg.Group, cfg.Topics, c.m, c.log)
+	for _, t := range cfg.Topics {
+		c.m.outOfRangeLast.WithLabelValues(t) // 0: never
+	}
 	return c, nil
 }
 

@@ -33,6 +33,7 @@ type consumerMetrics struct {
 	records, batches, handlerErrors, commitErrors, fetchErrors prometheus.Counter
 	lag                                                        *prometheus.GaugeVec   // topic, partition
 	outOfRange                                                 *prometheus.CounterVec // topic, partition
+	outOfRangeLast                                             *prometheus.GaugeVec   // topic
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
@@ -46,9 +47,14 @@ func newConsumerMetrics(reg prometheus.Registerer) *consumerMetrics {
 			Help: "Records between the group's committed offset and the end of the partition (high-water mark), read from the brokers every few seconds, also while batches fail."}, []string{"topic", "partition"}),
 		outOfRange: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_kafka_consumer_out_of_range_records_total",
 			Help: "Records deleted by retention before the group read them: its committed offset fell out of range and consuming resumed at the first record kept. Never processed."}, []string{"topic", "partition"}),
+		// A time, not a count, for alerting: it tells "recently" after a gap
+		// in scraping, and from a process whose first batch already skipped,
+		// where increase() of the counter sees nothing.
+		outOfRangeLast: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "leadstream_kafka_consumer_out_of_range_last_timestamp_seconds",
+			Help: "Unix time at which this consumer last found the group's committed offset of a partition of the topic out of range (records skipped); 0 until then."}, []string{"topic"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.batches, m.handlerErrors, m.commitErrors, m.fetchErrors, m.lag, m.outOfRange)
+		reg.MustRegister(m.records, m.batches, m.handlerErrors, m.commitErrors, m.fetchErrors, m.lag, m.outOfRange, m.outOfRangeLast)
 	}
 	return m
 }

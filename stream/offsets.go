@@ -237,6 +237,7 @@ func (w *offsetWatch) checkContinuity(ctx context.Context, batch []Message) {
 		w.initMetrics(tp)
 		skipped := first - s.committed
 		w.m.outOfRange.WithLabelValues(tp.topic, strconv.Itoa(tp.partition)).Add(float64(skipped))
+		w.m.outOfRangeLast.WithLabelValues(tp.topic).SetToCurrentTime()
 		w.log.Error("consumer group fell behind retention: records were deleted before it read them; they are not processed",
 			"topic", tp.topic, "partition", tp.partition, "committed_offset", s.committed,
 			"first_kept_offset", s.first, "resumed_at", first, "records_lost", skipped)

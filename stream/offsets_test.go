@@ -217,6 +217,9 @@ func TestOutOfRangeIsReported(t *testing.T) {
 	if v, _ := metricValue(t, reg, "leadstream_kafka_consumer_out_of_range_records_total", labels); v != 5 {
 		t.Errorf("out-of-range records %v, want 5 (offsets 3-7)", v)
 	}
+	if v, _ := metricValue(t, reg, "leadstream_kafka_consumer_out_of_range_last_timestamp_seconds", map[string]string{"group": "g", "topic": "t"}); time.Since(time.Unix(int64(v), 0)) > time.Minute {
+		t.Errorf("out-of-range last timestamp %v, want about now", v)
+	}
 	logs.mu.Lock()
 	if len(logs.errors) != 1 || !strings.Contains(logs.errors[0], "fell behind retention") || !strings.Contains(logs.errors[0], "records_lost=5") {
 		t.Errorf("error logs %q, want one about 5 lost records", logs.errors)

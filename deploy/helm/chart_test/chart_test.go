@@ -80,6 +80,7 @@ secrets:
   notify:
     crm-hook: crm-hook-`+sentinel+`-0123456789
     crm-token: Bearer crm-`+sentinel+`
+    slack-url: https://hooks.slack.example/services/T0/B0/`+sentinel+`
     smtp-password: smtp-`+sentinel+`
 collector:
   autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 12, targetCPUUtilizationPercentage: 60}
@@ -137,7 +138,7 @@ const fullDestinations = `destinations:
     kinds: [mql, mqa]
   - name: sales-slack
     type: slack
-    url: https://hooks.slack.example/services/T0/B0/x
+    url: {file: /etc/leadstream/secrets/notify-slack-url}
     min_score: 120
   - name: sales-mail
     type: email
@@ -195,7 +196,7 @@ func TestFullValues(t *testing.T) {
 		}
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"clickhouse-password", "collector-redis-password", "identity-keys", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-smtp-password",
+	wantKeys := []string{"clickhouse-password", "collector-redis-password", "identity-keys", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-slack-url", "notify-smtp-password",
 		"redis-password", "secret-key", "server-write-keys", "token-keys", "write-keys"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Errorf("Secret keys %q, want %q", keys, wantKeys)
@@ -233,6 +234,19 @@ func TestFullValues(t *testing.T) {
 
 	ing := r.ingresses[fullname+"-collector"]
 	for _, rule := range ing.Spec.Rules {
+		var paths []string
+		for _, p := range rule.HTTP.Paths {
+			paths = append(paths, p.Path)
+			// The collector's /metrics, /healthz and /readyz stay inside the cluster.
+			for _, inside := range []string{"/metrics", "/healthz", "/readyz"} {
+				if strings.HasPrefix(inside, p.Path) {
+					t.Errorf("Ingress %s: path %q (%s) routes the collector's %s to the public", rule.Host, p.Path, *p.PathType, inside)
+				}
+			}
+		}
+		if want := []string{"/v1", "/o/", "/c/", "/f/", "/ls.js"}; !slices.Equal(paths, want) {
+			t.Errorf("Ingress %s paths %v, want the public ones %v", rule.Host, paths, want)
+		}
 		for _, p := range rule.HTTP.Paths {
 			b := p.Backend.Service
 			if b == nil || b.Name != fullname+"-collector" || b.Port.Name != r.services[fullname+"-collector"].Spec.Ports[0].Name {
@@ -243,7 +257,7 @@ func TestFullValues(t *testing.T) {
 	if strings.Contains(r.notes, "WARNING") {
 		t.Errorf("NOTES warn with 4 processors, 3 sinks and 2 notifiers on 12 partitions:\n%s", r.notes)
 	}
-	if got := secretItems(t, r, "notifier", fullname+"-secrets"); !slices.Equal(got, []string{"clickhouse-password", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-smtp-password"}) {
+	if got := secretItems(t, r, "notifier", fullname+"-secrets"); !slices.Equal(got, []string{"clickhouse-password", "kafka-sasl-password", "notify-crm-hook", "notify-crm-token", "notify-slack-url", "notify-smtp-password"}) {
 		t.Errorf("the notifier mounts %q: want its ClickHouse and Kafka passwords and the notify-NAME secrets", got)
 	}
 }

@@ -114,6 +114,12 @@ func TestNotifierBadValues(t *testing.T) {
     smtp: {host: smtp.example.com, username: u, password: hunter2}
 `)
 	})
+	f("destinations[0].url is written into the file", func(_, n map[string]any) {
+		content(n, "destinations:\n  - {name: sales, type: slack, url: \"https://hooks.slack.example/services/T0/B0/x\"}\n")
+	})
+	f("destinations[0].headers.Authorization is written into the file", func(_, n map[string]any) {
+		content(n, "destinations:\n  - {name: crm, type: webhook, url: \"https://crm.example/h\", secret: {file: /etc/leadstream/secrets/notify-crm-hook}, headers: {X-Source: leadstream, Authorization: \"Bearer abc\"}}\n")
+	})
 	f("reads /etc/leadstream/secrets/notify-smtp, but there is no secret notify-smtp: set secrets.notify.smtp", func(_, n map[string]any) {
 		content(n, "destinations:\n  - {name: crm, type: webhook, url: \"https://crm.example/h\", secret: {file: /etc/leadstream/secrets/notify-smtp}}\n")
 	})

@@ -442,6 +442,14 @@ ConfigMap, which is not for secrets).
 {{- $plain := list }}
 {{- if kindIs "string" $d.secret }}{{ $plain = append $plain "secret" }}{{ end }}
 {{- if and (kindIs "map" $d.smtp) (kindIs "string" (get (default dict $d.smtp) "password")) }}{{ $plain = append $plain "smtp.password" }}{{ end }}
+{{- /* A Slack-compatible webhook URL is itself the credential; header values
+       named like credentials are too. */}}
+{{- if and (eq (toString $d.type) "slack") (kindIs "string" $d.url) }}{{ $plain = append $plain "url" }}{{ end }}
+{{- if kindIs "map" $d.headers }}
+{{- range $k, $v := $d.headers }}
+{{- if and (kindIs "string" $v) (regexMatch "(?i)auth|token|key|secret|password|cookie|signature" $k) }}{{ $plain = append $plain (printf "headers.%s" $k) }}{{ end }}
+{{- end }}
+{{- end }}
 {{- range $plain }}
 {{- fail (printf "notifier.config.content: destinations[%d].%s is written into the file, which becomes a ConfigMap: give it as {file: %s/notify-NAME} and its value in secrets.notify.NAME" $i . $dir) }}
 {{- end }}
