@@ -43,7 +43,8 @@ func EmailDomainAccount(email string) string {
 	if at < 1 {
 		return ""
 	}
-	d := strings.ToLower(strings.TrimSpace(strings.TrimSuffix(email[at+1:], ".")))
+	// Spaces, then the root's dots ("gmail.com. " is gmail.com).
+	d := strings.ToLower(strings.TrimRight(strings.TrimSpace(email[at+1:]), "."))
 	if d == "" || !strings.Contains(d, ".") || strings.ContainsAny(d, " \t@/") || FreeMail(d) {
 		return ""
 	}
