@@ -148,12 +148,6 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 		httpapi.Error(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
 		return
 	}
-	anon := string(args.Peek("anonymousId"))
-	if anon == "" || len(anon) > maxAudienceID {
-		am.lookups.WithLabelValues("bad_request").Inc()
-		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a parameter")
-		return
-	}
 	if !c.server[keyID] {
 		// A lookup reads Redis up to a chain's length, and may check a
 		// userHash: browser keys pay one event of their address's and key's
@@ -163,6 +157,12 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 			c.tooMany(ctx, wait, limit, 1)
 			return
 		}
+	}
+	anon := string(args.Peek("anonymousId"))
+	if anon == "" || len(anon) > maxAudienceID {
+		am.lookups.WithLabelValues("bad_request").Inc()
+		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a parameter")
+		return
 	}
 	user, hash := args.Peek("userId"), args.Peek("userHash")
 	if (len(user) == 0) != (len(hash) == 0) || len(user) > maxUserID {

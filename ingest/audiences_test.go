@@ -174,10 +174,13 @@ func TestAudiencesLimits(t *testing.T) {
 		}
 		return nil, nil
 	}))
-	for i, want := range []int{403, 200, 429, 429} {
+	for i, want := range []int{403, 400, 429, 429} {
 		q := "/v1/audiences?writeKey=site-key&anonymousId=v1"
-		if i == 0 { // a refused userHash takes its event too
+		switch i {
+		case 0: // a refused userHash takes its event too
 			q += "&userId=u&userHash=" + strings.Repeat("0", 64)
+		case 1: // and so does a lookup without an anonymous id
+			q = "/v1/audiences?writeKey=site-key"
 		}
 		res, body := s.do(t, "GET", q, "")
 		if res.StatusCode != want || (want == 429 && (res.Header.Get("Retry-After") == "" || !strings.Contains(body, "rate_limit_ip"))) {
