@@ -13,14 +13,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/stream"
 )
 
 func TestSinkHonoursSessionTimeout(t *testing.T) {
-	_, chCfg := testDB(t)
+	conn, chCfg := testDB(t)
 	// A broker whose minimum session timeout is 15 s (allowed by Kafka), and a
-	// sink configured with 20 s, inside the broker's bounds.
+	// sink configured with 20 s, inside the broker's bounds: it joins its
+	// group and stores what arrives.
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.GroupMinSessionTimeout(15*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +34,12 @@ func TestSinkHonoursSessionTimeout(t *testing.T) {
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
 		t.Fatal(err)
 	}
+	evs := testEvents(1)
+	b, err := event.Marshal(&evs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(ctx, t, kcfg, stream.TopicEvents, []stream.Record{{Key: []byte(evs[0].Key()), Value: b}})
 	var logs testsvc.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := New(Config{Kafka: kcfg, ClickHouse: chCfg, BatchSize: 100, FlushInterval: 50 * time.Millisecond, Group: "clickhouse"}, log, prometheus.NewRegistry())
@@ -41,13 +49,15 @@ func TestSinkHonoursSessionTimeout(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(rctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) && !strings.Contains(logs.String(), "refuses the consumer group's session timeout") {
-		time.Sleep(200 * time.Millisecond)
+	defer func() { stop(); <-done }()
+	stored := func() bool { // the database exists once the sink has started
+		var n uint64
+		return conn.QueryRow(ctx, "SELECT count() FROM "+chCfg.Database+".events").Scan(&n) == nil && n == 1
 	}
-	stop()
-	<-done
-	if strings.Contains(logs.String(), "refuses the consumer group's session timeout") {
-		t.Errorf("sink configured with kafka.session-timeout=20s was refused by a broker whose minimum is 15s: it ignored the setting\n%s", logs.String())
+	for !stored() {
+		if strings.Contains(logs.String(), "refuses the consumer group's session timeout") || ctx.Err() != nil {
+			t.Fatalf("sink configured with kafka.session-timeout=20s did not store the event (a broker whose minimum is 15s refused it?)\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
