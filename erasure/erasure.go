@@ -10,7 +10,9 @@
 //
 //   - Redis: each one's scoring state, MQL outbox and dedup sets
 //     (leadstate.Store.Erase); a visitor that is now linked to another lead
-//     keeps its link (it holds no history, which went to the erased lead);
+//     keeps its link (it holds no history, which went to the erased lead,
+//     but for the copy of its own audience hits a visitor's link keeps:
+//     package scoring, audiences.go);
 //     the leads' entries in their accounts' states (leadstate.ForgetMembers);
 //   - ClickHouse: their rows in events, identity_links, mql and
 //     account_members, and their names in mqa.top_members
@@ -176,8 +178,12 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 	}
 	// The accounts: found from the states about to go, and from ClickHouse
 	// (an account the lead left, a member entry of a state that does not
-	// decode).
-	accts, err := warehouse.Accounts(ctx, conn, db, leads)
+	// decode): the rows of the leads and those of their visitors (a
+	// visitor's group call is recorded with its anonymous id alone, and
+	// the lead may have forgotten that account since, its tombstone there
+	// stored). ForgetMembers removes the erased leads' entries only, so an
+	// account of a visitor kept by another lead loses nothing of theirs.
+	accts, err := warehouse.Accounts(ctx, conn, db, leads, anons)
 	if err != nil {
 		return nil, fmt.Errorf("erasure: %w", err)
 	}

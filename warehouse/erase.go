@@ -157,9 +157,14 @@ func distinct(ctx context.Context, conn driver.Conn, q string, ids []string) ([]
 // ErasedTables are the tables EraseRows changes.
 var ErasedTables = []string{TableEvents, TableIdentityLinks, TableMQL, TableAccountMembers, TableMQA, TableNotifications}
 
-// Accounts returns the accounts the leads were ever recorded in
-// (account_members), sorted.
-func Accounts(ctx context.Context, conn driver.Conn, database string, leads []string) ([]string, error) {
+// Accounts returns the accounts the leads and the anonymous ids were ever
+// recorded in (account_members), sorted: by the lead id of a member's row,
+// and by its anonymous id — a visitor's group call is recorded with the
+// visitor's id and no lead, yet its account holds an entry of the lead the
+// visitor became (scoring: a visitor's group call counts for its lead).
+// Each list is queried chunk by chunk (idChunks); errors leave the ids out
+// (queryError).
+func Accounts(ctx context.Context, conn driver.Conn, database string, leads, anons []string) ([]string, error) {
 	if err := CheckDatabase(database); err != nil {
 		return nil, err
 	}
@@ -167,6 +172,11 @@ func Accounts(ctx context.Context, conn driver.Conn, database string, leads []st
 	if err != nil {
 		return nil, fmt.Errorf("finding the accounts of a lead: %w", err)
 	}
+	byVisitor, err := distinct(ctx, conn, "SELECT DISTINCT account_id FROM "+database+"."+TableAccountMembers+" WHERE anonymous_id IN ?", anons)
+	if err != nil {
+		return nil, fmt.Errorf("finding the accounts of a lead's visitors: %w", err)
+	}
+	out = append(out, byVisitor...)
 	slices.Sort(out)
 	return slices.Compact(out), nil
 }

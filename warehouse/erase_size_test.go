@@ -62,8 +62,8 @@ func TestEraseRowsLongEscapedIDs(t *testing.T) {
 	if len(found) != len(anons) {
 		t.Fatalf("Linked found %d visitors, want %d", len(found), len(anons))
 	}
-	if _, err := warehouse.Accounts(ctx, conn, db, append(leads, merged...)); err != nil {
-		t.Fatalf("Accounts of %d long ids: %.300s", len(merged)+1, err)
+	if _, err := warehouse.Accounts(ctx, conn, db, append(leads, merged...), found); err != nil {
+		t.Fatalf("Accounts of %d long lead ids and %d visitors: %.300s", len(merged)+1, len(found), err)
 	}
 	if err := warehouse.EraseRows(ctx, conn, db, append(leads, merged...), found); err != nil {
 		t.Fatalf("EraseRows of %d leads and %d visitors: %.300s", len(merged)+1, len(found), err)
@@ -89,6 +89,9 @@ func TestEraseRowsErrorLeavesOutIDs(t *testing.T) {
 	_, _, err := warehouse.Linked(ctx, conn, cfg.Database, secret+strings.Repeat("x", 300))
 	if err == nil || strings.Contains(err.Error(), "jane") {
 		t.Errorf("Linked: %v; want an error without the id", err)
+	}
+	if _, err := warehouse.Accounts(ctx, conn, cfg.Database, nil, []string{secret + "-visitor" + strings.Repeat("y", 300)}); err == nil || strings.Contains(err.Error(), "jane") {
+		t.Errorf("Accounts of a visitor: %v; want an error without the id", err)
 	}
 	err = warehouse.EraseRows(ctx, conn, cfg.Database, []string{secret + strings.Repeat("x", 300)}, []string{secret + "-visitor" + strings.Repeat("y", 300)})
 	if err == nil || strings.Contains(err.Error(), "jane") {
