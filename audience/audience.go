@@ -44,7 +44,12 @@ func New(store *leadstate.Store, rules *scoring.Rules) *Reader {
 //
 // They are decided on the visitor's own state alone, unless lead names a
 // lead the visitor is linked to (its identify, or a merge of that lead
-// since): only then do the lead's states count, hits and score. The caller
+// since): only then do the lead's states count, hits and score. A visitor
+// merged into a lead (a form fill, an identify) keeps its own behaviour hits
+// in its state — those it had and those of its later events, by its
+// anonymous id (package scoring) — so without the proof it keeps the
+// behaviour audiences of its own history; its score moved to the lead's, so
+// score audiences need the proof. The caller
 // passes a lead only once it has proof that the person asking is that lead
 // (GET /v1/audiences checks a userHash): a browser write key may link any
 // anonymous id it makes up to any lead id, so a link alone must not open a
@@ -66,7 +71,7 @@ func (r *Reader) Audiences(ctx context.Context, anonymousID, lead string) ([]str
 // Own returns the part of a visitor's chain (leadstate.Store.ReadChain: its
 // state, then those of the leads it was merged into) that an answer may use:
 // all of it when lead is one of the leads the chain links to, otherwise the
-// visitor's state alone.
+// visitor's state alone (its own hits: a merged visitor's link keeps them).
 func Own(chain []*scoring.State, lead string) []*scoring.State {
 	if len(chain) == 0 {
 		return nil

@@ -233,20 +233,30 @@ const scenarios = {
     const anon = await page.evaluate(() => window.leadstream.anonymousId());
 
     // The visitor signs in: identify merges its history into the lead. Its
-    // audiences are then the lead's, told only with the userHash the site's
-    // backend computed; without it the visitor's own (now empty) state.
-    const ask = () => page.evaluate(() => new Promise((res) => window.leadstream.audiences(res)));
+    // own audiences stay its own; the lead's are told only with the userHash
+    // the site's backend computed.
+    const ask = (p) => p.evaluate(() => new Promise((res) => window.leadstream.audiences(res)));
     const lookups = [];
     page.on('request', (r) => { if (r.url().includes('/v1/audiences')) lookups.push(r.method() + ' ' + r.url() + ' ' + (r.postData() || '')); });
-    await page.evaluate((email) => { window.leadstream.identify(email); window.leadstream.flush(); }, sc.email);
-    let unproven = asked;
-    for (let t = Date.now(); Date.now() - t < 15000 && unproven.length > 0; ) {
-      await page.waitForTimeout(200);
-      unproven = await ask();
-    }
-    await page.evaluate(([email, hash]) => window.leadstream.identify(email, {}, { userHash: hash }), [sc.email, sc.userHash]);
-    const proven = await ask();
+    await page.evaluate(([email, hash]) => { window.leadstream.identify(email, {}, { userHash: hash }); window.leadstream.flush(); }, [sc.email, sc.userHash]);
+    const signedIn = await ask(page);
     await ctx.close();
+
+    // Another browser signs in as the same person: it has no history of its
+    // own, so nothing without the hash, and the lead's audiences with it
+    // (once the first browser's history is merged into the lead).
+    const other = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}-other` });
+    const p3 = await other.newPage();
+    await visit(p3, '/demo/');
+    await p3.evaluate((email) => { window.leadstream.identify(email); window.leadstream.flush(); }, sc.email);
+    const unproven = await ask(p3);
+    await p3.evaluate(([email, hash]) => window.leadstream.identify(email, {}, { userHash: hash }), [sc.email, sc.userHash]);
+    let proven = await ask(p3);
+    for (let t = Date.now(); Date.now() - t < 15000 && !proven.includes('pricing-returner'); ) {
+      await p3.waitForTimeout(200);
+      proven = await ask(p3);
+    }
+    await other.close();
 
     const fresh = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}-new` });
     await fresh.addInitScript(recordAudiences);
@@ -255,7 +265,7 @@ const scenarios = {
     const newAudiences = await announced(p2);
     const newPopup = await popupShown(p2);
     await fresh.close();
-    return { views, next, nextPopup, asked, anon, newAudiences, newPopup, unproven, proven, lookups };
+    return { views, next, nextPopup, asked, anon, newAudiences, newPopup, signedIn, unproven, proven, lookups };
   },
 
   // Email links: a signed click lands on its target; a forged one stays put.

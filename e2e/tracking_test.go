@@ -72,10 +72,10 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 				Audiences []string
 				Popup     bool
 			}
-			Next, Asked, NewAudiences []string
-			NextPopup, NewPopup       bool
-			Anon                      string
-			Unproven, Proven, Lookups []string
+			Next, Asked, NewAudiences           []string
+			NextPopup, NewPopup                 bool
+			Anon                                string
+			SignedIn, Unproven, Proven, Lookups []string
 		}
 	}
 	node(t, &res, "browser.mjs", mustJSON(t, plan))
@@ -176,15 +176,20 @@ func TestE2EBrowserAndSDK(t *testing.T) {
 		if code != 200 || body != `{"audiences":["pricing-returner"]}` {
 			t.Errorf("GET /v1/audiences with the userHash: %d %s", code, body)
 		}
-		if code, body := d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon); code != 200 || body != `{"audiences":[]}` {
+		// Without it, the visitor's own audiences (its three pricing views).
+		if code, body := d.get(t, "/v1/audiences?writeKey="+writeKey+"&anonymousId="+a.Anon); code != 200 || body != `{"audiences":["pricing-returner"]}` {
 			t.Errorf("GET /v1/audiences of the signed-in visitor without the userHash: %d %s", code, body)
 		}
 		if code, _ := d.get(t, "/v1/audiences?writeKey=wrong&anonymousId="+a.Anon); code != 401 {
 			t.Errorf("GET /v1/audiences with a wrong key: %d", code)
 		}
-		// Signed in: the lead's audiences with the backend's userHash only.
+		// Signed in: the lead's audiences with the backend's userHash only. A
+		// second browser signing in as the same person has none of its own.
+		if !slices.Equal(a.SignedIn, []string{"pricing-returner"}) {
+			t.Errorf("after identify with userHash: %v, want pricing-returner", a.SignedIn)
+		}
 		if len(a.Unproven) != 0 || !slices.Equal(a.Proven, []string{"pricing-returner"}) {
-			t.Errorf("after identify: without userHash %v (want none), with it %v (want pricing-returner)", a.Unproven, a.Proven)
+			t.Errorf("another browser signed in as the lead: without userHash %v (want none), with it %v (want pricing-returner)", a.Unproven, a.Proven)
 		}
 		if n := len(a.Lookups); n == 0 || !strings.HasPrefix(a.Lookups[n-1], "POST ") || !strings.Contains(a.Lookups[n-1], "&userHash="+userHash(email("audiences"))) ||
 			strings.Contains(strings.Fields(a.Lookups[n-1])[1], "userHash") {

@@ -32,6 +32,17 @@ import (
 // decided when asked (AudiencesAt), so it ends by itself when the window or
 // the decay lets it lapse. What a subject keeps is bounded by the audiences
 // (Count hits each); hits that can no longer count are pruned.
+//
+// A visitor keeps its own hits after it is merged into a lead: its link (the
+// emptied state pointing at the lead) keeps a copy of the hits it held
+// (ownAudiences), and every later event carrying its anonymous id is
+// recorded on the link too, next to the lead's (planner.visitorHits). A
+// question without proof that the person asking is the lead reads the
+// visitor's state alone (package audience): a visitor who filled a form
+// keeps the audiences of its anonymous history, never the lead's. The link's
+// hits are the latest Count of the events carrying its id, whatever the
+// order they and the merge arrived in; they are bounded, pruned and expire
+// (processor.anonymous-ttl) as any visitor's state.
 
 // MaxAudienceCount bounds an audience's count: the hits a state keeps for it.
 const MaxAudienceCount = 100
@@ -165,6 +176,72 @@ func (c *Core) mergeAudiences(dst, src *State) {
 		dst.Audiences[n] = list
 	}
 	src.Audiences = nil
+}
+
+// ownAudiences is what a subject merged into another keeps of its audience
+// hits once its history moved to the survivor: a visitor a copy of them (its
+// own audiences, see the package comment), a lead merged by alias none
+// (audiences are asked for by anonymous id). Hits of audiences the rules no
+// longer have are dropped, as a merge drops them.
+func (c *Core) ownAudiences(src *State) map[string][]AudienceHit {
+	if !src.Anonymous {
+		return nil
+	}
+	var out map[string][]AudienceHit
+	for n, hits := range src.Audiences {
+		if a := c.rules.Audience(n); a == nil || !a.HasBehaviour() || len(hits) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string][]AudienceHit{}
+		}
+		out[n] = slices.Clone(hits)
+	}
+	return out
+}
+
+// visitorHits records, on the link of the visitor whose anonymous id e
+// carries (a visitor merged into a lead: e scored on the lead), e's hits of
+// the behaviour audiences, so that the visitor keeps its own hits next to
+// the lead's. o is e's outcome: an event that scored, matched nothing on the
+// lead (its hit older than the lead's Count), was a duplicate there (the
+// link's write may have been lost while the lead's was stored) or was
+// committed already (a write of the link that lost its compare-and-set) is
+// recorded; one not applied (late, stale, bot, dead, blocked) is not.
+// Recording is idempotent: a hit whose event id the link holds already is
+// not added again (a resent event's time may differ a little between
+// sends), nor one outside its window as of the plan's time.
+func (p *planner) visitorHits(e *event.Event, o Outcome) {
+	switch o {
+	case Scored, NoMatch, Duplicate, Skipped:
+	default:
+		return
+	}
+	if e.AnonymousID == "" || !p.c.audienceRelevant(e) {
+		return
+	}
+	w, ok := p.get(Anon(e.AnonymousID))
+	if !ok || w.cur.Into == "" {
+		return // not known yet (planned again once read); or not merged: e scored on it
+	}
+	te := e.EventTime.UnixMilli()
+	for _, h := range p.c.ahits {
+		a := &p.c.rules.Audiences[p.c.aud.idx[h.Rule]]
+		if p.now > 0 && te <= p.now-a.Window.Milliseconds() {
+			continue
+		}
+		hits := w.cur.Audiences[a.Name]
+		if slices.ContainsFunc(hits, func(x AudienceHit) bool { return x.ID == e.ID }) {
+			continue
+		}
+		if hits, added := addHit(hits, AudienceHit{Time: te, ID: e.ID}, a.Count); added {
+			if w.cur.Audiences == nil {
+				w.cur.Audiences = map[string][]AudienceHit{}
+			}
+			w.cur.Audiences[a.Name] = hits
+			w.changed = true
+		}
+	}
 }
 
 // pruneAudiences forgets, as of now (Unix ms), the hits that cannot count

@@ -154,9 +154,11 @@ func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Pla
 		if skip != nil && skip[i] {
 			p.plan.Outcomes[i] = Skipped
 			p.resync(e)
+			p.visitorHits(e, Skipped)
 			continue
 		}
 		p.plan.Outcomes[i], p.plan.Subjects[i], p.plan.Errors[i] = p.event(e)
+		p.visitorHits(e, p.plan.Outcomes[i])
 	}
 	p.syncChanged()
 	p.phases()
@@ -267,6 +269,7 @@ func (p *planner) completeMerge(src *working) bool {
 	if !known {
 		return false
 	}
+	own := p.c.ownAudiences(src.cur) // a visitor keeps its own hits (audiences.go)
 	if !done {
 		mqls := p.c.Merge(target.cur, src.cur, src.cur.MergeMark, src.cur.MergeTime)
 		p.record(target, mark, bucket)
@@ -282,7 +285,7 @@ func (p *planner) completeMerge(src *working) bool {
 		}
 	}
 	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
-	src.cur.Audiences = nil
+	src.cur.Audiences = own
 	src.cur.Group, src.cur.Domain = nil, nil
 	src.changed = true
 	p.before(node{target, false}, node{src, false}) // emptied once its survivor holds the history
