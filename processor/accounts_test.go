@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -275,4 +276,76 @@ func TestProcessorRepairsAccounts(t *testing.T) {
 			t.Fatalf("the account's outbox is still there")
 		}
 	})
+}
+
+// An account crosses at an event of one member; later in the same batch that
+// member moves to another account. The processor stores the batch (the MQA
+// record in the first account's outbox) and dies before publishing it. The
+// README promises the record is published: "a processor killed before
+// publishing leaves it there, and the redelivered trigger publishes it". The
+// redelivered batch must find it although its lead is now in another account;
+// and so must a batch of the lead's (from another partition) scored before
+// the redelivery, in which the lead sees its removal stored and forgets the
+// account.
+func TestProcessorPublishesPendingMQAOfAccountTheTriggerLeft(t *testing.T) {
+	for _, between := range []bool{false, true} {
+		t.Run(fmt.Sprintf("scored_between=%v", between), func(t *testing.T) {
+			leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
+				ctx := context.Background()
+				rules := accountRules(t)
+				sfx := newID("mv")
+				acctA, acctB := "a-"+sfx, "b-"+sfx
+				l1, l2 := sfx+"-1", sfx+"-2"
+				evs := []*event.Event{
+					groupCall(sfx+"-g1", l1, acctA, t0, `{"industry":"software"}`),
+					groupCall(sfx+"-g2", l2, acctA, t0, ""),
+					touch(sfx+"-f1", event.FormSubmit, "", l1, t0.Add(time.Minute)),
+					touch(sfx+"-f2", event.FormSubmit, "", l1, t0.Add(2*time.Minute)),
+					touch(sfx+"-f3", event.FormSubmit, "", l2, t0.Add(3*time.Minute)),
+					touch(sfx+"-f4", event.FormSubmit, "", l2, t0.Add(4*time.Minute)), // A crosses here (50+50+20 = 120)
+					groupCall(sfx+"-g5", l2, acctB, t0.Add(5*time.Minute), ""),        // l2 moves to B
+				}
+				score := func(evs []*event.Event) *Scored {
+					t.Helper()
+					sc := NewScorer(scoring.NewCore(rules, testWindow), store, scoring.DefaultAnonymousTTL)
+					res, err := sc.Score(ctx, evs, map[scoring.Subject]leadstate.Record{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return res
+				}
+				// An earlier batch, stored and published: A at 100, no crossing yet.
+				if res := score(evs[:5]); len(res.OutboxMQA) != 0 {
+					t.Fatalf("first batch: %d MQA records", len(res.OutboxMQA))
+				}
+				evs = evs[5:]
+				// The "crashed" processor: the next batch is stored, nothing published.
+				res := score(evs)
+				if len(res.OutboxMQA) != 1 || res.OutboxMQA[0].AccountID != acctA {
+					t.Fatalf("first run: %d MQA records pending (%+v), want A's one", len(res.OutboxMQA), res.OutboxMQA)
+				}
+				pending := res.OutboxMQA[0]
+				var ids []string
+				if between {
+					// l2's event from another partition: l2 sees its
+					// tombstone stored in A and forgets A.
+					res := score([]*event.Event{touch(sfx+"-f6", event.FormSubmit, "", l2, t0.Add(6*time.Minute))})
+					for _, m := range res.OutboxMQA {
+						ids = append(ids, m.MQAID)
+					}
+					if st := leadstatetest.State(t, store, scoring.Lead(l2)); st == nil || len(st.Left) != 0 {
+						t.Fatalf("l2 after its next event: %+v, want it to have forgotten A", st)
+					}
+				}
+				// Kafka redelivers the batch (offsets were not committed).
+				for _, m := range score(evs).OutboxMQA {
+					ids = append(ids, m.MQAID)
+				}
+				left := leadstatetest.Client(t, store).HLen(ctx, leadstatetest.Key(scoring.Account(acctA), "o")).Val()
+				if !slices.Contains(ids, pending.MQAID) {
+					t.Fatalf("MQA records to publish %v, want the pending %s of account A; A's outbox still holds %d record(s) that nothing will ever publish", ids, pending.MQAID, left)
+				}
+			})
+		})
+	}
 }

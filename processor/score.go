@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
@@ -69,6 +70,7 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 	res := &Scored{Stored: map[scoring.Subject]leadstate.Record{}}
 	skip := make([]bool, len(events))
 	mqlSeen := map[string]bool{}
+	forgot := map[string]bool{} // accounts a stored lead no longer names (see commit)
 	for attempt := 0; ; attempt++ {
 		if attempt == maxAttempts {
 			return nil, fmt.Errorf("scoring a batch of %d events: still losing to concurrent changes after %d attempts", len(events), maxAttempts)
@@ -81,7 +83,7 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 			}
 			continue
 		}
-		done, err := sc.commit(ctx, f, plan, now, skip, res, mqlSeen)
+		done, err := sc.commit(ctx, f, plan, now, skip, res, mqlSeen, forgot)
 		if err != nil {
 			return nil, err
 		}
@@ -107,15 +109,24 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 			}
 			// A redelivered event's lead (and its account) may hold an
 			// MQL (MQA) record a crashed processor stored but did not
-			// publish.
+			// publish. The account may be one the lead has left since
+			// (later in the same batch, say): the lead names those until
+			// it sees its removal stored.
 			if s := plan.Subjects[i]; o == scoring.Duplicate && !s.Anonymous && !dupSeen[s.ID] {
 				dupSeen[s.ID] = true
 				dupLeads = append(dupLeads, s.ID)
-				addAcct(scoring.AccountOf(f.recs[s].State))
+				for _, a := range leadAccounts(f.recs[s].State) {
+					addAcct(a)
+				}
 			}
 			if o == scoring.Duplicate && events[i].Type == event.Group {
 				addAcct(events[i].GroupID)
 			}
+		}
+		// And a lead stored by this batch that stopped naming an account
+		// can no longer lead a redelivery there: its outbox is checked now.
+		for a := range forgot {
+			addAcct(a)
 		}
 		pending, err := sc.store.Outbox(ctx, dupLeads)
 		if err != nil {
@@ -139,6 +150,22 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 		}
 		return res, nil
 	}
+}
+
+// leadAccounts are the accounts a lead's state names: the one it is a
+// member of and those it left whose removal it has not seen stored.
+func leadAccounts(st *scoring.State) []string {
+	if st == nil {
+		return nil
+	}
+	var out []string
+	if a := scoring.AccountOf(st); a != "" {
+		out = append(out, a)
+	}
+	for _, l := range st.Left {
+		out = append(out, l.Account)
+	}
+	return out
 }
 
 // read adds the records of want, and of the leads they were merged into and
@@ -191,8 +218,9 @@ func (sc *Scorer) learnMissing(ctx context.Context, f *facts, plan *scoring.Plan
 // true when every write was stored; otherwise what it learned (a state
 // changed by another processor, ids applied already) is in f, the events
 // whose writes were stored are marked in skip, and the batch must be planned
-// again.
-func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now int64, skip []bool, res *Scored, mqlSeen map[string]bool) (bool, error) {
+// again. The accounts a stored lead's state no longer names (a removal it saw
+// stored, or one beyond the few it remembers) are added to forgot.
+func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now int64, skip []bool, res *Scored, mqlSeen, forgot map[string]bool) (bool, error) {
 	last := 0
 	for _, w := range plan.Writes {
 		last = max(last, w.Phase)
@@ -230,6 +258,14 @@ func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now 
 			case leadstate.Stored:
 				if prev := f.recs[w.Subject].State; prev != nil && prev.Pending && !w.State.Pending {
 					res.Merges++ // a merged subject emptied: its history is in its survivor
+				}
+				if !w.Subject.Account && !w.Subject.Anonymous {
+					names := leadAccounts(w.State)
+					for _, a := range leadAccounts(f.recs[w.Subject].State) {
+						if !slices.Contains(names, a) {
+							forgot[a] = true
+						}
+					}
 				}
 				rec := leadstate.Record{State: w.State, Version: r.Version}
 				f.recs[w.Subject], res.Stored[w.Subject] = rec, rec

@@ -113,8 +113,12 @@ func (p *planner) syncLead(w *working, trigger string, te int64) bool {
 			p.accountChanged(aw, trigger, te)
 		}
 		// The stored account shows the removal: forget it, when the lead
-		// is written anyway.
-		if w.changed && aw.base != nil && hasTombstone(aw.base, st.ID, l.Seq) {
+		// is written anyway. A full account shows it by holding no entry
+		// for the lead at all: it keeps no tombstone of an absent lead
+		// (evict would take it first), so waiting for one would keep the
+		// account in Left, re-read on every event, for ever.
+		if w.changed && aw.base != nil && (hasTombstone(aw.base, st.ID, l.Seq) ||
+			len(aw.base.Members) >= p.c.maxMembers && !holds(aw.base, st.ID) && !holds(aw.cur, st.ID)) {
 			st.Left = slices.DeleteFunc(slices.Clone(st.Left), func(x LeftAccount) bool { return x.Account == l.Account })
 		}
 	}
@@ -149,6 +153,30 @@ func (p *planner) resync(e *event.Event) {
 		return
 	}
 	p.syncLead(target, e.ID, te)
+}
+
+// syncUnsynced checks the accounts of the leads the event just planned
+// changed besides applying it (a merge's survivor and source, a link), as a
+// plan of that event alone would: a crossing is attributed to the same
+// event (or merge) however the events are batched. Leads merged away go
+// first, so their entries leave before their survivors' grow.
+func (p *planner) syncUnsynced() {
+	if len(p.unsynced) == 0 {
+		return
+	}
+	for _, away := range []bool{true, false} {
+		for _, w := range p.unsynced {
+			if (w.cur.Into != "") != away || w.cur.Anonymous || w.cur.Account {
+				continue
+			}
+			trigger, te := w.trigger, w.triggerTime
+			if trigger == "" {
+				trigger, te = p.lastID, p.lastTime
+			}
+			p.syncLead(w, trigger, te)
+		}
+	}
+	p.unsynced = p.unsynced[:0]
 }
 
 // syncChanged checks the accounts of every lead the plan changed (leads

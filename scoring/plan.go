@@ -113,6 +113,9 @@ type planner struct {
 	// folded is the survivor the event being planned folded a merged
 	// subject's history into (nil: none).
 	folded *working
+	// unsynced are the leads the event being planned changed besides
+	// applying it (merges, links): their accounts are checked after it.
+	unsynced []*working
 }
 
 // working is one subject's state as the plan changes it.
@@ -154,10 +157,12 @@ func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Pla
 		if skip != nil && skip[i] {
 			p.plan.Outcomes[i] = Skipped
 			p.resync(e)
+			p.syncUnsynced()
 			p.visitorHits(e, Skipped)
 			continue
 		}
 		p.plan.Outcomes[i], p.plan.Subjects[i], p.plan.Errors[i] = p.event(e)
+		p.syncUnsynced()
 		p.visitorHits(e, p.plan.Outcomes[i])
 	}
 	p.syncChanged()
@@ -274,6 +279,10 @@ func (p *planner) completeMerge(src *working) bool {
 		mqls := p.c.Merge(target.cur, src.cur, src.cur.MergeMark, src.cur.MergeTime)
 		p.record(target, mark, bucket)
 		p.folded = target
+		// A crossing of its account is the merge's, as its own MQLs are:
+		// named by the merge mark, whichever event completes the merge.
+		target.trigger, target.triggerTime = src.cur.MergeMark, src.cur.MergeTime
+		p.unsynced = append(p.unsynced, target)
 		for _, b := range src.cur.Recent {
 			for _, fp := range b.IDs {
 				p.record(target, fp, b.Bucket)
@@ -288,6 +297,7 @@ func (p *planner) completeMerge(src *working) bool {
 	src.cur.Audiences = own
 	src.cur.Group, src.cur.Domain = nil, nil
 	src.changed = true
+	p.unsynced = append(p.unsynced, src)
 	p.before(node{target, false}, node{src, false}) // emptied once its survivor holds the history
 	return true
 }
@@ -514,6 +524,7 @@ func (p *planner) merge(src Subject, target *working, te int64) bool {
 func (p *planner) link(src, target *working) {
 	src.cur.Into = target.cur.ID
 	src.changed = true
+	p.unsynced = append(p.unsynced, src)
 	p.before(node{src, false}, node{target, false})
 }
 
