@@ -69,3 +69,5 @@ func SetRebuildSlack(t interface{ Cleanup(func()) }, d time.Duration) {
 	rebuildSlack = d
 	t.Cleanup(func() { rebuildSlack = old })
 }
+
+func init() { RebuildSettle = 0 } // tests of this package: no wait after the swap

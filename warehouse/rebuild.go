@@ -69,24 +69,39 @@ type RebuildResult struct {
 	Rebuilt    bool   // false: the sort key was current and nothing was left to copy
 	Partitions int    // monthly partitions copied
 	Rows       uint64 // rows read from the old table (copies included)
-	Mutations  int    // erasure mutations of the old table run again on the new one
+	Mutations  int    // erasure mutations run again on the new table
 }
 
-// RebuildEvents gives the events table the current sort key: it creates a
-// table with the new key, copies the old one into it month by month while
-// the sink goes on writing to the old one, swaps the two names in one
-// RENAME (the sink's next INSERT goes to the new table), copies the rows
-// the old table received during the copy, and runs the erasure mutations
-// the old table received during the copy again on the new one. The old
-// table is kept as events_old_sort_key (events_old_sort_key_local on a
-// cluster) for the operator to drop. Copies of an event id fold in the new
-// table (query with FINAL before merges), so rows copied twice count once.
+// tableRebuildState holds, on one server, what a rebuild must still do
+// after its swap if it is stopped there: when its copy began and which
+// mutations of the old table were pending then.
+const tableRebuildState = "events_rebuild_state"
+
+// RebuildEvents gives the events table the current sort key:
 //
-// Interrupted before the swap, a new run starts over (the old table is
-// intact); after it, a new run copies the whole old table again (what was
-// copied already folds). Queries see every row throughout. Retention should
-// not run meanwhile: a month it drops from the old table after that month
-// was copied stays in the new one until retention's next run.
+//  1. it creates a table with the new key and copies the old one into it
+//     month by month while the sink goes on writing to the old one;
+//  2. swaps the two names in one RENAME: the sink's next INSERT goes to the
+//     new table;
+//  3. waits until an INSERT that was writing to the old table at the swap
+//     has finished (RebuildSettle: the sink's bound on a write), then copies
+//     what the old table received since the copy began;
+//  4. runs again on the new table the erasure mutations that may have
+//     missed rows the copies carried: those the old table had pending when
+//     the copy began or received since, and every one the new table
+//     received (an erasure after the swap does not reach the rows the last
+//     copy brings);
+//  5. keeps the old table as events_old_sort_key (events_old_sort_key_local
+//     on a cluster) for the operator to drop.
+//
+// Copies of an event id fold in the new table (query with FINAL before
+// merges), so rows copied twice count once. Stopped before the swap, a new
+// run starts over (the old table is intact); after it, a new run does steps
+// 3–5 again from what the first one recorded (on one server, in
+// events_rebuild_state; on a cluster, where leadstream runs no mutations, it
+// copies the whole old table again). Queries see every row throughout.
+// Retention should not run meanwhile: a month it drops from the old table
+// after that month was copied stays in the new one until retention's next run.
 func RebuildEvents(ctx context.Context, conn driver.Conn, database, cluster string, log *slog.Logger) (RebuildResult, error) {
 	var res RebuildResult
 	if err := CheckDatabase(database); err != nil {
@@ -103,19 +118,32 @@ func RebuildEvents(ctx context.Context, conn driver.Conn, database, cluster stri
 	switch key {
 	case eventsSortKey:
 		before, err := r.exists(ctx, TableEventsBeforeRebuild)
-		if err != nil || !before {
+		if err != nil {
 			return res, err
 		}
-		// Swapped by a run that stopped before it finished copying.
-		log.Info("resuming an interrupted rebuild of events: copying the old table again")
+		if !before {
+			// Done, or never needed; a run stopped between its last
+			// statements may have left a Distributed helper behind.
+			return res, r.dropHelpers(ctx)
+		}
+		// Swapped by a run that stopped before it finished.
+		st, err := r.readState(ctx)
+		if err != nil {
+			return res, err
+		}
+		log.Info("resuming an interrupted rebuild of events after its swap")
 		if err := r.distributedOver(ctx, TableEventsBeforeRebuild); err != nil {
 			return res, err
 		}
-		if err := r.copyMonths(ctx, TableEventsBeforeRebuild, TableEvents, "", &res); err != nil {
+		if err := r.finish(ctx, st, &res); err != nil {
 			return res, err
 		}
 	case eventsOldSortKey:
-		if err := r.fill(ctx, &res); err != nil {
+		st, err := r.fill(ctx, &res)
+		if err != nil {
+			return res, err
+		}
+		if err := r.finish(ctx, st, &res); err != nil {
 			return res, err
 		}
 	default:
@@ -127,12 +155,30 @@ func RebuildEvents(ctx context.Context, conn driver.Conn, database, cluster stri
 	if err := r.exec(ctx, q); err != nil {
 		return res, err
 	}
-	if cluster != "" {
-		if err := r.exec(ctx, "DROP TABLE IF EXISTS {db}."+TableEventsBeforeRebuild+r.onCluster()); err != nil {
-			return res, err
+	return res, r.dropHelpers(ctx)
+}
+
+// rebuildState is what the steps after the swap need: when the copy began
+// (zero: unknown, copy everything) and the old table's mutations pending then.
+type rebuildState struct {
+	start   time.Time
+	pending []string
+}
+
+// dropHelpers drops what a rebuild uses only while it runs: the state table
+// and, on a cluster, the Distributed tables over the rebuilt and the old
+// local tables.
+func (r rebuild) dropHelpers(ctx context.Context) error {
+	names := []string{tableRebuildState}
+	if r.cluster != "" {
+		names = []string{tableEventsRebuild, TableEventsBeforeRebuild}
+	}
+	for _, n := range names {
+		if err := r.exec(ctx, "DROP TABLE IF EXISTS {db}."+n+r.onCluster()); err != nil {
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // testHookBeforeSwap, when set (tests), runs after the copy and before the
@@ -148,6 +194,12 @@ var testHookAfterSwap func() error
 // cluster's hosts differ a little (tests shorten it).
 var rebuildSlack = time.Minute
 
+// RebuildSettle is how long RebuildEvents waits after its swap before the
+// last copy: an INSERT that was writing to the old table may still be
+// storing rows there until then, as the sink bounds each write on a
+// ClickHouse connection by WriteTimeout (tests shorten it).
+var RebuildSettle = WriteTimeout + 5*time.Second
+
 type rebuild struct {
 	ddl
 	conn driver.Conn
@@ -155,66 +207,86 @@ type rebuild struct {
 }
 
 // fill builds the new table from the old one and swaps them.
-func (r rebuild) fill(ctx context.Context, res *RebuildResult) error {
+func (r rebuild) fill(ctx context.Context, res *RebuildResult) (rebuildState, error) {
+	var st rebuildState
 	// A table of an interrupted run holds a partial copy: start over.
 	if err := r.exec(ctx, "DROP TABLE IF EXISTS {db}."+tableEventsRebuild+r.onCluster()); err != nil {
-		return err
+		return st, err
 	}
 	if r.cluster != "" {
 		if err := r.exec(ctx, "DROP TABLE IF EXISTS {db}."+tableEventsRebuild+LocalSuffix+r.onCluster()); err != nil {
-			return err
+			return st, err
 		}
 	}
 	if err := r.createNew(ctx); err != nil {
-		return err
+		return st, err
 	}
 	// Rows the sink writes to the old table from here on are copied again
 	// after the swap; ingested_at is the server's now() of their INSERT.
-	var start time.Time
-	if err := r.conn.QueryRow(ctx, "SELECT now()").Scan(&start); err != nil {
-		return fmt.Errorf("reading the server's time: %w", err)
+	if err := r.conn.QueryRow(ctx, "SELECT now()").Scan(&st.start); err != nil {
+		return st, fmt.Errorf("reading the server's time: %w", err)
 	}
-	start = start.Add(-rebuildSlack)
+	st.start = st.start.Add(-rebuildSlack)
 	// Erasures still running when the copy begins may not have reached the
 	// rows it reads: they are run again too.
-	pending, err := r.mutations(ctx, "mutation_id", TableEvents, "is_done = 0")
-	if err != nil {
-		return err
+	var err error
+	if st.pending, err = r.mutations(ctx, "mutation_id", TableEvents, "is_done = 0"); err != nil {
+		return st, err
+	}
+	if err := r.writeState(ctx, st); err != nil {
+		return st, err
 	}
 	if err := r.copyMonths(ctx, TableEvents, tableEventsRebuild, "", res); err != nil {
-		return err
+		return st, err
 	}
 	if testHookBeforeSwap != nil {
 		if err := testHookBeforeSwap(); err != nil {
-			return err
+			return st, err
 		}
 	}
 	q := fmt.Sprintf("RENAME TABLE {db}.%s TO {db}.%s, {db}.%s TO {db}.%s%s",
 		r.local(TableEvents), r.local(TableEventsBeforeRebuild), r.local(tableEventsRebuild), r.local(TableEvents), r.onCluster())
 	if err := r.exec(ctx, q); err != nil {
-		return err
+		return st, err
 	}
-	r.log.Info("events swapped: the sink now writes to the rebuilt table; copying what the old one received meanwhile")
+	r.log.Info("events swapped: the sink now writes to the rebuilt table")
 	if r.cluster != "" {
 		// The Distributed events names events_local, now the new table;
 		// events_rebuild names a table that no longer exists.
 		if err := r.exec(ctx, "DROP TABLE IF EXISTS {db}."+tableEventsRebuild+r.onCluster()); err != nil {
-			return err
+			return st, err
 		}
 		if err := r.distributedOver(ctx, TableEventsBeforeRebuild); err != nil {
-			return err
+			return st, err
 		}
 	}
 	if testHookAfterSwap != nil {
 		if err := testHookAfterSwap(); err != nil {
-			return err
+			return st, err
 		}
 	}
-	since := "ingested_at >= toDateTime(" + fmt.Sprint(start.Unix()) + ")"
+	return st, nil
+}
+
+// finish copies into the new table what the old one received since st.start
+// (all of it when st.start is zero) once writes in flight at the swap have
+// ended, and runs the erasures again that may have missed rows copied.
+func (r rebuild) finish(ctx context.Context, st rebuildState, res *RebuildResult) error {
+	r.log.Info("waiting for inserts in flight at the swap to end", "wait", RebuildSettle)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(RebuildSettle):
+	}
+	since := ""
+	if !st.start.IsZero() {
+		since = "ingested_at >= toDateTime(" + fmt.Sprint(st.start.Unix()) + ")"
+	}
+	r.log.Info("copying what the old events table received during the copy")
 	if err := r.copyMonths(ctx, TableEventsBeforeRebuild, TableEvents, since, res); err != nil {
 		return err
 	}
-	return r.reapplyMutations(ctx, start, pending, res)
+	return r.reapplyMutations(ctx, st, res)
 }
 
 // createNew creates events_rebuild like events, with the new sort key.
@@ -287,27 +359,71 @@ func (r rebuild) copyMonths(ctx context.Context, from, to, where string, res *Re
 }
 
 // reapplyMutations runs again on the new table the mutations (erasures)
-// of the old one that were pending when the copy began (ids pending) or
-// came since start: rows the copy took before a DELETE reached them must
-// not survive in the new table. Each runs once more only: 18.16 rewrites
-// every part of a table for a mutation. On a cluster leadstream runs no
-// mutations (Config.SingleServer).
-func (r rebuild) reapplyMutations(ctx context.Context, start time.Time, pending []string, res *RebuildResult) error {
+// that may have missed rows the copies carried into it: the old table's
+// pending when the copy began (st.pending) or created since (st.start), and
+// the new table's own (it exists since the copy began: an erasure after the
+// swap did not reach the rows the last copy brought). Each runs once more
+// only: 18.16 rewrites every part of a table for a mutation. On a cluster
+// leadstream runs no mutations (Config.SingleServer).
+func (r rebuild) reapplyMutations(ctx context.Context, st rebuildState, res *RebuildResult) error {
 	if r.cluster != "" {
 		return nil
 	}
-	cmds, err := r.mutations(ctx, "command", TableEventsBeforeRebuild, "create_time >= ? OR mutation_id IN ?", start, idSet(append(pending, "")))
+	old, err := r.mutations(ctx, "command", TableEventsBeforeRebuild, "create_time >= ? OR mutation_id IN ?", st.start, idSet(append(st.pending, "")))
 	if err != nil {
 		return err
 	}
+	own, err := r.mutations(ctx, "command", TableEvents, "1")
+	if err != nil {
+		return err
+	}
+	cmds := append(old, own...)
 	for i, c := range cmds {
 		// The command names erased ids: never in an error or a log.
 		if err := r.conn.Exec(ctx, "ALTER TABLE "+r.db+"."+TableEvents+" "+c); err != nil {
-			return fmt.Errorf("running mutation %d of %d of %s.%s again on the rebuilt table: %w", i+1, len(cmds), r.db, TableEventsBeforeRebuild, queryError(err))
+			return fmt.Errorf("running erasure mutation %d of %d again on the rebuilt %s.%s: %w", i+1, len(cmds), r.db, TableEvents, queryError(err))
 		}
 		res.Mutations++
 	}
 	return nil
+}
+
+// writeState records st in events_rebuild_state (one server).
+func (r rebuild) writeState(ctx context.Context, st rebuildState) error {
+	if r.cluster != "" {
+		return nil
+	}
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS {db}." + tableRebuildState,
+		"CREATE TABLE {db}." + tableRebuildState + " (start DateTime, pending Array(String)) ENGINE = TinyLog",
+	} {
+		if err := r.exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	// INSERT … SELECT: 18.16 waits for a data block after INSERT … VALUES.
+	q := "INSERT INTO " + r.db + "." + tableRebuildState + " SELECT toDateTime(?), ?"
+	if err := r.conn.Exec(ctx, q, st.start.Unix(), append([]string{}, st.pending...)); err != nil {
+		return fmt.Errorf("recording the rebuild's start in %s.%s: %w", r.db, tableRebuildState, err)
+	}
+	return nil
+}
+
+// readState returns what the interrupted run recorded; on a cluster, or
+// without a record, a zero start: copy all of the old table again.
+func (r rebuild) readState(ctx context.Context) (rebuildState, error) {
+	var st rebuildState
+	if r.cluster != "" {
+		return st, nil
+	}
+	ok, err := r.exists(ctx, tableRebuildState)
+	if err != nil || !ok {
+		return st, err
+	}
+	if err := r.conn.QueryRow(ctx, "SELECT start, pending FROM "+r.db+"."+tableRebuildState+" LIMIT 1").Scan(&st.start, &st.pending); err != nil {
+		return st, fmt.Errorf("reading %s.%s: %w", r.db, tableRebuildState, err)
+	}
+	return st, nil
 }
 
 // mutations returns column col (mutation_id, command) of the mutations of

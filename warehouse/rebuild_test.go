@@ -316,3 +316,160 @@ func TestRebuildEventsPendingErasure(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// waitMutationsDone waits until no mutation of any table of db is pending.
+func waitMutationsDone(t *testing.T, conn driver.Conn, db string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for warehousetest.Count(t, conn, "SELECT count() FROM system.mutations WHERE database = '"+db+"' AND is_done = 0") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("mutations still pending after 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A rebuild stopped after its swap is resumed from what it recorded: the
+// erasures the old table received during the first run's copy run again on
+// the new table, so the rows that copy took before them do not stay.
+func TestRebuildEventsResumedAfterSwapRunsErasuresAgain(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "whrebuild")
+	ctx := context.Background()
+	db := cfg.Database
+	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
+		t.Fatal(err)
+	}
+	insertEvent(t, conn, db, "events", "kept", "page_view", resendA, "l1")
+	insertEvent(t, conn, db, "events", "gone", "page_view", resendA, "erased")
+	stopped := errors.New("stopped")
+	warehouse.SetRebuildHooks(t, func() error {
+		// During the copy (its month already copied): the lead is erased
+		// from the old table, and the erasure completes.
+		if err := conn.Exec(ctx, "ALTER TABLE "+db+".events DELETE WHERE lead_id = 'erased'"); err != nil {
+			return err
+		}
+		waitMutationsDone(t, conn, db)
+		return nil
+	}, func() error { return stopped }) // SIGTERM right after the swap
+	if _, err := warehouse.RebuildEvents(ctx, conn, db, "", quiet); !errors.Is(err, stopped) {
+		t.Fatalf("first run: %v, want it stopped", err)
+	}
+	warehouse.SetRebuildHooks(t, nil, nil)
+	res, err := warehouse.RebuildEvents(ctx, conn, db, "", quiet)
+	if err != nil || !res.Rebuilt {
+		t.Fatalf("second run: %+v, %v", res, err)
+	}
+	waitMutationsDone(t, conn, db)
+	if got := eventIDs(t, conn, db, "events"); !reflect.DeepEqual(got, []string{"kept"}) {
+		t.Errorf("events FINAL after the resumed rebuild = %v, want [kept] (the erased lead's row came back; mutations run again: %d)", got, res.Mutations)
+	}
+}
+
+// An erasure submitted after the swap (EraseRows targets events, now the
+// new table) is run again after the copy of what the old table received
+// during the copy, which brings that lead's rows written meanwhile.
+func TestRebuildEventsErasureAfterSwap(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "whrebuild")
+	ctx := context.Background()
+	db := cfg.Database
+	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
+		t.Fatal(err)
+	}
+	insertEvent(t, conn, db, "events", "kept", "page_view", resendA, "l1")
+	warehouse.SetRebuildHooks(t, func() error {
+		// During the copy: the sink writes an event of the lead to the old table.
+		insertEvent(t, conn, db, "events", "during", "page_view", resendA, "erased")
+		return nil
+	}, func() error {
+		// Right after the swap: the lead is erased (DELETE /v1/leads/...),
+		// and the erasure completes.
+		if err := warehouse.EraseRows(ctx, conn, db, []string{"erased"}, nil); err != nil {
+			return err
+		}
+		waitMutationsDone(t, conn, db)
+		return nil
+	})
+	if _, err := warehouse.RebuildEvents(ctx, conn, db, "", quiet); err != nil {
+		t.Fatal(err)
+	}
+	waitMutationsDone(t, conn, db)
+	if got := eventIDs(t, conn, db, "events"); !reflect.DeepEqual(got, []string{"kept"}) {
+		t.Errorf("events FINAL = %v, want [kept]: the row of the lead erased after the swap came back with the copy of the delta", got)
+	}
+}
+
+// An INSERT still writing to the old table after the swap (it resolved the
+// table before; the sink bounds a write by WriteTimeout) is in the new table
+// too: the last copy waits RebuildSettle after the swap.
+func TestRebuildEventsInsertInFlightAtSwap(t *testing.T) {
+	conn, cfg := warehousetest.Open(t, "whrebuild")
+	ctx := context.Background()
+	db := cfg.Database
+	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
+		t.Fatal(err)
+	}
+	settle := warehouse.RebuildSettle
+	warehouse.RebuildSettle = 3 * time.Second
+	t.Cleanup(func() { warehouse.RebuildSettle = settle })
+	insertEvent(t, conn, db, "events", "e1", "page_view", resendA, "l1")
+	sent := make(chan error, 1)
+	warehouse.SetRebuildHooks(t, nil, func() error {
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+"."+warehouse.TableEventsBeforeRebuild+" (event_id, type, event_time, event_time_ms, received_at, lead_id)")
+		if err != nil {
+			return err
+		}
+		ts := time.UnixMilli(resendB)
+		if err := batch.Append("inflight", "page_view", ts, uint64(resendB), ts, "l3"); err != nil {
+			return err
+		}
+		go func() {
+			time.Sleep(time.Second) // its block arrives a second after the swap
+			sent <- batch.Send()
+		}()
+		return nil
+	})
+	if _, err := warehouse.RebuildEvents(ctx, conn, db, "", quiet); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("the in-flight INSERT failed: %v", err)
+	}
+	if got := eventIDs(t, conn, db, "events"); !slices.Contains(got, "inflight") {
+		t.Errorf("events FINAL = %v: an INSERT acknowledged to the sink is missing from events", got)
+	}
+}
+
+// On a cluster, a run stopped between the final RENAME of the local tables
+// and the DROP of the Distributed events_before_rebuild (or between the
+// swap and the DROP of the Distributed events_rebuild) leaves a Distributed
+// table over local tables that no longer exist: the next run drops it.
+func TestRebuildEventsClusterLeftoverDistributed(t *testing.T) {
+	conn, cfg := warehousetest.OpenCluster(t, "whrebuild")
+	ctx := context.Background()
+	db := cfg.Database
+	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, cfg.Cluster); err != nil {
+		t.Fatal(err)
+	}
+	insertEvent(t, conn, db, "events", "e1", "page_view", resendA, "l1")
+	if _, err := warehouse.RebuildEvents(ctx, conn, db, cfg.Cluster, quiet); err != nil {
+		t.Fatal(err)
+	}
+	// The state of a run stopped right after
+	// RENAME events_before_rebuild_local TO events_old_sort_key_local ON CLUSTER
+	// (rebuild.go:127): the Distributed events_before_rebuild is still there.
+	q := "CREATE TABLE " + db + ".events_before_rebuild ON CLUSTER " + cfg.Cluster + " AS " + db + ".events_old_sort_key_local ENGINE = Distributed(" +
+		cfg.Cluster + ", " + db + ", events_before_rebuild_local, cityHash64(if(anonymous_id != '', anonymous_id, lead_id)))"
+	if err := conn.Exec(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	res, err := warehouse.RebuildEvents(ctx, conn, db, cfg.Cluster, quiet)
+	if err != nil {
+		t.Fatalf("next run: %v", err)
+	}
+	for _, n := range clusterNodes(t) {
+		if tables := tableNames(t, n.conn, db); slices.Contains(tables, warehouse.TableEventsBeforeRebuild) {
+			err := n.conn.QueryRow(ctx, "SELECT count() FROM "+db+"."+warehouse.TableEventsBeforeRebuild).Scan(new(uint64))
+			t.Errorf("%s: after the next run (%+v) tables %v: a Distributed %s over no table is left (reading it: %v)", n.addr, res, tables, warehouse.TableEventsBeforeRebuild, err)
+		}
+	}
+}

@@ -15,6 +15,9 @@ import (
 // leaves it alone; `leadstream migrate -rebuild-events` rebuilds it, after
 // which a resent event is one row; LEADSTREAM_REBUILD_EVENTS is ignored.
 func TestMigrateRebuildEvents(t *testing.T) {
+	settle := warehouse.RebuildSettle
+	warehouse.RebuildSettle = 0
+	t.Cleanup(func() { warehouse.RebuildSettle = settle })
 	conn, cfg := warehousetest.Migrated(t, "clirebuild")
 	ctx := context.Background()
 	db := cfg.Database
