@@ -27,7 +27,7 @@ SELECT
     if(sum(spend) > 0, round((sum(rev_first) - sum(spend)) / sum(spend), 4), NULL) AS romi_first_touch,
     if(sum(spend) > 0, round((sum(rev_last) - sum(spend)) / sum(spend), 4), NULL) AS romi_last_touch,
     if(sum(spend) > 0, round((sum(rev_linear) - sum(spend)) / sum(spend), 4), NULL) AS romi_linear,
-    arrayStringConcat(arraySort(groupUniqArrayIf(currency, currency != '')), ',') AS currencies
+    arrayStringConcat(arraySort(groupUniqArrayIf(if(currency = '', '?', currency), spend != 0 OR rev_first != 0 OR rev_last != 0 OR rev_linear != 0)), ',') AS currencies
 FROM
 (
     -- one row per credited touch of a deal: (campaign, first?, last?, share)

@@ -66,7 +66,7 @@ FROM
         toUInt64(0) AS n_touches,
         toUInt64(0) AS n_people,
         toUInt64(0) AS n_leads,
-        toUInt64(countIf(mql_ms > first_touch_ms)) AS n_mqls,
+        toUInt64(countIf(mql_ms >= first_touch_ms)) AS n_mqls,
         toUInt64(sum(length(arrayFilter(d -> d.1 > first_touch_ms, deals)))) AS n_won,
         sum(arraySum(arrayMap(d -> d.2, arrayFilter(d -> d.1 > first_touch_ms, deals)))) AS rev,
         toFloat64(0) AS spend

@@ -44,11 +44,12 @@ FROM
             multiIf(type = 'page_view', 'visit', type = 'form_submit', 'form', type = 'deal_won', 'won', '') AS step,
             if(type IN ('page_view', 'email_open', 'email_click', 'form_submit', 'custom'), campaign, '') AS touch_campaign,
             multiIf(
+                type IN ('email_open', 'email_click'), 'email',
                 lower(utm_medium) IN ('cpc', 'ppc', 'paid', 'paidsearch', 'paid_search', 'sem'), 'paid_search',
                 lower(utm_medium) IN ('paid_social', 'paidsocial', 'social', 'social_paid')
                     OR lower(utm_source) IN ('linkedin', 'facebook', 'instagram', 'twitter', 'x', 'youtube'), 'social',
                 lower(utm_medium) IN ('display', 'banner', 'cpm', 'retargeting'), 'display',
-                lower(utm_medium) IN ('email', 'e-mail', 'newsletter') OR type IN ('email_open', 'email_click'), 'email',
+                lower(utm_medium) IN ('email', 'e-mail', 'newsletter'), 'email',
                 lower(utm_medium) IN ('organic', 'seo'), 'organic_search',
                 lower(utm_medium) = 'referral', 'referral',
                 lower(utm_medium) IN ('affiliate', 'partner'), 'affiliate',

@@ -5,7 +5,7 @@
 --
 -- Revenue: every non-bot deal_won event dated in the period below, its
 -- revenue column as is (no currency conversion: the currencies column lists
--- what was summed, so a mix shows).
+-- what was summed, '?' for an amount without a currency, so a mix shows).
 -- Touches of a deal: the lead's non-bot page views, email opens and clicks,
 -- forms and custom events with a campaign, its anonymous history
 -- (identity_links) included, strictly before the deal, at any time.
@@ -27,7 +27,7 @@ SELECT
     if(sum(spend) > 0, round((sum(rev_first) - sum(spend)) / sum(spend), 4), NULL) AS romi_first_touch,
     if(sum(spend) > 0, round((sum(rev_last) - sum(spend)) / sum(spend), 4), NULL) AS romi_last_touch,
     if(sum(spend) > 0, round((sum(rev_linear) - sum(spend)) / sum(spend), 4), NULL) AS romi_linear,
-    arrayStringConcat(arraySort(groupUniqArrayIf(currency, currency != '')), ',') AS currencies
+    arrayStringConcat(arraySort(groupUniqArrayIf(if(currency = '', '?', currency), spend != 0 OR rev_first != 0 OR rev_last != 0 OR rev_linear != 0)), ',') AS currencies
 FROM
 (
     -- one row per credited touch of a deal: (campaign, first?, last?, share)
