@@ -66,6 +66,39 @@ func queryStrings(t *testing.T, conn driver.Conn, q string, args ...any) []strin
 	return out
 }
 
+// oldEventsDB opens a fresh database (on the test cluster with cluster) as a
+// release before the sort key change left it; cluster is its name or "".
+func oldEventsDB(t *testing.T, onCluster bool) (conn driver.Conn, db, cluster string) {
+	t.Helper()
+	var cfg warehouse.Config
+	if onCluster {
+		conn, cfg = warehousetest.OpenCluster(t, "whrebuild")
+	} else {
+		conn, cfg = warehousetest.Open(t, "whrebuild")
+	}
+	if err := warehouse.MigrateWithOldEventsKey(context.Background(), conn, cfg.Database, cfg.Cluster); err != nil {
+		t.Fatal(err)
+	}
+	return conn, cfg.Database, cfg.Cluster
+}
+
+// waitEventIDs waits until events FINAL holds want (erasure mutations run
+// in the background).
+func waitEventIDs(t *testing.T, conn driver.Conn, db string, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := eventIDs(t, conn, db, "events")
+		if reflect.DeepEqual(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events FINAL = %v, want %v", got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func outdated(t *testing.T, conn driver.Conn, db, cluster string) bool {
 	t.Helper()
 	old, err := warehouse.EventsSortKeyOutdated(context.Background(), conn, db, cluster)
@@ -105,12 +138,8 @@ func TestNewEventsTableFoldsResends(t *testing.T) {
 // received during the copy is run again on the new one, the resend's two
 // rows fold, and the old table is kept under a new name.
 func TestRebuildEvents(t *testing.T) {
-	conn, cfg := warehousetest.Open(t, "whrebuild")
+	conn, db, _ := oldEventsDB(t, false)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
-		t.Fatal(err)
-	}
 	if !outdated(t, conn, db, "") {
 		t.Fatal("the old release's table is not reported outdated")
 	}
@@ -144,17 +173,7 @@ func TestRebuildEvents(t *testing.T) {
 		t.Error("events still has the old sort key")
 	}
 	want := []string{"after", "during", "e1", "e2", "inflight"}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := eventIDs(t, conn, db, "events")
-		if reflect.DeepEqual(got, want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after: events FINAL = %v, want %v", got, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitEventIDs(t, conn, db, want)
 	tables := tableNames(t, conn, db)
 	if !slices.Contains(tables, warehouse.TableEventsOldSortKey) || slices.Contains(tables, warehouse.TableEventsBeforeRebuild) || slices.Contains(tables, "events_rebuild") {
 		t.Errorf("tables after the rebuild: %v, want %s kept and no other copy of events", tables, warehouse.TableEventsOldSortKey)
@@ -180,12 +199,8 @@ func TestRebuildEvents(t *testing.T) {
 func TestRebuildEventsResumes(t *testing.T) {
 	for _, stop := range []string{"before", "after"} {
 		t.Run(stop+" the swap", func(t *testing.T) {
-			conn, cfg := warehousetest.Open(t, "whrebuild")
+			conn, db, _ := oldEventsDB(t, false)
 			ctx := context.Background()
-			db := cfg.Database
-			if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
-				t.Fatal(err)
-			}
 			insertEvent(t, conn, db, "events", "e1", "page_view", resendA, "l1")
 			insertEvent(t, conn, db, "events", "e1", "page_view", resendB, "l1")
 			insertEvent(t, conn, db, "events", "e2", "page_view", 1764590400000, "l1")
@@ -224,13 +239,9 @@ func TestRebuildEventsResumes(t *testing.T) {
 // On a cluster every host's local table gets the new key, the Distributed
 // table reads the new local tables, and the resend folds on its shard.
 func TestRebuildEventsCluster(t *testing.T) {
-	conn, cfg := warehousetest.OpenCluster(t, "whrebuild")
+	conn, db, cluster := oldEventsDB(t, true)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, cfg.Cluster); err != nil {
-		t.Fatal(err)
-	}
-	if !outdated(t, conn, db, cfg.Cluster) {
+	if !outdated(t, conn, db, cluster) {
 		t.Fatal("the old release's table is not reported outdated")
 	}
 	var want []string
@@ -250,7 +261,7 @@ func TestRebuildEventsCluster(t *testing.T) {
 	})
 	want = append(want, "after", "inflight")
 	slices.Sort(want)
-	res, err := warehouse.RebuildEvents(ctx, conn, db, cfg.Cluster, quiet)
+	res, err := warehouse.RebuildEvents(ctx, conn, db, cluster, quiet)
 	if err != nil || !res.Rebuilt {
 		t.Fatalf("RebuildEvents: %+v, %v", res, err)
 	}
@@ -258,7 +269,7 @@ func TestRebuildEventsCluster(t *testing.T) {
 		t.Errorf("after: events FINAL = %v, want %v", got, want)
 	}
 	for _, n := range clusterNodes(t) {
-		if outdated(t, n.conn, db, cfg.Cluster) {
+		if outdated(t, n.conn, db, cluster) {
 			t.Errorf("%s: events_local still has the old sort key", n.addr)
 		}
 		tables := tableNames(t, n.conn, db)
@@ -274,12 +285,8 @@ func TestRebuildEventsCluster(t *testing.T) {
 // "during" the copy) is run again on the new table: the copy may have read
 // the rows it was about to delete.
 func TestRebuildEventsPendingErasure(t *testing.T) {
-	conn, cfg := warehousetest.Open(t, "whrebuild")
+	conn, db, _ := oldEventsDB(t, false)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
-		t.Fatal(err)
-	}
 	warehouse.SetRebuildSlack(t, 0)
 	insertEvent(t, conn, db, "events", "kept", "page_view", resendA, "l1")
 	insertEvent(t, conn, db, "events", "gone", "page_view", resendA, "erased")
@@ -301,17 +308,7 @@ func TestRebuildEventsPendingErasure(t *testing.T) {
 	if res.Mutations != 1 {
 		t.Errorf("%d mutations run again, want the pending erasure", res.Mutations)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := eventIDs(t, conn, db, "events")
-		if reflect.DeepEqual(got, []string{"kept"}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("events FINAL = %v, want the erased row gone", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitEventIDs(t, conn, db, []string{"kept"})
 	if err := conn.Exec(ctx, "SYSTEM START MERGES "+db+"."+warehouse.TableEventsOldSortKey); err != nil {
 		t.Fatal(err)
 	}
@@ -333,12 +330,8 @@ func waitMutationsDone(t *testing.T, conn driver.Conn, db string) {
 // erasures the old table received during the first run's copy run again on
 // the new table, so the rows that copy took before them do not stay.
 func TestRebuildEventsResumedAfterSwapRunsErasuresAgain(t *testing.T) {
-	conn, cfg := warehousetest.Open(t, "whrebuild")
+	conn, db, _ := oldEventsDB(t, false)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
-		t.Fatal(err)
-	}
 	insertEvent(t, conn, db, "events", "kept", "page_view", resendA, "l1")
 	insertEvent(t, conn, db, "events", "gone", "page_view", resendA, "erased")
 	stopped := errors.New("stopped")
@@ -369,12 +362,8 @@ func TestRebuildEventsResumedAfterSwapRunsErasuresAgain(t *testing.T) {
 // new table) is run again after the copy of what the old table received
 // during the copy, which brings that lead's rows written meanwhile.
 func TestRebuildEventsErasureAfterSwap(t *testing.T) {
-	conn, cfg := warehousetest.Open(t, "whrebuild")
+	conn, db, _ := oldEventsDB(t, false)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
-		t.Fatal(err)
-	}
 	insertEvent(t, conn, db, "events", "kept", "page_view", resendA, "l1")
 	warehouse.SetRebuildHooks(t, func() error {
 		// During the copy: the sink writes an event of the lead to the old table.
@@ -402,12 +391,8 @@ func TestRebuildEventsErasureAfterSwap(t *testing.T) {
 // table before; the sink bounds a write by WriteTimeout) is in the new table
 // too: the last copy waits RebuildSettle after the swap.
 func TestRebuildEventsInsertInFlightAtSwap(t *testing.T) {
-	conn, cfg := warehousetest.Open(t, "whrebuild")
+	conn, db, _ := oldEventsDB(t, false)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, ""); err != nil {
-		t.Fatal(err)
-	}
 	settle := warehouse.RebuildSettle
 	warehouse.RebuildSettle = 3 * time.Second
 	t.Cleanup(func() { warehouse.RebuildSettle = settle })
@@ -444,25 +429,21 @@ func TestRebuildEventsInsertInFlightAtSwap(t *testing.T) {
 // swap and the DROP of the Distributed events_rebuild) leaves a Distributed
 // table over local tables that no longer exist: the next run drops it.
 func TestRebuildEventsClusterLeftoverDistributed(t *testing.T) {
-	conn, cfg := warehousetest.OpenCluster(t, "whrebuild")
+	conn, db, cluster := oldEventsDB(t, true)
 	ctx := context.Background()
-	db := cfg.Database
-	if err := warehouse.MigrateWithOldEventsKey(ctx, conn, db, cfg.Cluster); err != nil {
-		t.Fatal(err)
-	}
 	insertEvent(t, conn, db, "events", "e1", "page_view", resendA, "l1")
-	if _, err := warehouse.RebuildEvents(ctx, conn, db, cfg.Cluster, quiet); err != nil {
+	if _, err := warehouse.RebuildEvents(ctx, conn, db, cluster, quiet); err != nil {
 		t.Fatal(err)
 	}
 	// The state of a run stopped right after
 	// RENAME events_before_rebuild_local TO events_old_sort_key_local ON CLUSTER
 	// (rebuild.go:127): the Distributed events_before_rebuild is still there.
-	q := "CREATE TABLE " + db + ".events_before_rebuild ON CLUSTER " + cfg.Cluster + " AS " + db + ".events_old_sort_key_local ENGINE = Distributed(" +
-		cfg.Cluster + ", " + db + ", events_before_rebuild_local, cityHash64(if(anonymous_id != '', anonymous_id, lead_id)))"
+	q := "CREATE TABLE " + db + ".events_before_rebuild ON CLUSTER " + cluster + " AS " + db + ".events_old_sort_key_local ENGINE = Distributed(" +
+		cluster + ", " + db + ", events_before_rebuild_local, cityHash64(if(anonymous_id != '', anonymous_id, lead_id)))"
 	if err := conn.Exec(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-	res, err := warehouse.RebuildEvents(ctx, conn, db, cfg.Cluster, quiet)
+	res, err := warehouse.RebuildEvents(ctx, conn, db, cluster, quiet)
 	if err != nil {
 		t.Fatalf("next run: %v", err)
 	}
