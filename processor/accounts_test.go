@@ -349,3 +349,67 @@ func TestProcessorPublishesPendingMQAOfAccountTheTriggerLeft(t *testing.T) {
 		})
 	}
 }
+
+// A lead leaves a full account while this processor holds an older copy of
+// it, in which the lead (evicted at once when it joined) has no entry, and
+// another processor has since put the lead's entry back: the lead's
+// tombstone is still written, its compare-and-set finds the copy stale, and
+// the lead does not stay counted in both accounts.
+func TestProcessorLeaverOfFullAccountWithStaleRead(t *testing.T) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		core := scoring.NewCore(accountRules(t), testWindow)
+		core.SetMaxAccountMembers(2)
+		sc := NewScorer(core, store, scoring.DefaultAnonymousTTL)
+		sfx := newID("full")
+		acme, globex := "acme-"+sfx, "globex-"+sfx
+		x, y, z := sfx+"-x", sfx+"-y", sfx+"-z"
+		score := func(recs map[scoring.Subject]leadstate.Record, evs ...*event.Event) {
+			t.Helper()
+			if recs == nil {
+				recs = map[scoring.Subject]leadstate.Record{}
+			}
+			if _, err := sc.Score(ctx, evs, recs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		holdsLive := func(acct, lead string) bool {
+			st := leadstatetest.State(t, store, scoring.Account(acct))
+			for _, m := range st.Members {
+				if m.Lead == lead && !m.Left {
+					return true
+				}
+			}
+			return false
+		}
+		at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+		score(nil, groupCall(sfx+"-gy", y, acme, at(0), ""))
+		score(nil, touch(sfx+"-fy", event.FormSubmit, "", y, at(1)))
+		score(nil, groupCall(sfx+"-gz", z, acme, at(2), ""))
+		score(nil, touch(sfx+"-fz", event.FormSubmit, "", z, at(3)))
+		score(nil, groupCall(sfx+"-gx", x, acme, at(4), "")) // acme full: x (0 points) evicted at once
+		if holdsLive(acme, x) {
+			t.Fatal("setup: acme holds x")
+		}
+		old, err := store.Read(ctx, []scoring.Subject{scoring.Account(acme)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another processor: x comes back into acme with its next events.
+		score(nil, touch(sfx+"-fx1", event.FormSubmit, "", x, at(5)), touch(sfx+"-fx2", event.FormSubmit, "", x, at(6)))
+		if !holdsLive(acme, x) {
+			t.Fatal("setup: x did not come back into acme")
+		}
+		// This processor, with its older copy of acme: x moves to globex.
+		score(map[scoring.Subject]leadstate.Record{scoring.Account(acme): old[scoring.Account(acme)]},
+			groupCall(sfx+"-gx2", x, globex, at(7), ""))
+		// Later events of x, read fresh.
+		score(nil, touch(sfx+"-fx3", event.FormSubmit, "", x, at(8)))
+		score(nil, touch(sfx+"-fx4", event.FormSubmit, "", x, at(9)))
+		st := leadstatetest.State(t, store, scoring.Lead(x))
+		if st.MemberOf == globex && holdsLive(acme, x) {
+			t.Fatalf("x is a member of globex (Left %+v), yet acme still holds its live entry: x counts in both accounts for ever; acme %+v",
+				st.Left, leadstatetest.State(t, store, scoring.Account(acme)).Members)
+		}
+	})
+}

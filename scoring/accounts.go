@@ -33,9 +33,7 @@ import (
 // or a processor that read an older state never counts a member twice or
 // brings a stale value back. A lead that leaves an account leaves a
 // tombstone there (same rule), and remembers the account (Left) until it
-// sees the tombstone stored (an account at its member limit keeps no
-// tombstone of a lead it does not hold: there it sees no entry of its own).
-// Every batch that touches a lead checks its account agrees with it, so a
+// sees the tombstone stored. Every batch that touches a lead checks its account agrees with it, so a
 // processor killed between the two writes is repaired by the redelivered
 // batch.
 
@@ -228,9 +226,10 @@ func Related(st *State) []Subject {
 }
 
 // setEntry stores a lead's entry in an account unless the account holds a
-// later one (a higher Seq). It reports whether the account changed: not when
-// the entry it added was evicted at once (a full account keeps no tombstone
-// of a lead it does not hold, nor a new member contributing least).
+// later one (a higher Seq). It reports whether the account changed. An entry
+// evicted at once still counts as a change: the account is written, and its
+// compare-and-set checks the read it was planned from (a stale copy of a
+// full account must not decide that a lead is gone from it).
 func (c *Core) setEntry(acct *State, lead string, seq uint64, vals []MemberValue, left bool) bool {
 	i, found := slices.BinarySearchFunc(acct.Members, lead, func(e AccountEntry, l string) int { return cmpString(e.Lead, l) })
 	if found {
@@ -244,25 +243,13 @@ func (c *Core) setEntry(acct *State, lead string, seq uint64, vals []MemberValue
 		}
 		return true
 	}
-	if left && len(acct.Members) >= c.maxMembers {
-		return false // evict would take it first: nothing to remove, nothing to keep
-	}
 	e := AccountEntry{Lead: lead, Seq: seq, Left: left}
 	if !left {
 		e.Values = slices.Clone(vals)
 	}
-	n := len(acct.Members)
 	acct.Members = slices.Insert(acct.Members, i, e)
 	c.evict(acct)
-	// Evicted at once (one entry over the limit, and it was the one to go):
-	// the account is as it was.
-	return len(acct.Members) != n || holds(acct, lead)
-}
-
-// holds reports whether an account has an entry (live or a tombstone) for lead.
-func holds(acct *State, lead string) bool {
-	_, found := slices.BinarySearchFunc(acct.Members, lead, func(e AccountEntry, l string) int { return cmpString(e.Lead, l) })
-	return found
+	return true
 }
 
 func sameValues(a, b []MemberValue) bool {

@@ -113,12 +113,8 @@ func (p *planner) syncLead(w *working, trigger string, te int64) bool {
 			p.accountChanged(aw, trigger, te)
 		}
 		// The stored account shows the removal: forget it, when the lead
-		// is written anyway. A full account shows it by holding no entry
-		// for the lead at all: it keeps no tombstone of an absent lead
-		// (evict would take it first), so waiting for one would keep the
-		// account in Left, re-read on every event, for ever.
-		if w.changed && aw.base != nil && (hasTombstone(aw.base, st.ID, l.Seq) ||
-			len(aw.base.Members) >= p.c.maxMembers && !holds(aw.base, st.ID) && !holds(aw.cur, st.ID)) {
+		// is written anyway.
+		if w.changed && aw.base != nil && hasTombstone(aw.base, st.ID, l.Seq) {
 			st.Left = slices.DeleteFunc(slices.Clone(st.Left), func(x LeftAccount) bool { return x.Account == l.Account })
 		}
 	}

@@ -279,9 +279,11 @@ func (p *planner) completeMerge(src *working) bool {
 		mqls := p.c.Merge(target.cur, src.cur, src.cur.MergeMark, src.cur.MergeTime)
 		p.record(target, mark, bucket)
 		p.folded = target
-		// A crossing of its account is the merge's, as its own MQLs are:
-		// named by the merge mark, whichever event completes the merge.
-		target.trigger, target.triggerTime = src.cur.MergeMark, src.cur.MergeTime
+		// Its accounts are checked right after this event (syncUnsynced),
+		// so a crossing the merge causes names the event that completed
+		// it, however the events are batched. Not the merge mark: for an
+		// alias of a lead it holds that lead's id (an e-mail), and an MQA
+		// record outlives the lead's erasure.
 		p.unsynced = append(p.unsynced, target)
 		for _, b := range src.cur.Recent {
 			for _, fp := range b.IDs {

@@ -195,9 +195,7 @@ func Accounts(ctx context.Context, conn driver.Conn, database string, leads, ano
 //     records (subject_id = the lead id; those of MQA records name an
 //     account and stay).
 //   - mqa: the account crossings stay (they are the account's), but the
-//     leads are removed from their top_members, and a trigger naming a
-//     merge of one of them (merge:l:<lead>, merge:a:<visitor>) is emptied
-//     (ALTER TABLE … UPDATE).
+//     leads are removed from their top_members (ALTER TABLE … UPDATE).
 //
 // It returns once ClickHouse accepted them; PendingMutations tells when they
 // are done.
@@ -242,21 +240,6 @@ func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, an
 			"WHERE hasAny(`top_members.lead_id`, ?)"
 		if err := conn.Exec(ctx, q, ids, ids, ids); err != nil {
 			return fmt.Errorf("removing erased leads from %s.%s: %w", database, TableMQA, queryError(err))
-		}
-	}
-	// A crossing caused by a merge names it as its trigger: merge:l:<lead>
-	// (an alias of a lead, whose id may be an e-mail) or merge:a:<visitor>.
-	marks := make([]string, 0, len(leads)+len(anons))
-	for _, l := range leads {
-		marks = append(marks, "merge:l:"+l)
-	}
-	for _, a := range anons {
-		marks = append(marks, "merge:a:"+a)
-	}
-	for _, chunk := range idChunks(marks, maxIDBytes) {
-		q := "ALTER TABLE " + database + "." + TableMQA + " UPDATE trigger_event_id = '' WHERE trigger_event_id IN ?"
-		if err := conn.Exec(ctx, q, idSet(chunk)); err != nil {
-			return fmt.Errorf("removing erased ids from %s.%s: %w", database, TableMQA, queryError(err))
 		}
 	}
 	return nil
