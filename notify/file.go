@@ -260,6 +260,9 @@ func (p *fileParser) web(d *Destination, n *yaml.Node, f *yamlconf.Fields, path 
 			if s, ok := p.secret(hf.Val(k), hpath); ok {
 				if strings.ContainsAny(s, "\r\n") {
 					p.Errf(hf.Val(k), hpath, "must not contain a line break")
+				} else if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
+					// net/http refuses to send it: every delivery would fail.
+					p.Errf(hf.Val(k), hpath, "must not contain a control character")
 				}
 				d.Headers[k] = s
 			}

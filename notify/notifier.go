@@ -98,7 +98,11 @@ func New(cfg Config, dests []Destination, log *slog.Logger, reg prometheus.Regis
 	}
 	n.kg = kg
 	n.attemptCtx, n.cancelAll = context.WithCancel(context.Background())
-	n.rec = newRecorder(cfg.ClickHouse, n.log, n.m)
+	names := make([]string, len(dests))
+	for i := range dests {
+		names[i] = dests[i].Name
+	}
+	n.rec = newRecorder(cfg.ClickHouse, n.log, n.m, names)
 	for i := range dests {
 		d := dests[i]
 		n.m.init(d.Name)

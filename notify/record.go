@@ -110,7 +110,19 @@ func (r *record) title() string {
 	if r.Kind == KindMQA {
 		what = "account"
 	}
-	return fmt.Sprintf("%s: %s %s scored %s (threshold %s, model %s)", strings.ToUpper(r.Kind), what, r.Subject, num(r.Score), num(r.Threshold), r.Model)
+	return fmt.Sprintf("%s: %s %s scored %s (threshold %s, model %s)", strings.ToUpper(r.Kind), what, oneLine(r.Subject), num(r.Score), num(r.Threshold), oneLine(r.Model))
+}
+
+// oneLine is s with its control characters (line breaks above all) as
+// spaces: ids come from visitors (a lead id is any userId a page sent) and
+// must not forge lines of a message.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // text is the message of a Slack or e-mail delivery: the summary, the top
@@ -130,7 +142,7 @@ func (r *record) text() string {
 		if x.Points < 0 {
 			sign = ""
 		}
-		fmt.Fprintf(&b, "\n  %s %s%s", x.Rule, sign, num(x.Points))
+		fmt.Fprintf(&b, "\n  %s %s%s", oneLine(x.Rule), sign, num(x.Points))
 	}
 	if len(reasons) == 0 {
 		b.WriteString(" none listed")
@@ -143,11 +155,11 @@ func (r *record) text() string {
 				if i == maxReasons {
 					break
 				}
-				fmt.Fprintf(&b, "\n  %s", memberText(m))
+				fmt.Fprintf(&b, "\n  %s", oneLine(memberText(m)))
 			}
 		}
 	}
-	fmt.Fprintf(&b, "\nCrossed at %s (event %s)\nId: %s", r.CrossedAt.UTC().Format(time.RFC3339), r.Trigger, r.ID)
+	fmt.Fprintf(&b, "\nCrossed at %s (event %s)\nId: %s", r.CrossedAt.UTC().Format(time.RFC3339), oneLine(r.Trigger), oneLine(r.ID))
 	return b.String()
 }
 
@@ -179,11 +191,15 @@ func num(x float64) string {
 	return fmt.Sprintf("%.1f", x)
 }
 
+// slackEscape escapes what Slack reads as markup in a message's text
+// (<!channel>, <https://…|label>): its documented &, < and >.
+var slackEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // slackBody is a Slack-compatible incoming-webhook body.
 func (r *record) slackBody() []byte {
 	b, err := json.Marshal(struct {
 		Text string `json:"text"`
-	}{r.text()})
+	}{slackEscape.Replace(r.text())})
 	if err != nil {
 		panic("BUG: encoding a slack body: " + err.Error())
 	}

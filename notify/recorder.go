@@ -32,23 +32,51 @@ const (
 )
 
 // recorder writes attempts into ClickHouse's notifications table.
+//
+// Each destination has its own share of the queue (recordQueue split
+// evenly), held by a row until it is written: while ClickHouse is down, a
+// destination whose share is full waits for it, and the others go on — a
+// dead destination's retries cannot fill the queue for a healthy one.
 type recorder struct {
-	cfg  warehouse.Config
-	log  *slog.Logger
-	m    *metrics
-	rows chan attemptRow
-	done chan struct{}
+	cfg   warehouse.Config
+	log   *slog.Logger
+	m     *metrics
+	rows  chan attemptRow
+	share map[string]chan struct{} // per destination: a slot per row queued or unwritten
+	done  chan struct{}
 }
 
-func newRecorder(cfg warehouse.Config, log *slog.Logger, m *metrics) *recorder {
-	return &recorder{cfg: cfg, log: log, m: m, rows: make(chan attemptRow, recordQueue), done: make(chan struct{})}
+func newRecorder(cfg warehouse.Config, log *slog.Logger, m *metrics, dests []string) *recorder {
+	r := &recorder{cfg: cfg, log: log, m: m, rows: make(chan attemptRow, recordQueue), share: map[string]chan struct{}{}, done: make(chan struct{})}
+	for _, d := range dests {
+		r.share[d] = make(chan struct{}, max(recordQueue/max(len(dests), 1), 1))
+	}
+	return r
 }
 
-// add queues a row; it waits while the queue is full, until abort is closed.
+// add queues a row; it waits while its destination's share of the queue is
+// full, until abort is closed. The queue itself never fills: the shares add
+// up to its size.
 func (r *recorder) add(row attemptRow, abort <-chan struct{}) {
+	if s := r.share[row.Destination]; s != nil {
+		select {
+		case s <- struct{}{}:
+		case <-abort:
+			return
+		}
+	}
 	select {
 	case r.rows <- row:
 	case <-abort:
+	}
+}
+
+// written gives the shares of written rows back.
+func (r *recorder) written(rows []attemptRow) {
+	for _, row := range rows {
+		if s := r.share[row.Destination]; s != nil {
+			<-s
+		}
 	}
 }
 
@@ -117,6 +145,7 @@ func (r *recorder) run(ctx context.Context, stop <-chan struct{}, drain func() t
 				}
 				if err == nil {
 					r.m.recorded.Add(float64(len(batch)))
+					r.written(batch)
 					batch = batch[:0]
 					backoff = 100 * time.Millisecond
 					return true

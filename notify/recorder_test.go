@@ -48,7 +48,7 @@ func TestRecorderStopsWhileClickHouseIsDown(t *testing.T) {
 	for name, addr := range map[string]string{"refused": refusedAddr, "silent": silent.Addr().String()} {
 		t.Run(name, func(t *testing.T) {
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			r := newRecorder(warehouse.Config{Addr: addr, Database: "leadstream", Username: "default", DialTimeout: time.Minute}, log, newMetrics(nil))
+			r := newRecorder(warehouse.Config{Addr: addr, Database: "leadstream", Username: "default", DialTimeout: time.Minute}, log, newMetrics(nil), nil)
 			stop := make(chan struct{})
 			const drain = 300 * time.Millisecond
 			go r.run(context.Background(), stop, func() time.Duration { return drain })
