@@ -78,6 +78,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 }
 
 // Validate checks the configuration.
+// ValidateWindows checks processor.dedup-window and processor.anonymous-ttl,
+// for the processors and for rescore, which writes states as they do.
+func ValidateWindows(dedup, anonTTL time.Duration) error {
+	if dedup < time.Second {
+		return fmt.Errorf("processor.dedup-window must be at least 1s, got %s", dedup)
+	}
+	if anonTTL < time.Second {
+		return fmt.Errorf("processor.anonymous-ttl must be at least 1s, got %s", anonTTL)
+	}
+	return nil
+}
+
 func (c *Config) Validate() error {
 	if err := c.Kafka.Validate(); err != nil {
 		return err
@@ -88,11 +100,8 @@ func (c *Config) Validate() error {
 	if c.BatchSize < 1 {
 		return fmt.Errorf("processor.batch-size must be >= 1, got %d", c.BatchSize)
 	}
-	if c.DedupWindow < time.Second {
-		return fmt.Errorf("processor.dedup-window must be at least 1s, got %s", c.DedupWindow)
-	}
-	if c.AnonymousTTL < time.Second {
-		return fmt.Errorf("processor.anonymous-ttl must be at least 1s, got %s", c.AnonymousTTL)
+	if err := ValidateWindows(c.DedupWindow, c.AnonymousTTL); err != nil {
+		return err
 	}
 	if c.StateCache < 0 {
 		return fmt.Errorf("processor.state-cache must be >= 0, got %d", c.StateCache)

@@ -28,6 +28,24 @@ const fileSuffix = "-file"
 // -rebuild-events copies the whole events table, an operator's decision.
 var commandOnly = map[string]bool{"apply": true, "rebuild-events": true}
 
+// valueHidden are flags that are not secrets themselves but hold some
+// (collector.cors-origins: KEY=ORIGIN pairs, the key possibly a server
+// key): their values are not echoed in errors either.
+var valueHidden = map[string]bool{"collector.cors-origins": true}
+
+// hideValue takes the value out of the flag package's "invalid value %q for
+// flag -name: …" when name is in valueHidden.
+func hideValue(err error) error {
+	msg := err.Error()
+	for name := range valueHidden {
+		tail := " for flag -" + name + ":"
+		if i, j := strings.Index(msg, "invalid value "), strings.Index(msg, tail); i >= 0 && j > i {
+			return errors.New(msg[:i] + "invalid value (not shown: it holds write keys)" + msg[j:])
+		}
+	}
+	return err
+}
+
 // parse parses args, then fills every flag not given on the command line
 // from its environment variable. Flags win over the environment.
 //
@@ -45,7 +63,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 			usage(fs)
 			os.Exit(0)
 		}
-		return fmt.Errorf("%s: %w (see `leadstream %s -h`)", fs.Name(), err, fs.Name())
+		return fmt.Errorf("%s: %w (see `leadstream %s -h`)", fs.Name(), hideValue(err), fs.Name())
 	}
 	if fs.NArg() > 0 && fs.Name() != "rules check" && fs.Name() != "costs import" && fs.Name() != "erase" {
 		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
@@ -59,7 +77,11 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, serr)
+				if valueHidden[f.Name] {
+					err = fmt.Errorf("%s: %w", envName(f.Name), serr)
+				} else {
+					err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, serr)
+				}
 			}
 		}
 	})

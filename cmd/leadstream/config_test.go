@@ -143,3 +143,22 @@ func TestSubcommandHelp(t *testing.T) {
 		t.Error("rules nope: no error")
 	}
 }
+
+// collector.cors-origins holds write keys (KEY=ORIGIN): a bad value is
+// reported without echoing it, from the command line and from the environment.
+func TestCORSOriginsErrorHidesKeys(t *testing.T) {
+	for _, env := range []bool{false, true} {
+		fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+		var c ingest.Config
+		c.RegisterFlags(fs)
+		args := []string{"-collector.cors-origins", "sk_TOPSECRET=ftp//bad"}
+		if env {
+			t.Setenv("LEADSTREAM_COLLECTOR_CORS_ORIGINS", "sk_TOPSECRET=ftp//bad")
+			args = nil
+		}
+		err := parse(fs, args)
+		if err == nil || strings.Contains(err.Error(), "TOPSECRET") || !strings.Contains(strings.ToLower(err.Error()), "cors") {
+			t.Errorf("env %v: %v, want an error naming the setting, not its value", env, err)
+		}
+	}
+}

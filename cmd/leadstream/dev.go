@@ -100,7 +100,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if rcfg.Addr == "" {
 		srv, err := localsvc.StartRedis(ctx, filepath.Join(dir, "redis"), *redisPort, "--appendonly", "yes", "--appendfsync", "everysec")
 		if err != nil {
-			return fmt.Errorf("starting redis-server (install it with `make deps`, or set LEADSTREAM_REDIS_ADDR): %w", err)
+			return startErr(ctx, "redis-server", "LEADSTREAM_REDIS_ADDR", err)
 		}
 		defer srv.Stop()
 		rcfg.Addr = srv.Addr
@@ -108,7 +108,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if scfg.ClickHouse.Addr == "" {
 		srv, err := localsvc.StartClickHouse(ctx, filepath.Join(dir, "clickhouse"), *chPort, *chHTTPPort)
 		if err != nil {
-			return fmt.Errorf("starting clickhouse-server (install it with `make deps`, or set LEADSTREAM_CLICKHOUSE_ADDR): %w", err)
+			return startErr(ctx, "clickhouse-server", "LEADSTREAM_CLICKHOUSE_ADDR", err)
 		}
 		defer srv.Stop()
 		scfg.ClickHouse.Addr = srv.Addr
@@ -238,9 +238,31 @@ Try it:
     AnalyticsBrowser.load({ writeKey: '%s', cdnURL: '%s' })
 
 `, dir, base, base, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
-		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, icfg.WriteKeys[0], serverKeysHint(icfg.ServerWriteKeys), secretKeyHint(icfg.SecretKey),
-		icfg.WriteKeys[0], base, secretKeyHint(icfg.SecretKey), base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
-		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base, icfg.WriteKeys[0], base)
+		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, writeKeyHint(icfg.WriteKeys), serverKeysHint(icfg.ServerWriteKeys), secretKeyHint(icfg.SecretKey),
+		writeKeyHint(icfg.WriteKeys), base, secretKeyHint(icfg.SecretKey), base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
+		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base, writeKeyHint(icfg.WriteKeys), base)
+}
+
+// startErr explains a local server that did not start: nothing when the
+// start was interrupted (SIGTERM, Ctrl-C: dev stops as after its start);
+// the install hint only when the program is missing.
+func startErr(ctx context.Context, what, env string, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		return fmt.Errorf("starting %s (install it with `make deps`, or set %s): %w", what, env, err)
+	}
+	return fmt.Errorf("starting %s (or set %s): %w", what, env, err)
+}
+
+// writeKeyHint shows the dev write key for copy-paste; a key of yours is
+// not printed (README: write keys are public in pages, not to be printed).
+func writeKeyHint(keys []string) string {
+	if len(keys) == 1 && keys[0] == "dev-write-key" {
+		return keys[0]
+	}
+	return "YOUR_WRITE_KEY"
 }
 
 // serverKeysHint shows the dev server key for copy-paste; other keys are

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -253,6 +254,15 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	var eraser leadapi.Eraser
 	if store != nil && chcfg.Addr != "" {
+		// Erasure connects when asked; a ClickHouse that refuses the
+		// collector (credentials, TLS, cluster settings) is told now, not at
+		// the first erasure. One that does not answer may come back: warned.
+		if err := checkClickHouse(ctx, chcfg); err != nil {
+			if !unreachable(err) {
+				return fmt.Errorf("erasure: %w", err)
+			}
+			log.Warn("clickhouse not reachable at start: DELETE /v1/leads/{id} answers 503 until it is", "err", err)
+		}
 		e := erasure.New(erasure.Config{Kafka: cfg.Kafka, ClickHouse: chcfg}, store, log, reg)
 		defer e.Close()
 		eraser = stoppingEraser{e, ctx}
@@ -432,4 +442,23 @@ func runRules(args []string) error {
 	}
 	fmt.Printf("%s: ok: %s\n", args[1], strings.Join(names, "; "))
 	return nil
+}
+
+// checkClickHouse connects to ClickHouse once, as a role that needs it later.
+func checkClickHouse(ctx context.Context, cfg warehouse.Config) error {
+	conn, err := warehouse.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// unreachable reports whether err is a server not answering (refused
+// connection, unreachable host, timeout) rather than one that answered and
+// refused (credentials, TLS, settings).
+func unreachable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/processor"
 	"github.com/leadstream/leadstream/scoring"
 	"github.com/leadstream/leadstream/warehouse"
 )
@@ -54,6 +55,11 @@ func runRescore(ctx context.Context, args []string) error {
 	}
 	if *rulesPath == "" {
 		return errors.New("rescore: -rules FILE is required")
+	}
+	// As the processors check them: an anonymous-ttl of 0 would expire every
+	// visitor's state as -apply writes it.
+	if err := processor.ValidateWindows(*window, *anonTTL); err != nil {
+		return fmt.Errorf("rescore: %w", err)
 	}
 	rules, err := scoring.Load(*rulesPath)
 	if err != nil {

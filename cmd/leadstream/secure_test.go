@@ -509,6 +509,9 @@ func TestSecureWrongSettings(t *testing.T) {
 		"clickhouse at", "clickhouse.password")
 	f("clickhouse untrusted certificate", "migrate", func(m map[string]string) { m["LEADSTREAM_CLICKHOUSE_TLS_CA_FILE"] = other.CAFile },
 		"clickhouse at", "clickhouse.tls.ca-file")
+	// The collector needs ClickHouse for erasures only, and checks it at start too.
+	f("clickhouse wrong password, collector", "collector", func(m map[string]string) { m["LEADSTREAM_CLICKHOUSE_PASSWORD_FILE"] = wrongFile },
+		"clickhouse at", "clickhouse.password")
 	f("clickhouse plaintext to tls", "sink", func(m map[string]string) {
 		delete(m, "LEADSTREAM_CLICKHOUSE_TLS_CA_FILE")
 		delete(m, "LEADSTREAM_CLICKHOUSE_TLS_CERT_FILE")

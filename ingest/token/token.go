@@ -113,7 +113,8 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 	seen := map[string]bool{}
 	for _, k := range keys {
 		if !validKeyID(k.ID) {
-			return nil, fmt.Errorf("%w: key id %q: use 1-32 characters of A-Z a-z 0-9 _ -", ErrBadKey, k.ID)
+			// Not quoted: a key written secret:id puts the secret here.
+			return nil, fmt.Errorf("%w: a key id (the part after the last ':') is not 1-32 characters of A-Z a-z 0-9 _ - (is a key written SECRET:ID instead of ID:SECRET?)", ErrBadKey)
 		}
 		if len(k.Secret) < 16 {
 			return nil, fmt.Errorf("%w: key %q: the secret must be at least 16 bytes", ErrBadKey, k.ID)

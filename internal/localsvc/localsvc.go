@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,7 +193,11 @@ func (s *Server) waitReady(ctx context.Context, ready func(context.Context) erro
 	var last error
 	for {
 		if last = ready(ctx); last == nil {
-			return nil
+			select {
+			case <-s.done: // it answered, yet our server is gone: another one on its port
+			default:
+				return nil
+			}
 		}
 		select {
 		case <-tick.C:
@@ -257,6 +262,8 @@ func prepareDir(dir string) (string, error) {
 }
 
 // pickPorts replaces the zero entries of ports with distinct free ports.
+// A port given is checked free: a server that cannot bind it exits, and its
+// readiness probe would otherwise succeed against whatever listens there.
 func pickPorts(ports ...int) ([]int, error) {
 	free, err := freePorts(len(ports))
 	if err != nil {
@@ -266,7 +273,16 @@ func pickPorts(ports ...int) ([]int, error) {
 	for i, p := range ports {
 		if out[i] = p; p == 0 {
 			out[i] = free[i]
+			continue
 		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: 127.0.0.1:%d (%v)", ErrPortInUse, p, err)
+		}
+		ln.Close()
 	}
 	return out, nil
 }
+
+// ErrPortInUse means a port asked for is taken, by another server maybe.
+var ErrPortInUse = errors.New("localsvc: port in use")
