@@ -380,15 +380,20 @@ func TestSinkIsolationSpansAttempts(t *testing.T) {
 	if stored := storedEvents(t, conn, cfg.Database); len(stored) != len(evs)-nPoison {
 		t.Errorf("stored %d events, want %d", len(stored), len(evs)-nPoison)
 	}
-	dead := readDeadLetters(ctx, t, kcfg, nPoison)
-	seen := map[int64]bool{}
-	for _, d := range dead {
-		if seen[d.Offset] || d.Offset%int64(len(evs)/nPoison) != 7 {
-			t.Errorf("dead letter at offset %d: not a refused row, or twice (%s)", d.Offset, d.Reason)
+	// Every refused row dead-lettered, nothing else; at least once (an
+	// attempt cut short while its dead letters were acknowledged repeats them).
+	seen := map[int64]int{}
+	for more := nPoison; len(seen) < nPoison; more = 1 {
+		for _, d := range readDeadLetters(ctx, t, kcfg, more) {
+			if d.Offset%int64(len(evs)/nPoison) != 7 {
+				t.Fatalf("dead letter at offset %d: not a refused row (%s)", d.Offset, d.Reason)
+			}
+			seen[d.Offset]++
 		}
-		seen[d.Offset] = true
 	}
-	if len(seen) != nPoison {
-		t.Errorf("%d refused rows dead-lettered, want %d", len(seen), nPoison)
+	copies := 0
+	for _, n := range seen {
+		copies += n
 	}
+	t.Logf("%d refused rows dead-lettered, %d copies in all", len(seen), copies)
 }
