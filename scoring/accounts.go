@@ -33,9 +33,9 @@ import (
 // or a processor that read an older state never counts a member twice or
 // brings a stale value back. A lead that leaves an account leaves a
 // tombstone there (same rule), and remembers the account (Left) until it
-// sees the tombstone stored. Every batch that touches a lead checks its account agrees with it, so a
-// processor killed between the two writes is repaired by the redelivered
-// batch.
+// sees the tombstone stored. Every batch that touches a lead checks its
+// account agrees with it, so a processor killed between the two writes is
+// repaired by the redelivered batch.
 
 // DefaultMaxAccountMembers bounds the entries an account keeps: past it the
 // tombstones go first, then the members contributing least.

@@ -165,11 +165,7 @@ func (p *planner) syncUnsynced() {
 			if (w.cur.Into != "") != away || w.cur.Anonymous || w.cur.Account {
 				continue
 			}
-			trigger, te := w.trigger, w.triggerTime
-			if trigger == "" {
-				trigger, te = p.lastID, p.lastTime
-			}
-			p.syncLead(w, trigger, te)
+			p.syncTriggered(w)
 		}
 	}
 	p.unsynced = p.unsynced[:0]
@@ -181,11 +177,17 @@ func (p *planner) syncChanged() {
 	for i := 0; i < len(p.order); i++ {
 		w := p.work[p.order[i]]
 		if w.changed && !w.cur.Anonymous && !w.cur.Account {
-			trigger, te := w.trigger, w.triggerTime
-			if trigger == "" {
-				trigger, te = p.lastID, p.lastTime
-			}
-			p.syncLead(w, trigger, te)
+			p.syncTriggered(w)
 		}
 	}
+}
+
+// syncTriggered checks w's accounts, a crossing named by the event that
+// last applied to w, else by the event being planned.
+func (p *planner) syncTriggered(w *working) {
+	trigger, te := w.trigger, w.triggerTime
+	if trigger == "" {
+		trigger, te = p.lastID, p.lastTime
+	}
+	p.syncLead(w, trigger, te)
 }

@@ -140,16 +140,24 @@ func (c *Core) applyAudiences(st *State, e *event.Event, te int64) bool {
 	c.ahits = c.aud.m.Match(e, c.ahits[:0])
 	changed := false
 	for _, h := range c.ahits {
-		a := &c.rules.Audiences[c.aud.idx[h.Rule]]
-		if st.Audiences == nil {
-			st.Audiences = map[string][]AudienceHit{}
-		}
-		var ok bool
-		if st.Audiences[a.Name], ok = addHit(st.Audiences[a.Name], AudienceHit{Time: te, ID: e.ID}, a.Count); ok {
+		if addAudienceHit(st, &c.rules.Audiences[c.aud.idx[h.Rule]], AudienceHit{Time: te, ID: e.ID}) {
 			changed = true
 		}
 	}
 	return changed
+}
+
+// addAudienceHit adds h to st's hits of audience a (addHit), reporting
+// whether they changed.
+func addAudienceHit(st *State, a *Audience, h AudienceHit) bool {
+	hits, ok := addHit(st.Audiences[a.Name], h, a.Count)
+	if ok {
+		if st.Audiences == nil {
+			st.Audiences = map[string][]AudienceHit{}
+		}
+		st.Audiences[a.Name] = hits
+	}
+	return ok
 }
 
 // mergeAudiences adds src's audience hits to dst's (the union, each list
@@ -230,15 +238,10 @@ func (p *planner) visitorHits(e *event.Event, o Outcome) {
 		if p.now > 0 && te <= p.now-a.Window.Milliseconds() {
 			continue
 		}
-		hits := w.cur.Audiences[a.Name]
-		if slices.ContainsFunc(hits, func(x AudienceHit) bool { return x.ID == e.ID }) {
+		if slices.ContainsFunc(w.cur.Audiences[a.Name], func(x AudienceHit) bool { return x.ID == e.ID }) {
 			continue
 		}
-		if hits, added := addHit(hits, AudienceHit{Time: te, ID: e.ID}, a.Count); added {
-			if w.cur.Audiences == nil {
-				w.cur.Audiences = map[string][]AudienceHit{}
-			}
-			w.cur.Audiences[a.Name] = hits
+		if addAudienceHit(w.cur, a, AudienceHit{Time: te, ID: e.ID}) {
 			w.changed = true
 		}
 	}
