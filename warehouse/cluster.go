@@ -164,10 +164,15 @@ func (d ddl) addColumn(ctx context.Context, conn driver.Conn, c column) error {
 // on a cluster, the bootstrap DDL is then skipped, so that a sink starts
 // while a host is down (DDL ON CLUSTER would wait for it).
 func hasMigrations(ctx context.Context, conn driver.Conn, database string) (bool, error) {
+	return hasTable(ctx, conn, database, tableMigrations)
+}
+
+// hasTable reports whether this host has database.name.
+func hasTable(ctx context.Context, conn driver.Conn, database, name string) (bool, error) {
 	var n uint64
-	err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", database, tableMigrations).Scan(&n)
+	err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", database, name).Scan(&n)
 	if err != nil {
-		return false, fmt.Errorf("looking for %s.%s: %w", database, tableMigrations, err)
+		return false, fmt.Errorf("looking for %s.%s: %w", database, name, err)
 	}
 	return n > 0, nil
 }

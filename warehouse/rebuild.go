@@ -465,12 +465,7 @@ func (r rebuild) sortKey(ctx context.Context, table string) (string, error) {
 
 // exists reports whether table (its local part on a cluster) is on this host.
 func (r rebuild) exists(ctx context.Context, table string) (bool, error) {
-	var n uint64
-	err := r.conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", r.db, r.local(table)).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("looking for %s.%s: %w", r.db, r.local(table), err)
-	}
-	return n > 0, nil
+	return hasTable(ctx, r.conn, r.db, r.local(table))
 }
 
 func (r rebuild) exec(ctx context.Context, q string) error { return exec(ctx, r.conn, r.db, q) }
