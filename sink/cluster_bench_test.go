@@ -44,14 +44,18 @@ func BenchmarkClusterInsert(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = c.Stop() })
+	fatal := func(err error) { // with the nodes' logs: a crash shows there
+		b.Helper()
+		b.Fatalf("%v%s", err, c.LogTail())
+	}
 	cfg := warehouse.Config{Addr: c.Nodes[0].Addr, Database: "bench", Username: "default", DialTimeout: 5 * time.Second, Cluster: c.Name}
 	conn, err := warehouse.Open(ctx, cfg)
 	if err != nil {
-		b.Fatal(err)
+		fatal(err)
 	}
 	defer conn.Close()
 	if err := warehouse.MigrateCluster(ctx, conn, cfg.Database, cfg.Cluster); err != nil {
-		b.Fatal(err)
+		fatal(err)
 	}
 	// One connection to one replica of each shard, for shard-local inserts.
 	var shardConns []driver.Conn
@@ -61,7 +65,7 @@ func BenchmarkClusterInsert(b *testing.B) {
 		}
 		sc, err := warehouse.Open(ctx, warehouse.Config{Addr: n.Addr, Database: cfg.Database, Username: "default", DialTimeout: 5 * time.Second})
 		if err != nil {
-			b.Fatal(err)
+			fatal(err)
 		}
 		defer sc.Close()
 		shardConns = append(shardConns, sc)
@@ -70,10 +74,10 @@ func BenchmarkClusterInsert(b *testing.B) {
 		for _, n := range c.Nodes {
 			nc, err := warehouse.Open(ctx, warehouse.Config{Addr: n.Addr, Database: cfg.Database, Username: "default", DialTimeout: 5 * time.Second})
 			if err != nil {
-				b.Fatal(err)
+				fatal(err)
 			}
 			if err := nc.Exec(ctx, "SYSTEM SYNC REPLICA "+cfg.Database+"."+warehouse.TableEvents+warehouse.LocalSuffix); err != nil {
-				b.Fatal(err)
+				fatal(err)
 			}
 			nc.Close()
 		}
@@ -103,7 +107,7 @@ func BenchmarkClusterInsert(b *testing.B) {
 		n := 0
 		for b.Loop() {
 			if err := insert(); err != nil {
-				b.Fatal(err)
+				fatal(err)
 			}
 			n++
 		}
@@ -167,8 +171,8 @@ func clusterCPU(b *testing.B, c *localsvc.ClickHouseCluster) time.Duration {
 	var total time.Duration
 	for _, n := range c.Nodes {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.Pid()))
-		if err != nil {
-			b.Fatal(err)
+		if err != nil { // the node is gone: its logs say why
+			b.Fatalf("%v%s", err, c.LogTail())
 		}
 		// Fields after the command name (which may hold spaces): utime and
 		// stime are the 14th and 15th of the line.

@@ -81,10 +81,28 @@ func StartClickHouseCluster(ctx context.Context, dir, name string, replicas ...i
 			c.Nodes = append(c.Nodes, &ClickHouseNode{Shard: s + 1, Replica: r + 1, bin: bin, dir: nd})
 		}
 	}
+	// Ports are chosen free, then bound by the servers a second later: a
+	// node that lost one to another process exits, and the whole cluster
+	// starts again on fresh ports (every node's config names them all).
+	for attempt := 1; ; attempt++ {
+		err := c.start(ctx)
+		if err == nil {
+			return c, nil
+		}
+		if attempt == autoPortAttempts || !errors.Is(err, errExited) {
+			_ = c.Stop()
+			return nil, err
+		}
+	}
+}
+
+// start chooses the nodes' ports, writes their configs and starts them all
+// (in parallel: each takes about a second); on failure it stops those that
+// started.
+func (c *ClickHouseCluster) start(ctx context.Context) error {
 	ports, err := freePorts(3 * len(c.Nodes))
 	if err != nil {
-		_ = zk.Stop()
-		return nil, err
+		return err
 	}
 	for i, n := range c.Nodes {
 		n.tcpPort, n.httpPort, n.iPort = ports[3*i], ports[3*i+1], ports[3*i+2]
@@ -94,7 +112,6 @@ func StartClickHouseCluster(ctx context.Context, dir, name string, replicas ...i
 	for _, n := range c.Nodes {
 		n.config = c.nodeConfig(n)
 	}
-	// In parallel: each server takes about a second to start.
 	errs := make([]error, len(c.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.Nodes {
@@ -102,10 +119,12 @@ func StartClickHouseCluster(ctx context.Context, dir, name string, replicas ...i
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		_ = c.Stop()
-		return nil, err
+		for _, n := range c.Nodes {
+			_ = n.Stop()
+		}
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // nodeConfig is the cluster part of n's config.xml.
@@ -148,6 +167,20 @@ func (c *ClickHouseCluster) Addrs() []string {
 		out[i] = n.Addr
 	}
 	return out
+}
+
+// LogTail returns the tail of every node's and ZooKeeper's logs, for a test
+// to show when the cluster fails it (a node that crashed or lost its
+// ZooKeeper session says so there, not in the client's error).
+func (c *ClickHouseCluster) LogTail() string {
+	var b strings.Builder
+	for _, n := range c.Nodes {
+		fmt.Fprintf(&b, "\n=== node shard %d replica %d (%s) ===", n.Shard, n.Replica, n.Addr)
+		b.WriteString(tailOf(filepath.Join(n.dir, "clickhouse.log"), filepath.Join(n.dir, "err.log")))
+	}
+	b.WriteString("\n=== zookeeper ===")
+	b.WriteString(c.ZooKeeper.logTail())
+	return b.String()
 }
 
 // Stop stops every node, then ZooKeeper; it is idempotent.

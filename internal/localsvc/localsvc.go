@@ -193,10 +193,13 @@ func (s *Server) waitReady(ctx context.Context, ready func(context.Context) erro
 	var last error
 	for {
 		if last = ready(ctx); last == nil {
+			last = s.ownPorts()
 			select {
 			case <-s.done: // it answered, yet our server is gone: another one on its port
 			default:
-				return nil
+				if last == nil {
+					return nil
+				}
 			}
 		}
 		select {
@@ -216,12 +219,29 @@ func (s *Server) waitReady(ctx context.Context, ready func(context.Context) erro
 	}
 }
 
+// ownPorts checks that the server's own process listens on the ports the
+// probe reached (Addr, HTTPAddr): until it does, whatever answered is
+// another process that took a port between its choice and our bind, and ours
+// will exit (withAutoPort then tries fresh ports) or never be ready.
+func (s *Server) ownPorts() error {
+	for _, a := range []string{s.Addr, s.HTTPAddr} {
+		if p := portOf(a); p != 0 && !listensOn(s.cmd.Process.Pid, p) {
+			return fmt.Errorf("port %d answers, but not from %s (pid %d)", p, s.Name, s.cmd.Process.Pid)
+		}
+	}
+	return nil
+}
+
 // logTail returns the last lines of the server's log files, formatted for
 // appending to an error message.
-func (s *Server) logTail() string {
+func (s *Server) logTail() string { return tailOf(s.logs...) }
+
+// tailOf returns the last lines of each of the files, formatted for
+// appending to an error message.
+func tailOf(files ...string) string {
 	const maxBytes, maxLines = 4096, 20
 	var b strings.Builder
-	for _, p := range s.logs {
+	for _, p := range files {
 		data, err := os.ReadFile(p)
 		if err != nil || len(bytes.TrimSpace(data)) == 0 {
 			continue
