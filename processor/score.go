@@ -119,6 +119,17 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 					addAcct(a)
 				}
 			}
+			// Its own lead (and an alias's previous one) may have been
+			// merged into the survivor since its crossing was stored: that
+			// record waits in the merged lead's outbox.
+			if o == scoring.Duplicate {
+				for _, l := range []string{events[i].LeadID, aliasPrevious(events[i])} {
+					if l != "" && !dupSeen[l] {
+						dupSeen[l] = true
+						dupLeads = append(dupLeads, l)
+					}
+				}
+			}
 			if o == scoring.Duplicate && events[i].Type == event.Group {
 				addAcct(events[i].GroupID)
 			}
@@ -150,6 +161,15 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 		}
 		return res, nil
 	}
+}
+
+// aliasPrevious is an alias's previousId, which may name a lead ("" for
+// other events).
+func aliasPrevious(e *event.Event) string {
+	if e.Type == event.Alias {
+		return e.PreviousID
+	}
+	return ""
 }
 
 // leadAccounts are the accounts a lead's state names: the one it is a

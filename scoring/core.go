@@ -182,12 +182,17 @@ func (c *Core) Apply(st *State, e *event.Event) (changed bool, mqls []event.MQL,
 	if changed, err = c.membership(st, e, te); err != nil {
 		return false, nil, err
 	}
-	fitEvent := e.Type == event.Identify && len(e.Traits) > 0 && !st.Anonymous
-	if fitEvent {
-		if err := c.mergeTraits(st, e.Traits, te, e.ID); err != nil {
+	// A visitor keeps the traits a fit rule reads too: they count for its
+	// lead once it is merged (Merge), as they count when the identify
+	// arrives after the link, so arrival order does not matter.
+	if e.Type == event.Identify && len(e.Traits) > 0 {
+		kept, err := c.mergeTraits(st, e.Traits, te, e.ID)
+		if err != nil {
 			return false, nil, err
 		}
+		changed = changed || kept
 	}
+	fitEvent := e.Type == event.Identify && len(e.Traits) > 0 && !st.Anonymous
 	var traits map[string]any
 	for i := range c.rules.Models {
 		m := &c.rules.Models[i]
@@ -196,6 +201,7 @@ func (c *Core) Apply(st *State, e *event.Event) (changed bool, mqls []event.MQL,
 			continue
 		}
 		ms := st.model(m.Name)
+		c.rearmAt(st, m, ms, te)
 		mchanged := false
 		for _, h := range c.hits {
 			if c.hit(ms, m, h.Name, h.Cap, CapHit{Time: te, ID: e.ID, Points: h.Points}) {
@@ -289,6 +295,21 @@ func (ms *ModelState) sub(rule string, p float64, te int64, hl time.Duration) {
 	ms.Rules[rule] = rv
 }
 
+// rearmAt drops a lead's MQL flag when its score, decayed to te (an event's
+// time, before that event's points), fell below the model's rearm_below: a
+// lead that decayed from its crossing to nearly nothing and is lifted over
+// the threshold again by one event crosses again (check only sees the score
+// after the points). Times at or before the model's reference time change
+// nothing: the value is known as of that time only.
+func (c *Core) rearmAt(st *State, m *Model, ms *ModelState, te int64) {
+	if st.Anonymous || !ms.MQL || te <= ms.T {
+		return
+	}
+	if ValueAt(ms.V, ms.T, te, m.HalfLife)+ms.Fit < m.RearmBelow {
+		ms.MQL = false
+	}
+}
+
 // check finds an MQL crossing (or a re-arm) of a lead's model after a change.
 func (c *Core) check(st *State, m *Model, ms *ModelState, trigger string) *event.MQL {
 	if st.Anonymous || m.Threshold <= 0 {
@@ -313,10 +334,10 @@ func (c *Core) check(st *State, m *Model, ms *ModelState, trigger string) *event
 
 // mergeTraits keeps, of an identify's traits, those a fit rule reads, each
 // unless the lead holds a later value already.
-func (c *Core) mergeTraits(st *State, raw json.RawMessage, te int64, id string) error {
+func (c *Core) mergeTraits(st *State, raw json.RawMessage, te int64, id string) (kept bool, err error) {
 	in, err := DecodeTraits(raw)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadTraits, err)
+		return false, fmt.Errorf("%w: %w", ErrBadTraits, err)
 	}
 	for k := range c.traits {
 		v, ok := in[k]
@@ -325,7 +346,7 @@ func (c *Core) mergeTraits(st *State, raw json.RawMessage, te int64, id string) 
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("%w: trait %q: %w", ErrBadTraits, k, err)
+			return false, fmt.Errorf("%w: trait %q: %w", ErrBadTraits, k, err)
 		}
 		if len(b) > MaxTraitBytes {
 			continue
@@ -336,9 +357,10 @@ func (c *Core) mergeTraits(st *State, raw json.RawMessage, te int64, id string) 
 				st.Traits = map[string]*Trait{}
 			}
 			st.Traits[k] = t
+			kept = true
 		}
 	}
-	return nil
+	return kept, nil
 }
 
 // traitMap decodes a lead's kept traits for FitPoints.
@@ -379,6 +401,7 @@ func (c *Core) Merge(dst, src *State, trigger string, te int64) []event.MQL {
 		}
 		dm := dst.model(m.Name)
 		if sm != nil {
+			c.rearmAt(dst, m, dm, sm.T) // the merge moves dm's reference time to sm.T
 			c.mergeModel(dm, sm, m)
 		}
 		if traitsChanged {

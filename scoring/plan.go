@@ -116,6 +116,8 @@ type planner struct {
 	// unsynced are the leads the event being planned changed besides
 	// applying it (merges, links): their accounts are checked after it.
 	unsynced []*working
+	// depth is how deep survivor calls are nested (completeMerge).
+	depth int
 }
 
 // working is one subject's state as the plan changes it.
@@ -240,6 +242,14 @@ func (w *working) exists() bool { return w.base != nil || w.changed }
 // survivor follows s's Into chain to the subject that scores its events,
 // completing pending merges on the way. via lists the subjects passed.
 func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool) {
+	if !p.breakCycle(s) {
+		return nil, nil, false
+	}
+	// Completing a merge looks for its target's survivor (recursion);
+	// nested deeper than maxHops (a cycle longer than breakCycle walks),
+	// pending merges are followed as links, as a chain too long is.
+	p.depth++
+	defer func() { p.depth-- }()
 	cur := s
 	for range maxHops {
 		w, ok := p.get(cur)
@@ -249,8 +259,11 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 		if w.cur.Into == "" {
 			return w, via, true
 		}
-		if w.cur.Pending && !p.completeMerge(w) {
+		if w.cur.Pending && p.depth <= maxHops && !p.completeMerge(w) {
 			return nil, nil, false
+		}
+		if w.cur.Into == "" { // its merge was the one a cycle gave up
+			return w, via, true
 		}
 		via = append(via, w)
 		cur = Lead(w.cur.Into)
@@ -260,10 +273,70 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 	return w, via, ok
 }
 
+// breakCycle follows s's Into chain and, when it comes back on itself, breaks
+// the cycle. Two processors storing opposite merges of the same two leads at
+// once (alias A<-B and alias B<-A on two partitions) can leave each pointing
+// at the other: each compare-and-set is one subject's. Every processor
+// breaks it at the same place, decided by what is stored: of the subjects
+// whose pointer is a plain link or a merge not yet recorded by the subject it
+// points at, the lowest id stops pointing on and survives with what it holds
+// (its history stays its own: none of it was folded); the others fold into
+// it. A merge its target recorded already is never the one given up: that
+// history is the target's now.
+func (p *planner) breakCycle(s Subject) bool {
+	pos := map[Subject]int{}
+	var chain []*working
+	cur := s
+	for range maxHops + 1 {
+		w, ok := p.get(cur)
+		if !ok {
+			return false
+		}
+		if w.cur.Into == "" {
+			return true
+		}
+		i, seen := pos[cur]
+		if !seen {
+			pos[cur] = len(chain)
+			chain = append(chain, w)
+			cur = Lead(w.cur.Into)
+			continue
+		}
+		cycle := chain[i:]
+		var give, lowest *working
+		for j, m := range cycle {
+			if lowest == nil || m.cur.ID < lowest.cur.ID {
+				lowest = m
+			}
+			if m.cur.Pending {
+				next := cycle[(j+1)%len(cycle)]
+				done, known := p.applied(next, Fingerprint(m.cur.MergeMark), p.c.Bucket(m.cur.MergeTime))
+				if !known {
+					return false
+				}
+				if done {
+					continue
+				}
+			}
+			if give == nil || m.cur.ID < give.cur.ID {
+				give = m
+			}
+		}
+		if give == nil {
+			give = lowest
+		}
+		give.cur.Into, give.cur.Pending, give.cur.MergeMark, give.cur.MergeTime = "", false, "", 0
+		give.changed = true
+		p.unsynced = append(p.unsynced, give)
+		return true
+	}
+	return true
+}
+
 // completeMerge folds a frozen subject's history into its survivor, unless
 // the survivor's dedup shows that was done; then the subject is emptied:
-// its ids kept in its state move to the survivor, those spilled beside it
-// stay there (the events that pass through it check them).
+// its ids are recorded in the survivor too, and stay with it (the events
+// that pass through it check them).
 func (p *planner) completeMerge(src *working) bool {
 	target, _, ok := p.survivor(Lead(src.cur.Into))
 	if !ok {
@@ -274,28 +347,52 @@ func (p *planner) completeMerge(src *working) bool {
 	if !known {
 		return false
 	}
+	if target == src {
+		return true // a cycle breakCycle did not see: never fold src into itself
+	}
 	own := p.c.ownAudiences(src.cur) // a visitor keeps its own hits (audiences.go)
 	if !done {
-		mqls := p.c.Merge(target.cur, src.cur, src.cur.MergeMark, src.cur.MergeTime)
-		p.record(target, mark, bucket)
-		p.folded = target
-		// Its accounts are checked right after this event (syncUnsynced),
-		// so a crossing the merge causes names the event that completed
-		// it, however the events are batched. Not the merge mark: for an
-		// alias of a lead it holds that lead's id (an e-mail), and an MQA
-		// record outlives the lead's erasure.
-		p.unsynced = append(p.unsynced, target)
+		// The ids src applied are recorded in the target too, except
+		// those the target applied itself (a client sent one messageId
+		// as the visitor and as the lead): the commit refuses a write
+		// recording an id twice, and would refuse this one at every
+		// attempt.
+		var ids []Seen
+		unknown := false
 		for _, b := range src.cur.Recent {
 			for _, fp := range b.IDs {
-				p.record(target, fp, b.Bucket)
+				a, known := p.applied(target, fp, b.Bucket)
+				if !known {
+					unknown = true
+				} else if !a {
+					ids = append(ids, Seen{FP: fp, Bucket: b.Bucket})
+				}
 			}
+		}
+		if unknown {
+			return false
+		}
+		mqls := p.c.Merge(target.cur, src.cur, p.lastID, src.cur.MergeTime)
+		p.record(target, mark, bucket)
+		p.folded = target
+		// A crossing the merge causes names the event that completed it
+		// (its MQL here; its accounts' MQA right after this event, in
+		// syncUnsynced), however the events are batched. Not the merge
+		// mark: for an alias of a lead it holds that lead's id (an
+		// e-mail), and MQL and MQA records outlive the lead's erasure.
+		p.unsynced = append(p.unsynced, target)
+		for _, id := range ids {
+			p.record(target, id.FP, id.Bucket)
 		}
 		target.mqls = append(target.mqls, mqls...)
 		if src.frozen != nil {
 			p.before(node{src, true}, node{target, false}) // the history is stored frozen first
 		}
 	}
-	src.cur.Models, src.cur.Traits, src.cur.Recent, src.cur.Pending = nil, nil, nil, false
+	// src keeps its ids (its dedup): a visitor linked to another lead
+	// later passes its redelivered events through them (appliedVia),
+	// while the lead holding them is no longer on its way.
+	src.cur.Models, src.cur.Traits, src.cur.Pending = nil, nil, false
 	src.cur.Audiences = own
 	src.cur.Group, src.cur.Domain = nil, nil
 	src.changed = true
