@@ -70,10 +70,11 @@ func (m *months) fit(evs []event.Event, recs []int, later []int) ([]event.Event,
 // 2·k·log2(n) INSERTs; rows already stored by an attempt fold with the
 // copies of the next (ReplacingMergeTree). A transient error ends the search
 // and the consumer retries the batch whole.
-const (
-	maxRowTries  = 3
-	rowRetryWait = 100 * time.Millisecond
-)
+const maxRowTries = 3
+
+// rowRetryWait is the wait before a row refused alone is tried again,
+// doubled at each try. A variable so a test can shorten it.
+var rowRetryWait = 100 * time.Millisecond
 
 // isolate searches rows (indices the caller knows), whose INSERT was just
 // refused with cause, for the rows refused alone; insert inserts a subset.

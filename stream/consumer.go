@@ -179,7 +179,7 @@ func (c *Consumer) startWatch(ctx context.Context) (stop func()) {
 // Run consumes until ctx is cancelled. A batch in flight when ctx ends is
 // finished (bounded by DrainTimeout) and committed before Run returns.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
-	defer c.reader.Close()
+	defer c.closeReader()
 	defer c.startWatch(ctx)()
 	// One batch at a time: its slices are reused by the next (a sink's
 	// batch is up to 50,000 records; allocating it afresh every flush was
@@ -242,7 +242,7 @@ type PreparedHandler func(ctx context.Context, batch []Message, prepared any) er
 // offset is done. A batch fetched ahead when shutdown starts is dropped
 // uncommitted (it is redelivered to the next owner).
 func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Context, batch []Message) any, h PreparedHandler) error {
-	defer c.reader.Close()
+	defer c.closeReader()
 	defer c.startWatch(ctx)()
 	type fetched struct {
 		raw      []kafka.Message
@@ -324,6 +324,32 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 		if ctx.Err() != nil {
 			return nil
 		}
+	}
+}
+
+// readerCloseWait bounds how long a stop waits for kafka-go's reader to
+// close, which is mostly leaving the group: with brokers that do not answer
+// (a black-holed host) that takes the reader 5 s and more, and a stop must
+// stay prompt. The member is expired by the group after the session timeout
+// anyway. Offsets are not at stake: Run and RunPrepared have awaited every
+// commit before they close the reader.
+const readerCloseWait = time.Second
+
+// closeReader closes the reader, waiting for it at most readerCloseWait; a
+// close that takes longer goes on in the background.
+func (c *Consumer) closeReader() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.reader.Close()
+	}()
+	t := time.NewTimer(readerCloseWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.log.Warn("kafka did not answer the consumer leaving its group in time: stopping without waiting, the group expires this member after its session timeout",
+			"waited", readerCloseWait, "session_timeout", c.cfg.SessionTimeout)
 	}
 }
 

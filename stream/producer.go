@@ -93,9 +93,11 @@ type Producer struct {
 	// reachable is whether the last ping of the brokers succeeded: without
 	// traffic, a lost connection shows only there.
 	reachable atomic.Bool
-	stopPing  chan struct{}
-	pingDone  chan struct{}
-	mu        sync.RWMutex // held for reading while queueing records; Close takes it for writing
+	// stopPing cancels the context of the pings, a ping in flight
+	// included: Close does not wait for a broker that does not answer.
+	stopPing context.CancelFunc
+	pingDone chan struct{}
+	mu       sync.RWMutex // held for reading while queueing records; Close takes it for writing
 
 	// Group commit (dispatch): Produce queues its waiter on pending; one
 	// goroutine hands everything pending to the client as one burst once
@@ -125,16 +127,20 @@ type burst struct {
 
 // waiter completes when every record of one Produce call has an outcome.
 // Promises of one client are called serially, so the fields other than
-// done need no lock; the last one sends on done. Waiters whose Produce saw
-// that send are recycled with their records.
+// done and state need no lock; the last one sends on done. Waiters whose
+// Produce saw that send are recycled with their records.
 type waiter struct {
-	p       *Producer
-	n       int // records of the call
-	left    int
-	failed  int
-	bytes   int64
-	err     error
-	done    chan struct{} // buffered; one send per use
+	p      *Producer
+	n      int // records of the call
+	left   int
+	failed int
+	bytes  int64
+	err    error
+	done   chan struct{} // buffered; one send per use
+	// state is waiting until either finish counts the outcome (finished)
+	// or Produce gives up (gaveUp), whichever comes first: a record is
+	// counted once, as what its caller was told.
+	state   atomic.Int32
 	krs     []kgo.Record
 	promise func(*kgo.Record, error)
 	b       *burst // set by the dispatcher before the records are handed off
@@ -157,6 +163,13 @@ func (w *waiter) onRecord(_ *kgo.Record, err error) {
 	}
 }
 
+// waiter.state values.
+const (
+	waiting int32 = iota
+	finished
+	gaveUp
+)
+
 var waiters sync.Pool
 
 func (p *Producer) getWaiter(n int, bytes int64) *waiter {
@@ -166,6 +179,7 @@ func (p *Producer) getWaiter(n int, bytes int64) *waiter {
 		w.promise = w.onRecord
 	}
 	w.p, w.n, w.left, w.failed, w.bytes, w.err = p, n, n, 0, bytes, nil
+	w.state.Store(waiting)
 	if cap(w.krs) < n {
 		w.krs = make([]kgo.Record, n)
 	}
@@ -253,9 +267,10 @@ func NewProducer(ctx context.Context, cfg ProducerConfig, log *slog.Logger, reg 
 	p.healthy.Store(true)
 	go p.dispatch()
 	p.reachable.Store(true)
-	p.stopPing = make(chan struct{})
+	pctx, stopPing := context.WithCancel(context.Background())
+	p.stopPing = stopPing
 	p.pingDone = make(chan struct{})
-	go p.pingLoop()
+	go p.pingLoop(pctx)
 	return p, nil
 }
 
@@ -323,20 +338,24 @@ func (p *Producer) Healthy() bool {
 // pingInterval is how often an idle producer checks its brokers.
 const pingInterval = 5 * time.Second
 
-// pingLoop keeps reachable up to date until Close.
-func (p *Producer) pingLoop() {
+// pingLoop keeps reachable up to date until ctx ends (Close), which also
+// ends a ping in flight.
+func (p *Producer) pingLoop(ctx context.Context) {
 	defer close(p.pingDone)
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stopPing:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), pingInterval)
-		err := p.client.Ping(ctx)
+		pctx, cancel := context.WithTimeout(ctx, pingInterval)
+		err := p.client.Ping(pctx)
 		cancel()
+		if ctx.Err() != nil {
+			return // closing: the ping was cut short, not unanswered
+		}
 		switch was := p.reachable.Swap(err == nil); {
 		case err != nil && was:
 			p.log.Warn("kafka brokers unreachable: not ready until they answer", "err", p.cn.explain(p.cfg.Brokers, err))
@@ -419,13 +438,19 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 	}
 	select {
 	case <-w.done:
-		err := w.err
-		putWaiter(w)
-		return err
+		return p.outcome(w)
 	case <-timeout:
+		if !p.giveUp(w) {
+			<-w.done // the outcome came meanwhile
+			return p.outcome(w)
+		}
 		p.unhealthy()
 		return fmt.Errorf("%w: producing to %s: no acknowledgement within %s", ErrUnavailable, p.cfg.Topic, p.cfg.Timeout)
 	case <-ctx.Done():
+		if !p.giveUp(w) {
+			<-w.done
+			return p.outcome(w)
+		}
 		// The records stay queued and may still be written; the caller was
 		// told nothing was, which is safe because consumers dedup by event id.
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -433,6 +458,27 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 		}
 		return fmt.Errorf("waiting for kafka acknowledgement: %w", ctx.Err())
 	}
+}
+
+// outcome returns the error of the records of a waiter whose done was
+// received (nil: all acknowledged) and recycles it.
+func (p *Producer) outcome(w *waiter) error {
+	err := w.err
+	putWaiter(w)
+	return err
+}
+
+// giveUp marks w's records failed when its Produce returns before they
+// have an outcome: the caller is told they were not written, so they count
+// in failed_records_total now, and finish does not count them as produced
+// if Kafka acknowledges them later. False when finish came first: the
+// outcome is known (and counted), Produce returns it.
+func (p *Producer) giveUp(w *waiter) bool {
+	if !w.state.CompareAndSwap(waiting, gaveUp) {
+		return false
+	}
+	p.m.failed.Add(float64(w.n))
+	return true
 }
 
 // unhealthy marks the producer not ready until the next acknowledgement.
@@ -446,11 +492,13 @@ func (p *Producer) unhealthy() {
 func (p *Producer) finish(w *waiter) {
 	p.queued.Add(-w.bytes)
 	p.m.queueBytes.Set(float64(p.queued.Load()))
-	if ok := w.n - w.failed; ok > 0 {
-		p.m.records.Add(float64(ok))
-	}
-	if w.failed > 0 {
-		p.m.failed.Add(float64(w.failed))
+	if w.state.CompareAndSwap(waiting, finished) { // else counted failed by giveUp
+		if ok := w.n - w.failed; ok > 0 {
+			p.m.records.Add(float64(ok))
+		}
+		if w.failed > 0 {
+			p.m.failed.Add(float64(w.failed))
+		}
 	}
 	if w.err == nil {
 		if !p.healthy.Load() {
@@ -518,7 +566,7 @@ func (p *Producer) Close() error {
 		return nil
 	}
 	p.mu.Unlock()
-	close(p.stopPing)
+	p.stopPing() // ends a ping in flight too
 	<-p.pingDone
 	close(p.stop) // no Produce queues any more; the dispatcher hands off the rest
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout+time.Second)

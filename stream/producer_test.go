@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Records land on the murmur2 partition of their key (the one Partition
@@ -72,5 +74,97 @@ func TestProducePartitionsAndOrder(t *testing.T) {
 	}
 	if got != callers*per {
 		t.Fatalf("read %d records, want %d", got, callers*per)
+	}
+}
+
+// A broker that stops answering (a black-holed host, no RST): Close does not
+// wait for the idle producer's background ping (up to pingInterval) before it
+// even starts to flush. Nothing is queued here, so Close is immediate.
+func TestProducerCloseDoesNotWaitForPing(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx := context.Background()
+	p := newTestProducer(ctx, t, c, nil)
+	pinging := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	c.ControlKey(int16(kmsg.Metadata), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if req := r.(*kmsg.MetadataRequest); req.Topics != nil && len(req.Topics) == 0 { // kgo's Ping
+			select {
+			case pinging <- struct{}{}:
+			default:
+			}
+			<-release
+			return nil, errors.New("hung"), true
+		}
+		return nil, nil, false
+	})
+	select {
+	case <-pinging:
+	case <-time.After(3 * pingInterval):
+		t.Fatalf("no ping within %v", 3*pingInterval)
+	}
+	start := time.Now()
+	_ = p.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Close of an idle producer took %v: it waited for the background ping", d.Round(time.Millisecond))
+	}
+}
+
+// A Produce whose caller got an error because Kafka did not acknowledge in
+// time (the producer's Timeout, or the caller's own deadline) counts its
+// records in leadstream_kafka_produce_failed_records_total, and not as
+// produced when Kafka acknowledges them later.
+func TestProduceGivenUpCountsFailed(t *testing.T) {
+	for _, callerDeadline := range []bool{false, true} {
+		t.Run(fmt.Sprint("caller_deadline=", callerDeadline), func(t *testing.T) {
+			c := newCluster(t, "t")
+			ctx := context.Background()
+			reg := prometheus.NewRegistry()
+			p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t", Timeout: time.Second}, quiet, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			release := make(chan struct{})
+			c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+				<-release // hold the first produce request, then let it through
+				return nil, nil, false
+			})
+			pctx, cancel := ctx, context.CancelFunc(func() {})
+			want := ErrUnavailable
+			if callerDeadline {
+				pctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+				want = context.DeadlineExceeded
+			}
+			err = p.Produce(pctx, []Record{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}})
+			cancel()
+			if !errors.Is(err, want) {
+				t.Fatalf("Produce = %v, want %v", err, want)
+			}
+			if failed := testCounter(t, reg, "leadstream_kafka_produce_failed_records_total"); failed != 2 {
+				t.Errorf("Produce returned %v; produce_failed_records_total = %v, want 2", err, failed)
+			}
+			close(release) // Kafka acknowledges them now
+			deadline := time.Now().Add(30 * time.Second)
+			for p.queued.Load() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d bytes still queued 30 s after the broker answered", p.queued.Load())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			failed := testCounter(t, reg, "leadstream_kafka_produce_failed_records_total")
+			produced := testCounter(t, reg, "leadstream_kafka_produced_records_total")
+			if failed != 2 || produced != 0 {
+				t.Errorf("after the late acknowledgement: produce_failed_records_total = %v, produced_records_total = %v; want 2 and 0", failed, produced)
+			}
+			// The producer still works and counts what it acknowledges.
+			if err := p.Produce(ctx, []Record{{Key: []byte("c"), Value: []byte("3")}}); err != nil {
+				t.Fatal(err)
+			}
+			if produced := testCounter(t, reg, "leadstream_kafka_produced_records_total"); produced != 1 {
+				t.Errorf("produced_records_total = %v after one acknowledged record, want 1", produced)
+			}
+		})
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -120,17 +122,55 @@ func TestProduceConsumeGroupCommit(t *testing.T) {
 		}
 	}
 
-	// A restarted member of the group resumes after the committed offsets.
-	cons2, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}, MaxWait: 20 * time.Millisecond}, quiet, prometheus.NewRegistry())
+	// Every record's offset was committed before Run returned, and a
+	// restarted member of the group resumes after them.
+	checkResumes(ctx, t, c, ConsumerConfig{Brokers: c.ListenAddrs(), Group: "g", Topics: []string{"t"}, MaxWait: 20 * time.Millisecond}, callers*per, false)
+}
+
+// checkResumes checks that group cfg.Group committed the n records of topic
+// "t" of c, and that a new member (RunPrepared if prepared) consumes none of
+// them again: it gets a record produced after them, and that one only.
+func checkResumes(ctx context.Context, t *testing.T, c *kfake.Cluster, cfg ConsumerConfig, n int, prepared bool) {
+	t.Helper()
+	if got := committedOffset(ctx, t, c, cfg.Group, "t"); got != int64(n) {
+		t.Fatalf("group committed offsets of %d records when its consumer returned, want %d", got, n)
+	}
+	p := newTestProducer(ctx, t, c, nil)
+	defer p.Close()
+	if err := p.Produce(ctx, []Record{{Key: []byte("k"), Value: []byte("after")}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(cfg, quiet, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	rctx, rcancel := context.WithCancel(ctx)
 	defer rcancel()
-	again := 0
-	_ = cons2.Run(rctx, func(_ context.Context, batch []Message) error { again += len(batch); return nil })
-	if again != 0 {
-		t.Fatalf("restarted consumer got %d already committed records", again)
+	var again []string
+	h := func(_ context.Context, batch []Message) error {
+		for _, m := range batch {
+			if string(m.Value) == "after" {
+				rcancel()
+				continue
+			}
+			again = append(again, string(m.Value))
+		}
+		return nil
+	}
+	if prepared {
+		err = cons.RunPrepared(rctx, func(context.Context, []Message) any { return nil },
+			func(ctx context.Context, b []Message, _ any) error { return h(ctx, b) })
+	} else {
+		err = cons.Run(rctx, h)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("the restarted consumer did not get the record produced after the committed ones: %v", ctx.Err())
+	}
+	if len(again) != 0 {
+		t.Fatalf("restarted consumer got %d already committed records (%.10q)", len(again), again)
 	}
 }
 
@@ -209,6 +249,30 @@ func TestEnsureTopics(t *testing.T) {
 	if len(p.ids) != 3 {
 		t.Fatalf("x.mql has %d partitions, want 3", len(p.ids))
 	}
+}
+
+// committedOffset is the sum over topic's partitions of group's committed
+// offsets in c (partitions without one count 0): the records the group
+// committed when it started at the beginning.
+func committedOffset(ctx context.Context, t *testing.T, c *kfake.Cluster, group, topic string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	res, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, r := range res[topic] {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		sum += max(r.At, 0)
+	}
+	return sum
 }
 
 func testCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -324,20 +388,7 @@ func TestRunPrepared(t *testing.T) {
 		t.Error("no prepare ran while a batch was handled")
 	}
 
-	cons2, err := NewConsumer(cfg, quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
-	defer rcancel()
-	again := 0
-	_ = cons2.RunPrepared(rctx, func(context.Context, []Message) any { return nil }, func(_ context.Context, batch []Message, _ any) error {
-		again += len(batch)
-		return nil
-	})
-	if again != 0 {
-		t.Fatalf("restarted consumer got %d already committed records", again)
-	}
+	checkResumes(ctx, t, c, cfg, n, true)
 }
 
 // A broker that takes produce requests and never answers: Produce gives up
