@@ -157,8 +157,13 @@ func (r *running) readTopic(t *testing.T, suffix string) []stream.Message {
 			return nil
 		})
 	}()
-	if err := <-done; err != nil {
-		t.Fatalf("reading %s: %v", topic, err)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("reading %s: %v", topic, err)
+		}
+	case <-time.After(30 * time.Second): // its deadline is 15 s: a stop that hangs is a failure, not a test timeout
+		t.Fatalf("reading %s: the consumer did not stop 30 s after it began", topic)
 	}
 	rcancel()
 	mu.Lock()
