@@ -96,4 +96,6 @@ var transientCodes = map[int32]bool{
 	516:  true, // AUTHENTICATION_FAILED
 	999:  true, // KEEPER_EXCEPTION
 	1000: true, // POCO_EXCEPTION (network and I/O errors inside the server)
+	1001: true, // STD_EXCEPTION (a C++ library error: a filesystem call such as "No space left on device", an allocation)
+	1002: true, // UNKNOWN_EXCEPTION
 }

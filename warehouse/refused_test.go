@@ -56,5 +56,10 @@ func TestRefused(t *testing.T) {
 	f("memory limit", &clickhouse.Exception{Code: 241, Message: "Memory limit (total) exceeded"}, false)
 	f("a connection dropped mid-insert", &clickhouse.Exception{Code: 32, Message: "Attempt to read after eof"}, false)
 	f("a failed disk write", &clickhouse.Exception{Code: 75, Message: "Cannot write to file"}, false)
+	// Not about the rows: were they judged refused, the sink would dead-letter
+	// a whole healthy batch row by row and commit it past ClickHouse.
+	f("a filesystem error inside the server", &clickhouse.Exception{Code: 1001,
+		Message: "std::exception. Code: 1001, type: std::__1::__fs::filesystem::filesystem_error, e.what() = filesystem error: in create_directories: No space left on device"}, false)
+	f("an unknown server exception", &clickhouse.Exception{Code: 1002, Message: "Unknown exception"}, false)
 	f("a value out of the type's range (24+)", &clickhouse.Exception{Code: 321, Message: "Value is out of range of data type"}, true)
 }
