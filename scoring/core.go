@@ -265,8 +265,11 @@ func (c *Core) hit(ms *ModelState, m *Model, rule string, cp *Cap, h CapHit) boo
 	list = slices.Insert(list, pos, h)
 	ms.add(rule, h.Points, h.Time, m.HalfLife)
 	if len(list) > cp.Count {
-		out := list[len(list)-1]
-		ms.sub(rule, out.Points, out.Time, m.HalfLife)
+		// One hit, or more when the rules file lowered the count since
+		// this window filled: each takes its points back.
+		for _, out := range list[cp.Count:] {
+			ms.sub(rule, out.Points, out.Time, m.HalfLife)
+		}
 		list = list[:cp.Count:cp.Count]
 	}
 	if ms.Caps == nil {

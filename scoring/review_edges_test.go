@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -102,3 +103,51 @@ func TestAnonymousTraitsCountWhateverTheOrder(t *testing.T) {
 		t.Fatalf("lead L's fit: %v in event-time order, %v when the link arrived first (want equal, not 0)", inOrder, linkFirst)
 	}
 }
+
+// A rule's cap lowered in the rules file: the first hit of a window that
+// holds more hits than the new count drops every hit past it, and takes
+// back the points of each (only the last one's were taken back: the others'
+// stayed in the score while their hits were forgotten).
+func TestCapLoweredTakesBackEveryDroppedHit(t *testing.T) {
+	rules := func(count int) *Rules {
+		r, err := Parse("r.yaml", fmt.Appendf(nil, `models:
+  - name: m
+    half_life: 24h
+    threshold: 1000
+    rules:
+      - {name: open, event: email_open, points: 10, cap: {count: %d, window: 24h}}
+`, count))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	st := &State{Subject: Lead("L")}
+	apply := func(c *Core, id string, at time.Time) {
+		t.Helper()
+		if _, _, err := c.Apply(st, ev(id, event.EmailOpen, at, "L", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day := t0.Truncate(24 * time.Hour)
+	wide := NewCore(rules(4), time.Hour)
+	for i := range 4 {
+		apply(wide, fmt.Sprintf("o%d", i), day.Add(time.Duration(2+i)*time.Hour))
+	}
+	narrow := NewCore(rules(1), time.Hour)
+	first := day.Add(time.Hour) // earlier than the four: it scores, they go
+	apply(narrow, "o-first", first)
+	ms := st.Model("m")
+	hl := 24 * time.Hour
+	want := 10 * DecayFactor(ms.T-first.UnixMilli(), hl)
+	if !nearly(ms.V, want) || len(ms.Caps) != 1 {
+		t.Fatalf("after the cap went from 4 to 1: V = %v with %d cap windows, want %v (the one hit kept)", ms.V, len(ms.Caps), want)
+	}
+	for _, hits := range ms.Caps {
+		if len(hits) != 1 || hits[0].ID != "o-first" {
+			t.Fatalf("cap window holds %+v, want only o-first", hits)
+		}
+	}
+}
+
+func nearly(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
