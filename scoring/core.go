@@ -154,9 +154,17 @@ func (c *Core) BucketExpiry(bucket int64) int64 {
 // window behind): such an event is not scored, so nothing is ever counted
 // twice. now is the processor's clock, not part of the event, so this is the
 // one rule `rescore` does not apply.
+//
+// The bucket checked is the earlier of te's and its neighbour's (an event
+// by the start of its bucket is checked in the previous one too, which is
+// forgotten one bucket sooner).
 func (c *Core) Stale(te, now int64) bool {
 	margin := min(c.window.Milliseconds()/2, time.Minute.Milliseconds())
-	return now >= c.BucketExpiry(c.Bucket(te))-margin
+	b := c.Bucket(te)
+	if nb, ok := c.Neighbour(te); ok {
+		b = min(b, nb)
+	}
+	return now >= c.BucketExpiry(b)-margin
 }
 
 // Relevant reports whether e can change any state: it matches a rule of some

@@ -151,3 +151,24 @@ func TestCapLoweredTakesBackEveryDroppedHit(t *testing.T) {
 }
 
 func nearly(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
+
+// An event by the start of its dedup bucket is checked in the previous
+// bucket too (a resend whose corrected time crossed the edge was recorded
+// there): once that bucket may be forgotten, the event is stale, or a copy
+// recorded only there would count again.
+func TestStaleByTheEarlierNeighbour(t *testing.T) {
+	c := NewCore(coreRules(t), 30*24*time.Hour)
+	b := c.Bucket(t0.UnixMilli()) + 1
+	edge := b * c.bucket
+	te := edge + 2_000 // 2 s after the edge: the previous bucket is its neighbour
+	if nb, ok := c.Neighbour(te); !ok || nb != b-1 {
+		t.Fatalf("Neighbour(%d) = %d, %v; want %d", te, nb, ok, b-1)
+	}
+	now := c.BucketExpiry(b - 1) // the previous bucket may be forgotten, te's not yet
+	if !c.Stale(te, now) {
+		t.Errorf("Stale at the previous bucket's expiry = false: a copy recorded there could count twice")
+	}
+	if mid := edge + c.bucket/2; c.Stale(mid, now) {
+		t.Errorf("an event mid-bucket (no neighbour) judged stale at the previous bucket's expiry")
+	}
+}
