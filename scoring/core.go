@@ -200,16 +200,23 @@ func (c *Core) Apply(st *State, e *event.Event) (changed bool, mqls []event.MQL,
 		}
 		changed = changed || kept
 	}
-	fitEvent := e.Type == event.Identify && len(e.Traits) > 0 && !st.Anonymous
+	traitsEvent := e.Type == event.Identify && len(e.Traits) > 0
+	fitEvent := traitsEvent && !st.Anonymous
 	var traits map[string]any
 	for i := range c.rules.Models {
 		m := &c.rules.Models[i]
 		c.hits = m.Match(e, c.hits[:0])
-		if len(c.hits) == 0 && !fitEvent {
+		if len(c.hits) == 0 && !traitsEvent {
 			continue
 		}
 		ms := st.model(m.Name)
-		c.rearmAt(st, m, ms, te)
+		if traitsEvent && st.Anonymous {
+			// Its time is folded in as on a lead (below), so that the
+			// lead it merges into ends the same whichever came first.
+			ms.V, ms.T = Add(ms.V, ms.T, 0, te, m.HalfLife)
+			changed = true
+		}
+		c.rearmAt(st, m, ms, te, e.ID)
 		mchanged := false
 		for _, h := range c.hits {
 			if c.hit(ms, m, h.Name, h.Cap, CapHit{Time: te, ID: e.ID, Points: h.Points}) {
@@ -312,8 +319,12 @@ func (ms *ModelState) sub(rule string, p float64, te int64, hl time.Duration) {
 // the threshold again by one event crosses again (check only sees the score
 // after the points). Times at or before the model's reference time change
 // nothing: the value is known as of that time only.
-func (c *Core) rearmAt(st *State, m *Model, ms *ModelState, te int64) {
-	if st.Anonymous || !ms.MQL || te <= ms.T {
+//
+// A flag this very event set (a merge it completed crossed) stays: one
+// event crosses a lead's model at most once, as mql_id (lead, model,
+// trigger) requires.
+func (c *Core) rearmAt(st *State, m *Model, ms *ModelState, te int64, trigger string) {
+	if st.Anonymous || !ms.MQL || te <= ms.T || ms.MQLTrigger == trigger {
 		return
 	}
 	if ValueAt(ms.V, ms.T, te, m.HalfLife)+ms.Fit < m.RearmBelow {
@@ -328,7 +339,7 @@ func (c *Core) check(st *State, m *Model, ms *ModelState, trigger string) *event
 	}
 	score := ms.V + ms.Fit
 	switch {
-	case !ms.MQL && score >= m.Threshold:
+	case !ms.MQL && score >= m.Threshold && ms.MQLTrigger != trigger: // once per event: its mql_id
 		ms.MQL, ms.MQLAt, ms.MQLTrigger = true, ms.T, trigger
 		reasons := ms.Reasons(m.HalfLife)
 		event.SortReasons(reasons) // behaviour and fit together, most points first
@@ -412,7 +423,9 @@ func (c *Core) Merge(dst, src *State, trigger string, te int64) []event.MQL {
 		}
 		dm := dst.model(m.Name)
 		if sm != nil {
-			c.rearmAt(dst, m, dm, sm.T) // the merge moves dm's reference time to sm.T
+			// No re-arm by decay here: dst's value alone decayed to src's
+			// time says nothing of the combined history (src's earlier
+			// points); check below re-arms on the merged score.
 			c.mergeModel(dm, sm, m)
 		}
 		if traitsChanged {

@@ -274,15 +274,18 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 }
 
 // breakCycle follows s's Into chain and, when it comes back on itself, breaks
-// the cycle. Two processors storing opposite merges of the same two leads at
-// once (alias A<-B and alias B<-A on two partitions) can leave each pointing
-// at the other: each compare-and-set is one subject's. Every processor
-// breaks it at the same place, decided by what is stored: of the subjects
-// whose pointer is a plain link or a merge not yet recorded by the subject it
-// points at, the lowest id stops pointing on and survives with what it holds
-// (its history stays its own: none of it was folded); the others fold into
-// it. A merge its target recorded already is never the one given up: that
-// history is the target's now.
+// the cycle. Two processors storing opposite merges of the same leads at once
+// (alias A<-B and alias B<-A on two partitions; a stale read) can leave them
+// pointing at each other: each compare-and-set is one subject's. Every
+// processor breaks it at the same place, decided by what is stored: one lead
+// of the cycle stops pointing on and survives with what it holds, the others
+// fold into it (survivor completes the merges downstream first).
+//
+// A member that recorded another's merge mark holds that one's history, and
+// a merge is found done only by a target it reaches after the recorder folded
+// in: so the survivor is the lowest id that lies, for every recorded merge,
+// past its recorder on the way from the merged member (the recorder itself,
+// typically); with no merge recorded, the lowest id.
 func (p *planner) breakCycle(s Subject) bool {
 	pos := map[Subject]int{}
 	var chain []*working
@@ -303,27 +306,47 @@ func (p *planner) breakCycle(s Subject) bool {
 			continue
 		}
 		cycle := chain[i:]
-		var give, lowest *working
-		for j, m := range cycle {
-			if lowest == nil || m.cur.ID < lowest.cur.ID {
-				lowest = m
+		n := len(cycle)
+		type recorded struct{ m, r int } // cycle[r] recorded cycle[m]'s merge
+		var recs []recorded
+		for mi, m := range cycle {
+			if !m.cur.Pending {
+				continue
 			}
-			if m.cur.Pending {
-				next := cycle[(j+1)%len(cycle)]
-				done, known := p.applied(next, Fingerprint(m.cur.MergeMark), p.c.Bucket(m.cur.MergeTime))
+			fp, b := Fingerprint(m.cur.MergeMark), p.c.Bucket(m.cur.MergeTime)
+			for ri, r := range cycle {
+				if ri == mi {
+					continue
+				}
+				done, known := p.applied(r, fp, b)
 				if !known {
 					return false
 				}
 				if done {
-					continue
+					recs = append(recs, recorded{mi, ri})
 				}
 			}
-			if give == nil || m.cur.ID < give.cur.ID {
-				give = m
+		}
+		dist := func(from, to int) int { return (to - from + n) % n }
+		var give *working
+		for si, cand := range cycle {
+			ok := true
+			for _, rc := range recs {
+				if d := dist(rc.m, si); d == 0 || dist(rc.m, rc.r) > d {
+					ok = false
+					break
+				}
+			}
+			if ok && (give == nil || cand.cur.ID < give.cur.ID) {
+				give = cand
 			}
 		}
-		if give == nil {
-			give = lowest
+		if give == nil { // recorded both ways: no place is right; the lowest recorder
+			for _, rc := range recs {
+				if r := cycle[rc.r]; give == nil || r.cur.ID < give.cur.ID {
+					give = r
+				}
+			}
 		}
 		give.cur.Into, give.cur.Pending, give.cur.MergeMark, give.cur.MergeTime = "", false, "", 0
 		give.changed = true
