@@ -12,7 +12,9 @@
 //     (leadstate.Store.Erase); a visitor that is now linked to another lead
 //     keeps its link (it holds no history, which went to the erased lead,
 //     but for the copy of its own audience hits a visitor's link keeps:
-//     package scoring, audiences.go);
+//     package scoring, audiences.go; and its dedup, 64-bit fingerprints of
+//     the event ids it applied, no personal data: kept so that a
+//     redelivery through it stays a duplicate);
 //     the leads' entries in their accounts' states (leadstate.ForgetMembers);
 //   - ClickHouse: their rows in events, identity_links, mql and
 //     account_members, and their names in mqa.top_members
