@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/leadstream/leadstream/event"
 )
@@ -287,8 +288,8 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 // past its recorder on the way from the merged member (the recorder itself,
 // typically); with no merge recorded, the lowest id.
 func (p *planner) breakCycle(s Subject) bool {
-	pos := map[Subject]int{}
-	var chain []*working
+	var buf [maxHops + 1]*working // no allocation on the common path: chains are short
+	chain := buf[:0]
 	cur := s
 	for range maxHops + 1 {
 		w, ok := p.get(cur)
@@ -298,9 +299,8 @@ func (p *planner) breakCycle(s Subject) bool {
 		if w.cur.Into == "" {
 			return true
 		}
-		i, seen := pos[cur]
-		if !seen {
-			pos[cur] = len(chain)
+		i := slices.Index(chain, w)
+		if i < 0 {
 			chain = append(chain, w)
 			cur = Lead(w.cur.Into)
 			continue
