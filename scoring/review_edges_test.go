@@ -44,17 +44,7 @@ func TestRelinkedVisitorRedeliveryIsDuplicate(t *testing.T) {
 // fell below rearm_below before that event, so it is a new crossing (the
 // flag was only checked on the score after the event's points).
 func TestRearmByDecayWhenOneEventCrossesBack(t *testing.T) {
-	r, err := Parse("r.yaml", []byte(`models:
-  - name: m
-    half_life: 24h
-    threshold: 100
-    rearm_below: 50
-    rules:
-      - {name: form, event: form_submit, points: 110}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := parseRules(t, formRules)
 	rp := NewReplayer(r, 0)
 	rp.Apply(ev("f1", event.FormSubmit, t0, "L", ""))
 	if n := rp.Crossings("L", "m"); n != 1 {
@@ -169,6 +159,17 @@ func TestStaleByTheEarlierNeighbour(t *testing.T) {
 	}
 }
 
+// formRules: one model, a form scores 110 of a threshold of 100, re-armed
+// under 50, with a half-life of a day.
+const formRules = `models:
+  - name: m
+    half_life: 24h
+    threshold: 100
+    rearm_below: 50
+    rules:
+      - {name: form, event: form_submit, points: 110}
+`
+
 func parseRules(t *testing.T, y string) *Rules {
 	t.Helper()
 	r, err := Parse("r.yaml", []byte(y))
@@ -183,14 +184,7 @@ func parseRules(t *testing.T, y string) *Rules {
 // own points cross again after rearmAt saw the merged score decayed: two
 // crossings of one lead and model with one trigger = one mql_id.
 func TestOneCrossingPerEventWhenItMergesAndScores(t *testing.T) {
-	r := parseRules(t, `models:
-  - name: m
-    half_life: 24h
-    threshold: 100
-    rearm_below: 50
-    rules:
-      - {name: form, event: form_submit, points: 110}
-`)
+	r := parseRules(t, formRules)
 	c := NewCore(r, 0)
 	rp := NewReplayer(r, 0)
 	rp.Apply(ev("f1", event.FormSubmit, t0, "", "v"))
