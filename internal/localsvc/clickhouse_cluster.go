@@ -119,9 +119,7 @@ func (c *ClickHouseCluster) start(ctx context.Context) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		for _, n := range c.Nodes {
-			_ = n.Stop()
-		}
+		_ = c.stopNodes()
 		return err
 	}
 	return nil
@@ -185,13 +183,17 @@ func (c *ClickHouseCluster) LogTail() string {
 
 // Stop stops every node, then ZooKeeper; it is idempotent.
 func (c *ClickHouseCluster) Stop() error {
-	errs := make([]error, len(c.Nodes)+1)
+	return errors.Join(c.stopNodes(), c.ZooKeeper.Stop())
+}
+
+// stopNodes stops every node, in parallel.
+func (c *ClickHouseCluster) stopNodes() error {
+	errs := make([]error, len(c.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.Nodes {
 		wg.Go(func() { errs[i] = n.Stop() })
 	}
 	wg.Wait()
-	errs[len(c.Nodes)] = c.ZooKeeper.Stop()
 	return errors.Join(errs...)
 }
 
