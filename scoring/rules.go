@@ -320,6 +320,11 @@ func (p *parser) properties(n *yaml.Node, path string) map[string]any {
 	return props
 }
 
+// MaxCapCount bounds cap.count: every hit that scores in an open cap window
+// is kept in the lead's state (its time, id and points) until the window
+// closes, so the count bounds that part of the state.
+const MaxCapCount = 1000
+
 func (p *parser) cap(n *yaml.Node, path string) *Cap {
 	f := p.mapping(n, path, "count", "window")
 	if f == nil {
@@ -332,6 +337,8 @@ func (p *parser) cap(n *yaml.Node, path string) *Cap {
 		p.errf(v, path+".count", "want an integer >= 1, got %s", kindName(v))
 	} else if c.Count < 1 {
 		p.errf(v, path+".count", "must be >= 1, got %d", c.Count)
+	} else if c.Count > MaxCapCount {
+		p.errf(v, path+".count", "must be <= %d (each scoring hit of an open window is kept in the lead's state; leave the cap out for none), got %d", MaxCapCount, c.Count)
 	}
 	if v := f.Val("window"); !present(v) {
 		p.errf(n, path+".window", "missing (want a duration such as 24h)")

@@ -112,6 +112,7 @@ func TestParseErrors(t *testing.T) {
 	f(base("      - name: r2", "        event: page_view"), "rules.yaml:8: models[0].rules[1].points: missing")
 	f(base("      - name: r2", "        event: page_view", "        points: lots"), `rules.yaml:10: models[0].rules[1].points: want a number, got string "lots"`)
 	f(base("        cap: {count: 0, window: 24h}"), "rules.yaml:8: models[0].rules[0].cap.count: must be >= 1, got 0")
+	f(base("        cap: {count: 1001, window: 24h}"), "rules.yaml:8: models[0].rules[0].cap.count: must be <= 1000 (each scoring hit of an open window is kept in the lead's state; leave the cap out for none), got 1001")
 	f(base("        cap: {count: 1.5, window: 24h}"), "rules.yaml:8: models[0].rules[0].cap.count: want an integer >= 1, got number 1.5")
 	f(base("        cap: {count: 3, window: 0s}"), "rules.yaml:8: models[0].rules[0].cap.window: must be > 0 (at least 1ms), got 0s")
 	f(base("        cap: {count: 3, window: -1h}"), "rules.yaml:8: models[0].rules[0].cap.window: must be > 0")
