@@ -231,9 +231,10 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 }
 
 // maxMergeHops bounds how far mergedByState follows merges: the rounds of
-// leads it adds, and the Into links it follows from one lead (as the scoring
-// state does).
-const maxMergeHops = 8
+// leads it adds, and the Into links it follows from one lead. The processor
+// follows a chain to its end; so does this, up to a bound that only a cycle
+// (opposite aliases not broken yet) reaches.
+const maxMergeHops = 4096
 
 // mergedByState adds to leads the leads merged into them by alias that
 // warehouse.Linked misses once retention dropped the month of the alias

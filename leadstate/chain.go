@@ -12,7 +12,9 @@ import (
 // then the only entry).
 func (s *Store) ReadChain(ctx context.Context, subj scoring.Subject) ([]*scoring.State, error) {
 	var chain []*scoring.State
-	for hop := 0; hop <= maxHops; hop++ {
+	seen := map[scoring.Subject]bool{}
+	for hop := 0; hop <= maxHops && !seen[subj]; hop++ {
+		seen[subj] = true
 		recs, err := s.Read(ctx, []scoring.Subject{subj})
 		if err != nil {
 			return nil, err

@@ -9,8 +9,11 @@ import (
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms) }
 
-// maxHops bounds the merge chains ReadLead follows.
-const maxHops = 8
+// maxHops bounds the merge chains ReadLead and ReadChain follow: to the
+// survivor however long a chain the processor follows, one GET per link; a
+// chain that comes back on itself (opposite aliases the processor has not
+// broken yet) ends where it does.
+const maxHops = 4096
 
 // LeadRecord is a lead's stored state as the lead API shows it.
 type LeadRecord struct {
@@ -25,7 +28,9 @@ type LeadRecord struct {
 func (s *Store) ReadLead(ctx context.Context, lead string) (LeadRecord, error) {
 	subj := scoring.Lead(lead)
 	var out LeadRecord
-	for hop := 0; hop <= maxHops; hop++ {
+	seen := map[scoring.Subject]bool{}
+	for hop := 0; hop <= maxHops && !seen[subj]; hop++ {
+		seen[subj] = true
 		recs, err := s.Read(ctx, []scoring.Subject{subj})
 		if err != nil {
 			return LeadRecord{}, err

@@ -217,3 +217,61 @@ func TestProcessorRelinkedVisitorRedelivery(t *testing.T) {
 		}
 	})
 }
+
+// A person whose id changed many times, each new id aliased to the next: a
+// chain of merged leads longer than the states one read follows and than the
+// batch's attempts. An event of the first id, on a processor that knows
+// nothing yet, scores on the last lead. It scored 8 hops down the chain, on a
+// lead merged away (and a chain past the attempts would have failed the
+// batch at every try).
+func TestProcessorLongAliasChain(t *testing.T) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		rules := scoring.Default()
+		sc := NewScorer(scoring.NewCore(rules, testWindow), store, scoring.DefaultAnonymousTTL)
+		const n = 250
+		base := newID("chain")
+		id := func(i int) string { return fmt.Sprintf("%s-%03d", base, i) }
+		if _, err := sc.Score(ctx, []*event.Event{pageView(base+"-pv", "", id(0), "/pricing", t0)}, map[scoring.Subject]leadstate.Record{}); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i < n; i++ {
+			at := t0.Add(time.Duration(i) * time.Second)
+			al := &event.Event{ID: fmt.Sprintf("%s-al%d", base, i), Type: event.Alias, EventTime: at, ReceivedAt: at, LeadID: id(i), PreviousID: id(i - 1)}
+			if _, err := sc.Score(ctx, []*event.Event{al}, map[scoring.Subject]leadstate.Record{}); err != nil {
+				t.Fatalf("alias %d: %v", i, err)
+			}
+		}
+		ref := newID("ref") // the same two page views on one lead
+		if _, err := sc.Score(ctx, []*event.Event{pageView(ref+"-pv", "", ref, "/pricing", t0), pageView(ref+"-pv2", "", ref, "/pricing", t0.Add(time.Hour))}, map[scoring.Subject]leadstate.Record{}); err != nil {
+			t.Fatal(err)
+		}
+		fresh := NewScorer(scoring.NewCore(rules, testWindow), store, scoring.DefaultAnonymousTTL)
+		res, err := fresh.Score(ctx, []*event.Event{pageView(base+"-pv2", "", id(0), "/pricing", t0.Add(time.Hour))}, map[scoring.Subject]leadstate.Record{})
+		if err != nil {
+			t.Fatalf("an event of the first id of a chain of %d: %v", n, err)
+		}
+		if res.Outcomes[0] != scoring.Scored {
+			t.Fatalf("outcome %v, want scored", res.Outcomes[0])
+		}
+		last, want := leadstatetest.State(t, store, scoring.Lead(id(n-1))), leadstatetest.State(t, store, scoring.Lead(ref))
+		if last.Into != "" || last.Model("default") == nil || last.Model("default").V != want.Model("default").V {
+			t.Fatalf("last lead of the chain: %+v, want %v points like %s", last.Model("default"), want.Model("default").V, ref)
+		}
+		// The lead API and the audiences API read the chain to its end too.
+		lr, err := store.ReadLead(ctx, id(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lr.Survivor == nil || lr.Survivor.ID != id(n-1) {
+			t.Fatalf("ReadLead of the first id: survivor %v, want %s", lr.Survivor, id(n-1))
+		}
+		chain, err := store.ReadChain(ctx, scoring.Lead(id(0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chain) != n || chain[n-1].ID != id(n-1) {
+			t.Fatalf("ReadChain of the first id: %d states, want %d ending at %s", len(chain), n, id(n-1))
+		}
+	})
+}

@@ -78,8 +78,15 @@ func (sc *Scorer) Score(ctx context.Context, events []*event.Event, recs map[sco
 		now := sc.clock().UnixMilli()
 		plan := sc.core.Plan(events, skip, f, now)
 		if !plan.Complete() {
+			// Reading what was missing is progress, not a lost attempt
+			// (a long chain of merges takes a plan per stretch of it);
+			// only a round that learns nothing new counts.
+			known := len(f.recs) + len(f.applied)
 			if err := sc.learnMissing(ctx, f, plan); err != nil {
 				return nil, err
+			}
+			if len(f.recs)+len(f.applied) > known {
+				attempt--
 			}
 			continue
 		}
@@ -189,9 +196,11 @@ func leadAccounts(st *scoring.State) []string {
 }
 
 // read adds the records of want, and of the leads they were merged into and
-// the accounts they are members of (scoring.Related), to recs.
+// the accounts they are members of (scoring.Related), to recs: a chain of
+// merges to its end, one round trip per hop (each reads subjects not read
+// before, so it ends).
 func (sc *Scorer) read(ctx context.Context, recs map[scoring.Subject]leadstate.Record, want []scoring.Subject) error {
-	for hop := 0; len(want) > 0 && hop < 8; hop++ {
+	for len(want) > 0 {
 		var todo, next []scoring.Subject
 		seen := map[scoring.Subject]bool{}
 		for _, s := range want {

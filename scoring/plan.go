@@ -91,8 +91,16 @@ type AppliedQuery struct {
 // Complete reports whether nothing was missing.
 func (p *Plan) Complete() bool { return len(p.Missing) == 0 && len(p.MissingApplied) == 0 }
 
-// maxHops bounds the Into chains followed to a survivor.
-const maxHops = 8
+// Into chains are followed to their end however long (a person whose id
+// changed many times, each aliased to the next): an event scores on its
+// survivor, never on a lead merged away. maxNested bounds how deeply
+// pending merges are completed within one another on the way (survivor,
+// completeMerge, survivor …); deeper ones are followed as links. shortChain
+// is how many subjects breakCycle tracks without allocating.
+const (
+	maxNested  = 32
+	shortChain = 16
+)
 
 // planner is the state of one Plan call.
 type planner struct {
@@ -247,12 +255,11 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 		return nil, nil, false
 	}
 	// Completing a merge looks for its target's survivor (recursion);
-	// nested deeper than maxHops (a cycle longer than breakCycle walks),
-	// pending merges are followed as links, as a chain too long is.
+	// nested deeper than maxNested, pending merges are followed as links.
 	p.depth++
 	defer func() { p.depth-- }()
 	cur := s
-	for range maxHops {
+	for {
 		w, ok := p.get(cur)
 		if !ok {
 			return nil, nil, false
@@ -260,18 +267,21 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 		if w.cur.Into == "" {
 			return w, via, true
 		}
-		if w.cur.Pending && p.depth <= maxHops && !p.completeMerge(w) {
+		if w.cur.Pending && p.depth <= maxNested && !p.completeMerge(w) {
 			return nil, nil, false
 		}
 		if w.cur.Into == "" { // its merge was the one a cycle gave up
 			return w, via, true
 		}
+		// breakCycle left the chain without a cycle and completing merges
+		// moves no link, so it ends; should it not, a chain passing more
+		// subjects than are known goes round: score where it got to.
+		if len(via) > len(p.work) {
+			return w, via, true
+		}
 		via = append(via, w)
 		cur = Lead(w.cur.Into)
 	}
-	// A chain longer than maxHops: score on where it got to.
-	w, ok := p.get(cur)
-	return w, via, ok
 }
 
 // breakCycle follows s's Into chain and, when it comes back on itself, breaks
@@ -288,10 +298,11 @@ func (p *planner) survivor(s Subject) (target *working, via []*working, ok bool)
 // past its recorder on the way from the merged member (the recorder itself,
 // typically); with no merge recorded, the lowest id.
 func (p *planner) breakCycle(s Subject) bool {
-	var buf [maxHops + 1]*working // no allocation on the common path: chains are short
+	var buf [shortChain]*working // no allocation on the common path: chains are short
 	chain := buf[:0]
+	var at map[*working]int // a long chain's members, by position
 	cur := s
-	for range maxHops + 1 {
+	for {
 		w, ok := p.get(cur)
 		if !ok {
 			return false
@@ -299,9 +310,22 @@ func (p *planner) breakCycle(s Subject) bool {
 		if w.cur.Into == "" {
 			return true
 		}
-		i := slices.Index(chain, w)
+		i := -1
+		if at == nil {
+			i = slices.Index(chain, w)
+		} else if j, ok := at[w]; ok {
+			i = j
+		}
 		if i < 0 {
 			chain = append(chain, w)
+			if at != nil {
+				at[w] = len(chain) - 1
+			} else if len(chain) > shortChain {
+				at = make(map[*working]int, 2*len(chain))
+				for j, c := range chain {
+					at[c] = j
+				}
+			}
 			cur = Lead(w.cur.Into)
 			continue
 		}
@@ -353,7 +377,6 @@ func (p *planner) breakCycle(s Subject) bool {
 		p.unsynced = append(p.unsynced, give)
 		return true
 	}
-	return true
 }
 
 // completeMerge folds a frozen subject's history into its survivor, unless

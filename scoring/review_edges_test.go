@@ -337,3 +337,72 @@ func TestBreakCycleWithMergeRecordedFurtherOn(t *testing.T) {
 		t.Fatalf("outcome %v: the survivors hold %.3f, want about 90 (80 + two page views): A's 50 counted twice", o, total)
 	}
 }
+
+// A person whose id changed many times (each new id aliased to the next: a
+// CRM renaming users over the years) leaves a chain of merged leads. An
+// event of the first id scores on the last; it scored on the lead 8 hops
+// down the chain, itself merged, where no one would see its points.
+func TestLongAliasChain(t *testing.T) {
+	r := parseRules(t, formRules)
+	const n = 20
+	id := func(i int) string { return fmt.Sprintf("L%02d", i) }
+	evs := []*event.Event{ev("f0", event.FormSubmit, t0, id(0), "")}
+	for i := 1; i < n; i++ {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		evs = append(evs, &event.Event{ID: fmt.Sprintf("al%d", i), Type: event.Alias, EventTime: at, ReceivedAt: at, LeadID: id(i), PreviousID: id(i - 1)})
+	}
+	evs = append(evs, ev("f1", event.FormSubmit, t0.Add(time.Hour), id(0), ""))
+	rp := replay(t, r, evs)
+	one := replay(t, r, []*event.Event{ev("f0", event.FormSubmit, t0, "X", ""), ev("f1", event.FormSubmit, t0.Add(time.Hour), "X", "")})
+	want := one.States()[Lead("X")].Model("m").V
+	last := rp.States()[Lead(id(n-1))]
+	if last.Into != "" || last.Model("m") == nil || !nearly(last.Model("m").V, want) {
+		t.Fatalf("the last lead of a chain of %d holds %+v, want %.3f (both forms)", n, last, want)
+	}
+	for i := 0; i < n-1; i++ {
+		if st := rp.States()[Lead(id(i))]; st.Into == "" || (st.Model("m") != nil && st.Model("m").V != 0) {
+			t.Fatalf("%s = %+v, want merged on and empty", id(i), st)
+		}
+	}
+}
+
+// A cycle of 20 leads (longer than breakCycle tracks without allocating),
+// one of them frozen with a history its merge has not delivered: the cycle
+// is broken at its lowest id, which gets that history and the new event.
+func TestLongCycleIsBroken(t *testing.T) {
+	r := coreRules(t)
+	c := NewCore(r, 0)
+	tm := t0.UnixMilli()
+	const n = 20
+	id := func(i int) string { return fmt.Sprintf("L%02d", i) }
+	rp := NewReplayer(r, 0)
+	for i := range n {
+		st := &State{Subject: Lead(id(i)), Into: id((i + 1) % n)}
+		if i == 7 {
+			st.Pending, st.MergeMark, st.MergeTime, st.MaxTime = true, "merge:l:"+id(i), tm, tm
+			st.Models = []ModelState{{Name: "m", V: 50, T: tm, RulesHash: c.hashes[0], Rules: map[string]RuleValue{"view": {V: 50, T: tm}}}}
+		}
+		rp.facts.states[Lead(id(i))] = st
+	}
+	pv := ev("x", event.PageView, t0.Add(time.Minute), id(5), "") // its way passes L07
+	pv.Path, pv.URL = "/blog", "https://x.example/blog"
+	if o := rp.Apply(pv); o != Scored {
+		t.Fatalf("page view of a lead in the cycle: %v, want scored", o)
+	}
+	var survivors []string
+	var total float64
+	for i := range n {
+		st := rp.States()[Lead(id(i))]
+		if st.Into == "" {
+			survivors = append(survivors, id(i))
+			if m := st.Model("m"); m != nil {
+				total += m.V
+			}
+		} else if st.Pending || (st.Model("m") != nil && st.Model("m").V != 0) {
+			t.Errorf("%s still holds %+v", id(i), st)
+		}
+	}
+	if !slices.Equal(survivors, []string{"L00"}) || total < 50 || total > 50+10 {
+		t.Fatalf("survivors %v holding %.3f, want L00 alone with the frozen 50 and the page view", survivors, total)
+	}
+}
