@@ -258,16 +258,21 @@ func sameValues(a, b []MemberValue) bool {
 
 // evict keeps an account within maxMembers entries: tombstones go first
 // (lowest count first), then the members whose largest value contributes
-// least.
+// least. The account's times are taken once per entry evicted (an account at
+// its limit pays this at every new entry: linear, not quadratic).
 func (c *Core) evict(acct *State) {
 	for len(acct.Members) > c.maxMembers {
+		ts := make(map[string]int64, len(c.rules.Models))
+		for _, m := range c.rules.Models {
+			ts[m.Name] = c.accountT(acct, m.Name)
+		}
 		worst, worstLeft, worstV := -1, false, 0.0
 		for i := range acct.Members {
 			e := &acct.Members[i]
 			v := 0.0
 			for _, x := range e.Values {
 				if m := c.rules.Model(x.Model); m != nil {
-					v = max(v, ValueAt(x.V, x.T, c.accountT(acct, x.Model), m.HalfLife))
+					v = max(v, ValueAt(x.V, x.T, ts[x.Model], m.HalfLife))
 				}
 			}
 			switch {
@@ -329,9 +334,58 @@ func Engagement(acct *State, m *Model, at int64) (sum float64, engaged int, memb
 const topMembers = 5
 
 // refreshAccount recomputes an account's models after a change (a member's
-// entry, its traits) and returns its MQA crossings, attributed to trigger.
-func (c *Core) refreshAccount(acct *State, trigger string, te int64) []event.MQA {
+// entry, its traits): fit, reference time and engagement. Whether the
+// account crosses is decided once per event, over all its changes
+// (accountCrossings).
+func (c *Core) refreshAccount(acct *State) {
 	var traits map[string]any
+	for i := range c.rules.Models {
+		m := &c.rules.Models[i]
+		if m.Accounts == nil {
+			continue
+		}
+		ms := acct.model(m.Name)
+		ms.RulesHash = c.hashes[i]
+		if traits == nil {
+			traits = c.traitMap(acct)
+		}
+		ms.Fit, ms.FitReasons = m.Accounts.FitPoints(traits)
+		ms.T = c.accountT(acct, m.Name)
+		ms.V, _, _ = Engagement(acct, m, ms.T)
+	}
+}
+
+// accountBefore is an account as it was before an event changed it: what
+// accountCrossings compares the account after the event with.
+type accountBefore struct {
+	models []ModelState
+	// members, kept only when a model is an MQA (its flag re-arms when the
+	// score before the event, decayed to the event's time, is under
+	// rearm_below).
+	members []AccountEntry
+}
+
+func (c *Core) snapshotAccount(acct *State) *accountBefore {
+	b := &accountBefore{models: slices.Clone(acct.Models)}
+	for _, ms := range acct.Models {
+		if ms.MQL {
+			b.members = slices.Clone(acct.Members)
+			break
+		}
+	}
+	return b
+}
+
+// accountCrossings decides, once an event's changes to an account are all
+// made, whether it crossed its threshold: at most once per model and event,
+// attributed to trigger. The steps of one event (a merge removes a member's
+// entry, then gives its survivor the sum) never re-arm the flag on their
+// own: only the score before the event, decayed to the event's time, or the
+// score after it, under rearm_below, does. Both are taken at the later of
+// the account's time before and after, so a member leaving (the account's
+// newest member time goes back to an older member's, whose value then reads
+// undecayed) never makes a crossing.
+func (c *Core) accountCrossings(acct *State, before *accountBefore, trigger string, te int64) []event.MQA {
 	var out []event.MQA
 	for i := range c.rules.Models {
 		m := &c.rules.Models[i]
@@ -340,35 +394,45 @@ func (c *Core) refreshAccount(acct *State, trigger string, te int64) []event.MQA
 			continue
 		}
 		ms := acct.model(m.Name)
-		ms.RulesHash = c.hashes[i]
-		if traits == nil {
-			traits = c.traitMap(acct)
-		}
-		ms.Fit, ms.FitReasons = a.FitPoints(traits)
-		ms.T = c.accountT(acct, m.Name)
-		sum, engaged, members := Engagement(acct, m, ms.T)
-		ms.V = sum
-		score := ms.V + ms.Fit
-		switch {
-		case !ms.MQL && score >= a.Threshold && engaged >= a.MinEngaged:
-			at := ms.T
-			if at == 0 {
-				at = te
+		var prev *ModelState
+		for j := range before.models {
+			if before.models[j].Name == m.Name {
+				prev = &before.models[j]
 			}
-			ms.MQL, ms.MQLAt, ms.MQLTrigger = true, at, trigger
+		}
+		at := ms.T
+		if prev != nil {
+			at = max(at, prev.T)
+		}
+		sum, engaged, members := Engagement(acct, m, at)
+		score := sum + ms.Fit
+		mql := ms.MQL
+		if mql && prev != nil && ms.MQLTrigger != trigger {
+			was, _, _ := Engagement(&State{Members: before.members}, m, at)
+			if was+prev.Fit < a.RearmBelow {
+				mql = false // re-armed by decay before this event
+			}
+		}
+		switch {
+		case !mql && score >= a.Threshold && engaged >= a.MinEngaged:
+			when := at
+			if when == 0 {
+				when = te
+			}
+			ms.MQL, ms.MQLAt, ms.MQLTrigger = true, when, trigger
 			reasons := append([]event.Reason{}, ms.FitReasons...)
-			if ms.V != 0 {
-				reasons = append(reasons, event.Reason{Rule: "engagement", Points: ms.V})
+			if sum != 0 {
+				reasons = append(reasons, event.Reason{Rule: "engagement", Points: sum})
 			}
 			event.SortReasons(reasons)
 			top := members[:min(len(members), topMembers)]
 			out = append(out, event.MQA{
 				MQAID: event.MQAID(acct.ID, m.Name, trigger), AccountID: acct.ID, Model: m.Name,
-				Score: score, Threshold: a.Threshold, CrossedAt: time.UnixMilli(at).UTC(),
+				Score: score, Threshold: a.Threshold, CrossedAt: time.UnixMilli(when).UTC(),
 				TriggerEventID: trigger, EngagedMembers: engaged, Reasons: reasons,
 				TopMembers: slices.Clone(top),
 			})
-		case ms.MQL && score < a.RearmBelow:
+		case mql && score < a.RearmBelow, !mql:
 			ms.MQL = false
 		}
 	}

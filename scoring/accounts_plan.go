@@ -21,6 +21,7 @@ func (p *planner) groupAccount(e *event.Event, te int64) (ok bool, err error) {
 	if !ok {
 		return false, nil
 	}
+	p.touchAccount(aw)
 	changed, err := p.c.mergeAccountTraits(aw.cur, e.Traits, te, e.ID)
 	if err != nil {
 		return true, err
@@ -31,10 +32,39 @@ func (p *planner) groupAccount(e *event.Event, te int64) (ok bool, err error) {
 	return true, nil
 }
 
-// accountChanged recomputes a changed account and keeps its crossings.
+// touchAccount keeps an account as it is before the event being planned
+// changes it (the first time that event touches it), for finishAccounts.
+func (p *planner) touchAccount(aw *working) {
+	if aw.acctBefore == nil {
+		aw.acctBefore = p.c.snapshotAccount(aw.cur)
+		aw.acctTrigger, aw.acctTime = "", 0
+		p.acctTouched = append(p.acctTouched, aw)
+	}
+}
+
+// accountChanged recomputes an account changed since touchAccount; whether
+// it crossed is decided when the event's changes are all made
+// (finishAccounts). Of the events the changes name (one, but for the leads
+// synced at the end of a plan), the latest by (time, id) is the crossing's
+// trigger.
 func (p *planner) accountChanged(aw *working, trigger string, te int64) {
 	aw.changed = true
-	aw.mqas = append(aw.mqas, p.c.refreshAccount(aw.cur, trigger, te)...)
+	if aw.acctTrigger == "" || te > aw.acctTime || (te == aw.acctTime && trigger > aw.acctTrigger) {
+		aw.acctTrigger, aw.acctTime = trigger, te
+	}
+	p.c.refreshAccount(aw.cur)
+}
+
+// finishAccounts decides the crossings of the accounts the last event (or
+// the plan's final sync) changed.
+func (p *planner) finishAccounts() {
+	for _, aw := range p.acctTouched {
+		if aw.acctTrigger != "" {
+			aw.mqas = append(aw.mqas, p.c.accountCrossings(aw.cur, aw.acctBefore, aw.acctTrigger, aw.acctTime)...)
+		}
+		aw.acctBefore = nil
+	}
+	p.acctTouched = p.acctTouched[:0]
 }
 
 // syncLead brings the accounts of a lead in line with its state: its entry
@@ -84,6 +114,7 @@ func (p *planner) syncLead(w *working, trigger string, te int64) bool {
 		if !ok {
 			return false
 		}
+		p.touchAccount(aw)
 		if p.c.setEntry(aw.cur, st.ID, st.AcctSeq, vals, false) {
 			p.accountChanged(aw, trigger, te)
 		}
@@ -100,6 +131,7 @@ func (p *planner) syncLead(w *working, trigger string, te int64) bool {
 		if !ok {
 			return false
 		}
+		p.touchAccount(aw)
 		if p.c.setEntry(aw.cur, st.ID, st.AcctSeq, nil, true) {
 			p.accountChanged(aw, trigger, te)
 		}
@@ -109,6 +141,7 @@ func (p *planner) syncLead(w *working, trigger string, te int64) bool {
 		if !ok {
 			return false
 		}
+		p.touchAccount(aw)
 		if p.c.setEntry(aw.cur, st.ID, st.AcctSeq, nil, true) {
 			p.accountChanged(aw, trigger, te)
 		}

@@ -127,6 +127,8 @@ type planner struct {
 	unsynced []*working
 	// depth is how deep survivor calls are nested (completeMerge).
 	depth int
+	// acctTouched lists the accounts the current event changed.
+	acctTouched []*working
 }
 
 // working is one subject's state as the plan changes it.
@@ -150,6 +152,11 @@ type working struct {
 	trigger     string
 	triggerTime int64
 	accts       []string
+	// An account the current event changed: as it was before, and the
+	// event its crossing would name (finishAccounts).
+	acctBefore  *accountBefore
+	acctTrigger string
+	acctTime    int64
 }
 
 // Plan resolves each event's subject and applies the events, in order, to
@@ -169,14 +176,17 @@ func (c *Core) Plan(events []*event.Event, skip []bool, f Facts, now int64) *Pla
 			p.plan.Outcomes[i] = Skipped
 			p.resync(e)
 			p.syncUnsynced()
+			p.finishAccounts()
 			p.visitorHits(e, Skipped)
 			continue
 		}
 		p.plan.Outcomes[i], p.plan.Subjects[i], p.plan.Errors[i] = p.event(e)
 		p.syncUnsynced()
+		p.finishAccounts()
 		p.visitorHits(e, p.plan.Outcomes[i])
 	}
 	p.syncChanged()
+	p.finishAccounts()
 	p.phases()
 	for s := range p.missing {
 		p.plan.Missing = append(p.plan.Missing, s)
