@@ -121,7 +121,6 @@ func TestAccountScoreRisesWhenNewestMemberLeaves(t *testing.T) {
 	}
 }
 
-
 // The README's worked example with the default rules, then the account goes
 // quiet for half a year (score decays to its fit, 50 < rearm_below 75), then
 // the same people engage again the same way: alice's form lifts it to 80
@@ -162,7 +161,6 @@ func TestAccountRearmByDecayDefaultRules(t *testing.T) {
 		t.Fatalf("after 180 quiet days (score %.1f < rearm_below 75) the same engagement again (score %.1f): %d MQA crossings, want 2", quiet, ms.V+ms.Fit, n)
 	}
 }
-
 
 // One new member joining a full account (evict was quadratic in the
 // members: accountT over all members inside the loop over members, about
