@@ -120,7 +120,7 @@ var envOnly = map[string]bool{"LEADSTREAM_LOG_LEVEL": true, "LEADSTREAM_LOG_FORM
 
 // roleNeeds are the services each role must be given (variable -> service).
 var roleNeeds = map[string]map[string]string{
-	"collector": {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_REDIS_ADDR": "redis"},
+	"collector": {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_REDIS_ADDR": "redis", "LEADSTREAM_CLICKHOUSE_ADDR": "clickhouse"}, // erasure
 	"processor": {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_REDIS_ADDR": "redis"},
 	"sink":      {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_CLICKHOUSE_ADDR": "clickhouse"},
 	"notifier":  {"LEADSTREAM_KAFKA_BROKERS": "redpanda", "LEADSTREAM_CLICKHOUSE_ADDR": "clickhouse"},
@@ -307,7 +307,7 @@ func TestCompose(t *testing.T) {
 	if _, ok := c.Services["collector"]; ok && len(c.Services["collector"].Ports) == 0 {
 		t.Error("the collector publishes no port")
 	}
-	for _, role := range []string{"sink", "notifier"} {
+	for _, role := range []string{"collector", "sink", "notifier"} {
 		if got := c.Services[role].Environment["LEADSTREAM_CLICKHOUSE_USERNAME"]; got != c.Services["clickhouse"].Environment["CLICKHOUSE_USER"] {
 			t.Errorf("the %s logs in as %q, ClickHouse's user is %q", role, got, c.Services["clickhouse"].Environment["CLICKHOUSE_USER"])
 		}

@@ -3,12 +3,14 @@ package leadapi
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/internal/httpapi"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 // Eraser erases a lead (erasure.Eraser).
@@ -39,6 +41,12 @@ func (a *API) erase(ctx *fasthttp.RequestCtx, id string) {
 	ectx, cancel := context.WithTimeout(context.Background(), eraseTimeout)
 	defer cancel()
 	res, err := a.eraser.Erase(ectx, id, eraseWait)
+	if err != nil && permissionDenied(err) {
+		// A retry meets the same refusal: say what to grant instead.
+		httpapi.Error(ctx, fasthttp.StatusInternalServerError, "erasure refused by a store's access rights: the collector's Redis user needs leadstate.ACLEraser "+
+			"(README \"Redis ACL\"; a read-only user cannot erase) and its ClickHouse user ALTER DELETE on the leadstream tables; see the collector's log")
+		return
+	}
 	if err != nil {
 		ctx.Response.Header.Set("Retry-After", "5")
 		msg := "erasure failed (Redis, ClickHouse or Kafka unavailable); retry: erasing is idempotent"
@@ -53,4 +61,11 @@ func (a *API) erase(ctx *fasthttp.RequestCtx, id string) {
 		code = fasthttp.StatusAccepted
 	}
 	httpapi.WriteJSON(ctx, code, res)
+}
+
+// permissionDenied reports whether err is a store refusing the role's
+// rights: Redis NOPERM (an ACL user without the commands or keys), or
+// ClickHouse's access denied.
+func permissionDenied(err error) bool {
+	return strings.Contains(err.Error(), "NOPERM") || warehouse.AccessDenied(err)
 }

@@ -23,7 +23,7 @@ func (f eraserFunc) Erase(ctx context.Context, id string, wait time.Duration) (*
 
 // DELETE /v1/leads/{id}: the secret key, the unescaped id, 200 when done,
 // 202 while ClickHouse deletes, 503 (with Retry-After) when it fails or the
-// role cannot erase.
+// role cannot erase, 500 when a store refuses the role's rights.
 func TestEraseHTTP(t *testing.T) {
 	var gotID string
 	var result *erasure.Result
@@ -62,6 +62,10 @@ func TestEraseHTTP(t *testing.T) {
 	f(api, "DELETE", "/v1/leads/x", "s3cret", 202, `"done":false`)
 	result, fail = nil, errors.New("clickhouse: connection refused")
 	f(api, "DELETE", "/v1/leads/x", "s3cret", 503, "retry")
+	// A store refusing the role's rights (leadstate's TestEraseACL: a
+	// read-only Redis user) is no reason to retry: 500, naming what to grant.
+	fail = errors.New("erasure: deleting the states: NOPERM User reader has no permissions to run the 'del' command")
+	f(api, "DELETE", "/v1/leads/x", "s3cret", 500, "ACLEraser")
 	fail = erasure.ErrNotConfigured
 	f(api, "DELETE", "/v1/leads/x", "s3cret", 503, "not configured")
 	f(New(nil, nil, "s3cret"), "DELETE", "/v1/leads/x", "s3cret", 503, "not configured")

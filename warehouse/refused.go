@@ -99,3 +99,15 @@ var transientCodes = map[int32]bool{
 	1001: true, // STD_EXCEPTION (a C++ library error: a filesystem call such as "No space left on device", an allocation)
 	1002: true, // UNKNOWN_EXCEPTION
 }
+
+// AccessDenied reports whether err is ClickHouse refusing the user's rights
+// (ACCESS_DENIED, which modern servers raise for "Not enough privileges",
+// and DATABASE_ACCESS_DENIED): what an operator must grant, not what a retry
+// mends.
+func AccessDenied(err error) bool {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return false
+	}
+	return ex.Code == 497 || ex.Code == 291
+}

@@ -110,19 +110,20 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, ErrNoKeys
 	}
-	seen := map[string]bool{}
-	for _, k := range keys {
+	seen := map[string]int{}
+	for i, k := range keys {
+		// Keys are named by position, never by id: a key written
+		// SECRET:ID puts the secret where the id belongs.
 		if !validKeyID(k.ID) {
-			// Not quoted: a key written secret:id puts the secret here.
-			return nil, fmt.Errorf("%w: a key id (the part after the last ':') is not 1-32 characters of A-Z a-z 0-9 _ - (is a key written SECRET:ID instead of ID:SECRET?)", ErrBadKey)
+			return nil, fmt.Errorf("%w: key %d: its id (the part before the first ':') is not 1-32 characters of A-Z a-z 0-9 _ - (is it written SECRET:ID instead of ID:SECRET?)", ErrBadKey, i+1)
 		}
 		if len(k.Secret) < 16 {
-			return nil, fmt.Errorf("%w: key %q: the secret must be at least 16 bytes", ErrBadKey, k.ID)
+			return nil, fmt.Errorf("%w: key %d: the secret (the part after the first ':') must be at least 16 bytes (is the key written SECRET:ID instead of ID:SECRET?)", ErrBadKey, i+1)
 		}
-		if seen[k.ID] {
-			return nil, fmt.Errorf("%w: key id %q appears twice", ErrBadKey, k.ID)
+		if j, ok := seen[k.ID]; ok {
+			return nil, fmt.Errorf("%w: keys %d and %d have the same id", ErrBadKey, j+1, i+1)
 		}
-		seen[k.ID] = true
+		seen[k.ID] = i
 	}
 	k := &Keyring{keys: append([]Key(nil), keys...), pools: map[string]*sync.Pool{}}
 	for _, key := range k.keys {
