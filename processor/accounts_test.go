@@ -413,3 +413,35 @@ func TestProcessorLeaverOfFullAccountWithStaleRead(t *testing.T) {
 		}
 	})
 }
+
+// An account no lead belongs to (a visitor's group call: a browser key may
+// name any group id) expires like a visitor; once a lead joins, it is kept
+// for ever. Every such account was kept for ever.
+func TestProcessorMemberlessAccountExpires(t *testing.T) {
+	leadstatetest.Each(t, func(t *testing.T, store *leadstate.Store) {
+		ctx := context.Background()
+		sc := NewScorer(scoring.NewCore(accountRules(t), testWindow), store, time.Hour)
+		sfx := newID("ttl")
+		acct, anon, lead := "acct-"+sfx, "anon-"+sfx, "lead-"+sfx
+		g := groupCall(sfx+"-g", "", acct, time.Now(), `{"industry":"software"}`)
+		g.AnonymousID = anon
+		if _, err := sc.Score(ctx, []*event.Event{g}, map[scoring.Subject]leadstate.Record{}); err != nil {
+			t.Fatal(err)
+		}
+		c := leadstatetest.Client(t, store)
+		key := leadstatetest.Key(scoring.Account(acct), "s")
+		if ttl := c.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Fatalf("account of a visitor's group call: pttl %v, want at most the anonymous ttl (1h)", ttl)
+		}
+		id := touch(sfx+"-id", event.Identify, anon, lead, time.Now())
+		if _, err := sc.Score(ctx, []*event.Event{id}, map[scoring.Subject]leadstate.Record{}); err != nil {
+			t.Fatal(err)
+		}
+		if st := leadstatetest.State(t, store, scoring.Lead(lead)); st.MemberOf != acct {
+			t.Fatalf("the identified lead is a member of %q, want %q", st.MemberOf, acct)
+		}
+		if ttl := c.PTTL(ctx, key).Val(); ttl != -1 {
+			t.Fatalf("account with a member: pttl %v, want none (kept)", ttl)
+		}
+	})
+}

@@ -263,7 +263,9 @@ func (sc *Scorer) commit(ctx context.Context, f *facts, plan *scoring.Plan, now 
 				continue
 			}
 			c := leadstate.Commit{Subject: w.Subject, Expect: f.recs[w.Subject].Version, State: w.State, MQLs: w.MQLs, MQAs: w.MQAs}
-			if w.Subject.Anonymous {
+			if w.Subject.Anonymous || (w.Subject.Account && scoring.Memberless(w.State)) {
+				// An account no lead belongs to expires as a visitor does
+				// (a write with members clears the expiry).
 				c.ExpireAt = now + sc.anonTTL.Milliseconds()
 			}
 			for _, s := range w.Seen {

@@ -205,6 +205,19 @@ func AccountOf(st *State) string {
 	return st.MemberOf
 }
 
+// Memberless reports whether an account's state has no live member: only
+// traits (group calls of visitors who never became leads) and tombstones.
+// The processor lets such a state expire like a visitor's (a browser key can
+// name any group id), and keeps an account with members for ever.
+func Memberless(st *State) bool {
+	for i := range st.Members {
+		if !st.Members[i].Left {
+			return false
+		}
+	}
+	return true
+}
+
 // Related are the subjects whose states planning an event of st's subject
 // may need: the lead it was merged into, its account and the accounts it
 // left. The processor reads them ahead.

@@ -106,7 +106,7 @@ func runRescore(ctx context.Context, args []string) error {
 	for s, st := range rp.States() {
 		rp.Core().Prune(st, nowMs)
 		var expireAt int64
-		if s.Anonymous {
+		if s.Anonymous || (s.Account && scoring.Memberless(st)) { // as the processor writes them
 			expireAt = nowMs + anonTTL.Milliseconds()
 		}
 		if err := store.Restore(ctx, st, rp.Spilled(s), rp.Core(), nowMs, expireAt); err != nil {
