@@ -73,8 +73,9 @@ type Config struct {
 	MaxQueueBytes  int64
 	// ServerWriteKeys are write keys that may also send what a browser key
 	// (WriteKeys, public in every page) may not: "Deal Won", email opens and
-	// clicks, alias, /v1/import, events older than MaxEventAge. Keep them on
-	// servers. A key in both lists is a server key.
+	// clicks, alias, events older than MaxEventAge. Keep them on servers. A
+	// key in both lists is a server key. (/v1/import is /v1/batch for every
+	// key: analytics-android 4.x posts its batches there with a browser key.)
 	ServerWriteKeys []string
 	// MaxEventAge is how far back a browser key may date an event (its
 	// event time after the clock-skew correction); 0 = no bound.
@@ -139,7 +140,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	secretflag.String(fs, &c.SecretKey, "secret-key", "server secret key for the lead API (GET /v1/leads/{id})")
 	fs.DurationVar(&c.ProduceTimeout, "collector.produce-timeout", 5*time.Second, "longest wait for Kafka to acknowledge a request's events before answering 503")
 	fs.Int64Var(&c.MaxQueueBytes, "collector.max-queue-bytes", 64<<20, "bytes of events that may wait for Kafka; beyond it requests get 503")
-	secretflag.Func(fs, "server-write-keys", "comma-separated server write keys: they may also send Deal Won, email opens and clicks, alias, /v1/import and events older than collector.max-event-age; keep them secret", func(s string) error {
+	secretflag.Func(fs, "server-write-keys", "comma-separated server write keys: they may also send Deal Won, email opens and clicks, alias and events older than collector.max-event-age; keep them secret (/v1/import is /v1/batch for every key)", func(s string) error {
 		c.ServerWriteKeys = stream.SplitList(s)
 		return nil
 	})

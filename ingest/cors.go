@@ -138,7 +138,54 @@ func allowCORS(ctx *fasthttp.RequestCtx, origin string) {
 	h := &ctx.Response.Header
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Expose-Headers", corsExposed)
 	h.Add("Vary", "Origin")
+}
+
+// corsExposed are the answer headers a page's script may read besides the
+// CORS-safelisted ones (Content-Type …): Retry-After, which analytics.js
+// (analytics-next's parseRetryAfter) and ls.js read on a 429 (and a 503) to
+// wait what the collector asks instead of backing off on their own. The
+// collector sends no other header a client reads (no X-RateLimit-*).
+const corsExposed = "Retry-After"
+
+// earlyCORS sets the CORS answer headers of a request refused before its
+// handler ran (httpError: a body over MaxBodyBytes, one too slow), whose
+// headers fasthttp did read, so that a browser reads the refusal (a 413 is
+// dropped by analytics.js and ls.js) instead of taking it for a network
+// error and sending the same body again. The rule is the one of the
+// endpoint the request was for, which had no body to read the write key
+// from yet:
+//   - the Segment endpoints (/v1/{track,t,batch,b …}), the SDK settings and
+//     /v1/audiences answer every Origin, refusals included, as their
+//     handlers do before they know the key (see ingest): the allow-list is
+//     enforced by refusing the events, and this answer stores nothing;
+//   - a form (/f/…) only an origin allowed for its key when the key is
+//     known before the body (Basic user name or writeKey query parameter),
+//     else one some key allows (the preflight's rule): the form handler
+//     sets CORS only once the origin passed;
+//   - anything else (the lead API and other mounts, email links, /ls.js,
+//     /metrics …) gets no CORS header, as from its own handler.
+func (c *Collector) earlyCORS(ctx *fasthttp.RequestCtx) {
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	if origin == "" {
+		return
+	}
+	path := string(ctx.Path())
+	for _, m := range c.mounts {
+		if strings.HasPrefix(path, m.prefix) || path+"/" == m.prefix {
+			return
+		}
+	}
+	switch {
+	case path == AudiencesPath || strings.HasPrefix(path, settingsPrefix) || knownIngest(path):
+		allowCORS(ctx, origin)
+	case strings.HasPrefix(path, "/f/"):
+		keyID := c.writeKey(ctx, string(ctx.QueryArgs().Peek(fieldWriteKey)))
+		if (keyID != "" && c.originAllowed(keyID, origin)) || (keyID == "" && c.anyOriginAllowed(origin)) {
+			allowCORS(ctx, origin)
+		}
+	}
 }
 
 // sameSite reports whether two hosts (no port) belong to one site: equal, or

@@ -94,8 +94,12 @@ func (c *Collector) tooMany(ctx *fasthttp.RequestCtx, wait time.Duration, limit 
 }
 
 // httpError answers a request fasthttp could not read: too large (over
-// MaxBodyBytes, refused before it is read), too slow, or not HTTP.
+// MaxBodyBytes, refused before it is read), too slow, or not HTTP. A
+// browser gets the answer readable when the endpoint would have answered
+// its origin (earlyCORS): only a request whose headers were read has one —
+// fasthttp empties them when it cannot read them whole.
 func (c *Collector) httpError(ctx *fasthttp.RequestCtx, err error) {
+	c.earlyCORS(ctx)
 	var small *fasthttp.ErrSmallBuffer
 	var ne *net.OpError
 	switch {

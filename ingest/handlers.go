@@ -26,26 +26,29 @@ import (
 // must be allowed for the key.
 func (c *Collector) ingest(ctx *fasthttp.RequestCtx, name string) {
 	call, ok := segment.Call(name)
-	if !ok {
-		httpapi.Error(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+name)
+	if ok && ctx.IsOptions() {
+		c.preflight(ctx)
 		return
 	}
-	if ctx.IsOptions() {
-		c.preflight(ctx)
+	// Browsers get every answer readable, refusals included (the earliest
+	// too: an unknown endpoint, a method other than POST; and a body over
+	// 1 MB, which httpError answers before this runs, see earlyCORS):
+	// ls.js and analytics.js drop a batch on a 4xx, while an unreadable
+	// answer looks like a network error and would be retried. The
+	// allow-list is enforced below by refusing the events, not by hiding
+	// the answer.
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	if origin != "" {
+		allowCORS(ctx, origin)
+	}
+	if !ok {
+		httpapi.Error(ctx, fasthttp.StatusNotFound, "no such endpoint: /v1/"+name)
 		return
 	}
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use POST")
 		return
-	}
-	// Browsers get every answer readable, refusals included: ls.js and
-	// analytics.js drop a batch on a 4xx, while an unreadable answer looks
-	// like a network error and would be retried forever. The allow-list is
-	// enforced below by refusing the events, not by hiding the answer.
-	origin := string(ctx.Request.Header.Peek("Origin"))
-	if origin != "" {
-		allowCORS(ctx, origin)
 	}
 	single := call != "batch"
 	now := time.Now()

@@ -218,7 +218,7 @@ leadstream dev is running (Ctrl-C stops it; data in %s)
   redis                 %s
   clickhouse (native)   %s   database %s
   write key             %s   (browser key: public, in pages)
-  server write keys     %s   (may also send Deal Won, email events, alias, /v1/import, old events)
+  server write keys     %s   (may also send Deal Won, email events, alias, old events)
   secret key            %s
 
 Try it:

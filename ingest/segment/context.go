@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/leadstream/leadstream/event"
 	"github.com/leadstream/leadstream/internal/jsonx"
@@ -36,17 +37,21 @@ type segCampaign struct {
 	Content string `json:"content"`
 }
 
-// batchContext is what a batch gives each of its messages: its context,
-// merged into theirs, and its sentAt.
+// batchContext is what a batch gives each of its messages: its context and
+// its integrations, each merged into theirs, and its sentAt.
 type batchContext struct {
 	raw    json.RawMessage // the batch's context object; nil when absent, null or {}
 	parsed segContext      // raw decoded
+	// integrations is the batch's integrations object; nil when absent,
+	// null or {}.
+	integrations json.RawMessage
 	// readKeys: raw has a key segContext reads (in any case, as
 	// encoding/json matches them), so a message's merged context must be
 	// decoded again rather than taken from the message's own.
 	readKeys bool
 	sentAt   string
-	// added counts the bytes the merges added to the batch's messages,
+	// added counts the bytes the merges (context and integrations) added
+	// to the batch's messages,
 	// bounded by MaxBatchBytes: a large context merged into thousands of
 	// small messages must not turn one request into hundreds of megabytes.
 	added int
@@ -77,22 +82,43 @@ func (bc *batchContext) init(raw json.RawMessage, sentAt string) error {
 	return nil
 }
 
+// initIntegrations takes the batch's integrations (raw as sent), which
+// Segment merges into each message's as it does its context: held to the
+// same limits as the context.
+func (bc *batchContext) initIntegrations(raw json.RawMessage) error {
+	if !isObject(raw) {
+		return errNotObject("integrations")
+	}
+	if raw = compactObject(raw); len(raw) > MaxEventBytes {
+		return &Error{Field: "integrations", Limit: LimitEventSize,
+			Msg: fmt.Sprintf("the batch's integrations are %d bytes, over the limit of 32 KB (%d bytes) per event they are merged into", len(raw), MaxEventBytes)}
+	}
+	bc.integrations = raw
+	return nil
+}
+
 // merge returns the context of a message whose own context is own (an
 // object, null or absent): the batch's members whose keys the message does
 // not have, then the message's members, so the message's fields win — also
 // for a decoder that matches keys regardless of case, where the later key
 // wins.
 func (bc *batchContext) merge(own json.RawMessage) json.RawMessage {
-	if len(bc.raw) == 0 {
+	return mergeObjects(bc.raw, own)
+}
+
+// mergeObjects merges the batch's object base (compacted: nil when empty)
+// into a message's own (an object, null or absent), as merge says.
+func mergeObjects(base, own json.RawMessage) json.RawMessage {
+	if len(base) == 0 {
 		return own
 	}
 	if len(own) == 0 || string(own) == "null" {
-		return bc.raw
+		return base
 	}
 	var small [16]string
 	keys := small[:0]
 	eachMember(own, func(key string, _ []byte) { keys = append(keys, key) })
-	out := make([]byte, 0, len(bc.raw)+len(own))
+	out := make([]byte, 0, len(base)+len(own))
 	out = append(out, '{')
 	add := func(member []byte) {
 		if len(out) > 1 {
@@ -110,7 +136,7 @@ func (bc *batchContext) merge(own json.RawMessage) json.RawMessage {
 		}
 		has = func(key string) bool { _, ok := set[key]; return ok }
 	}
-	eachMember(bc.raw, func(key string, member []byte) {
+	eachMember(base, func(key string, member []byte) {
 		if !has(key) {
 			add(member)
 		}
@@ -131,7 +157,9 @@ func eachMember(b []byte, f func(key string, member []byte)) {
 		start := i
 		end := jsonx.SkipValidString(b, i)
 		key := string(b[i+1 : end-1])
-		if strings.IndexByte(key, '\\') >= 0 {
+		if strings.IndexByte(key, '\\') >= 0 || !utf8.ValidString(key) {
+			// Escapes, or bytes that are not UTF-8, which the decoder
+			// reads as U+FFFD (so "\xcb" and "\xd0" are one key to it).
 			_ = json.Unmarshal(b[i:end], &key) // valid input: cannot fail
 		}
 		i = jsonx.SkipSpace(b, end)
@@ -180,6 +208,23 @@ func resolveContext(m *message, raw []byte, at loc, bc *batchContext) (json.RawM
 		}
 	}
 	return merged, c, nil
+}
+
+// resolveIntegrations returns the integrations of m merged with its batch's
+// (when bc has any). ctxRaw is m's context as resolveContext returned it:
+// the message with both merges must stay within MaxEventBytes.
+func resolveIntegrations(m *message, raw []byte, ctxRaw json.RawMessage, at loc, bc *batchContext) (json.RawMessage, error) {
+	own := m.Integrations
+	if bc == nil || len(bc.integrations) == 0 {
+		return own, nil
+	}
+	merged := mergeObjects(bc.integrations, own)
+	bc.added += len(merged) - len(own)
+	if n := len(raw) - len(m.Context) + len(ctxRaw) - len(own) + len(merged); n > MaxEventBytes {
+		return nil, &Error{Field: at.String(), Limit: LimitEventSize,
+			Msg: fmt.Sprintf("event is %d bytes with its batch's context and integrations, over the limit of 32 KB (%d bytes) per event", n, MaxEventBytes)}
+	}
+	return merged, nil
 }
 
 // applyContext fills e from a call's context: the client's address and user

@@ -74,10 +74,11 @@ const (
 	fCampMedium
 	fCampTerm
 	fCampContent
+	fCategory
 )
 
 var (
-	messageKeys     = []string{"type", "messageId", "timestamp", "originalTimestamp", "sentAt", "anonymousId", "userId", "previousId", "groupId", "event", "name", "properties", "traits", "context", "integrations", "writeKey"}
+	messageKeys     = []string{"type", "messageId", "timestamp", "originalTimestamp", "sentAt", "anonymousId", "userId", "previousId", "groupId", "event", "name", "properties", "traits", "context", "integrations", "writeKey", "category"}
 	segContextKeys  = []string{"ip", "userAgent", "page", "campaign", "traits"}
 	segPageKeys     = []string{"url", "path", "referrer", "title", "search"}
 	segCampaignKeys = []string{"name", "source", "medium", "term", "content"}
@@ -118,6 +119,8 @@ func fastMessage(b []byte, m *message) bool {
 			return s.raw(v, fIntegrations, &m.Integrations)
 		case "writeKey":
 			return s.str(v, fWriteKey, &m.WriteKey)
+		case "category":
+			return s.raw(v, fCategory, &m.Category)
 		case "context":
 			if b[v] != '{' { // null, or not an object: kept raw, mapMessage says what is wrong
 				return s.raw(v, fContext, &m.Context)
@@ -272,14 +275,15 @@ func (s *scan) unknown(key []byte, v int, known []string) int {
 
 // batch is the body of POST /v1/batch.
 type batch struct {
-	Batch    []json.RawMessage `json:"batch"`
-	WriteKey string            `json:"writeKey"`
-	SentAt   string            `json:"sentAt"`
-	Context  json.RawMessage   `json:"context"`
+	Batch        []json.RawMessage `json:"batch"`
+	WriteKey     string            `json:"writeKey"`
+	SentAt       string            `json:"sentAt"`
+	Context      json.RawMessage   `json:"context"`
+	Integrations json.RawMessage   `json:"integrations"`
 }
 
 // decodeBatch decodes a /v1/batch body that passed jsonx.Valid. The usual
-// body (the four known keys spelt exactly, each once, plain strings) is cut
+// body (the five known keys spelt exactly, each once, plain strings) is cut
 // into its messages without a decoder: each message is a sub-slice of body.
 // Any other body goes through encoding/json, which gives the same result for
 // the usual ones (FuzzSplitBatch).
@@ -292,6 +296,10 @@ func decodeBatch(body []byte) (batch, error) {
 	return b, err
 }
 
+// batchKeys are the members of a batch body, in the order of splitBatch's
+// seen flags.
+var batchKeys = [...]string{"batch", "writeKey", "sentAt", "context", "integrations"}
+
 // splitBatch is decodeBatch's fast path; ok is false when it does not apply.
 // body must have passed jsonx.Valid: values are skipped, not validated again.
 func splitBatch(body []byte) (b batch, ok bool) {
@@ -299,7 +307,7 @@ func splitBatch(body []byte) (b batch, ok bool) {
 	if i >= len(body) || body[i] != '{' {
 		return b, false
 	}
-	var seen [4]bool
+	var seen [len(batchKeys)]bool
 	i = jsonx.SkipSpace(body, i+1)
 	if i < len(body) && body[i] == '}' {
 		return b, true
@@ -376,7 +384,7 @@ func splitArray(body []byte, i int, b *batch) (int, bool) {
 // splitMember takes the value at body[i] of a top-level member other than a
 // "batch" array and returns the index past it; false leaves the body to the
 // decoder.
-func splitMember(body []byte, i int, key []byte, b *batch, seen *[4]bool) (int, bool) {
+func splitMember(body []byte, i int, key []byte, b *batch, seen *[len(batchKeys)]bool) (int, bool) {
 	start := i
 	i = jsonx.SkipValidValue(body, i)
 	val := body[start:i]
@@ -405,6 +413,9 @@ func splitMember(body []byte, i int, key []byte, b *batch, seen *[4]bool) (int, 
 	case "context":
 		k = 3
 		b.Context = json.RawMessage(val[:len(val):len(val)])
+	case "integrations":
+		k = 4
+		b.Integrations = json.RawMessage(val[:len(val):len(val)])
 	default:
 		// A key the decoder would match regardless of case, or one it
 		// might fold from non-ASCII letters, is left to it.
@@ -413,7 +424,7 @@ func splitMember(body []byte, i int, key []byte, b *batch, seen *[4]bool) (int, 
 				return i, false
 			}
 		}
-		for _, known := range []string{"batch", "writeKey", "sentAt", "context"} {
+		for _, known := range batchKeys {
 			if strings.EqualFold(string(key), known) {
 				return i, false
 			}

@@ -27,10 +27,13 @@ func sampleMessages(n int) []string {
 }
 
 // batchContexts are the batch contexts the fuzz tests try every message
-// with: none, one the decoded fields ignore, one that sets them.
+// with: none, one the decoded fields ignore, one that sets them; and batch
+// integrations.
 var batchContexts = []*refBatch{nil,
 	{ctx: json.RawMessage(`{"library":{"name":"analytics-go","version":"3.3.0"}}`), sentAt: "2026-11-22T16:39:58.300Z"},
 	{ctx: json.RawMessage(`{ "ip" : "203.0.113.9", "IP":"x", "page":{"url":"https://b.example/?utm_campaign=batch"},"campaign":{"name":"bc"},"traits":{"t":1},"x\u0079":[1]}`), sentAt: "nonsense"},
+	{integ: json.RawMessage(`{"All":false, "Salesforce" : true,"\u0041ll":{"x":[1]}}`)},
+	{ctx: json.RawMessage(`{"library":{"name":"http"}}`), integ: json.RawMessage(`{"All":false,"Salesforce":true}`), sentAt: "2026-11-22T16:39:58.300Z"},
 }
 
 // The batch fast path cuts the same messages out of a body as the decoder.
@@ -39,6 +42,9 @@ func FuzzSplitBatch(f *testing.F) {
 	f.Add([]byte(`{"batch":[],"writeKey":"k"}`))
 	f.Add([]byte(` { "batch" : [ {"type":"track"} , null ,1,"x",[ ]] , "sentAt":null, "context":{"library":{"name":"ls.js"}} } `))
 	f.Add([]byte(`{"batch":null,"context":null,"other":{"a":[1,2]}}`))
+	f.Add([]byte(`{"batch":[{}],"integrations":{"All":false},"context":{}}`))
+	f.Add([]byte(`{"batch":[{}],"integrations":null,"Integrations":{"a":1}}`))
+	f.Add([]byte(`{"batch":[{}],"integrations":{},"integrations":[]}`))
 	f.Add([]byte(`{"Batch":[{}],"batch":[]}`))
 	f.Add([]byte(`{"batch":[{}],"batch":[]}`))
 	f.Add([]byte(`{"writeKey":"a\u0062"}`))
@@ -65,7 +71,8 @@ func FuzzSplitBatch(f *testing.F) {
 				t.Fatalf("%q: batch[%d] %q, decoder %q", body, i, fast.Batch[i], want.Batch[i])
 			}
 		}
-		if fast.WriteKey != want.WriteKey || fast.SentAt != want.SentAt || (fast.Context == nil) != (want.Context == nil) || !bytes.Equal(fast.Context, want.Context) {
+		if fast.WriteKey != want.WriteKey || fast.SentAt != want.SentAt || (fast.Context == nil) != (want.Context == nil) || !bytes.Equal(fast.Context, want.Context) ||
+			(fast.Integrations == nil) != (want.Integrations == nil) || !bytes.Equal(fast.Integrations, want.Integrations) {
 			t.Fatalf("%q: fast %+v, decoder %+v", body, fast, want)
 		}
 	})
@@ -94,6 +101,9 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"type":"track","userId":"u","event":"Email Opened","context":{"ip":"2001:db8:1:2::7","IP":"198.51.100.7:443"}}`))
 	f.Add([]byte(`{"type":"track","userId":"u","event":"e","timestamp":"2026-11-20T16:39:58Z"}`))
 	f.Add([]byte(`{"type":"page","anonymousId":"a","context":{"ip":"fe80::1%eth0","x":1}}`))
+	f.Add([]byte(`{"type":"screen","anonymousId":"a","name":"n","category":"c","properties":{ "a" : 1 }}`))
+	f.Add([]byte(`{"type":"page","anonymousId":"a","category":"c\u00e9","properties":{"category":null},"integrations":{"All":true,"X":false}}`))
+	f.Add([]byte(`{"type":"screen","anonymousId":"a","Category":"c","category":5,"properties":{ }}`))
 	// A server SDK (relaying its visitor's context.ip, any event, any age)
 	// and a browser (anonymized addresses, at most a day back).
 	r := &Request{WriteKeyID: "wk", ReceivedAt: time.Date(2026, 11, 22, 16, 40, 0, 0, time.UTC), IP: "192.0.2.1", UserAgent: "ua", Server: true}
@@ -125,6 +135,9 @@ func FuzzDecodeMessageMatchesReference(f *testing.F) {
 				if err := bc.init(rb.ctx, rb.sentAt); err != nil {
 					t.Fatal(err)
 				}
+				if err := bc.initIntegrations(rb.integ); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, req := range []*Request{r, &browser} {
 				e, err := decodeAndMap(b, large, loc{index: 0}, "", req, bc)
@@ -150,6 +163,7 @@ func FuzzMessageFastPath(f *testing.F) {
 	f.Add([]byte(`{"context":null,"integrations":{"All":true}}`))
 	f.Add([]byte(`{"context":[1],"Integrations":{}}`))
 	f.Add([]byte(`{"traits":{"a":"\\\"}"},"x\\y":1}`))
+	f.Add([]byte(`{"type":"screen","name":"n","category":"c","CATEGORY":"d"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if !jsonx.Valid(b) {
 			return

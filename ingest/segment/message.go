@@ -33,6 +33,10 @@ type message struct {
 	Context           json.RawMessage `json:"context"`
 	Integrations      json.RawMessage `json:"integrations"`
 	WriteKey          string          `json:"writeKey"`
+	// Category is a page's or screen's category, beside its name
+	// (analytics-kotlin, analytics-swift, analytics-android and
+	// analytics-node send it there): kept as properties.category.
+	Category json.RawMessage `json:"category"`
 
 	// ctx is Context decoded, when it is an object (parsed).
 	ctx    segContext
@@ -78,6 +82,10 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	if err != nil {
 		return nil, err
 	}
+	integrations, err := resolveIntegrations(m, raw, ctxRaw, at, bc)
+	if err != nil {
+		return nil, err
+	}
 	e.Properties = compactObject(m.Properties)
 	switch typ {
 	case "track":
@@ -97,6 +105,7 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	case "page", "screen":
 		e.Type = event.PageView
 		e.Title = m.Name
+		e.Properties = withCategory(e.Properties, m.Category)
 	case "identify":
 		e.Type = event.Identify
 		e.Traits = compactObject(m.Traits)
@@ -171,7 +180,7 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 			return nil, errTooOld(m, at, age, r.MaxEventAge)
 		}
 	}
-	e.Context, e.Integrations = compactObject(ctxRaw), compactObject(m.Integrations)
+	e.Context, e.Integrations = compactObject(ctxRaw), compactObject(integrations)
 	e.ID = m.MessageID
 	if e.ID == "" {
 		// Deterministic, so a client that retries a body without messageIds
@@ -182,7 +191,7 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	if len(e.ID) > 256 {
 		return nil, errField(at.field(".messageId"), "is longer than 256 characters")
 	}
-	if len(raw)+len(ctxRaw) > maxUnchecked {
+	if len(raw)+len(ctxRaw)+len(integrations)-len(m.Integrations) > maxUnchecked {
 		// Stored, an event repeats its URL (url, utm_*, campaign, the
 		// context's page.url) and JSON-escapes <, > and & six bytes each:
 		// a large one is measured once encoded.
@@ -192,6 +201,28 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 		}
 	}
 	return e, nil
+}
+
+// withCategory returns the properties props (compacted) of a page or screen
+// whose category is category (its JSON value): with "category" added as
+// their last member when category is a non-empty string and they have no
+// "category" of their own, else props.
+func withCategory(props, category json.RawMessage) json.RawMessage {
+	if len(category) < 3 || category[0] != '"' {
+		return props // absent, null, "" or not a string
+	}
+	has := false
+	out := make([]byte, 0, len(props)+len(category)+len(`{,"category":}`))
+	out = append(out, '{')
+	eachMember(props, func(key string, member []byte) {
+		has = has || key == "category"
+		out = append(append(out, member...), ',')
+	})
+	if has {
+		return props
+	}
+	out = append(append(append(out, `"category":`...), category...), '}')
+	return out
 }
 
 // MaxRecordBytes bounds an event as stored (its Kafka record): 4 × the 32 KB
@@ -395,8 +426,22 @@ func eventTime(m *message, sentAt string, batchSentAt bool, received time.Time, 
 	return t.UTC().Truncate(time.Millisecond), orig, nil
 }
 
+// timeLayouts are the ISO-8601 times parseTime reads, in the order it tries
+// them: RFC 3339 (which time.Parse reads on a fast path: what every SDK
+// sends), then a zone offset written without its colon (+0200) or "Z", no
+// zone (UTC), and an offset with its colon — the last three also with a
+// month, day or hour missing its leading zero: Segment's own HTTP API docs
+// date messages "2015-2-02T00:30:12.984Z", and Segment takes them. A time
+// that RFC 3339 reads never gets past the first.
+var timeLayouts = [...]string{
+	time.RFC3339Nano,
+	"2006-1-2T15:04:05.999999999Z0700",
+	"2006-1-2T15:04:05.999999999",
+	"2006-1-2T15:04:05.999999999Z07:00",
+}
+
 func parseTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04:05.999999999"} {
+	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t, nil
 		}

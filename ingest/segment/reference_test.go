@@ -21,9 +21,10 @@ import (
 )
 
 // refBatch is what a batch gives its messages, for the reference: its
-// context (as sent, nil when absent, null or {}) and sentAt.
+// context and integrations (as sent, nil when absent, null or {}) and sentAt.
 type refBatch struct {
 	ctx    json.RawMessage
+	integ  json.RawMessage
 	sentAt string
 }
 
@@ -87,6 +88,14 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 			return nil, errField(where+".context", "malformed JSON: %v", err)
 		}
 	}
+	// The batch's integrations merged in the same way.
+	integ := m.Integrations
+	if bc != nil && len(refCompact(bc.integ)) > 0 {
+		integ = refMerge(bc.integ, m.Integrations)
+		if n := len(raw) - len(m.Context) + len(ctxRaw) - len(m.Integrations) + len(integ); n > MaxEventBytes {
+			return nil, &Error{Field: where, Limit: LimitEventSize, Msg: "event is " + itoa(n) + " bytes with its batch's context and integrations, over the limit of 32 KB (32768 bytes) per event"}
+		}
+	}
 	e.Properties = refCompact(m.Properties)
 	switch typ {
 	case "track":
@@ -118,6 +127,22 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 	case "page", "screen":
 		e.Type = event.PageView
 		e.Title = m.Name
+		// A non-empty string category becomes properties.category, unless
+		// the properties have one.
+		var cat string
+		if len(m.Category) > 0 && m.Category[0] == '"' && json.Unmarshal(m.Category, &cat) == nil && cat != "" {
+			props := refMembers(refCompactOrEmpty(m.Properties))
+			has := false
+			var parts [][]byte
+			for _, p := range props {
+				has = has || p.key == "category"
+				parts = append(parts, p.raw)
+			}
+			if !has {
+				parts = append(parts, append([]byte(`"category":`), m.Category...))
+				e.Properties = append(append([]byte{'{'}, bytes.Join(parts, []byte{','})...), '}')
+			}
+		}
 	case "identify":
 		e.Type = event.Identify
 		e.Traits = refCompact(m.Traits)
@@ -174,7 +199,13 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 	}
 	if r.AnonymizeIP {
 		e.IP = refAnonymize(e.IP)
-		if c != nil && c.IP != "" {
+		hasIP := false // an "ip" member of any case, an empty one too: dropped
+		if c != nil && len(ctxRaw) > 0 {
+			for _, m := range refMembers(ctxRaw) {
+				hasIP = hasIP || strings.EqualFold(m.key, "ip")
+			}
+		}
+		if c != nil && (c.IP != "" || hasIP) {
 			var parts [][]byte
 			for _, m := range refMembers(ctxRaw) {
 				if !strings.EqualFold(m.key, "ip") {
@@ -211,7 +242,7 @@ func refDecodeMessage(raw []byte, where, forceType string, r *Request, bc *refBa
 	if !r.Server && r.MaxEventAge > 0 && r.ReceivedAt.Sub(e.EventTime) > r.MaxEventAge {
 		return nil, errTooOld(&m, refLoc(where), r.ReceivedAt.Sub(e.EventTime), r.MaxEventAge)
 	}
-	e.Context, e.Integrations = refCompact(ctxRaw), refCompact(m.Integrations)
+	e.Context, e.Integrations = refCompact(ctxRaw), refCompact(integ)
 	e.ID = m.MessageID
 	if e.ID == "" {
 		sum := sha256.Sum256(append([]byte(r.WriteKeyID+"\x00"), raw...))
@@ -318,6 +349,14 @@ func refMembers(obj []byte) []refMember {
 func refCompact(raw json.RawMessage) json.RawMessage {
 	if len(raw) == 0 || string(raw) == "null" || string(raw) == "{}" {
 		return nil
+	}
+	return raw
+}
+
+// refCompactOrEmpty is raw, or {} when it is absent or null.
+func refCompactOrEmpty(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage(`{}`)
 	}
 	return raw
 }

@@ -1,10 +1,11 @@
 // Package segment is the Segment wire format the collector speaks. Parse
 // checks a request body and decodes it — one call (/v1/track, /v1/t …) or a
-// batch (/v1/batch, /v1/b) with its writeKey, sentAt and context — and
-// Body.Events maps every call onto a canonical event (event.Event): the type
-// mapping, ids, page and campaign fields, the batch context merged into each
-// message, the clock-skew correction and the client's IP. A batch's messages
-// are judged one by one: the valid ones become events, each invalid one is
+// batch (/v1/batch, /v1/b) with its writeKey, sentAt, context and
+// integrations — and Body.Events maps every call onto a canonical event
+// (event.Event): the type mapping, ids, page and campaign fields, the batch
+// context and integrations merged into each message's, the clock-skew
+// correction and the client's IP. A batch's messages are judged one by one:
+// the valid ones become events, each invalid one is
 // reported alone (Rejected).
 //
 // It does no I/O: package ingest's HTTP handlers are a thin adapter over
@@ -178,6 +179,9 @@ func Parse(body []byte, call string) (*Body, error) {
 		if err := b.bctx.init(b.batch.Context, b.batch.SentAt); err != nil {
 			return nil, err
 		}
+		if err := b.bctx.initIntegrations(b.batch.Integrations); err != nil {
+			return nil, err
+		}
 		b.WriteKey = b.batch.WriteKey
 		return b, nil
 	}
@@ -242,6 +246,9 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		if path, num, ok := nonFinite(b.batch.Context); ok {
 			return nil, nil, errNonFinite("context"+path, num)
 		}
+		if path, num, ok := nonFinite(b.batch.Integrations); ok {
+			return nil, nil, errNonFinite("integrations"+path, num)
+		}
 	}
 	msgs := b.batch.Batch
 	b.events = make([]*event.Event, 0, len(msgs))
@@ -250,7 +257,7 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		if b.bctx.added > MaxBatchBytes {
 			// The events made so far stay in b.events for Release.
 			return nil, nil, &Error{Field: "context", Limit: LimitBatchSize,
-				Msg: fmt.Sprintf("the batch's context merged into its messages adds over %d bytes, the limit of 500 KB per batch", MaxBatchBytes)}
+				Msg: fmt.Sprintf("the batch's context merged into its messages adds over %d bytes (with its integrations, merged likewise), the limit of 500 KB per batch", MaxBatchBytes)}
 		}
 		if err != nil {
 			rj := Rejected{Index: i, MessageID: messageID(raw), Error: err.Error()}
