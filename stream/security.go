@@ -91,6 +91,16 @@ func (s *Security) Validate() error {
 	return nil
 }
 
+// Warnings are what a valid Security still does unsafely, for the roles to
+// log at start: SASL PLAIN without TLS sends the password in clear (SCRAM
+// never sends it, so it is left alone).
+func (s *Security) Warnings() []string {
+	if strings.ToUpper(s.SASLMechanism) == SASLPlain && !s.TLS {
+		return []string{"kafka.sasl.mechanism=PLAIN without kafka.tls: the Kafka password crosses the network in clear; set kafka.tls=true or use SCRAM-SHA-512"}
+	}
+	return nil
+}
+
 // conn is the security of one client, built from Security: the TLS
 // configuration, and the SASL mechanism wrapped to tell a refused login from
 // other connection failures (see saslState).

@@ -194,3 +194,23 @@ func TestSASLPasswordIsSecret(t *testing.T) {
 		t.Fatal("Check without brokers")
 	}
 }
+
+// SASL PLAIN without TLS is valid (some private clusters run it) but sends
+// the password in clear: the roles warn at start. SCRAM and PLAIN over TLS
+// give no warning.
+func TestSecurityWarnings(t *testing.T) {
+	for _, c := range []struct {
+		s    Security
+		warn bool
+	}{
+		{Security{SASLMechanism: "PLAIN", SASLUsername: "u", SASLPassword: "p"}, true},
+		{Security{SASLMechanism: "plain", SASLUsername: "u", SASLPassword: "p"}, true},
+		{Security{SASLMechanism: "PLAIN", SASLUsername: "u", SASLPassword: "p", TLS: true}, false},
+		{Security{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "u", SASLPassword: "p"}, false},
+		{Security{}, false},
+	} {
+		if w := c.s.Warnings(); (len(w) > 0) != c.warn || (c.warn && !strings.Contains(w[0], "in clear")) {
+			t.Errorf("%s tls=%v: warnings %q, want a warning: %v", c.s.SASLMechanism, c.s.TLS, w, c.warn)
+		}
+	}
+}

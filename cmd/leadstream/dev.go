@@ -118,7 +118,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := errors.Join(icfg.Validate(), pcfg.Validate(), scfg.Validate()); err != nil {
 		return err
 	}
-	if err := stream.Check(ctx, kcfg); err != nil {
+	if err := checkKafka(ctx, kcfg, log); err != nil {
 		return err
 	}
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {

@@ -204,6 +204,15 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 	return c, nil
 }
 
+// checkKafka logs what the Kafka settings do unsafely, then checks that the
+// brokers answer with them (stream.Check).
+func checkKafka(ctx context.Context, c stream.Config, log *slog.Logger) error {
+	for _, w := range c.Security.Warnings() {
+		log.Warn(w)
+	}
+	return stream.Check(ctx, c)
+}
+
 func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
 	var cfg ingest.Config
@@ -229,7 +238,7 @@ func runCollector(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+	if err := checkKafka(ctx, cfg.Kafka, log); err != nil {
 		return err
 	}
 	reg := newRegistry()
@@ -295,7 +304,7 @@ func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+	if err := checkKafka(ctx, cfg.Kafka, log); err != nil {
 		return err
 	}
 	rdb, err := leadstate.Open(ctx, rcfg)
@@ -343,7 +352,7 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+	if err := checkKafka(ctx, cfg.Kafka, log); err != nil {
 		return err
 	}
 	kafkaCheck, release, err := kafkaReady(cfg.Kafka)

@@ -30,7 +30,7 @@ func runNotifier(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	cfg.Version = version
-	if err := stream.Check(ctx, cfg.Kafka); err != nil {
+	if err := checkKafka(ctx, cfg.Kafka, log); err != nil {
 		return err
 	}
 	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
