@@ -688,6 +688,12 @@ func TestBadValues(t *testing.T) {
 		m(v, "kafka")["sasl"] = map[string]any{"mechanism": "PLAIN", "username": "u"}
 	})
 	f(k, "kafka.sasl.mechanism is empty", func(v map[string]any) { m(v, "secrets")["kafkaSaslPassword"] = "p" })
+	f(k, "collector-redis-password secret is set but collector.redis.username is empty", func(v map[string]any) {
+		m(v, "secrets")["collectorRedisPassword"] = "p"
+	})
+	f(k, "collector.redis.username names the collector's own Redis user but the collector-redis-password secret is not set", func(v map[string]any) {
+		m(v, "collector")["redis"] = map[string]any{"username": "ls-collector"}
+	})
 	f(k, "kafka.tls.cert and kafka.tls.key go together", func(v map[string]any) {
 		m(v, "kafka")["tls"] = map[string]any{"enabled": true, "secretName": "t", "cert": "tls.crt"}
 	})

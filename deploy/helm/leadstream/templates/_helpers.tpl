@@ -380,6 +380,13 @@ Checks of the values a render cannot do without, with messages naming the value.
 {{- if and (not $v.kafka.sasl.mechanism) (or $v.kafka.sasl.username (has "kafka-sasl-password" $have)) }}
 {{- fail "kafka.sasl.username or the kafka-sasl-password secret is set but kafka.sasl.mechanism is empty: set it to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512" }}
 {{- end }}
+{{- $colUser := $v.collector.redis.username }}
+{{- if and (has "collector-redis-password" $have) (not $colUser) }}
+{{- fail "the collector-redis-password secret is set but collector.redis.username is empty: the collector would log in as redis.username with the collector's password; set both or neither" }}
+{{- end }}
+{{- if and $colUser (ne $colUser (default "" $v.redis.username)) (not (has "collector-redis-password" $have)) }}
+{{- fail "collector.redis.username names the collector's own Redis user but the collector-redis-password secret is not set (secrets.collectorRedisPassword or existingSecretKeys): set both or neither" }}
+{{- end }}
 {{- range $name := list "kafka" "redis" "clickhouse" }}
 {{- $t := get (get $v $name) "tls" }}
 {{- if and (not $t.enabled) (or $t.secretName $t.ca $t.cert $t.key $t.serverName) }}
