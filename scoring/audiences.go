@@ -323,11 +323,24 @@ func (a *Audience) behaviourAt(chain []*State, now int64) bool {
 	return n >= a.Count
 }
 
+// scoreAt reports whether st's score in a's model at now is at least
+// a.ScoreGTE. A subject with no state in that model has score 0 there (as
+// the lead API shows it): a score_gte of 0 or below holds for it, as for one
+// whose points decayed to 0. Not so for a subject merged into another (st is
+// the last state the question may read: a visitor asked about without its
+// lead's proof, see package audience): its score is the lead's, which it
+// does not hold, so without a model state of its own (which a merge still
+// pending keeps) no score condition holds for it, score_gte ≤ 0 included.
+// A subject with no state at all has no audiences (AudiencesAt: an unknown
+// visitor gets none).
 func (r *Rules) scoreAt(a *Audience, st *State, now int64) bool {
 	m := r.Model(a.Model)
-	ms := st.Model(a.Model)
-	if m == nil || ms == nil {
+	if m == nil {
 		return false
+	}
+	ms := st.Model(a.Model)
+	if ms == nil {
+		return st.Into == "" && 0 >= a.ScoreGTE
 	}
 	return ms.ScoreAt(now, m.HalfLife) >= a.ScoreGTE
 }
@@ -403,9 +416,7 @@ func (p *parser) audience(n *yaml.Node, path string, r *Rules) (Audience, bool) 
 		a.Cond.Track = p.optionalString(f, "track", path)
 		a.Cond.Campaign = p.optionalString(f, "campaign", path)
 		a.Cond.URL = p.optionalString(f, "url", path)
-		if err := checkGlob(a.Cond.URL); err != nil {
-			p.errf(f.Val("url"), path+".url", "bad glob %q: %v", a.Cond.URL, err)
-		}
+		p.urlGlob(&a.Cond, f, path)
 		if v := f.Val("properties"); present(v) {
 			a.Cond.Properties = p.properties(v, path+".properties")
 		}

@@ -16,14 +16,18 @@ type Hit struct {
 }
 
 // Match appends the rules of m that match e to dst and returns it. No
-// allocation when cap(dst) suffices and no rule of m has `properties`
-// (properties are decoded from e.Properties lazily, at most once per call).
+// allocation when cap(dst) suffices, no rule of m has `properties`
+// (properties are decoded from e.Properties lazily, at most once per call)
+// and the event's path has no '%' (a path with one is decoded once per call,
+// when a rule has a URL).
 //
 // A rule matches when e.Type equals its Event and each of its non-empty
-// conditions holds: Track and Campaign exactly, URL as a glob on the path
-// (e.Path, or else the path part of e.URL), Properties as equal JSON values.
-// Events whose properties are not a valid JSON object match no rule that has
-// properties.
+// conditions holds: Track and Campaign exactly, URL as a glob on the decoded
+// path (e.Path, or else the path part of e.URL, with its %XX escapes decoded:
+// ls.js sends location.pathname percent-encoded, a URL-only event has its
+// path decoded by url.Parse, and a page must match alike), Properties as
+// equal JSON values. Events whose properties are not a valid JSON object
+// match no rule that has properties.
 func (m *Model) Match(e *event.Event, dst []Hit) []Hit {
 	var (
 		path      string
@@ -42,7 +46,13 @@ func (m *Model) Match(e *event.Event, dst []Hit) []Hit {
 			if !havePath {
 				path, havePath = eventPath(e), true
 			}
-			if !matchGlob(r.URL, path) {
+			var ok bool
+			if r.glob == "" {
+				ok = matchGlob(r.URL, path)
+			} else {
+				ok = matchEscapedGlob(r.glob, path) // a pattern with a decoded escape
+			}
+			if !ok {
 				continue
 			}
 		}
@@ -59,11 +69,18 @@ func (m *Model) Match(e *event.Event, dst []Hit) []Hit {
 	return dst
 }
 
+// eventPath is the path URL globs match: e.Path, or else the path part of
+// e.URL, decoded (decodePath). What the event stores is left as it came. A
+// path from e.URL is looked for '%' by the scan that finds its end.
 func eventPath(e *event.Event) string {
 	if e.Path != "" {
-		return e.Path
+		return decodePath(e.Path)
 	}
-	return urlPath(e.URL)
+	p, i := splitURLPath(e.URL)
+	if i >= 0 {
+		return decodeEscapes(p, i)
+	}
+	return p
 }
 
 // urlPath returns the path of a URL as a substring of it, without allocating:
@@ -72,6 +89,13 @@ func eventPath(e *event.Event) string {
 // host/path otherwise, since the collector forwards page URLs as clients
 // sent them.
 func urlPath(u string) string {
+	p, _ := splitURLPath(u)
+	return p
+}
+
+// splitURLPath is urlPath, also returning the index of the path's first '%'
+// (-1 when it has none).
+func splitURLPath(u string) (path string, pct int) {
 	rest := u
 	switch {
 	case strings.HasPrefix(u, "//"): // scheme-relative: //host/path
@@ -83,13 +107,23 @@ func urlPath(u string) string {
 		}
 		rest = skipHost(rest)
 	}
-	if i := strings.IndexAny(rest, "?#"); i >= 0 {
-		rest = rest[:i]
+	pct = -1
+scan:
+	for i := 0; i < len(rest); i++ {
+		switch rest[i] {
+		case '?', '#':
+			rest = rest[:i]
+			break scan
+		case '%':
+			if pct < 0 {
+				pct = i
+			}
+		}
 	}
 	if rest == "" {
-		return "/"
+		return "/", -1
 	}
-	return rest
+	return rest, pct
 }
 
 // schemeEnd returns the index just after "scheme://", or 0 when u does not

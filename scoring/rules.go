@@ -49,7 +49,7 @@ type Rule struct {
 	Name     string
 	Event    event.Type
 	Track    string // exact event.Track; empty = any
-	URL      string // glob on the URL path (see Match); empty = any
+	URL      string // glob on the decoded URL path (see Match), as written; empty = any
 	Campaign string // exact event.Campaign; empty = any
 	// Properties must all be present in the event's properties with equal
 	// JSON values. Values are string, float64 or bool; nil when the rule has
@@ -57,6 +57,11 @@ type Rule struct {
 	Properties map[string]any
 	Points     float64
 	Cap        *Cap // nil = uncapped
+
+	// glob is URL with its %XX escapes decoded (compileGlob), set by Parse
+	// when that differs from URL (the pattern has a '%'); Match uses URL
+	// itself otherwise, so a Rule built in Go gives URL decoded.
+	glob string
 }
 
 // Cap limits how often one rule scores for one lead: at most Count hits per
@@ -263,9 +268,7 @@ func (p *parser) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 	r.Track = p.optionalString(f, "track", path)
 	r.Campaign = p.optionalString(f, "campaign", path)
 	r.URL = p.optionalString(f, "url", path)
-	if err := checkGlob(r.URL); err != nil {
-		p.errf(f.Val("url"), path+".url", "bad glob %q: %v", r.URL, err)
-	}
+	p.urlGlob(&r, f, path)
 
 	if v := f.Val("properties"); present(v) {
 		r.Properties = p.properties(v, path+".properties")
@@ -284,6 +287,18 @@ func (p *parser) rule(n *yaml.Node, path string) (Rule, *yaml.Node) {
 		r.Cap = p.cap(v, path+".cap")
 	}
 	return r, nameNode
+}
+
+// urlGlob checks r.URL (checkGlob) and compiles it (compileGlob): a rule's
+// and an audience's url.
+func (p *parser) urlGlob(r *Rule, f *fields, path string) {
+	if err := checkGlob(r.URL); err != nil {
+		p.errf(f.Val("url"), path+".url", "bad glob %q: %v", r.URL, err)
+		return
+	}
+	if g := compileGlob(r.URL); g != r.URL {
+		r.glob = g
+	}
 }
 
 func (p *parser) properties(n *yaml.Node, path string) map[string]any {

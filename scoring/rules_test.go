@@ -102,7 +102,7 @@ func TestParseErrors(t *testing.T) {
 	f(base(`        url: "pricing*"`), `rules.yaml:8: models[0].rules[0].url: bad glob "pricing*": must start with "/" or "*"`)
 	f(base(`        url: "/pricing/[a-z]*"`), `rules.yaml:8: models[0].rules[0].url: bad glob "/pricing/[a-z]*": '[' is not supported`)
 	f(base(`        url: "/pricing#plans"`), `rules.yaml:8: models[0].rules[0].url: bad glob "/pricing#plans": "#" never occurs`)
-	f(base(`        url: "/a b"`), `rules.yaml:8: models[0].rules[0].url: bad glob "/a b": contains ' '`)
+	f(base(`        url: "/a\tb"`), `rules.yaml:8: models[0].rules[0].url: bad glob "/a\tb": contains the control character '\t' (write it as %09`)
 	f(base("        properties: {plan: [a, b]}"), "rules.yaml:8: models[0].rules[0].properties.plan: want a string, number or bool, got a list")
 	f(base("        properties: {plan: null}"), "rules.yaml:8: models[0].rules[0].properties.plan: want a string, number or bool, got null")
 	f(base("        properties: [plan]"), "rules.yaml:8: models[0].rules[0].properties: want a mapping, got a list")
