@@ -27,7 +27,8 @@ import (
 //     files and rescore read it, so they are the same in both modes.
 //
 // key is shardingKeys[name], or else a hash of the sort key. Either way the
-// copies of one row (a redelivered batch) land on the same shard, where
+// copies of one record (a redelivered batch, an event sent twice) land on
+// the same shard, where
 // ReplacingMergeTree folds them: FINAL on a Distributed table is applied by
 // each shard to its own rows, so it is exact only when duplicates share a
 // shard. CREATE DATABASE gets ON CLUSTER; a column added by a migration is
@@ -40,16 +41,25 @@ import (
 const LocalSuffix = "_local"
 
 // shardingKeys are the Distributed sharding expressions of the tables that
-// are not sharded by their sort key. Each must depend only on what equal
-// rows share (the copies of one record).
+// are not sharded by their whole sort key. Each must depend only on columns
+// of the table's sort key (what the copies of one record share, so that
+// ReplacingMergeTree can fold them), never on a column two copies may
+// differ in. No query needs a person's rows on one shard: the reports
+// merge partial aggregates of every shard and compute their joined
+// subqueries once over all shards (distributed_product_mode = global).
+//
+// A key changed after a cluster was created is applied by a migration
+// version that creates the Distributed table again (migration.distributed).
 var shardingKeys = map[string]string{
-	// The identity that orders the event on Kafka (event.Event.Key): a
-	// visitor's or lead's whole history is on one shard, next to the links
-	// of its anonymous id.
-	TableEvents:        "cityHash64(if(anonymous_id != '', anonymous_id, lead_id))",
+	// The event id only: two copies of one event may carry different
+	// anonymous or lead ids (an email click's id is built from the link's
+	// token and the hour, ingest/email.go, and two browsers clicking the
+	// link in one hour give it two cookies). Until schema version 5 this
+	// was cityHash64(if(anonymous_id != '', anonymous_id, lead_id)).
+	TableEvents:        "cityHash64(event_id)",
 	TableIdentityLinks: "cityHash64(anonymous_id)",
 	TableMQL:           "cityHash64(lead_id)",
-	// A person's account memberships next to its events.
+	// Both ids are in the sort key, so copies share them.
 	TableAccountMembers: "cityHash64(if(anonymous_id != '', anonymous_id, lead_id))",
 	TableMQA:            "cityHash64(account_id)",
 }
@@ -158,6 +168,57 @@ func (d ddl) addColumn(ctx context.Context, conn driver.Conn, c column) error {
 		}
 	}
 	return nil
+}
+
+// redistribute creates the Distributed table name again (DROP, then CREATE
+// ON CLUSTER) when its sharding key on this host is not the current one, or
+// it is missing (a run stopped between the two): the table holds no rows
+// (leadstream inserts synchronously), and only rows inserted afterwards are
+// sharded by the new key. An INSERT reaching a host between the DROP and
+// the CREATE fails with UNKNOWN_TABLE, which the sink retries (Refused).
+// One server has no Distributed tables: nothing to do.
+func (d ddl) redistribute(ctx context.Context, conn driver.Conn, name string) error {
+	if d.cluster == "" {
+		return nil
+	}
+	t, err := tableOf(name)
+	if err != nil {
+		return err
+	}
+	var engines []string
+	rows, err := conn.Query(ctx, "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?", d.db, name)
+	if err != nil {
+		return fmt.Errorf("reading the engine of %s.%s: %w", d.db, name, err)
+	}
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading the engine of %s.%s: %w", d.db, name, err)
+		}
+		engines = append(engines, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the engine of %s.%s: %w", d.db, name, err)
+	}
+	if len(engines) == 1 && shardedBy(engines[0], t.key) {
+		return nil
+	}
+	for _, q := range []string{"DROP TABLE IF EXISTS {db}." + name + " ON CLUSTER " + d.cluster, d.distributed(t)} {
+		if err := exec(ctx, conn, d.db, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shardedBy reports whether engine, a Distributed table's engine_full as
+// system.tables spells it, has key as its sharding expression (spaces
+// aside).
+func shardedBy(engine, key string) bool {
+	squeeze := func(s string) string { return strings.Join(strings.Fields(s), "") }
+	return strings.HasPrefix(engine, "Distributed(") && strings.HasSuffix(squeeze(engine), ","+squeeze(key)+")")
 }
 
 // hasMigrations reports whether this host has the schema_migrations table:

@@ -48,7 +48,7 @@ func TestClusterStatements(t *testing.T) {
 		`CREATE TABLE IF NOT EXISTS {db}.events_local ON CLUSTER c1 ( event_id String, revenue Decimal(18, 4), reasons Nested(rule String, points Float64) )
 		ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{db}/events_local', '{replica}') PARTITION BY toYYYYMM(event_time) ORDER BY (type, event_time, event_id)`,
 		`CREATE TABLE IF NOT EXISTS {db}.events ON CLUSTER c1 AS {db}.events_local
-		ENGINE = Distributed(c1, {db}, events_local, cityHash64(if(anonymous_id != '', anonymous_id, lead_id)))`)
+		ENGINE = Distributed(c1, {db}, events_local, cityHash64(event_id))`)
 	// A version column stays the last engine argument; a table without an
 	// entry in shardingKeys is sharded by its sort key.
 	f(`CREATE TABLE IF NOT EXISTS {db}.campaign_costs (campaign String, day Date, channel String, imported_at DateTime)
@@ -229,10 +229,10 @@ func TestMigrateClusterFromVersion1(t *testing.T) {
 	}
 }
 
-// Rows written through the Distributed tables are spread over the shards
-// by identity: every event of a visitor or lead, and the identity links of
-// its anonymous id, are on one shard, on each of its replicas. Rows written
-// twice (a redelivery) fold under FINAL as on one server.
+// Rows written through the Distributed tables are spread over the shards:
+// events by event id (every copy of one event on one shard, on each of its
+// replicas), identity links by anonymous id. Rows written twice (a
+// redelivery) fold under FINAL as on one server.
 func TestClusterSharding(t *testing.T) {
 	conn, cfg := warehousetest.MigratedCluster(t, "whcluster")
 	ctx := context.Background()
@@ -302,15 +302,15 @@ func TestClusterSharding(t *testing.T) {
 		t.Errorf("%d distinct event ids, want %d", got, n)
 	}
 
-	// Where each identity's rows are: shard -> identities, per replica.
-	shardsOf := map[string]map[string]bool{} // identity -> shards holding it
+	// Where each event's copies are, per replica.
+	shardsOf := map[string]map[string]bool{} // event id -> shards holding it
 	rowsOn := map[string]uint64{}            // node -> rows in its events_local
 	perShard := map[string][]uint64{}        // shard -> rows of each replica
 	for _, nd := range clusterNodes(t) {
 		if err := nd.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+cfg.Database+".events"+warehouse.LocalSuffix); err != nil {
 			t.Fatal(err)
 		}
-		rs, err := nd.conn.Query(ctx, "SELECT DISTINCT if(anonymous_id != '', concat('anon:', anonymous_id), concat('lead:', lead_id)) FROM "+cfg.Database+".events"+warehouse.LocalSuffix)
+		rs, err := nd.conn.Query(ctx, "SELECT DISTINCT event_id FROM "+cfg.Database+".events"+warehouse.LocalSuffix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,18 +327,13 @@ func TestClusterSharding(t *testing.T) {
 		rs.Close()
 		rowsOn[nd.addr] = warehousetest.Count(t, nd.conn, "SELECT count() FROM "+cfg.Database+".events"+warehouse.LocalSuffix)
 		perShard[nd.shard] = append(perShard[nd.shard], rowsOn[nd.addr])
-		// The links of an anonymous id are on the shard of its events.
-		if c := warehousetest.Count(t, nd.conn, "SELECT count() FROM "+cfg.Database+".identity_links"+warehouse.LocalSuffix+
-			" WHERE anonymous_id NOT IN (SELECT anonymous_id FROM "+cfg.Database+".events"+warehouse.LocalSuffix+")"); c != 0 {
-			t.Errorf("%s: %d identity links away from the events of their anonymous id", nd.addr, c)
-		}
 	}
-	if len(shardsOf) != 80 {
-		t.Errorf("%d identities on the shards, want 80", len(shardsOf))
+	if len(shardsOf) != n {
+		t.Errorf("%d event ids on the shards, want %d", len(shardsOf), n)
 	}
 	for id, s := range shardsOf {
 		if len(s) != 1 {
-			t.Errorf("identity %s is on shards %v, want one", id, slices.Collect(maps.Keys(s)))
+			t.Errorf("event %s is on shards %v, want one", id, slices.Collect(maps.Keys(s)))
 		}
 	}
 	if len(perShard) < 2 {
@@ -347,7 +342,7 @@ func TestClusterSharding(t *testing.T) {
 	var total uint64
 	for shard, reps := range perShard {
 		if reps[0] == 0 {
-			t.Errorf("shard %s holds no rows: the sharding key does not spread identities", shard)
+			t.Errorf("shard %s holds no rows: the sharding key does not spread events", shard)
 		}
 		for _, r := range reps[1:] {
 			if r != reps[0] {

@@ -71,3 +71,27 @@ func SetRebuildSlack(t interface{ Cleanup(func()) }, d time.Duration) {
 }
 
 func init() { RebuildSettle = 0 } // tests of this package: no wait after the swap
+
+// OldEventsShardingKey is the events sharding key before schema version 5.
+const OldEventsShardingKey = "cityHash64(if(anonymous_id != '', anonymous_id, lead_id))"
+
+// MigrateClusterAsVersion4 brings a cluster database to schema version 4 as
+// the releases before version 5 left it: events sharded by
+// OldEventsShardingKey, and with oldSortKey sorted by (type, event_time,
+// event_id) as well.
+func MigrateClusterAsVersion4(ctx context.Context, conn driver.Conn, database, cluster string, oldSortKey bool) error {
+	ms := append([]migration(nil), migrations...)
+	if oldSortKey {
+		v1 := ms[0]
+		v1.stmts = append([]string(nil), v1.stmts...)
+		v1.stmts[0] = strings.Replace(v1.stmts[0], "ORDER BY ("+eventsSortKey+")", "ORDER BY ("+eventsOldSortKey+")", 1)
+		ms[0] = v1
+	}
+	key := shardingKeys[TableEvents]
+	shardingKeys[TableEvents] = OldEventsShardingKey
+	defer func() { shardingKeys[TableEvents] = key }()
+	return migrateWith(ctx, conn, ddl{db: database, cluster: cluster}, 4, ms)
+}
+
+// ShardedBy is shardedBy.
+func ShardedBy(engine, key string) bool { return shardedBy(engine, key) }

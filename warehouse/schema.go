@@ -43,6 +43,10 @@ type migration struct {
 	version    uint32
 	stmts      []string
 	addColumns []column
+	// distributed names tables whose Distributed table is created again
+	// with its current sharding key (shardingKeys), in cluster mode, after
+	// the key changed; one server has nothing to do.
+	distributed []string
 }
 
 // column is a column a migration adds to an existing table. Rows written
@@ -196,6 +200,13 @@ var migrations = []migration{{version: 1, stmts: []string{
 	) ENGINE = ReplacingMergeTree()
 	PARTITION BY toYYYYMM(attempted_at)
 	ORDER BY (destination, mql_id, attempted_at_ms, attempt)`,
+}}, {version: 5, distributed: []string{
+	// Cluster mode: events sharded by event_id instead of the visitor's or
+	// lead's id, so that two copies of one event id with different
+	// anonymous ids (an email click from two browsers in one hour) are on
+	// one shard, where FINAL folds them (cluster.go, shardingKeys). Rows
+	// stored before stay on the shard of the old key.
+	TableEvents,
 }}}
 
 // Migrate creates the database and brings its tables to the latest schema version
@@ -261,6 +272,11 @@ func migrateWith(ctx context.Context, conn driver.Conn, d ddl, upTo uint32, ms [
 		}
 		for _, c := range m.addColumns {
 			if err := d.addColumn(ctx, conn, c); err != nil {
+				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
+			}
+		}
+		for _, name := range m.distributed {
+			if err := d.redistribute(ctx, conn, name); err != nil {
 				return fmt.Errorf("migrating %s to version %d: %w", database, m.version, err)
 			}
 		}

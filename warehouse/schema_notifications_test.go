@@ -33,10 +33,10 @@ func TestMigrateFromVersion3(t *testing.T) {
 	if n := warehousetest.Count(t, conn, "SELECT count() FROM system.tables WHERE database = '"+cfg.Database+"' AND name = '"+warehouse.TableNotifications+"'"); n != 1 {
 		t.Errorf("table %s: %d, want 1", warehouse.TableNotifications, n)
 	}
-	if v := warehousetest.Count(t, conn, "SELECT toUInt64(max(version)) FROM "+cfg.Database+".schema_migrations"); v != 4 || warehouse.LatestVersion() != 4 {
-		t.Errorf("schema version = %d (latest %d), want 4", v, warehouse.LatestVersion())
+	if v := warehousetest.Count(t, conn, "SELECT toUInt64(max(version)) FROM "+cfg.Database+".schema_migrations"); v != uint64(warehouse.LatestVersion()) || v < 4 {
+		t.Errorf("schema version = %d, want the latest, %d (at least 4)", v, warehouse.LatestVersion())
 	}
-	if n := warehousetest.Count(t, conn, "SELECT count() FROM "+cfg.Database+".schema_migrations FINAL"); n != 4 {
-		t.Errorf("schema_migrations holds %d versions, want 4", n)
+	if n := warehousetest.Count(t, conn, "SELECT count() FROM "+cfg.Database+".schema_migrations FINAL"); n != uint64(warehouse.LatestVersion()) {
+		t.Errorf("schema_migrations holds %d versions, want %d", n, warehouse.LatestVersion())
 	}
 }

@@ -37,7 +37,7 @@ FROM
         SELECT
             if(lead_id != '', lead_id, linked_lead) AS person,
             min(event_time_ms) AS first_ms,
-            argMinIf(campaign, event_time_ms, campaign != '') AS first_campaign
+            argMinIf(campaign, (event_time_ms, campaign), campaign != '') AS first_campaign
         FROM leadstream.events FINAL
         ANY LEFT JOIN
         (

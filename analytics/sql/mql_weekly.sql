@@ -21,7 +21,7 @@ ANY LEFT JOIN
 (
     SELECT
         if(lead_id != '', lead_id, linked_lead) AS person,
-        argMinIf(campaign, event_time_ms, campaign != '') AS first_campaign
+        argMinIf(campaign, (event_time_ms, campaign), campaign != '') AS first_campaign
     FROM leadstream.events FINAL
     ANY LEFT JOIN
     (

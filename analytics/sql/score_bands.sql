@@ -50,7 +50,7 @@ FROM
     )
     ANY LEFT JOIN
     (
-        SELECT model, lead_id AS person, argMax(score, crossed_at_ms) AS score, toUInt8(1) AS has_mql
+        SELECT model, lead_id AS person, argMax(score, (crossed_at_ms, mql_id)) AS score, toUInt8(1) AS has_mql
         FROM leadstream.mql FINAL
         WHERE toDate(crossed_at) <= toDate('2100-12-31') /*to*/
         GROUP BY model, lead_id
