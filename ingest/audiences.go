@@ -68,7 +68,7 @@ func (c *Collector) SetAudiences(l AudienceLookup) { c.audienceLookup = l }
 
 // audienceMetrics are the metrics of the audience API:
 //
-//	leadstream_collector_audience_lookups_total{result}   ok, bad_request, unauthorized, origin, identity, rate_limit, unavailable
+//	leadstream_collector_audience_lookups_total{result}   every answer of /v1/audiences, by audienceResults
 //	leadstream_collector_audience_lookup_duration_seconds  Redis time of an answered lookup
 //	leadstream_collector_audience_members_total{audience}  answers that named the audience
 type audienceMetrics struct {
@@ -80,7 +80,7 @@ type audienceMetrics struct {
 func newAudienceMetrics(reg prometheus.Registerer) *audienceMetrics {
 	m := &audienceMetrics{
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_audience_lookups_total",
-			Help: "GET /v1/audiences requests by result: ok, bad_request, unauthorized, origin, identity (a userHash refused), rate_limit, unavailable."}, []string{"result"}),
+			Help: "Answers of /v1/audiences by result: ok (200), bad_request (400), unauthorized (401), origin (403: origin not allowed, a preflight's included), identity (403: a userHash refused), method_not_allowed (405), too_large (413: body over 1 MB), rate_limit (429), internal_error (500: a stored state does not decode), unavailable (503: Redis unreachable or not configured), preflight (204 to an OPTIONS), timeout (408: body not received in time)."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_collector_audience_lookup_duration_seconds",
 			Help: "Time to read a visitor's audiences from Redis.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}),
 		members: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leadstream_collector_audience_members_total",
@@ -89,11 +89,16 @@ func newAudienceMetrics(reg prometheus.Registerer) *audienceMetrics {
 	if reg != nil {
 		reg.MustRegister(m.lookups, m.duration, m.members)
 	}
-	for _, r := range []string{"ok", "bad_request", "unauthorized", "origin", "identity", "rate_limit", "unavailable"} {
+	for _, r := range audienceResults {
 		m.lookups.WithLabelValues(r)
 	}
 	return m
 }
+
+// audienceResults are the result labels of the audience lookups: one for
+// every answer of /v1/audiences, created at zero.
+var audienceResults = []string{"ok", "bad_request", "unauthorized", "origin", "identity", "rate_limit", "unavailable",
+	"internal_error", "method_not_allowed", "preflight", "too_large", "timeout"}
 
 // audienceAnswer is the body of a 200: the names and nothing else.
 type audienceAnswer struct {
@@ -101,8 +106,15 @@ type audienceAnswer struct {
 }
 
 // audiences serves GET and POST /v1/audiences. It answers browsers like the ingest
-// endpoints (CORS per write key, refusals included), and never caches.
+// endpoints (CORS per write key, refusals included), and never caches. Every
+// answer is counted under its result.
 func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
+	c.am.lookups.WithLabelValues(c.answerAudiences(ctx)).Inc()
+}
+
+// answerAudiences answers a request of /v1/audiences and returns the result
+// label of its answer (audienceResults).
+func (c *Collector) answerAudiences(ctx *fasthttp.RequestCtx) string {
 	origin := string(ctx.Request.Header.Peek("Origin"))
 	if ctx.IsOptions() {
 		// Only a request with an Authorization header needs a preflight;
@@ -111,24 +123,23 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 		h.Set("Vary", "Origin")
 		if origin == "" || !c.anyOriginAllowed(origin) {
 			ctx.SetStatusCode(fasthttp.StatusForbidden)
-			return
+			return "origin"
 		}
 		allowCORS(ctx, origin)
 		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Authorization")
 		h.Set("Access-Control-Max-Age", "86400")
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
-		return
+		return "preflight"
 	}
 	if origin != "" {
 		allowCORS(ctx, origin)
 	}
 	ctx.Response.Header.Set("Cache-Control", "no-store")
-	am := c.am
 	if !ctx.IsGet() && !ctx.IsHead() && !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "GET, HEAD, POST, OPTIONS")
 		httpapi.Error(ctx, fasthttp.StatusMethodNotAllowed, "use GET, or POST with a form-encoded body")
-		return
+		return "method_not_allowed"
 	}
 	// The same parameters in the query (GET) or a form-encoded body (POST,
 	// which keeps a signed-in user's id and userHash out of URLs and the
@@ -139,55 +150,47 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	}
 	keyID := c.writeKey(ctx, string(args.Peek("writeKey")))
 	if keyID == "" {
-		am.lookups.WithLabelValues("unauthorized").Inc()
 		httpapi.Error(ctx, fasthttp.StatusUnauthorized, "unknown or missing write key (HTTP Basic user name or writeKey parameter)")
-		return
+		return "unauthorized"
 	}
 	if origin != "" && !c.originAllowed(keyID, origin) {
-		am.lookups.WithLabelValues("origin").Inc()
 		httpapi.Error(ctx, fasthttp.StatusForbidden, "origin not allowed for this write key (see collector.cors-origins)")
-		return
+		return "origin"
 	}
 	if !c.server[keyID] {
 		// A lookup reads Redis up to a chain's length, and may check a
 		// userHash: browser keys pay one event of their address's and key's
 		// buckets for each, refused ones included.
 		if wait, limit, ok := c.limit(c.clientAddr(ctx), keyID, 1, time.Now()); !ok {
-			am.lookups.WithLabelValues("rate_limit").Inc()
 			c.tooMany(ctx, wait, limit, 1)
-			return
+			return "rate_limit"
 		}
 	}
 	anon := string(args.Peek("anonymousId"))
 	if anon == "" || len(anon) > maxAudienceID {
-		am.lookups.WithLabelValues("bad_request").Inc()
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, "anonymousId: want the visitor's anonymous id (1 to 256 bytes) as a parameter")
-		return
+		return "bad_request"
 	}
 	user, hash := args.Peek("userId"), args.Peek("userHash")
 	if (len(user) == 0) != (len(hash) == 0) || len(user) > maxUserID {
-		am.lookups.WithLabelValues("bad_request").Inc()
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, "userId and userHash: give both (the signed-in user's id, 1 to 256 bytes, and hex HMAC-SHA256 of it with an identity key) or neither")
-		return
+		return "bad_request"
 	}
 	lead := ""
 	if len(user) > 0 {
 		if len(c.cfg.IdentityKeys) == 0 {
-			am.lookups.WithLabelValues("identity").Inc()
 			httpapi.Error(ctx, fasthttp.StatusForbidden, "userHash cannot be checked: the collector has no identity-keys")
-			return
+			return "identity"
 		}
 		if !c.userProven(user, hash) {
-			am.lookups.WithLabelValues("identity").Inc()
 			httpapi.Error(ctx, fasthttp.StatusForbidden, "userHash: not the hex HMAC-SHA256 of userId with an identity key")
-			return
+			return "identity"
 		}
 		lead = string(user)
 	}
 	if c.audienceLookup == nil {
-		am.lookups.WithLabelValues("unavailable").Inc()
 		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "audiences not configured: no redis address")
-		return
+		return "unavailable"
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), audienceTimeout)
 	defer cancel()
@@ -195,26 +198,23 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	names, err := c.audienceLookup.Audiences(rctx, anon, lead)
 	if errors.Is(err, leadstate.ErrCorruptState) {
 		// Retrying will not help: a state no codec version reads.
-		am.lookups.WithLabelValues("unavailable").Inc()
 		// The error names the subject (a lead id may be an e-mail address).
 		c.log.Error("reading audiences: a stored state does not decode")
 		c.log.Debug("reading audiences: a stored state does not decode", "err", err)
 		httpapi.Error(ctx, fasthttp.StatusInternalServerError, "reading audiences failed: a stored state does not decode")
-		return
+		return "internal_error"
 	}
 	if err != nil {
-		am.lookups.WithLabelValues("unavailable").Inc()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			c.log.Warn("reading audiences failed", "err", err)
 		}
 		ctx.Response.Header.Set("Retry-After", "1")
 		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading audiences failed, retry")
-		return
+		return "unavailable"
 	}
-	am.duration.Observe(time.Since(start).Seconds())
-	am.lookups.WithLabelValues("ok").Inc()
+	c.am.duration.Observe(time.Since(start).Seconds())
 	for _, n := range names {
-		am.members.WithLabelValues(n).Inc()
+		c.am.members.WithLabelValues(n).Inc()
 	}
 	if names == nil {
 		names = []string{}
@@ -225,4 +225,5 @@ func (c *Collector) audiences(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType("application/json")
 	ctx.SetBody(out)
+	return "ok"
 }

@@ -70,10 +70,28 @@ func TestAudiencesAPI(t *testing.T) {
 	if res.StatusCode != 204 || res.Header.Get("Access-Control-Allow-Methods") != "GET, POST, OPTIONS" || !strings.Contains(res.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("preflight: %d %v", res.StatusCode, res.Header)
 	}
-	for result, want := range map[string]float64{"ok": 5, "unauthorized": 2, "bad_request": 2, "origin": 2, "unavailable": 2} {
-		if got := counter(s.c.am.lookups.WithLabelValues(result)); got != want {
-			t.Errorf("lookups{result=%q} = %v, want %v", result, got, want)
+	// A preflight without an origin is refused.
+	if res, _ := s.do(t, "OPTIONS", "/v1/audiences", "", "Access-Control-Request-Method: GET"); res.StatusCode != 403 {
+		t.Errorf("preflight without Origin: %d", res.StatusCode)
+	}
+	// A body over 1 MB, refused before the handler (httpError).
+	if res, _ := tooLarge(t, s, "/v1/audiences", "Content-Type: application/x-www-form-urlencoded", "Origin: "+crossOrigin); res.StatusCode != 413 || res.Header.Get("Access-Control-Allow-Origin") != crossOrigin {
+		t.Errorf("POST over 1 MB: %d %v", res.StatusCode, res.Header)
+	}
+	// Every answer is counted, under what it was: a 405 (PUT) too, a
+	// preflight, and a 413 fasthttp refused before the handler.
+	want := map[string]float64{"ok": 5, "unauthorized": 2, "bad_request": 2, "origin": 3, "unavailable": 2, "method_not_allowed": 1, "preflight": 1, "too_large": 1}
+	total := 0.0
+	for _, result := range []string{"ok", "bad_request", "unauthorized", "origin", "identity", "rate_limit", "unavailable",
+		"internal_error", "method_not_allowed", "preflight", "too_large", "timeout"} {
+		got := counter(s.c.am.lookups.WithLabelValues(result))
+		if got != want[result] {
+			t.Errorf("lookups{result=%q} = %v, want %v", result, got, want[result])
 		}
+		total += got
+	}
+	if total != 17 {
+		t.Errorf("%v answers counted, want the 17 requests made", total)
 	}
 	if got := counter(s.c.am.members.WithLabelValues("pricing-returner")); got != 4 {
 		t.Errorf("members{pricing-returner} = %v, want 4", got)
@@ -199,5 +217,13 @@ func TestAudiencesLimits(t *testing.T) {
 	res, body := s.do(t, "GET", "/v1/audiences?anonymousId=corrupt", "", "Authorization: "+mustBasic(testServerKey))
 	if res.StatusCode != 500 || res.Header.Get("Retry-After") != "" || strings.Contains(body, "corrupt\"") {
 		t.Errorf("corrupt state: %d %v %s", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	// A 500 is counted as what it is, not as Redis unavailable (the 503
+	// an alert or a dashboard reads as "Redis down").
+	if got := counter(s.c.am.lookups.WithLabelValues("internal_error")); got != 1 {
+		t.Errorf("lookups{result=internal_error} = %v, want 1", got)
+	}
+	if got := counter(s.c.am.lookups.WithLabelValues("unavailable")); got != 0 {
+		t.Errorf("lookups{result=unavailable} = %v, want 0 (no 503 was answered)", got)
 	}
 }

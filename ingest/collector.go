@@ -343,6 +343,9 @@ func New(cfg Config, producer Producer, log *slog.Logger, reg prometheus.Registe
 		// own JSON error naming the limit; what is larger is refused
 		// before it is read (413, httpError).
 		MaxRequestBodySize: MaxBodyBytes,
+		// A request's head (request line and headers) up to 16 KiB: a
+		// site's cookies come with ls.js' posts (connReadBuffer).
+		ReadBufferSize: connReadBuffer,
 		// Keep-alive connections are the norm for SDKs; this bounds the
 		// goroutines serving them (explicit backpressure).
 		Concurrency:                   20000,
@@ -377,7 +380,9 @@ func (c *Collector) Listen() (net.Addr, error) {
 	}
 	c.ln = ln
 	if c.cfg.MaxConnsPerIP > 0 {
-		c.ln = newConnLimitListener(ln, c.cfg.MaxConnsPerIP, c.trusted, func() { c.m.rejected.WithLabelValues("connections").Inc() })
+		cl := newConnLimitListener(ln, c.cfg.MaxConnsPerIP, c.trusted, func() { c.m.rejected.WithLabelValues("connections").Inc() })
+		cl.cors = c.earlyCORS
+		c.ln = cl
 	}
 	return ln.Addr(), nil
 }
@@ -395,7 +400,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer stopGC()
 	go c.tuneGC(gcCtx)
 	errc := make(chan error, 1)
-	go func() { errc <- c.http.Serve(c.ln) }()
+	go func() { errc <- c.http.Serve(captureListener{c.ln}) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("collector http server: %w", err)
@@ -462,6 +467,7 @@ func gcPercentFor(live uint64, maxPercent int) int {
 
 func (c *Collector) route(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	nextRequest(ctx)
 	path := string(ctx.Path())
 	for _, m := range c.mounts {
 		if strings.HasPrefix(path, m.prefix) || path+"/" == m.prefix {

@@ -1,12 +1,17 @@
 package ingest
 
 import (
+	"bufio"
+	"errors"
+	"io"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/leadstream/leadstream/internal/httpapi"
+	"github.com/valyala/fasthttp"
 )
 
 // connLimitListener refuses a connection from an address that already holds
@@ -18,7 +23,10 @@ type connLimitListener struct {
 	max     int
 	trusted func(netip.Addr) bool
 	refused func() // counts a refusal
-	shards  [64]connShard
+	// cors sets the CORS headers of a refusal from its request's headers,
+	// as the endpoint would (Collector.earlyCORS); nil: none.
+	cors   func(*fasthttp.RequestCtx)
+	shards [64]connShard
 	// replying bounds the goroutines writing 429s to refused connections;
 	// beyond it they are closed without an answer.
 	replying atomic.Int32
@@ -31,12 +39,23 @@ type connShard struct {
 
 const maxConnReplies = 64
 
-// connRefusal is the whole answer to a refused connection.
-var connRefusal = func() []byte {
-	body := `{"success":false,"error":"too many open connections from this address (collector.max-conns-per-ip)","code":"too_many_requests","message":"too many open connections from this address (collector.max-conns-per-ip)"}`
-	return []byte("HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-}()
+// connRefusalMsg is the error of the 429 to a refused connection.
+const connRefusalMsg = "too many open connections from this address (collector.max-conns-per-ip)"
+
+// connReplyTime bounds each step of answering a refused connection:
+// reading its request's headers, writing the answer, then reading what the
+// client still sends before closing.
+const connReplyTime = time.Second
+
+// connReadBuffer is fasthttp's read buffer per connection
+// (Server.ReadBufferSize), which bounds a request's head: request line and
+// headers, 16 KiB. fasthttp's default, 4 KiB, refused (431) the requests of
+// visitors with a site's usual cookies when the collector shares the site's
+// domain (ls.js sends them: credentialed posts), and every event of theirs
+// was lost; 16 KiB is Node's limit and what load balancers commonly pass
+// (nginx 8 KiB per line). It is also the most of a refused connection's
+// request headers read.
+const connReadBuffer = 16 << 10
 
 func newConnLimitListener(ln net.Listener, max int, trusted func(netip.Addr) bool, refused func()) *connLimitListener {
 	l := &connLimitListener{Listener: ln, max: max, trusted: trusted, refused: refused}
@@ -98,10 +117,44 @@ func (l *connLimitListener) refuse(c net.Conn) {
 	}
 	go func() {
 		defer l.replying.Add(-1)
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = c.Write(connRefusal)
-		c.Close()
+		l.reply(c)
 	}()
+}
+
+// reply answers a refused connection 429 + Retry-After and closes it. It
+// first reads the request's headers, so that the answer carries the CORS
+// headers the endpoint would give its origin: a page's script (ls.js,
+// analytics.js) then reads the 429 and its Retry-After, where without them
+// the browser reports a network error. A request whose headers do not come
+// within connReplyTime, or are over connReadBuffer, gets the answer
+// without them. After the answer, what the client still sends (a body) is
+// read and dropped, for connReplyTime and MaxBodyBytes at most, before the
+// connection is closed: closing it with unread data would reset it, and
+// the client could lose the answer (a client that sent nothing within
+// connReplyTime is not waited for again).
+func (l *connLimitListener) reply(c net.Conn) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(connReplyTime))
+	br := bufio.NewReaderSize(c, connReadBuffer)
+	var ctx fasthttp.RequestCtx
+	ctx.Init2(c, nil, false)
+	err := ctx.Request.Header.Read(br)
+	if err == nil && l.cors != nil {
+		l.cors(&ctx)
+	}
+	var ne net.Error
+	silent := errors.As(err, &ne) && ne.Timeout() // nothing more is coming
+	ctx.Response.Header.Set("Retry-After", "1")
+	ctx.Response.SetConnectionClose()
+	httpapi.Error(&ctx, fasthttp.StatusTooManyRequests, connRefusalMsg)
+	_ = c.SetWriteDeadline(time.Now().Add(connReplyTime))
+	if _, err := ctx.Response.WriteTo(c); err != nil {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && !silent && cw.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(connReplyTime))
+		_, _ = io.Copy(io.Discard, io.LimitReader(br, MaxBodyBytes))
+	}
 }
 
 // limitedConn releases its place when closed (once).

@@ -94,27 +94,43 @@ func (c *Collector) tooMany(ctx *fasthttp.RequestCtx, wait time.Duration, limit 
 }
 
 // httpError answers a request fasthttp could not read: too large (over
-// MaxBodyBytes, refused before it is read), too slow, or not HTTP. A
-// browser gets the answer readable when the endpoint would have answered
-// its origin (earlyCORS): only a request whose headers were read has one —
-// fasthttp empties them when it cannot read them whole.
+// MaxBodyBytes, refused before it is read, or headers over the read
+// buffer), too slow, or not HTTP. A browser gets the answer readable when
+// the endpoint would have answered its origin (earlyCORS): only a request
+// whose headers were read has one — fasthttp empties them when it cannot
+// read them whole; for headers too large, the lines that fit are read
+// again from the copy of the request's head (restoreHead).
 func (c *Collector) httpError(ctx *fasthttp.RequestCtx, err error) {
-	c.earlyCORS(ctx)
 	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		restoreHead(ctx)
+	}
+	c.earlyCORS(ctx)
 	var ne *net.OpError
+	var result string // of an audience lookup (audienceResults)
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		c.m.rejected.WithLabelValues("limit").Inc()
+		result = "too_large"
 		httpapi.WriteError(ctx, fasthttp.StatusRequestEntityTooLarge, httpapi.ErrorBody{Error: "body: over the limit of 1 MB (1048576 bytes) per request", Limit: limitBodySize})
-	case errors.As(err, &small):
+	case small != nil:
 		c.m.rejected.WithLabelValues("limit").Inc()
+		result = "too_large"
 		httpapi.Error(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
 	case errors.As(err, &ne) && ne.Timeout():
 		c.m.rejected.WithLabelValues("malformed").Inc()
+		result = "timeout"
 		httpapi.Error(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
 	default:
 		c.m.rejected.WithLabelValues("malformed").Inc()
+		result = "bad_request"
 		httpapi.Error(ctx, fasthttp.StatusBadRequest, "malformed HTTP request")
+	}
+	// A refusal of /v1/audiences (its headers read: a body over 1 MB or
+	// too slow; headers too large whose request line was kept) is one of
+	// its answers too.
+	if string(ctx.Path()) == AudiencesPath {
+		c.am.lookups.WithLabelValues(result).Inc()
 	}
 }
 
