@@ -162,7 +162,8 @@ func (a *API) ServeAccount(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
-	view, err := ReadAccount(rctx, a.store, id, a.models, time.Now())
+	now := time.Now()
+	view, err := bounded(rctx, func(ctx context.Context) (*AccountView, error) { return ReadAccount(ctx, a.store, id, a.models, now) })
 	if err != nil {
 		ctx.Response.Header.Set("Retry-After", "1")
 		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading account state failed, retry")

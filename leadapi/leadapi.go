@@ -24,8 +24,34 @@ import (
 // Prefix is the path the API serves under: Prefix + URL-escaped lead id.
 const Prefix = "/v1/leads/"
 
-// readTimeout bounds one read of a lead's state.
+// readTimeout bounds one read of a lead's or account's state: the request
+// is answered 503 then.
 const readTimeout = 2 * time.Second
+
+// bounded returns what read returns, or ctx's error once ctx is done,
+// whichever comes first: the Redis client does not bound a command by its
+// context's deadline (go-redis does only with ContextTimeoutEnabled; its
+// own read and dial timeouts let a stalled Redis hold a request 5 s), so
+// the answer does not wait for it. The read goes on in the background
+// until the client gives up.
+func bounded[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := read(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
 
 // API serves GET and DELETE /v1/leads/{lead_id}.
 type API struct {
@@ -66,7 +92,8 @@ func (a *API) Serve(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
-	view, err := Read(rctx, a.store, id, a.models, time.Now())
+	now := time.Now()
+	view, err := bounded(rctx, func(ctx context.Context) (*LeadView, error) { return Read(ctx, a.store, id, a.models, now) })
 	if err != nil {
 		ctx.Response.Header.Set("Retry-After", "1")
 		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading lead state failed, retry")

@@ -47,19 +47,19 @@ func Read(ctx context.Context, store *leadstate.Store, lead string, models []sco
 
 // View is a lead's stored state seen at now: behaviour decayed to now, fit
 // added, each rule's points decayed alike. A lead merged into another shows
-// the survivor's scores.
+// the survivor's scores, with the history of merges stored half-way folded
+// in as the scoring core will (survivor).
 func View(lead string, rec leadstate.LeadRecord, models []scoring.Model, now time.Time) *LeadView {
 	nowMs := now.UnixMilli()
 	v := &LeadView{LeadID: lead, AsOf: now.UTC(), Known: rec.State != nil, Models: make(map[string]ModelView, len(models))}
-	if rec.State != nil && rec.State.Into != "" && rec.Survivor != nil {
-		v.MergedInto = rec.Survivor.ID
-	}
-	v.Account = scoring.AccountOf(rec.Survivor)
+	v.MergedInto = rec.Into
+	surv := survivor(rec, models)
+	v.Account = scoring.AccountOf(surv)
 	for _, m := range models {
 		mv := ModelView{Threshold: m.Threshold, TopRules: []event.Reason{}}
 		var st *scoring.ModelState
-		if rec.Survivor != nil {
-			st = rec.Survivor.Model(m.Name)
+		if surv != nil {
+			st = surv.Model(m.Name)
 		}
 		if st != nil {
 			mv.Behaviour = scoring.ValueAt(st.V, st.T, nowMs, m.HalfLife)
@@ -85,4 +85,26 @@ func View(lead string, rec leadstate.LeadRecord, models []scoring.Model, now tim
 		v.Models[m.Name] = mv
 	}
 	return v
+}
+
+// survivor is the state whose scores are the lead's: rec.Survivor, with the
+// frozen states of merges half done on the lead's way to it folded in by the
+// scoring core's Merge, as the next event through them completes them (the
+// processor between two writes of a merge, or killed there). nil: none.
+func survivor(rec leadstate.LeadRecord, models []scoring.Model) *scoring.State {
+	if len(rec.Pending) == 0 {
+		return rec.Survivor
+	}
+	surv := rec.Survivor.Clone()
+	if surv == nil {
+		surv = &scoring.State{Subject: scoring.Lead(rec.Into)}
+	}
+	core := scoring.NewCore(&scoring.Rules{Models: models}, 0)
+	for _, p := range rec.Pending {
+		// The crossing a fold may cause is attributed to the merge mark,
+		// never an event's id: as the event completing it would, it sets
+		// the flag (mql_at the merged time).
+		core.Merge(surv, p.Clone(), p.MergeMark, p.MergeTime)
+	}
+	return surv
 }

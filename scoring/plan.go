@@ -340,9 +340,7 @@ func (p *planner) breakCycle(s Subject) bool {
 			continue
 		}
 		cycle := chain[i:]
-		n := len(cycle)
-		type recorded struct{ m, r int } // cycle[r] recorded cycle[m]'s merge
-		var recs []recorded
+		var recs [][2]int // {m, r}: cycle[r] recorded cycle[m]'s merge
 		for mi, m := range cycle {
 			if !m.cur.Pending {
 				continue
@@ -357,36 +355,50 @@ func (p *planner) breakCycle(s Subject) bool {
 					return false
 				}
 				if done {
-					recs = append(recs, recorded{mi, ri})
+					recs = append(recs, [2]int{mi, ri})
 				}
 			}
 		}
-		dist := func(from, to int) int { return (to - from + n) % n }
-		var give *working
-		for si, cand := range cycle {
-			ok := true
-			for _, rc := range recs {
-				if d := dist(rc.m, si); d == 0 || dist(rc.m, rc.r) > d {
-					ok = false
-					break
-				}
-			}
-			if ok && (give == nil || cand.cur.ID < give.cur.ID) {
-				give = cand
-			}
-		}
-		if give == nil { // recorded both ways: no place is right; the lowest recorder
-			for _, rc := range recs {
-				if r := cycle[rc.r]; give == nil || r.cur.ID < give.cur.ID {
-					give = r
-				}
-			}
-		}
+		give := cycle[CycleSurvivor(len(cycle), func(i int) string { return cycle[i].cur.ID }, recs)]
 		give.cur.Into, give.cur.Pending, give.cur.MergeMark, give.cur.MergeTime = "", false, "", 0
 		give.changed = true
 		p.unsynced = append(p.unsynced, give)
 		return true
 	}
+}
+
+// CycleSurvivor returns the index of the member of a cycle of merges of n
+// leads (member i merged into member i+1, the last into the first) that
+// survives it, where id(i) is member i's id and recs lists what was
+// recorded: {m, r} when member r recorded member m's merge. It is the lowest
+// id that lies, for every recorded merge, past its recorder on the way from
+// the merged member (so that nothing recorded is lost or counted twice);
+// with nothing recorded, the lowest id; when no member qualifies (recorded
+// both ways), the lowest recorder. The planner breaks a cycle there, and
+// the lead API answers as it will.
+func CycleSurvivor(n int, id func(int) string, recs [][2]int) int {
+	dist := func(from, to int) int { return (to - from + n) % n }
+	give := -1
+	for si := 0; si < n; si++ {
+		ok := true
+		for _, rc := range recs {
+			if d := dist(rc[0], si); d == 0 || dist(rc[0], rc[1]) > d {
+				ok = false
+				break
+			}
+		}
+		if ok && (give < 0 || id(si) < id(give)) {
+			give = si
+		}
+	}
+	if give < 0 {
+		for _, rc := range recs {
+			if give < 0 || id(rc[1]) < id(give) {
+				give = rc[1]
+			}
+		}
+	}
+	return give
 }
 
 // completeMerge folds a frozen subject's history into its survivor, unless
