@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -26,6 +27,13 @@ func (c *Config) tlsFiles() tlsconfig.Files {
 	return tlsconfig.Files{Prefix: "redis.tls", CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile}
 }
 
+// dialTimeout and keepAlive are go-redis's defaults, which a dialer of our
+// own replaces.
+var (
+	dialTimeout = 5 * time.Second
+	keepAlive   = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}
+)
+
 // openTimeout bounds Open's first contact, so that a role with a wrong
 // setting fails at start within seconds.
 const openTimeout = 10 * time.Second
@@ -38,11 +46,17 @@ func open(ctx context.Context, c Config) (redis.UniversalClient, error) {
 	addrs := splitAddrs(c.Addr)
 	opts := &redis.UniversalOptions{Addrs: addrs, Username: c.Username, Password: c.Password, DB: c.DB}
 	if c.TLS {
-		tc, err := c.tlsFiles().Config()
+		d, err := c.tlsFiles().Dialer()
 		if err != nil {
 			return nil, err
 		}
-		opts.TLSConfig = tc
+		opts.TLSConfig = d.Config("") // tells go-redis the connections are TLS; Dialer makes them
+		// Every connection, to each node of a cluster, dials with the TLS
+		// files as they are then: a renewed client certificate or CA
+		// bundle is used when the client reconnects (tlsconfig.Dialer).
+		opts.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, &net.Dialer{Timeout: dialTimeout, KeepAliveConfig: keepAlive}, network, addr)
+		}
 	}
 	var rdb redis.UniversalClient
 	if len(addrs) > 1 || c.Cluster {

@@ -2,11 +2,11 @@ package stream
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -106,8 +106,8 @@ func (s *Security) Warnings() []string {
 // other connection failures (see saslState).
 type conn struct {
 	sec   Security
-	tls   *tls.Config    // nil: plaintext
-	mech  sasl.Mechanism // nil: no SASL
+	tls   *tlsconfig.Dialer // nil: plaintext
+	mech  sasl.Mechanism    // nil: no SASL
 	state *saslState
 }
 
@@ -116,11 +116,11 @@ type conn struct {
 func (s *Security) build() (*conn, error) {
 	c := &conn{sec: *s, state: &saslState{}}
 	if s.TLS {
-		tc, err := s.files().Config()
+		d, err := s.files().Dialer()
 		if err != nil {
 			return nil, err
 		}
-		c.tls = tc
+		c.tls = d
 	}
 	var m sasl.Mechanism
 	switch strings.ToUpper(s.SASLMechanism) {
@@ -139,11 +139,21 @@ func (s *Security) build() (*conn, error) {
 	return c, nil
 }
 
+// dialTimeout bounds connecting to a broker, TLS handshake included.
+const dialTimeout = 10 * time.Second
+
+// dialTLS connects to a broker with TLS, with the TLS files as they are
+// now: every client dials through it, so a renewed certificate or CA
+// bundle is used when they reconnect (tlsconfig.Dialer).
+func (c *conn) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	return c.tls.DialContext(ctx, &net.Dialer{Timeout: dialTimeout}, network, addr)
+}
+
 // kgoOpts are the franz-go options.
 func (c *conn) kgoOpts() []kgo.Opt {
 	var opts []kgo.Opt
 	if c.tls != nil {
-		opts = append(opts, kgo.DialTLSConfig(c.tls))
+		opts = append(opts, kgo.Dialer(c.dialTLS))
 	}
 	if c.mech != nil {
 		opts = append(opts, kgo.SASL(c.mech))
@@ -161,7 +171,11 @@ func (c *conn) kafkaGoSASL() kafkasasl.Mechanism {
 
 // dialer is the kafka-go Dialer of a consumer group reader.
 func (c *conn) dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: c.tls, SASLMechanism: c.kafkaGoSASL()}
+	d := &kafka.Dialer{Timeout: dialTimeout, DualStack: true, SASLMechanism: c.kafkaGoSASL()}
+	if c.tls != nil {
+		d.DialFunc = c.dialTLS
+	}
+	return d
 }
 
 // saslState remembers whether the last SASL exchange of a client finished.

@@ -166,18 +166,17 @@ func SplitList(s string) []string {
 // newClient is a kafka-go client (topic administration, metadata, offsets)
 // with the configured security.
 func newClient(brokers []string, cn *conn, timeout time.Duration) *kafka.Client {
-	return &kafka.Client{
-		Addr:    kafka.TCP(brokers...),
-		Timeout: timeout,
-		Transport: &kafka.Transport{
-			// Refresh metadata soon after a leader moves; the default 6 s is
-			// long compared with our produce timeout.
-			MetadataTTL: 2 * time.Second,
-			DialTimeout: 5 * time.Second,
-			TLS:         cn.tls,
-			SASL:        cn.kafkaGoSASL(),
-		},
+	tr := &kafka.Transport{
+		// Refresh metadata soon after a leader moves; the default 6 s is
+		// long compared with our produce timeout.
+		MetadataTTL: 2 * time.Second,
+		DialTimeout: 5 * time.Second,
+		SASL:        cn.kafkaGoSASL(),
 	}
+	if cn.tls != nil {
+		tr.Dial = cn.dialTLS // bounded by DialTimeout through its context
+	}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: timeout, Transport: tr}
 }
 
 // EnsureTopics creates the events, mql, mqa, dead-letter and erasures topics

@@ -105,12 +105,16 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	var tc *tls.Config
+	var (
+		td *tlsconfig.Dialer
+		tc *tls.Config
+	)
 	if c.TLS {
 		var err error
-		if tc, err = c.tlsFiles().Config(); err != nil {
+		if td, err = c.tlsFiles().Dialer(); err != nil {
 			return nil, err
 		}
+		tc = td.Config("")
 	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:     stream.SplitList(c.Addr),
@@ -125,7 +129,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 		Settings:    c.clusterSettings(),
 		TLS:         tc,
-		DialContext: c.dial(tc),
+		DialContext: c.dial(td),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse at %s: %w", c.Addr, err)
@@ -167,15 +171,16 @@ func (c *Config) explain(err error) error {
 var WriteTimeout = 30 * time.Second
 
 // dial is clickhouse-go's dialer with the context heeded (a cancelled start
-// stops dialling) and every write bounded by WriteTimeout; with tc, TLS as
-// clickhouse-go would set it up.
-func (c Config) dial(tc *tls.Config) func(ctx context.Context, addr string) (net.Conn, error) {
+// stops dialling) and every write bounded by WriteTimeout; with td, TLS with
+// the files as they are at each connection (a renewed certificate or CA
+// bundle is used when the pool reconnects: tlsconfig.Dialer).
+func (c Config) dial(td *tlsconfig.Dialer) func(ctx context.Context, addr string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		d := &net.Dialer{Timeout: c.DialTimeout}
 		var conn net.Conn
 		var err error
-		if tc != nil {
-			conn, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", addr)
+		if td != nil {
+			conn, err = td.DialContext(ctx, d, "tcp", addr)
 		} else {
 			conn, err = d.DialContext(ctx, "tcp", addr)
 		}

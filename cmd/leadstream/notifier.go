@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"github.com/leadstream/leadstream/notify"
@@ -32,6 +33,16 @@ func runNotifier(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Version = version
 	if err := checkKafka(ctx, cfg.Kafka, log); err != nil {
 		return err
+	}
+	// Every attempt is recorded in ClickHouse, which the notifier reaches
+	// only when it has one to record: a server that refuses it (credentials,
+	// TLS, cluster settings) is told now, as by every role. One that does
+	// not answer may come back: warned, and the recorder retries.
+	if err := checkClickHouse(ctx, cfg.ClickHouse); err != nil {
+		if !unreachable(err) {
+			return fmt.Errorf("notifier: recording attempts: %w", err)
+		}
+		log.Warn("clickhouse not reachable at start: attempts are recorded once it is", "err", err)
 	}
 	kafkaCheck, release, err := kafkaReady(cfg.Kafka)
 	if err != nil {

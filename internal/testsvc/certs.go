@@ -78,16 +78,23 @@ func nextSerial() int64 { return time.Now().UnixNano() + serial.Add(1) }
 // Server issues a server certificate for 127.0.0.1, ::1 and localhost.
 func (ca *CA) Server(t testing.TB, name string) KeyPair {
 	t.Helper()
-	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
+	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, time.Now().Add(24*time.Hour))
 }
 
 // Client issues a client certificate (mutual TLS) with common name name.
 func (ca *CA) Client(t testing.TB, name string) KeyPair {
 	t.Helper()
-	return ca.issue(t, name, x509.ExtKeyUsageClientAuth, nil, nil)
+	return ca.issue(t, name, x509.ExtKeyUsageClientAuth, nil, nil, time.Now().Add(24*time.Hour))
 }
 
-func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage, dns []string, ips []net.IP) KeyPair {
+// ClientUntil issues a client certificate that expires at notAfter: a
+// certificate about to be renewed.
+func (ca *CA) ClientUntil(t testing.TB, name string, notAfter time.Time) KeyPair {
+	t.Helper()
+	return ca.issue(t, name, x509.ExtKeyUsageClientAuth, nil, nil, notAfter)
+}
+
+func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage, dns []string, ips []net.IP, notAfter time.Time) KeyPair {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -97,7 +104,7 @@ func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage, dns []str
 		SerialNumber: big.NewInt(nextSerial()),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 		DNSNames:     dns,

@@ -8,6 +8,7 @@
 package tlsconfig
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +18,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -48,31 +50,160 @@ func (f Files) Validate(enabled bool) error {
 }
 
 // Config reads the files and returns a client TLS configuration (TLS 1.2 or
-// newer; the server's certificate is always verified).
+// newer; the server's certificate is always verified) with the files'
+// content now. Connections that live long, and reconnect, use a Dialer.
 func (f Files) Config() (*tls.Config, error) {
+	d, err := f.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	return d.Config(""), nil
+}
+
+// Dialer makes the TLS connections of one service. Every new connection uses
+// the files as they are then: a CA bundle or a client certificate renewed in
+// place (cert-manager renewing a mounted Secret, an agent rewriting the
+// files) is used from the next connection on, without a restart. A role that
+// read them only at start would keep presenting an expired certificate, or
+// refuse servers that moved to a new CA, each time it reconnects. Files that
+// do not load (a certificate rewritten before its key, a half-written
+// bundle) leave the last good content in use.
+type Dialer struct {
+	serverName string
+	ca         *caBundle // nil: the system's trusted roots
+	key        *keyPair  // nil: no client certificate
+}
+
+// Dialer reads the files, failing as Config does, and returns a Dialer.
+func (f Files) Dialer() (*Dialer, error) {
 	if err := f.Validate(true); err != nil {
 		return nil, err
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.ServerName}
+	d := &Dialer{serverName: f.ServerName}
 	if f.CAFile != "" {
-		pem, err := os.ReadFile(f.CAFile)
-		if err != nil {
+		d.ca = &caBundle{file: f.CAFile}
+		if err := d.ca.load(); errors.Is(err, errNoPEM) {
+			return nil, fmt.Errorf("%s.ca-file %s: %w", f.Prefix, f.CAFile, err)
+		} else if err != nil {
 			return nil, fmt.Errorf("%s.ca-file: %w", f.Prefix, err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s.ca-file %s: no PEM certificate in it", f.Prefix, f.CAFile)
-		}
-		c.RootCAs = pool
 	}
 	if f.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
-		if err != nil {
+		d.key = &keyPair{certFile: f.CertFile, keyFile: f.KeyFile}
+		if err := d.key.load(); err != nil {
 			return nil, fmt.Errorf("%s.cert-file %s and %s.key-file %s: %w", f.Prefix, f.CertFile, f.Prefix, f.KeyFile, err)
 		}
-		c.Certificates = []tls.Certificate{cert}
 	}
-	return c, nil
+	return d, nil
+}
+
+// Config is the configuration of one connection to host (a name or an IP
+// address, verified against the server's certificate unless the Files set
+// a ServerName), with the CA bundle and client certificate in the files now.
+func (d *Dialer) Config(host string) *tls.Config {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: d.serverName}
+	if c.ServerName == "" {
+		c.ServerName = host
+	}
+	if d.ca != nil {
+		c.RootCAs = d.ca.current()
+	}
+	if d.key != nil {
+		c.GetClientCertificate = d.key.get
+	}
+	return c
+}
+
+// DialContext connects to addr through nd and makes the TLS handshake, both
+// bounded by ctx and nd.Timeout.
+func (d *Dialer) DialContext(ctx context.Context, nd *net.Dialer, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	return (&tls.Dialer{NetDialer: nd, Config: d.Config(host)}).DialContext(ctx, network, addr)
+}
+
+var errNoPEM = errors.New("no PEM certificate in it")
+
+// caBundle is a CA bundle read again when it changed (see Dialer).
+type caBundle struct {
+	file string
+
+	mu   sync.Mutex
+	pem  []byte
+	pool *x509.CertPool // never changed once made: connections share it
+}
+
+func (b *caBundle) load() error {
+	pem, err := os.ReadFile(b.file)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pool != nil && bytes.Equal(pem, b.pem) {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return errNoPEM
+	}
+	b.pem, b.pool = pem, pool
+	return nil
+}
+
+// current is the pool of the bundle in the file now, or of the last one
+// that loaded.
+func (b *caBundle) current() *x509.CertPool {
+	_ = b.load() // on failure the last good bundle stays
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pool
+}
+
+// keyPair is a client certificate read again from its files at every
+// handshake the server asks for one (see Dialer).
+type keyPair struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	certPEM []byte
+	keyPEM  []byte
+	cert    *tls.Certificate
+}
+
+// load reads the files and keeps the pair when it loads; the error is the
+// reason it did not.
+func (k *keyPair) load() error {
+	certPEM, err := os.ReadFile(k.certFile)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := os.ReadFile(k.keyFile)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cert != nil && bytes.Equal(certPEM, k.certPEM) && bytes.Equal(keyPEM, k.keyPEM) {
+		return nil
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	k.cert, k.certPEM, k.keyPEM = &cert, certPEM, keyPEM
+	return nil
+}
+
+// get is the tls.Config's GetClientCertificate: the pair in the files now,
+// or the last one that loaded.
+func (k *keyPair) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	_ = k.load() // on failure the last good pair stays
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cert, nil
 }
 
 // Hint explains a connection failure that looks like a TLS problem, for
