@@ -87,49 +87,15 @@ func TestRenewedClientCertificate(t *testing.T) {
 	copyFile(t, old.CertFile, certFile)
 	copyFile(t, old.KeyFile, keyFile)
 
-	ln := &dropListener{}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(srvTLS), kfake.SeedTopics(2, "renew.events"),
-		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
-			l, err := net.Listen(network, addr)
-			ln.Listener = l
-			return ln, err
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	cfg := Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "renew.", Partitions: 2,
-		Security: Security{TLS: true, CAFile: ca.CAFile, CertFile: certFile, KeyFile: keyFile}}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-
-	prober, err := NewProber(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prober.Close()
-	if err := prober.Probe(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProducer(ctx, cfg.Producer(TopicEvents), quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	consumed, stop := consumeKeys(ctx, t, cfg, "renew")
-	defer stop()
-	if err := p.Produce(ctx, []Record{{Key: []byte("before"), Value: []byte("1")}}); err != nil {
-		t.Fatal(err)
-	}
-	consumed("before", 30*time.Second)
+	r := startRig(t, srvTLS, "renew", Security{TLS: true, CAFile: ca.CAFile, CertFile: certFile, KeyFile: keyFile})
 
 	// The renewal: new files, then the old certificate expires and every
 	// connection is cut.
 	copyFile(t, renewed.CertFile, certFile)
 	copyFile(t, renewed.KeyFile, keyFile)
 	expired.Store(true)
-	ln.dropAll()
-	afterRenewal(ctx, t, prober, p, consumed)
+	r.ln.dropAll()
+	r.afterRenewal(t)
 }
 
 // A CA bundle renewed in its file is the one the clients verify the brokers
@@ -146,39 +112,7 @@ func TestRenewedCABundle(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	copyFile(t, oldCA.CAFile, caFile)
 
-	ln := &dropListener{}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(srvTLS), kfake.SeedTopics(2, "renewca.events"),
-		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
-			l, err := net.Listen(network, addr)
-			ln.Listener = l
-			return ln, err
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	cfg := Config{Brokers: cluster.ListenAddrs(), TopicPrefix: "renewca.", Partitions: 2, Security: Security{TLS: true, CAFile: caFile}}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	prober, err := NewProber(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prober.Close()
-	if err := prober.Probe(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewProducer(ctx, cfg.Producer(TopicEvents), quiet, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	consumed, stop := consumeKeys(ctx, t, cfg, "renewca")
-	defer stop()
-	if err := p.Produce(ctx, []Record{{Key: []byte("before"), Value: []byte("1")}}); err != nil {
-		t.Fatal(err)
-	}
-	consumed("before", 30*time.Second)
+	r := startRig(t, srvTLS, "renewca", Security{TLS: true, CAFile: caFile})
 
 	// The rotation: the bundle gets the new CA, then the brokers present
 	// the new certificate and every connection is cut.
@@ -190,8 +124,59 @@ func TestRenewedCABundle(t *testing.T) {
 	}
 	copyFile(t, bundle, caFile)
 	serving.Store(&newSrv.Cert)
-	ln.dropAll()
-	afterRenewal(ctx, t, prober, p, consumed)
+	r.ln.dropAll()
+	r.afterRenewal(t)
+}
+
+// rig is a one-broker TLS cluster whose connections a test can cut, with
+// the three kinds of client leadstream has connected to it: the metadata
+// client of /readyz, a producer and a consumer that got a first record.
+type rig struct {
+	ctx      context.Context
+	ln       *dropListener
+	prober   *Prober
+	producer *Producer
+	consumed func(key string, within time.Duration)
+}
+
+// startRig starts the cluster with srvTLS and the clients with sec, topics
+// and group named after name; all are closed when the test ends.
+func startRig(t *testing.T, srvTLS *tls.Config, name string, sec Security) *rig {
+	t.Helper()
+	r := &rig{ln: &dropListener{}}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(srvTLS), kfake.SeedTopics(2, name+".events"),
+		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			l, err := net.Listen(network, addr)
+			r.ln.Listener = l
+			return r.ln, err
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	cfg := Config{Brokers: cluster.ListenAddrs(), TopicPrefix: name + ".", Partitions: 2, Security: sec}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	r.ctx = ctx
+	if r.prober, err = NewProber(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.prober.Close() })
+	if err := r.prober.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.producer, err = NewProducer(ctx, cfg.Producer(TopicEvents), quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.producer.Close() })
+	consumed, stop := consumeKeys(ctx, t, cfg, name)
+	t.Cleanup(stop)
+	r.consumed = consumed
+	if err := r.producer.Produce(ctx, []Record{{Key: []byte("before"), Value: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	consumed("before", 30*time.Second)
+	return r
 }
 
 // consumeKeys runs a consumer of cfg's events topic in group; consumed
@@ -236,8 +221,9 @@ func consumeKeys(ctx context.Context, t *testing.T, cfg Config, group string) (c
 
 // afterRenewal checks that every client works again once the connections
 // were cut: the metadata client, the producer, and the consumer.
-func afterRenewal(ctx context.Context, t *testing.T, prober *Prober, p *Producer, consumed func(string, time.Duration)) {
+func (r *rig) afterRenewal(t *testing.T) {
 	t.Helper()
+	ctx, prober, p, consumed := r.ctx, r.prober, r.producer, r.consumed
 	var lastErr error
 	deadline := time.Now().Add(15 * time.Second)
 	for lastErr = prober.Probe(ctx); lastErr != nil && time.Now().Before(deadline); lastErr = prober.Probe(ctx) {
