@@ -165,8 +165,7 @@ func (a *API) ServeAccount(ctx *fasthttp.RequestCtx) {
 	now := time.Now()
 	view, err := bounded(rctx, func(ctx context.Context) (*AccountView, error) { return ReadAccount(ctx, a.store, id, a.models, now) })
 	if err != nil {
-		ctx.Response.Header.Set("Retry-After", "1")
-		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading account state failed, retry")
+		a.readFailed(ctx, "account", err)
 		return
 	}
 	if !view.Known {

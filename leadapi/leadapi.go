@@ -10,6 +10,8 @@ package leadapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -58,7 +60,34 @@ type API struct {
 	store  *leadstate.Store // nil: the API answers 503
 	models []scoring.Model
 	secret string
-	eraser Eraser // nil: DELETE answers 503
+	eraser Eraser       // nil: DELETE answers 503
+	log    *slog.Logger // nil: nothing logged
+}
+
+// SetLogger makes the API log the reads that fail for a reason other than
+// their time running out (the id is never logged: it may be an e-mail).
+func (a *API) SetLogger(l *slog.Logger) { a.log = l }
+
+// readFailed answers a failed read of the state of what ("lead",
+// "account"): 500 for a stored state that does not decode (retrying reads
+// the same bytes: the scoring of its events is dead-lettered too, until
+// `leadstream erase` or `rescore -apply` writes a good state), else 503 with
+// Retry-After (Redis down, stalled or too slow for readTimeout).
+func (a *API) readFailed(ctx *fasthttp.RequestCtx, what string, err error) {
+	if errors.Is(err, leadstate.ErrCorruptState) {
+		if a.log != nil {
+			// The error names the subject (a lead id may be an e-mail).
+			a.log.Error(what + " API: a stored state does not decode")
+			a.log.Debug(what+" API: a stored state does not decode", "err", err)
+		}
+		httpapi.Error(ctx, fasthttp.StatusInternalServerError, "reading "+what+" state failed: a stored state does not decode")
+		return
+	}
+	if a.log != nil && !errors.Is(err, context.DeadlineExceeded) {
+		a.log.Warn(what+" API: reading state failed", "err", err)
+	}
+	ctx.Response.Header.Set("Retry-After", "1")
+	httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading "+what+" state failed, retry")
 }
 
 // New returns the API reading store for models, authorised by secret (an
@@ -95,8 +124,7 @@ func (a *API) Serve(ctx *fasthttp.RequestCtx) {
 	now := time.Now()
 	view, err := bounded(rctx, func(ctx context.Context) (*LeadView, error) { return Read(ctx, a.store, id, a.models, now) })
 	if err != nil {
-		ctx.Response.Header.Set("Retry-After", "1")
-		httpapi.Error(ctx, fasthttp.StatusServiceUnavailable, "reading lead state failed, retry")
+		a.readFailed(ctx, "lead", err)
 		return
 	}
 	if !view.Known {

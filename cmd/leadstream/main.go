@@ -193,6 +193,7 @@ func newCollector(cfg ingest.Config, producer ingest.Producer, store *leadstate.
 	}
 	c.SetGatherer(reg)
 	api := leadapi.New(store, r.Models, cfg.SecretKey)
+	api.SetLogger(log)
 	if eraser != nil {
 		api.SetEraser(eraser)
 	}
