@@ -24,7 +24,7 @@ func splitAddrs(s string) []string {
 }
 
 func (c *Config) tlsFiles() tlsconfig.Files {
-	return tlsconfig.Files{Prefix: "redis.tls", CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile}
+	return tlsconfig.Files{Prefix: "redis.tls", CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ServerName: c.TLSServerName}
 }
 
 // dialTimeout and keepAlive are go-redis's defaults, which a dialer of our

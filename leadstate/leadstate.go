@@ -49,6 +49,9 @@ type Config struct {
 	// TLS files: CA bundle to trust (empty = the system's), client
 	// certificate and key for servers that require one.
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// TLSServerName is the name the server's certificate must hold; empty =
+	// the host dialled (each node's announced address in a cluster).
+	TLSServerName string
 }
 
 // RegisterFlags registers redis.* flags.
@@ -62,6 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCAFile, "redis.tls.ca-file", "", "PEM file of the CA(s) that sign the Redis server's certificate; empty = the system's trusted CAs")
 	fs.StringVar(&c.TLSCertFile, "redis.tls.cert-file", "", "PEM client certificate, for servers that require one (tls-auth-clients yes)")
 	fs.StringVar(&c.TLSKeyFile, "redis.tls.key-file", "", "PEM private key of redis.tls.cert-file")
+	fs.StringVar(&c.TLSServerName, "redis.tls.server-name", "", "name the Redis servers' certificates must hold; empty = the host dialled (a cluster's nodes are dialled at the addresses they announce, often IPs)")
 }
 
 // Validate checks the configuration.

@@ -37,6 +37,9 @@ type Config struct {
 	// require one.
 	TLS                                bool
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// TLSServerName is the name the servers' certificates must hold; empty
+	// = the host dialled.
+	TLSServerName string
 	// ReadTimeout bounds the wait for one query's answer (no flag; 0 =
 	// clickhouse-go's 5 minutes). clickhouse-go sets it once per query, so
 	// a long INSERT … SELECT (RebuildEvents) needs a longer one.
@@ -55,10 +58,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCAFile, "clickhouse.tls.ca-file", "", "PEM file of the CA(s) that sign the ClickHouse server's certificate; empty = the system's trusted CAs")
 	fs.StringVar(&c.TLSCertFile, "clickhouse.tls.cert-file", "", "PEM client certificate, for servers that require one")
 	fs.StringVar(&c.TLSKeyFile, "clickhouse.tls.key-file", "", "PEM private key of clickhouse.tls.cert-file")
+	fs.StringVar(&c.TLSServerName, "clickhouse.tls.server-name", "", "name the ClickHouse servers' certificates must hold; empty = the host of each address")
 }
 
 func (c *Config) tlsFiles() tlsconfig.Files {
-	return tlsconfig.Files{Prefix: "clickhouse.tls", CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile}
+	return tlsconfig.Files{Prefix: "clickhouse.tls", CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, ServerName: c.TLSServerName}
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

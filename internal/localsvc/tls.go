@@ -23,6 +23,9 @@ type TLS struct {
 	// the CA; the readiness check presents ClientCertFile/ClientKeyFile.
 	ClientAuth                    bool
 	ClientCertFile, ClientKeyFile string
+	// ServerName is the name the readiness check verifies the server's
+	// certificate against; empty = the address it dials.
+	ServerName string
 }
 
 // clientConfig is the readiness check's TLS configuration.
@@ -35,7 +38,7 @@ func (t TLS) clientConfig() (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("localsvc: tls: no certificate in %s", t.CAFile)
 	}
-	c := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.ClientAuth {
 		cert, err := tls.LoadX509KeyPair(t.ClientCertFile, t.ClientKeyFile)
 		if err != nil {

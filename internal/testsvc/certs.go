@@ -81,6 +81,14 @@ func (ca *CA) Server(t testing.TB, name string) KeyPair {
 	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, time.Now().Add(24*time.Hour))
 }
 
+// ServerNamed issues a server certificate that holds only the DNS name
+// name: not the address a test dials (127.0.0.1), as a managed cluster's
+// nodes announced by IP with certificates for the service's name.
+func (ca *CA) ServerNamed(t testing.TB, name string) KeyPair {
+	t.Helper()
+	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, []string{name}, nil, time.Now().Add(24*time.Hour))
+}
+
 // Client issues a client certificate (mutual TLS) with common name name.
 func (ca *CA) Client(t testing.TB, name string) KeyPair {
 	t.Helper()
@@ -158,6 +166,40 @@ func SecureRedis(t testing.TB, ca *CA, clientAuth bool, args ...string) *localsv
 	}
 	if err != nil {
 		t.Fatalf("testsvc: starting redis-server with TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	return s
+}
+
+// SecureRedisNamed is SecureRedis (no client certificates) with a server
+// certificate for name only (ServerNamed).
+func SecureRedisNamed(t testing.TB, ca *CA, name string) *localsvc.Server {
+	t.Helper()
+	srv := ca.ServerNamed(t, name)
+	s, err := localsvc.StartRedisTLS(context.Background(), filepath.Join(t.TempDir(), "redis-tls"), 0,
+		localsvc.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, ServerName: name})
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		Required(t, "redis-server", err.Error())
+	}
+	if err != nil {
+		t.Fatalf("testsvc: starting redis-server with TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	return s
+}
+
+// SecureClickHouseNamed is SecureClickHouse (no client certificates) with
+// a server certificate for name only (ServerNamed).
+func SecureClickHouseNamed(t testing.TB, ca *CA, name string, users map[string]string) *localsvc.Server {
+	t.Helper()
+	srv := ca.ServerNamed(t, name)
+	s, err := localsvc.StartClickHouseTLS(context.Background(), filepath.Join(t.TempDir(), "clickhouse-tls"), 0, 0,
+		localsvc.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, ServerName: name}, users)
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		Required(t, "clickhouse-server", err.Error())
+	}
+	if err != nil {
+		t.Fatalf("testsvc: starting clickhouse-server with TLS: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Stop() })
 	return s

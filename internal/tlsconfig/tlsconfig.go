@@ -259,12 +259,9 @@ func Permanent(err error) bool {
 		errors.As(err, &header) || strings.Contains(err.Error(), "remote error: tls:"))
 }
 
-// serverNameHint points at the server-name setting where there is one.
+// serverNameHint points at the service's server-name setting.
 func serverNameHint(prefix string) string {
-	if prefix == "kafka.tls" {
-		return ", or set " + prefix + ".server-name"
-	}
-	return ""
+	return ", or set " + prefix + ".server-name to one"
 }
 
 // IsTimeout reports whether err is a timeout.

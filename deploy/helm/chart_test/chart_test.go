@@ -59,14 +59,14 @@ redis:
   cluster: true
   username: leadstream-processor
   db: 0
-  tls: {enabled: true, secretName: redis-tls, ca: ca.crt, cert: tls.crt, key: tls.key}
+  tls: {enabled: true, serverName: redis.acme.example, secretName: redis-tls, ca: ca.crt, cert: tls.crt, key: tls.key}
 clickhouse:
   addr: "`+clickhouse+`"
   database: leads
   username: leadstream
   dialTimeout: 3s
   cluster: lscluster
-  tls: {enabled: true, secretName: clickhouse-tls, ca: ca.crt, cert: tls.crt, key: tls.key}
+  tls: {enabled: true, serverName: clickhouse.acme.example, secretName: clickhouse-tls, ca: ca.crt, cert: tls.crt, key: tls.key}
 secrets:
   writeKeys: wk-browser,wk-browser-2-`+sentinel+`
   serverWriteKeys: wk-server-`+sentinel+`

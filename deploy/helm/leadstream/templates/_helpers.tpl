@@ -223,6 +223,9 @@ TLS settings of one service: (dict "prefix" "LEADSTREAM_KAFKA" "name" "kafka" "t
 {{- include "leadstream.setting" (list "LEADSTREAM_REDIS_USERNAME" .username) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_REDIS_DB" $r.db) }}
 {{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_REDIS" "name" "redis" "tls" $r.tls) }}
+{{- if $r.tls.enabled }}
+{{- include "leadstream.setting" (list "LEADSTREAM_REDIS_TLS_SERVER_NAME" $r.tls.serverName) }}
+{{- end }}
 {{- end }}
 
 {{/* The ClickHouse settings of the sink and the collector (DELETE /v1/leads/{id}). */}}
@@ -234,6 +237,9 @@ TLS settings of one service: (dict "prefix" "LEADSTREAM_KAFKA" "name" "kafka" "t
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_DIAL_TIMEOUT" $ch.dialTimeout) }}
 {{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_CLUSTER" $ch.cluster) }}
 {{- include "leadstream.tlsSettings" (dict "prefix" "LEADSTREAM_CLICKHOUSE" "name" "clickhouse" "tls" $ch.tls) }}
+{{- if $ch.tls.enabled }}
+{{- include "leadstream.setting" (list "LEADSTREAM_CLICKHOUSE_TLS_SERVER_NAME" $ch.tls.serverName) }}
+{{- end }}
 {{- end }}
 
 {{/* The settings of the log every role writes. */}}
