@@ -42,6 +42,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,7 +132,14 @@ type Processor struct {
 	// of each record isolate confirmed can never be scored, so an attempt
 	// cut short by its time bound is not lost work (handle, isolate only).
 	poison map[poisonKey]string
+
+	// running is set once Run's Kafka clients are up and it consumes.
+	running atomic.Bool
 }
+
+// Running reports whether the processor consumes: its producers and
+// consumer are up. Until then /readyz says it is starting.
+func (p *Processor) Running() bool { return p.running.Load() }
 
 // poisonKey is a record of the events topic.
 type poisonKey struct {
@@ -213,6 +221,8 @@ func (p *Processor) run(ctx context.Context) error {
 		names[i] = m.Name
 	}
 	p.log.Info("processor running", "group", p.cfg.Group, "models", names, "dedup_window", p.cfg.DedupWindow)
+	p.running.Store(true)
+	defer p.running.Store(false)
 	return p.consumer.RunPrepared(ctx, p.prepare, p.handle)
 }
 

@@ -81,13 +81,16 @@ func (c *ProducerConfig) setDefaults() {
 // Records are partitioned by murmur2 of the key (the Java client's default), so
 // other Kafka clients agree on which partition a key lives in.
 type Producer struct {
-	cfg     ProducerConfig
-	cn      *conn
-	client  *kgo.Client
-	log     *slog.Logger
-	m       *producerMetrics
-	ids     []int
-	queued  atomic.Int64
+	cfg    ProducerConfig
+	cn     *conn
+	client *kgo.Client
+	log    *slog.Logger
+	m      *producerMetrics
+	ids    []int
+	queued atomic.Int64
+	// waiting counts the Produce calls still waiting for their outcome: the
+	// records Close flushes are theirs, or given up (see Close).
+	waiting atomic.Int64
 	closed  atomic.Bool
 	healthy atomic.Bool
 	// reachable is whether the last ping of the brokers succeeded: without
@@ -414,6 +417,7 @@ func (p *Producer) Produce(ctx context.Context, recs []Record) error {
 		return ErrClosed
 	}
 	w := p.getWaiter(len(recs), size)
+	p.waiting.Add(1)
 	for i, r := range recs {
 		w.krs[i] = kgo.Record{Key: r.Key, Value: r.Value, Partition: int32(p.Partition(r.Key))}
 	}
@@ -477,6 +481,7 @@ func (p *Producer) giveUp(w *waiter) bool {
 	if !w.state.CompareAndSwap(waiting, gaveUp) {
 		return false
 	}
+	p.waiting.Add(-1)
 	p.m.failed.Add(float64(w.n))
 	return true
 }
@@ -493,6 +498,7 @@ func (p *Producer) finish(w *waiter) {
 	p.queued.Add(-w.bytes)
 	p.m.queueBytes.Set(float64(p.queued.Load()))
 	if w.state.CompareAndSwap(waiting, finished) { // else counted failed by giveUp
+		p.waiting.Add(-1)
 		if ok := w.n - w.failed; ok > 0 {
 			p.m.records.Add(float64(ok))
 		}
@@ -558,7 +564,36 @@ func CloseAll(ps ...*Producer) {
 	wg.Wait()
 }
 
-// Close flushes what is queued and stops the client.
+// flush waits until the client has written the records it holds, or until
+// no Produce call waits for any of them: records whose callers gave up (told
+// they were not written, e.g. by the Timeout while Kafka is down) need no
+// flush, and waiting for them made a stop with Kafka down take the Timeout
+// again (the processor's after its last batch failed: 11 s more). Closing
+// the client then fails them.
+func (p *Producer) flush(ctx context.Context) error {
+	if p.waiting.Load() == 0 {
+		return nil
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.client.Flush(fctx) }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if p.waiting.Load() == 0 {
+				return nil
+			}
+		}
+	}
+}
+
+// Close flushes what is queued for callers still waiting and stops the
+// client.
 func (p *Producer) Close() error {
 	p.mu.Lock()
 	if p.closed.Swap(true) {
@@ -574,7 +609,7 @@ func (p *Producer) Close() error {
 	var err error
 	select {
 	case <-p.dispatched:
-		err = p.client.Flush(ctx)
+		err = p.flush(ctx)
 	case <-ctx.Done():
 		err = ctx.Err() // bursts stayed in flight until the deadline
 	}

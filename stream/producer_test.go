@@ -168,3 +168,27 @@ func TestProduceGivenUpCountsFailed(t *testing.T) {
 		})
 	}
 }
+
+// Close does not wait for records whose callers gave up (told they were not
+// written): with the broker gone, a processor whose last publish timed out
+// waited the Timeout again in Close, flushing records no one waited for, and
+// a stop with Kafka down took twice the Timeout.
+func TestProducerCloseSkipsGivenUpRecords(t *testing.T) {
+	c := newCluster(t, "t")
+	ctx := context.Background()
+	p, err := NewProducer(ctx, ProducerConfig{Brokers: c.ListenAddrs(), Topic: "t", Timeout: 20 * time.Second}, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := p.Produce(pctx, []Record{{Key: []byte("a"), Value: []byte("1")}}); err == nil {
+		t.Fatal("Produce with the broker gone succeeded")
+	}
+	start := time.Now()
+	_ = p.Close()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Close took %v: it flushed records whose caller gave up (Timeout %v)", d.Round(time.Millisecond), 20*time.Second)
+	}
+}

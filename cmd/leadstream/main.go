@@ -327,6 +327,9 @@ func runProcessor(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
+		if !p.Running() {
+			return errors.New("starting: kafka clients not up yet")
+		}
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
