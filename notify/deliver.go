@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -190,7 +193,10 @@ func (d *dest) deadLetter(it *item, reason string) bool {
 		cancel()
 		if err == nil {
 			n.m.deliveries.WithLabelValues(d.cfg.Name, resultDeadLetter).Inc()
-			n.log.Warn("notification dead-lettered", "destination", d.cfg.Name, "kind", it.f.kind, "reason", reason)
+			// The dead letter keeps the whole reason; the log does not carry
+			// the addresses a receiver's answer may name (an SMTP server
+			// echoes the recipient it refused, a dial error the host's IP).
+			n.log.Warn("notification dead-lettered", "destination", d.cfg.Name, "kind", it.f.kind, "reason", redactAddresses(reason))
 			return true
 		}
 		n.log.Warn("writing a notification dead letter failed, retrying", "destination", d.cfg.Name, "err", err)
@@ -201,4 +207,26 @@ func (d *dest) deadLetter(it *item, reason string) bool {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+var (
+	emailLike = regexp.MustCompile(`[^\s<>()\[\]"',;:@]+@[^\s<>()\[\]"',;:@]+`)
+	ipv4Like  = regexp.MustCompile(`\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b`)
+	ipv6Like  = regexp.MustCompile(`[0-9A-Fa-f]*:[0-9A-Fa-f:]*:[0-9A-Fa-f]*(?:%[0-9A-Za-z]+)?`)
+)
+
+// redactAddresses is s with its e-mail addresses and IP addresses replaced
+// by <email> and <ip>: what a reason may be logged as (personal data stays
+// out of logs at info level and above).
+func redactAddresses(s string) string {
+	s = emailLike.ReplaceAllString(s, "<email>")
+	ip := func(c string) string {
+		a := strings.TrimRight(c, ":") // "2001:db8::1: connect…"
+		if _, err := netip.ParseAddr(a); err != nil {
+			return c
+		}
+		return "<ip>" + c[len(a):]
+	}
+	s = ipv4Like.ReplaceAllStringFunc(s, ip)
+	return ipv6Like.ReplaceAllStringFunc(s, ip)
 }

@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // emailSender sends one message per record through SMTP: a connection per
@@ -31,7 +32,7 @@ func (s *emailSender) send(ctx context.Context, r *record, _ int) outcome {
 	if err != nil {
 		return outcome{err: netError(ctx, err)}
 	}
-	conn = c
+	conn = &boundedConn{Conn: c, left: maxSMTPRead}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -99,10 +100,46 @@ func (s *emailSender) session(conn net.Conn, r *record, msg []byte) outcome {
 	return outcome{ok: true, status: 250}
 }
 
+// maxSMTPRead bounds what one session reads from the server (replies and
+// the TLS handshake: a few kilobytes): net/textproto keeps a reply's lines
+// in memory until its last, so a server sending one without end would take
+// the process's memory until the attempt's timeout.
+const maxSMTPRead = 1 << 20
+
+// errSMTPTooLong is what a session reads once the server sent maxSMTPRead.
+var errSMTPTooLong = fmt.Errorf("the server sent longer than %d KiB (a reply without end?)", maxSMTPRead>>10)
+
+// boundedConn fails its reads once left bytes were read.
+type boundedConn struct {
+	net.Conn
+	left int
+}
+
+func (c *boundedConn) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errSMTPTooLong
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.Conn.Read(p)
+	c.left -= n
+	return n, err
+}
+
 // smtpOutcome classifies a failed SMTP step: a 5xx reply, a refusal of
 // net/smtp's own and a certificate error are permanent; a 4xx reply, a
-// timeout and a broken connection are retried.
+// timeout, a broken connection and an endless reply are retried.
 func smtpOutcome(step string, err error) outcome {
+	o := smtpClassify(step, err)
+	o.err = errorText(o.err)
+	return o
+}
+
+func smtpClassify(step string, err error) outcome {
+	if errors.Is(err, errSMTPTooLong) {
+		return outcome{err: "SMTP " + step + ": " + errSMTPTooLong.Error()}
+	}
 	var te *textproto.Error
 	if errors.As(err, &te) {
 		o := outcome{status: te.Code, err: fmt.Sprintf("SMTP %s: %d %s", step, te.Code, te.Msg)}
@@ -127,8 +164,8 @@ func (s *emailSender) message(r *record, now time.Time) []byte {
 	var b bytes.Buffer
 	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
 	hdr("From", s.d.From)
-	hdr("To", strings.Join(s.d.To, ", "))
-	hdr("Subject", mime.QEncoding.Encode("utf-8", r.title()))
+	hdr("To", foldList(s.d.To))
+	hdr("Subject", subjectHeader(r.title()))
 	hdr("Date", now.UTC().Format(time.RFC1123Z))
 	hdr("Message-ID", "<"+r.ID+"."+r.Kind+"@leadstream>")
 	hdr(HeaderIdempotencyKey, r.ID)
@@ -142,4 +179,48 @@ func (s *emailSender) message(r *record, now time.Time) []byte {
 	_, _ = qp.Write([]byte(strings.ReplaceAll(r.text(), "\n", "\r\n") + "\r\n"))
 	_ = qp.Close()
 	return b.Bytes()
+}
+
+// foldList joins addresses for an address header, folding the line before
+// one that would take it past 78 characters: any number of recipients, no
+// line past RFC 5322's 998.
+func foldList(addrs []string) string {
+	var b strings.Builder
+	line := len("To: ")
+	for i, a := range addrs {
+		if i > 0 {
+			b.WriteString(",")
+			line++
+			if line+1+len(a) > 78 {
+				b.WriteString("\r\n")
+				line = 0
+			}
+			b.WriteString(" ")
+			line++
+		}
+		b.WriteString(a)
+		line += len(a)
+	}
+	return b.String()
+}
+
+// maxSubjectRunes bounds the Subject: a lead id is whatever a visitor sent
+// (up to the collector's 32 KB per event); the message's text has it all.
+const maxSubjectRunes = 200
+
+// subjectHeader is title as a Subject value: cut to maxSubjectRunes, encoded
+// (RFC 2047) when it is not plain ASCII, and folded between its encoded
+// words, so that no line passes RFC 5322's 998 characters (mime's encoder
+// separates them with a space only: a title of non-ASCII characters made a
+// line of thousands).
+func subjectHeader(title string) string {
+	if utf8.RuneCountInString(title) > maxSubjectRunes {
+		title = string([]rune(title)[:maxSubjectRunes-1]) + "…"
+	}
+	enc := mime.QEncoding.Encode("utf-8", title)
+	if enc == title {
+		return title // plain ASCII, at most maxSubjectRunes
+	}
+	// Within an encoded word a space is "_": each space here separates two.
+	return strings.ReplaceAll(enc, "?= =?", "?=\r\n =?")
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -296,6 +297,9 @@ func (p *fileParser) email(d *Destination, n *yaml.Node, f *yamlconf.Fields, pat
 		if h := sf.Val("host"); !yamlconf.Present(h) {
 			p.Errf(v, spath+".host", "missing")
 		} else if s, ok := p.String(h, spath+".host"); ok {
+			if !smtpHost(s) {
+				p.Errf(h, spath+".host", "want a host name or IP address, without scheme or port (the port is smtp.port), got %q", s)
+			}
 			c.Host = s
 		}
 		c.Port = 587
@@ -363,6 +367,18 @@ func (p *fileParser) email(d *Destination, n *yaml.Node, f *yamlconf.Fields, pat
 			}
 		}
 	}
+}
+
+// hostRE is a DNS name (letters, digits, '-', '_', dots).
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$`)
+
+// smtpHost reports whether h can name the SMTP server: a host name or an
+// IP address, not host:port, a URL or nothing.
+func smtpHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return hostRE.MatchString(h)
 }
 
 // mailRE is a plain address (no display name, no line breaks).

@@ -36,6 +36,9 @@ type smtpServer struct {
 	sessions  int
 	failFirst map[int]bool // session numbers whose MAIL gets 451
 	authed    int
+	// rcptReply, when set, answers RCPT TO (its argument is the address);
+	// "" means 250 ok.
+	rcptReply func(to string) string
 }
 
 func startSMTP(t *testing.T) *smtpServer {
@@ -130,6 +133,16 @@ func (s *smtpServer) session(c net.Conn, tlsCfg *tls.Config) {
 				say("250 ok")
 			}
 		case "RCPT":
+			s.mu.Lock()
+			reply := s.rcptReply
+			s.mu.Unlock()
+			if reply != nil {
+				to := strings.Trim(strings.TrimPrefix(strings.TrimPrefix(line, "RCPT TO:"), "rcpt to:"), "<> ")
+				if r := reply(to); r != "" {
+					say(r)
+					continue
+				}
+			}
 			rcpts++
 			say("250 ok")
 		case "DATA":

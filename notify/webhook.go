@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Headers of a webhook delivery.
@@ -82,6 +83,24 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 		return ErrStale
 	}
 	return nil
+}
+
+// maxErrorText bounds an attempt's error: it quotes the receiver (a status
+// line, an SMTP reply), which may send megabytes, and every attempt's error
+// is kept (the retrying record's last outcome, the recorder's queue,
+// ClickHouse).
+const maxErrorText = 512
+
+// errorText is s cut to maxErrorText bytes (not inside a UTF-8 sequence).
+func errorText(s string) string {
+	if len(s) <= maxErrorText {
+		return s
+	}
+	i := maxErrorText - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // outcome is what one attempt came to.
@@ -164,10 +183,10 @@ func httpOutcome(res *http.Response) outcome {
 		o.ok = true
 		return o
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
-		o.err = "HTTP " + res.Status
+		o.err = errorText("HTTP " + res.Status)
 		o.retryAfter = retryAfter(res.Header.Get("Retry-After"), time.Now())
 	default:
-		o.err = "HTTP " + res.Status + " (not retried)"
+		o.err = errorText("HTTP "+res.Status) + " (not retried)"
 		o.permanent = true
 	}
 	return o
@@ -200,5 +219,5 @@ func netError(ctx context.Context, err error) string {
 	if errors.As(err, &ue) && ue.Unwrap() != nil {
 		err = ue.Unwrap() // *url.Error: drop "Post <url>:"
 	}
-	return "connection: " + err.Error()
+	return errorText("connection: " + err.Error())
 }
