@@ -188,6 +188,13 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 		htmlPage(ctx, fasthttp.StatusNotFound, "Unknown form", "The form id must be 1-64 letters, digits, '.', '_' or '-'.")
 		return
 	}
+	if gz, err := gzipCoded(ctx.Request.Header.ContentEncoding()); gz || err != nil {
+		// Browsers send forms as they are; a compressed body read as a
+		// form would be stored as fields of binary junk, its email lost.
+		c.m.rejected.WithLabelValues("malformed").Inc()
+		htmlPage(ctx, fasthttp.StatusBadRequest, "Form not accepted", "The form could not be read (Content-Encoding: send the form as it is, not compressed).")
+		return
+	}
 	fields, err := decodeForm(string(ctx.Request.Header.ContentType()), ctx.PostBody())
 	if err != nil {
 		reason := "malformed"
@@ -270,6 +277,15 @@ func (c *Collector) form(ctx *fasthttp.RequestCtx, formID string) {
 		events = append(events, &ident)
 	}
 	for _, e := range events {
+		// The page's address (Referer, up to the 16 KiB of a request's
+		// head) is stored in url, path, its utm_* fields and campaign,
+		// each < > & escaped in six bytes: held to the bound of every
+		// stored event, as a Segment call's is.
+		if n := event.EncodedSize(e); n > segment.MaxRecordBytes {
+			c.m.rejected.WithLabelValues("limit").Inc()
+			htmlPage(ctx, fasthttp.StatusBadRequest, "Form not accepted", "The form could not be read (limit: the page's address makes it over 128 KB once stored).")
+			return
+		}
 		c.bots.userAgent(e, true)
 	}
 	if err := c.write(ctx, events); err != nil {

@@ -323,7 +323,11 @@ func appendRecords(buf []byte, events []*event.Event) ([]stream.Record, []byte, 
 // their own buffer, and the decoder copies its input).
 func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 	body := ctx.PostBody()
-	if bytes.EqualFold(ctx.Request.Header.ContentEncoding(), []byte("gzip")) {
+	gz, err := gzipCoded(ctx.Request.Header.ContentEncoding())
+	if err != nil {
+		return nil, err
+	}
+	if gz {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
 			return nil, &segment.Error{Field: "body", Msg: "bad gzip: " + err.Error()}
@@ -339,6 +343,37 @@ func requestBody(ctx *fasthttp.RequestCtx) ([]byte, error) {
 		return nil, segment.ErrBatchSize()
 	}
 	return body, nil
+}
+
+// gzipCoded reads a request's Content-Encoding: whether the body is gzipped
+// (gzip, or its old name x-gzip), or the error naming a coding the collector
+// does not decode (deflate, br, zstd …, or gzip twice). Such a body read as
+// it is would be refused as malformed JSON, or — sent by a client whose body
+// is not in fact compressed — stored although it says it is something else.
+func gzipCoded(h []byte) (bool, error) {
+	if len(h) == 0 {
+		return false, nil
+	}
+	gz := false
+	for len(h) > 0 {
+		var coding []byte
+		coding, h, _ = bytes.Cut(h, []byte{','})
+		coding = bytes.TrimSpace(coding)
+		isGzip := bytes.EqualFold(coding, []byte("gzip")) || bytes.EqualFold(coding, []byte("x-gzip"))
+		switch {
+		case len(coding) == 0 || bytes.EqualFold(coding, []byte("identity")):
+		case isGzip && !gz:
+			gz = true
+		case isGzip:
+			return false, &segment.Error{Field: "Content-Encoding", Msg: "gzip twice: the collector decodes one gzip layer; send the body gzipped once or as it is"}
+		default:
+			if len(coding) > 32 {
+				coding = append(coding[:32:32], "…"...)
+			}
+			return false, &segment.Error{Field: "Content-Encoding", Msg: fmt.Sprintf("%q is not a content coding the collector reads: send the body gzipped (gzip) or as it is", coding)}
+		}
+	}
+	return gz, nil
 }
 
 func (c *Collector) unauthorized(ctx *fasthttp.RequestCtx) {

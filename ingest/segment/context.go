@@ -51,10 +51,69 @@ type batchContext struct {
 	readKeys bool
 	sentAt   string
 	// added counts the bytes the merges (context and integrations) added
-	// to the batch's messages,
-	// bounded by MaxBatchBytes: a large context merged into thousands of
-	// small messages must not turn one request into hundreds of megabytes.
-	added int
+	// to the batch's messages, and the request's User-Agent each message
+	// without a context.userAgent is stored with (uaAdded of them),
+	// bounded by MaxBatchBytes: a large context, or a 16 KB User-Agent
+	// header, repeated in thousands of small messages must not turn one
+	// request into hundreds of megabytes.
+	added, uaAdded int
+	// ua is the stored size of the request's User-Agent (JSON-escaped as
+	// records hold it); uaKnown says it was measured.
+	ua      int
+	uaKnown bool
+}
+
+// addUserAgent counts the request's User-Agent ua, stored with a message
+// that has none of its own, in what the batch's messages add.
+func (bc *batchContext) addUserAgent(ua string) {
+	if !bc.uaKnown {
+		bc.ua, bc.uaKnown = storedStringSize(ua), true
+	}
+	bc.added += bc.ua
+	bc.uaAdded += bc.ua
+}
+
+// errAdded is the refusal of a batch whose messages, with what the batch
+// adds to each (added), are over MaxBatchBytes.
+func (bc *batchContext) errAdded() error {
+	if 2*bc.uaAdded > bc.added {
+		return &Error{Field: "body", Limit: LimitBatchSize,
+			Msg: fmt.Sprintf("the request's User-Agent header (%d bytes as stored), stored with each message without a context.userAgent, adds over %d bytes to the batch (with its context and integrations merged into its messages), the limit of 500 KB per batch", bc.ua, MaxBatchBytes)}
+	}
+	return &Error{Field: "context", Limit: LimitBatchSize,
+		Msg: fmt.Sprintf("the batch's context merged into its messages adds over %d bytes (with its integrations, merged likewise, and the request's User-Agent), the limit of 500 KB per batch", MaxBatchBytes)}
+}
+
+// storedStringSize is the size of s as a record stores it (event.AppendJSON:
+// quoted, with <, > and &, U+2028 and U+2029 escaped in six bytes, each byte
+// that is not UTF-8 as \ufffd), or a little more: a control character counts
+// six bytes (\n takes two).
+func storedStringSize(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1, r == '\u2028', r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 func (bc *batchContext) init(raw json.RawMessage, sentAt string) error {

@@ -161,7 +161,15 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 			ctxRaw = anonymizeContextIP(ctxRaw, c.IP)
 		}
 	}
-	e.UserAgent = firstNonEmpty(e.UserAgent, r.UserAgent)
+	if e.UserAgent == "" && r.UserAgent != "" {
+		e.UserAgent = r.UserAgent
+		if bc != nil {
+			// Repeated in every message of the batch, as a batch context
+			// is: counted in what the batch may add (a 16 KB header on
+			// a thousand tiny messages would otherwise be 100 MB).
+			bc.addUserAgent(r.UserAgent)
+		}
+	}
 	if e.Type == event.PageView {
 		pageFromProperties(e, m.Properties, c != nil)
 	}
@@ -191,13 +199,14 @@ func mapMessage(m *message, raw []byte, at loc, forceType string, r *Request, bc
 	if len(e.ID) > 256 {
 		return nil, errField(at.field(".messageId"), "is longer than 256 characters")
 	}
-	if len(raw)+len(ctxRaw)+len(integrations)-len(m.Integrations) > maxUnchecked {
+	if len(raw)+len(ctxRaw)+len(integrations)-len(m.Integrations)+len(e.UserAgent) > maxUnchecked {
 		// Stored, an event repeats its URL (url, utm_*, campaign, the
 		// context's page.url) and JSON-escapes <, > and & six bytes each:
-		// a large one is measured once encoded.
+		// a large one is measured once encoded. The request's User-Agent
+		// (up to the 16 KiB of a request's head) is stored with it too.
 		if n := event.EncodedSize(e); n > MaxRecordBytes {
 			return nil, &Error{Field: at.String(), Limit: LimitEventSize,
-				Msg: fmt.Sprintf("event is %d bytes once stored (escaped, with the fields taken from its URL), over the limit of %d bytes per stored event", n, MaxRecordBytes)}
+				Msg: fmt.Sprintf("event is %d bytes once stored (escaped, with the fields taken from its URL and its user agent), over the limit of %d bytes per stored event", n, MaxRecordBytes)}
 		}
 	}
 	return e, nil

@@ -256,8 +256,7 @@ func (b *Body) Events(r *Request) (events []*event.Event, rejected []Rejected, e
 		e, err := decodeAndMap(raw, b.large, loc{index: i}, "", r, &b.bctx)
 		if b.bctx.added > MaxBatchBytes {
 			// The events made so far stay in b.events for Release.
-			return nil, nil, &Error{Field: "context", Limit: LimitBatchSize,
-				Msg: fmt.Sprintf("the batch's context merged into its messages adds over %d bytes (with its integrations, merged likewise), the limit of 500 KB per batch", MaxBatchBytes)}
+			return nil, nil, b.bctx.errAdded()
 		}
 		if err != nil {
 			rj := Rejected{Index: i, MessageID: messageID(raw), Error: err.Error()}
