@@ -16,10 +16,12 @@
 //     the event ids it applied, no personal data: kept so that a
 //     redelivery through it stays a duplicate);
 //     the leads' entries in their accounts' states (leadstate.ForgetMembers);
-//   - ClickHouse: their rows in events, identity_links, mql and
-//     account_members, and their names in mqa.top_members
-//     (warehouse.EraseRows, ALTER TABLE … DELETE/UPDATE mutations, waited
-//     for);
+//   - ClickHouse: their rows in events, identity_links, mql,
+//     account_members and notifications, and their names in
+//     mqa.top_members (ALTER TABLE … DELETE/UPDATE mutations, waited for):
+//     warehouse.EraseHistory before Redis, warehouse.EraseLinks after it,
+//     so that an erasure stopped part-way finds the same subjects when it
+//     runs again (what it finds them by goes last);
 //   - Kafka: one tombstone on <prefix>erasures (key = the lead id, value =
 //     null) for downstream systems to erase what they copied.
 //
@@ -199,6 +201,15 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 			}
 		}
 	}
+	// What the erasure finds its subjects by goes last: the leads' states in
+	// Redis (the proof of a merge whose alias event retention dropped), then
+	// account_members and identity_links. An erasure stopped part-way (a
+	// ClickHouse user without ALTER DELETE, a store going away, SIGTERM)
+	// then finds the same subjects when it runs again. ClickHouse first:
+	// the history.
+	if err := warehouse.EraseHistory(ctx, conn, db, leads, anons); err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
 	// The states go before the account entries: a processor that handles an
 	// event of the lead in between then starts from no state (an event in
 	// flight, below), where one handled while the state still existed would
@@ -215,9 +226,9 @@ func (e *Eraser) erase(ctx context.Context, lead string, wait time.Duration) (*R
 		res.AccountEntries += n
 	}
 
-	// ClickHouse, then the tombstone: downstream hears of it once leadstream's
-	// own deletion is under way.
-	if err := warehouse.EraseRows(ctx, conn, db, leads, anons); err != nil {
+	// The links, then the tombstone: downstream hears of it once
+	// leadstream's own deletion is under way.
+	if err := warehouse.EraseLinks(ctx, conn, db, leads, anons); err != nil {
 		return nil, fmt.Errorf("erasure: %w", err)
 	}
 	if err := tomb.Produce(ctx, []stream.Record{stream.Tombstone(lead)}); err != nil {

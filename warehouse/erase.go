@@ -182,53 +182,46 @@ func Accounts(ctx context.Context, conn driver.Conn, database string, leads, ano
 }
 
 // EraseRows submits the mutations that delete the rows of leads and anons:
+// EraseHistory's, then EraseLinks'. It returns once ClickHouse accepted
+// them; PendingMutations tells when they are done.
+func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, anons []string) error {
+	if err := EraseHistory(ctx, conn, database, leads, anons); err != nil {
+		return err
+	}
+	return EraseLinks(ctx, conn, database, leads, anons)
+}
+
+// EraseHistory submits the mutations that delete what leads and anons did,
+// none of which an erasure reads to find whom it covers (but the alias
+// events, which identity_links and the leads' states in Redis stand in
+// for):
 //
 //   - events: every event of one of the leads, and every anonymous event
-//     (no lead id) of one of the anonymous ids. An event of another lead on
-//     a shared browser (its anonymous id, that lead's id) stays theirs.
-//   - identity_links: the links to the leads, and the links of the leads'
-//     own ids (a lead merged into another by alias).
+//     (no lead id) of one of the anonymous ids, and the alias events that
+//     merged one of the leads into another lead (previous_id: the merge
+//     whose identity link goes too). An event of another lead on a shared
+//     browser (its anonymous id, that lead's id) stays theirs.
 //   - mql: the crossings of the leads.
-//   - account_members: the memberships of the leads, and those of the
-//     anonymous ids recorded without a lead.
 //   - notifications: the notifier's delivery attempts of the leads' MQL
 //     records (subject_id = the lead id; those of MQA records name an
 //     account and stay).
 //   - mqa: the account crossings stay (they are the account's), but the
 //     leads are removed from their top_members (ALTER TABLE … UPDATE).
 //
-// It returns once ClickHouse accepted them; PendingMutations tells when they
-// are done.
-func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, anons []string) error {
+// It returns once ClickHouse accepted them.
+func EraseHistory(ctx context.Context, conn driver.Conn, database string, leads, anons []string) error {
 	if err := CheckDatabase(database); err != nil {
 		return err
 	}
-	del := func(table, where string, ids []string) error {
-		for _, chunk := range idChunks(ids, maxIDBytes) {
-			q := "ALTER TABLE " + database + "." + table + " DELETE WHERE " + where
-			if err := conn.Exec(ctx, q, idSet(chunk)); err != nil {
-				return fmt.Errorf("deleting rows of %s.%s: %w", database, table, queryError(err))
-			}
-		}
-		return nil
-	}
-	steps := []struct {
-		table, where string
-		ids          []string
-	}{
+	steps := []eraseStep{
 		{TableEvents, "lead_id IN ?", leads},
 		{TableEvents, "lead_id = '' AND anonymous_id IN ?", anons},
-		{TableIdentityLinks, "lead_id IN ?", leads},
-		{TableIdentityLinks, "anonymous_id IN ?", leads},
+		{TableEvents, "type = 'alias' AND previous_id IN ?", leads},
 		{TableMQL, "lead_id IN ?", leads},
-		{TableAccountMembers, "lead_id IN ?", leads},
-		{TableAccountMembers, "lead_id = '' AND anonymous_id IN ?", anons},
 		{TableNotifications, "kind != 'mqa' AND subject_id IN ?", leads},
 	}
-	for _, s := range steps {
-		if err := del(s.table, s.where, s.ids); err != nil {
-			return err
-		}
+	if err := deleteRows(ctx, conn, database, steps); err != nil {
+		return err
 	}
 	// Both columns of the Nested in one mutation, so they keep one length;
 	// points first, filtered by the lead ids before they change. The
@@ -240,6 +233,48 @@ func EraseRows(ctx context.Context, conn driver.Conn, database string, leads, an
 			"WHERE hasAny(`top_members.lead_id`, ?)"
 		if err := conn.Exec(ctx, q, ids, ids, ids); err != nil {
 			return fmt.Errorf("removing erased leads from %s.%s: %w", database, TableMQA, queryError(err))
+		}
+	}
+	return nil
+}
+
+// EraseLinks submits the mutations that delete the rows an erasure finds
+// its subjects by (Visitors, Accounts), so an erasure runs them last: one
+// that failed before them finds the same leads, visitors and accounts when
+// it runs again.
+//
+//   - account_members: the memberships of the leads, and those of the
+//     anonymous ids recorded without a lead.
+//   - identity_links: the links to the leads, and the links of the leads'
+//     own ids (a lead merged into another by alias).
+//
+// It returns once ClickHouse accepted them.
+func EraseLinks(ctx context.Context, conn driver.Conn, database string, leads, anons []string) error {
+	if err := CheckDatabase(database); err != nil {
+		return err
+	}
+	return deleteRows(ctx, conn, database, []eraseStep{
+		{TableAccountMembers, "lead_id IN ?", leads},
+		{TableAccountMembers, "lead_id = '' AND anonymous_id IN ?", anons},
+		{TableIdentityLinks, "lead_id IN ?", leads},
+		{TableIdentityLinks, "anonymous_id IN ?", leads},
+	})
+}
+
+// eraseStep is one ALTER TABLE … DELETE WHERE where ("IN ?" naming ids).
+type eraseStep struct {
+	table, where string
+	ids          []string
+}
+
+// deleteRows submits steps in order, each chunk by chunk (idChunks).
+func deleteRows(ctx context.Context, conn driver.Conn, database string, steps []eraseStep) error {
+	for _, s := range steps {
+		for _, chunk := range idChunks(s.ids, maxIDBytes) {
+			q := "ALTER TABLE " + database + "." + s.table + " DELETE WHERE " + s.where
+			if err := conn.Exec(ctx, q, idSet(chunk)); err != nil {
+				return fmt.Errorf("deleting rows of %s.%s: %w", database, s.table, queryError(err))
+			}
 		}
 	}
 	return nil

@@ -47,6 +47,8 @@ func runErase(ctx context.Context, args []string, log *slog.Logger) error {
 		return fmt.Errorf("erase: one LEAD_ID at a time, got %d arguments\n%s", fs.NArg(), eraseUsage)
 	case fs.Arg(0) == "":
 		return errors.New("erase: LEAD_ID is empty\n" + eraseUsage)
+	case *wait < 0:
+		return fmt.Errorf("erase: -wait must not be negative, got %s", *wait)
 	}
 	if err := errors.Join(kcfg.Validate(), rcfg.Validate(), chcfg.Validate()); err != nil {
 		return err

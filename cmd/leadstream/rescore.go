@@ -56,6 +56,9 @@ func runRescore(ctx context.Context, args []string) error {
 	if *rulesPath == "" {
 		return errors.New("rescore: -rules FILE is required")
 	}
+	if *top < 0 {
+		return fmt.Errorf("rescore: -top must not be negative, got %d", *top)
+	}
 	// As the processors check them: an anonymous-ttl of 0 would expire every
 	// visitor's state as -apply writes it.
 	if err := processor.ValidateWindows(*window, *anonTTL); err != nil {
@@ -80,7 +83,23 @@ func runRescore(ctx context.Context, args []string) error {
 	rp := scoring.NewReplayer(rules, *window)
 	rp.Core().SetFromEmailDomain(*fromDomain)
 	n := 0
+	// lastSeen is when (Unix ms) the processors last wrote or passed through
+	// each visitor, as near as the history tells (received, or event time
+	// if later): they keep its state anonymous-ttl after that.
+	lastSeen := map[string]int64{}
+	seen := func(id string, at int64) {
+		if id != "" && at > lastSeen[id] {
+			lastSeen[id] = at
+		}
+	}
 	if err := warehouse.History(ctx, conn, ch.Database, func(e *event.Event) error {
+		if rp.Core().Relevant(e) { // the processors skip the others without touching a state
+			at := max(e.ReceivedAt.UnixMilli(), e.EventTime.UnixMilli())
+			seen(e.AnonymousID, at)
+			if e.Type == event.Alias {
+				seen(e.PreviousID, at) // a visitor merged by alias
+			}
+		}
 		rp.Apply(e)
 		n++
 		return nil
@@ -92,7 +111,7 @@ func runRescore(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	accts, err := compareAccounts(ctx, store, rules, rp, now)
+	accts, err := compareAccounts(ctx, store, rules, rp, now, *top)
 	if err != nil {
 		return err
 	}
@@ -102,11 +121,23 @@ func runRescore(ctx context.Context, args []string) error {
 		fmt.Println("\ndry run: nothing was changed (add -apply to write these scores to Redis)")
 		return nil
 	}
-	written, nowMs := 0, now.UnixMilli()
+	written, expired, nowMs := 0, 0, now.UnixMilli()
 	for s, st := range rp.States() {
 		rp.Core().Prune(st, nowMs)
 		var expireAt int64
-		if s.Anonymous || (s.Account && scoring.Memberless(st)) { // as the processor writes them
+		switch {
+		case s.Anonymous:
+			// As the processors keep it: anonymous-ttl after its last
+			// event. One whose live state expired is not brought back.
+			last, ok := lastSeen[s.ID]
+			if !ok {
+				last = nowMs
+			}
+			if expireAt = last + anonTTL.Milliseconds(); expireAt <= nowMs {
+				expired++
+				continue
+			}
+		case s.Account && scoring.Memberless(st): // as the processor writes them
 			expireAt = nowMs + anonTTL.Milliseconds()
 		}
 		if err := store.Restore(ctx, st, rp.Spilled(s), rp.Core(), nowMs, expireAt); err != nil {
@@ -119,6 +150,9 @@ func runRescore(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("\napplied: %d leads, anonymous visitors and accounts rewritten in Redis (no MQL or MQA records were published)", written)
+	if expired > 0 {
+		fmt.Printf("; %d visitors not written, last seen more than -processor.anonymous-ttl ago", expired)
+	}
 	if old > 0 {
 		fmt.Printf("; %d keys of the first Redis layout deleted", old)
 	}
@@ -133,7 +167,15 @@ func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.
 		results[i].Model = m.Name
 	}
 	for s, st := range rp.States() {
-		if s.Anonymous || s.Account || st.Into != "" {
+		if s.Anonymous || s.Account {
+			continue
+		}
+		for i, m := range rules.Models {
+			// A lead merged into another since crossed as itself: live
+			// published its MQL record before the merge.
+			results[i].Crossings += rp.Crossings(s.ID, m.Name)
+		}
+		if st.Into != "" {
 			continue
 		}
 		cur, err := store.ReadLead(ctx, s.ID)
@@ -151,7 +193,6 @@ func compareRescore(ctx context.Context, store *leadstate.Store, rules *scoring.
 			if ms := st.Model(m.Name); ms != nil {
 				mv.Rescored, mv.MQL = ms.ScoreAt(now.UnixMilli(), m.HalfLife), ms.MQL
 			}
-			r.Crossings += rp.Crossings(s.ID, m.Name)
 			r.Leads++
 			switch {
 			case mv.MQL && !mv.CurrentMQL:

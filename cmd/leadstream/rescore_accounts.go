@@ -30,8 +30,8 @@ type accountMover struct {
 
 // compareAccounts compares the replayed accounts with their live state, per
 // model that scores accounts; scores are as of each account's newest member
-// time, decayed to now.
-func compareAccounts(ctx context.Context, store *leadstate.Store, rules *scoring.Rules, rp *scoring.Replayer, now time.Time) ([]accountResult, error) {
+// time, decayed to now; it lists the top biggest movers.
+func compareAccounts(ctx context.Context, store *leadstate.Store, rules *scoring.Rules, rp *scoring.Replayer, now time.Time, top int) ([]accountResult, error) {
 	var out []accountResult
 	for i := range rules.Models {
 		if rules.Models[i].Accounts != nil {
@@ -88,7 +88,7 @@ func compareAccounts(ctx context.Context, store *leadstate.Store, rules *scoring
 			}
 			return mv[a].Account < mv[b].Account
 		})
-		out[i].Movers = mv[:min(len(mv), 10)]
+		out[i].Movers = mv[:min(len(mv), max(top, 0))]
 	}
 	return out, nil
 }

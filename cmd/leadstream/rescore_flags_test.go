@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -19,5 +20,18 @@ func TestRescoreRefusesBadWindows(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("rescore %s: %v, want %q", c.flag, err, c.want)
 		}
+	}
+}
+
+// Bad values of the commands' own flags are refused before anything is
+// read or written, naming the flag.
+func TestRescoreEraseRefuseNegativeFlags(t *testing.T) {
+	err := runRescore(context.Background(), []string{"-rules", "../../scoring/default_rules.yaml", "-top", "-1"})
+	if err == nil || !strings.Contains(err.Error(), "-top must not be negative") {
+		t.Errorf("rescore -top -1: %v", err)
+	}
+	err = runErase(context.Background(), []string{"-wait", "-1s", "jane@example.com"}, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "-wait must not be negative") {
+		t.Errorf("erase -wait -1s: %v", err)
 	}
 }

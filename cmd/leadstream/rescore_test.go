@@ -104,7 +104,7 @@ func TestRescoreEqualsLive(t *testing.T) {
 		t.Fatalf("live published %d MQLs, the replay found %d crossings", got, results[0].Crossings)
 	}
 	// Accounts too: the replay equals live, account by account.
-	accts, err := compareAccounts(ctx, p.store, live, replay(live), time.Now())
+	accts, err := compareAccounts(ctx, p.store, live, replay(live), time.Now(), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
