@@ -746,8 +746,11 @@ func mergeMark(src Subject) string {
 
 // String names an outcome's subject for errors.
 func (s Subject) String() string {
-	if s.Anonymous {
+	switch {
+	case s.Anonymous:
 		return fmt.Sprintf("visitor %q", s.ID)
+	case s.Account:
+		return fmt.Sprintf("account %q", s.ID)
 	}
 	return fmt.Sprintf("lead %q", s.ID)
 }
