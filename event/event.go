@@ -239,6 +239,30 @@ type MQA struct {
 	TopMembers     []Member  `json:"top_members"`
 }
 
+// MarshalJSON writes an MQL record with "reasons" always an array (never
+// null), as the topic's documented form has it.
+func (m MQL) MarshalJSON() ([]byte, error) {
+	type plain MQL // without this method
+	if m.Reasons == nil {
+		m.Reasons = []Reason{}
+	}
+	return json.Marshal(plain(m))
+}
+
+// MarshalJSON writes an MQA record with "reasons" and "top_members" always
+// arrays (never null): an account can cross with no live member listed
+// (min_engaged 0 and its fit alone, its members gone to other accounts).
+func (m MQA) MarshalJSON() ([]byte, error) {
+	type plain MQA // without this method
+	if m.Reasons == nil {
+		m.Reasons = []Reason{}
+	}
+	if m.TopMembers == nil {
+		m.TopMembers = []Member{}
+	}
+	return json.Marshal(plain(m))
+}
+
 // Member is one member's part of an account's engagement.
 type Member struct {
 	LeadID string  `json:"lead_id"`

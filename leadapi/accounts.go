@@ -67,7 +67,7 @@ func ReadAccount(ctx context.Context, store *leadstate.Store, id string, models 
 // behaviour decayed to now, capped, summed.
 func ViewAccount(id string, st *scoring.State, models []scoring.Model, now time.Time) *AccountView {
 	nowMs := now.UnixMilli()
-	v := &AccountView{AccountID: id, AsOf: now.UTC(), Known: st != nil, Traits: map[string]any{},
+	v := &AccountView{AccountID: id, AsOf: now.UTC().Truncate(time.Millisecond), Known: st != nil, Traits: map[string]any{},
 		Models: map[string]AccountModelView{}, Members: []MemberView{}}
 	if st == nil {
 		return v

@@ -51,7 +51,7 @@ func Read(ctx context.Context, store *leadstate.Store, lead string, models []sco
 // in as the scoring core will (survivor).
 func View(lead string, rec leadstate.LeadRecord, models []scoring.Model, now time.Time) *LeadView {
 	nowMs := now.UnixMilli()
-	v := &LeadView{LeadID: lead, AsOf: now.UTC(), Known: rec.State != nil, Models: make(map[string]ModelView, len(models))}
+	v := &LeadView{LeadID: lead, AsOf: now.UTC().Truncate(time.Millisecond), Known: rec.State != nil, Models: make(map[string]ModelView, len(models))}
 	v.MergedInto = rec.Into
 	surv := survivor(rec, models)
 	v.Account = scoring.AccountOf(surv)

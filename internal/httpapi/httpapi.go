@@ -36,6 +36,8 @@ const (
 	CodePayloadTooLarge  = "payload_too_large"  // 413
 	CodeTooManyRequests  = "too_many_requests"  // 429
 	CodeUnavailable      = "unavailable"        // 503
+	CodeHeadersTooLarge  = "headers_too_large"  // 431
+	CodeInternal         = "internal_error"     // 500
 	CodeError            = "error"              // any other status
 )
 
@@ -60,6 +62,10 @@ func CodeOf(status int) string {
 		return CodeTooManyRequests
 	case fasthttp.StatusServiceUnavailable:
 		return CodeUnavailable
+	case fasthttp.StatusRequestHeaderFieldsTooLarge:
+		return CodeHeadersTooLarge
+	case fasthttp.StatusInternalServerError:
+		return CodeInternal
 	}
 	return CodeError
 }
