@@ -38,6 +38,16 @@ func New(store *leadstate.Store, rules *scoring.Rules) *Reader {
 	return &Reader{store: store, rules: rules, now: time.Now}
 }
 
+// Names returns the names of the rules' audiences, in the rules file's
+// order: every name an answer may hold.
+func (r *Reader) Names() []string {
+	out := make([]string, len(r.rules.Audiences))
+	for i := range r.rules.Audiences {
+		out[i] = r.rules.Audiences[i].Name
+	}
+	return out
+}
+
 // Audiences returns the names of the audiences the visitor anonymousID is
 // in now, in the order of the rules file; none (nil) for a visitor
 // leadstream knows nothing of.
@@ -72,6 +82,13 @@ func (r *Reader) Audiences(ctx context.Context, anonymousID, lead string) ([]str
 // state, then those of the leads it was merged into) that an answer may use:
 // all of it when lead is one of the leads the chain links to, otherwise the
 // visitor's state alone (its own hits: a merged visitor's link keeps them).
+//
+// A chain that ends at a link to a lead with no state (ReadChain stops
+// there: a lead that nothing scored yet, such as a signed-in user whose
+// first event is the identify that linked it) gets that lead as an empty
+// state at its end when proven: the survivor is then a lead the models never
+// scored, score 0 in each (score_gte ≤ 0 holds), not the link, whose score
+// is the lead's.
 func Own(chain []*scoring.State, lead string) []*scoring.State {
 	if len(chain) == 0 {
 		return nil
@@ -79,9 +96,27 @@ func Own(chain []*scoring.State, lead string) []*scoring.State {
 	if lead != "" {
 		for _, st := range chain {
 			if st != nil && st.Into == lead {
-				return chain
+				return withSurvivor(chain)
 			}
 		}
 	}
 	return chain[:1]
+}
+
+// withSurvivor returns chain with an empty state for the lead its last link
+// points at, when that lead's state is not in it (it has none). Returned as
+// it is: a chain ending at a merge still pending (the frozen state holds the
+// history the lead is about to get: its score is the lead's to be), and one
+// that ReadChain cut short at a cycle (its last link points back into it).
+func withSurvivor(chain []*scoring.State) []*scoring.State {
+	last := chain[len(chain)-1]
+	if last == nil || last.Into == "" || last.Pending {
+		return chain
+	}
+	for _, st := range chain {
+		if st != nil && !st.Anonymous && !st.Account && st.ID == last.Into {
+			return chain
+		}
+	}
+	return append(chain[:len(chain):len(chain)], &scoring.State{Subject: scoring.Lead(last.Into)})
 }

@@ -63,8 +63,18 @@ func (c *Collector) userProven(userID, hash []byte) bool {
 }
 
 // SetAudiences serves GET and POST /v1/audiences from l; without one it answers 503.
-// Call it before Run.
-func (c *Collector) SetAudiences(l AudienceLookup) { c.audienceLookup = l }
+// Call it before Run. When l also lists its audiences (Names, as
+// audience.Reader does: the rules file's), each has its series of
+// leadstream_collector_audience_members_total from the start, at 0, as every
+// label value known in advance.
+func (c *Collector) SetAudiences(l AudienceLookup) {
+	c.audienceLookup = l
+	if n, ok := l.(interface{ Names() []string }); ok {
+		for _, name := range n.Names() {
+			c.am.members.WithLabelValues(name)
+		}
+	}
+}
 
 // audienceMetrics are the metrics of the audience API:
 //

@@ -381,7 +381,13 @@ func (c *Collector) Listen() (net.Addr, error) {
 	c.ln = ln
 	if c.cfg.MaxConnsPerIP > 0 {
 		cl := newConnLimitListener(ln, c.cfg.MaxConnsPerIP, c.trusted, func() { c.m.rejected.WithLabelValues("connections").Inc() })
-		cl.cors = c.earlyCORS
+		cl.head = func(ctx *fasthttp.RequestCtx) {
+			c.earlyCORS(ctx)
+			if string(ctx.Path()) == AudiencesPath {
+				// Every answer of the lookup is counted, this one too.
+				c.am.lookups.WithLabelValues("rate_limit").Inc()
+			}
+		}
 		c.ln = cl
 	}
 	return ln.Addr(), nil

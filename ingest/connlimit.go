@@ -23,9 +23,10 @@ type connLimitListener struct {
 	max     int
 	trusted func(netip.Addr) bool
 	refused func() // counts a refusal
-	// cors sets the CORS headers of a refusal from its request's headers,
-	// as the endpoint would (Collector.earlyCORS); nil: none.
-	cors   func(*fasthttp.RequestCtx)
+	// head is given a refused request's headers, when they came: it sets
+	// the CORS headers of the refusal as the endpoint would
+	// (Collector.earlyCORS) and counts it by endpoint; nil: nothing.
+	head   func(*fasthttp.RequestCtx)
 	shards [64]connShard
 	// replying bounds the goroutines writing 429s to refused connections;
 	// beyond it they are closed without an answer.
@@ -139,8 +140,8 @@ func (l *connLimitListener) reply(c net.Conn) {
 	var ctx fasthttp.RequestCtx
 	ctx.Init2(c, nil, false)
 	err := ctx.Request.Header.Read(br)
-	if err == nil && l.cors != nil {
-		l.cors(&ctx)
+	if err == nil && l.head != nil {
+		l.head(&ctx)
 	}
 	var ne net.Error
 	silent := errors.As(err, &ne) && ne.Timeout() // nothing more is coming

@@ -151,6 +151,10 @@ func TestConnRefusalReadableCrossOrigin(t *testing.T) {
 	if n := counter(s.c.m.rejected.WithLabelValues("connections")); n != 9 {
 		t.Errorf("rejected{connections} = %v, want 9", n)
 	}
+	// The lookup counts every answer of its own, this refusal too.
+	if n := counter(s.c.am.lookups.WithLabelValues("rate_limit")); n != 1 {
+		t.Errorf("audience lookups{rate_limit} = %v, want 1 (the refused connection's)", n)
+	}
 }
 
 // rawRequest sends req on a new connection to s and reads the answer.

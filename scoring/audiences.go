@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"sort"
@@ -303,19 +304,22 @@ func (r *Rules) AudiencesAt(chain []*State, now int64) []string {
 	return out
 }
 
-// behaviourAt reports whether at least Count hits of the chain's states lie
-// within the window ending at now.
+// behaviourAt reports whether at least Count events of the chain's hits lie
+// within the window ending at now. An event counts once, by its id, however
+// many states hold it and at whatever times: a visitor's link and its lead
+// may hold one event at two times (the link's write lost and the event
+// resent, its time moved a little by the clock-skew correction: visitorHits).
 func (a *Audience) behaviourAt(chain []*State, now int64) bool {
 	from := now - a.Window.Milliseconds()
-	seen := map[AudienceHit]bool{}
+	seen := map[string]bool{}
 	n := 0
 	for _, st := range chain {
 		if st == nil {
 			continue
 		}
 		for _, h := range st.Audiences[a.Name] {
-			if h.Time > from && !seen[h] {
-				seen[h] = true
+			if h.Time > from && !seen[h.ID] {
+				seen[h.ID] = true
 				n++
 			}
 		}
@@ -365,6 +369,9 @@ func parseDays(s string) (time.Duration, error) {
 			rest, err := time.ParseDuration(m[2])
 			if err != nil || strings.HasPrefix(m[2], "-") || strings.HasPrefix(m[2], "+") {
 				return 0, fmt.Errorf("bad duration %q", s)
+			}
+			if rest > math.MaxInt64-d {
+				return 0, fmt.Errorf("bad duration %q", s) // past time.Duration's 292 years
 			}
 			d += rest
 		}
