@@ -85,6 +85,9 @@ func newMetrics(reg prometheus.Registerer, produceTimeout time.Duration) *metric
 			m.email.WithLabelValues(k, r)
 		}
 	}
+	for _, e := range []string{"/v1", "/o", "/c", "/f"} {
+		m.gpc.WithLabelValues(e)
+	}
 	for _, e := range metricEndpoints {
 		m.duration.WithLabelValues(e)
 		m.requests.WithLabelValues(e, "200")

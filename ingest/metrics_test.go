@@ -48,6 +48,8 @@ func TestMetricLabelsPreinitialised(t *testing.T) {
 		"leadstream_collector_rejected_total,reason=unavailable",
 		"leadstream_collector_bot_events_total,reason=link_burst",
 		"leadstream_collector_email_requests_total,kind=click,result=invalid_token",
+		"leadstream_collector_gpc_requests_total,endpoint=/v1",
+		"leadstream_collector_gpc_requests_total,endpoint=/f",
 	} {
 		if !has[want] {
 			t.Errorf("series %s not created at start", want)

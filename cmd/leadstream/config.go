@@ -144,16 +144,37 @@ func setFromFile(fs *flag.FlagSet, name, source, path string) error {
 }
 
 func usage(fs *flag.FlagSet) {
-	fmt.Fprintf(os.Stdout, "usage: leadstream %s [flags]\n\nEvery flag can also be set through the environment variable shown.\n\n", fs.Name())
+	writeUsage(os.Stdout, fs)
+}
+
+// writeUsage prints the flags of fs, each with the environment variable it
+// reads (or "command line only" for commandOnly flags, which read none).
+func writeUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: leadstream %s [flags]\n\nEvery flag can also be set through the environment variable shown.\n\n", fs.Name())
 	fs.VisitAll(func(f *flag.Flag) {
 		name, u := flag.UnquoteUsage(f)
+		if strings.Contains(f.Usage, "`") {
+			// A word in back quotes ("empty in `dev`") is emphasis in these
+			// texts, not the name of the value, which flag.UnquoteUsage would
+			// make it (-redis.addr dev): name the value by its type.
+			plain := *f
+			plain.Usage = strings.ReplaceAll(f.Usage, "`", "")
+			name, u = flag.UnquoteUsage(&plain)
+		}
 		if name == "value" && secretflag.Is(f) {
 			name = "string"
 		}
-		fmt.Fprintf(os.Stdout, "  -%s %s\n    \t%s (env %s", f.Name, name, u, envName(f.Name))
-		if f.DefValue != "" && !secretflag.Is(f) {
-			fmt.Fprintf(os.Stdout, ", default %q", f.DefValue)
+		if name != "" {
+			name = " " + name
 		}
-		fmt.Fprintln(os.Stdout, ")")
+		source := "env " + envName(f.Name)
+		if commandOnly[f.Name] {
+			source = "command line only, no environment variable"
+		}
+		fmt.Fprintf(w, "  -%s%s\n    \t%s (%s", f.Name, name, u, source)
+		if f.DefValue != "" && !secretflag.Is(f) {
+			fmt.Fprintf(w, ", default %q", f.DefValue)
+		}
+		fmt.Fprintln(w, ")")
 	})
 }

@@ -4,11 +4,13 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/leadstream/leadstream/ingest"
 	"github.com/leadstream/leadstream/leadstate"
+	"github.com/leadstream/leadstream/warehouse"
 )
 
 // A secret comes from, in order: -NAME, -NAME-file, $NAME, $NAME_FILE; a
@@ -160,5 +162,51 @@ func TestCORSOriginsErrorHidesKeys(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "TOPSECRET") || !strings.Contains(strings.ToLower(err.Error()), "cors") {
 			t.Errorf("env %v: %v, want an error naming the setting, not its value", env, err)
 		}
+	}
+}
+
+// -h names each flag's value by its type, never by a word the usage text
+// puts in back quotes ("empty in `dev`" printed -redis.addr dev), leaves no
+// blank after a bool flag, and says that a command-only flag (-apply,
+// -rebuild-events) reads no environment variable instead of naming one it
+// ignores.
+func TestUsageText(t *testing.T) {
+	fs := flag.NewFlagSet("retention", flag.ContinueOnError)
+	var w warehouse.Config
+	w.RegisterFlags(fs)
+	var r leadstate.Config
+	r.RegisterFlags(fs)
+	fs.Bool("apply", false, "drop them")
+	var b strings.Builder
+	writeUsage(&b, fs)
+	out := b.String()
+	for _, want := range []string{
+		"\n  -clickhouse.addr string\n",
+		"\n  -redis.addr string\n",
+		"empty in dev = ",
+		"\n  -redis.tls\n",
+		"\n  -apply\n    \tdrop them (command line only, no environment variable, default \"false\")\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("usage lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{" dev\n", "LEADSTREAM_APPLY", " \n"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("usage has %q:\n%s", bad, out)
+		}
+	}
+}
+
+// leadstream help names every kind of report and every token subcommand
+// (it listed six of the eight reports and no token verify).
+func TestHelpListsReportKindsAndTokenVerify(t *testing.T) {
+	for _, k := range reportKinds {
+		if !regexp.MustCompile(`[ ,]` + regexp.QuoteMeta(k) + `[,;]`).MatchString(help) {
+			t.Errorf("leadstream help does not list the report %q", k)
+		}
+	}
+	if !strings.Contains(help, "token open|click|verify") {
+		t.Error("leadstream help does not list token verify")
 	}
 }

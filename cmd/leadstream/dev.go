@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/leadstream/leadstream/erasure"
 	"github.com/leadstream/leadstream/ingest"
@@ -92,7 +95,8 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if len(kcfg.Brokers) == 0 {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(*kafkaPort), kfake.DataDir(filepath.Join(dir, "kafka")))
 		if err != nil {
-			return fmt.Errorf("starting the embedded kafka broker on port %d: %w", *kafkaPort, err)
+			return portHint(fmt.Errorf("starting the embedded kafka broker on port %d (or set LEADSTREAM_KAFKA_BROKERS): %w", *kafkaPort, err),
+				devPort{*kafkaPort, "dev.kafka-port"})
 		}
 		defer cluster.Close()
 		kcfg.Brokers = cluster.ListenAddrs()
@@ -100,7 +104,7 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if rcfg.Addr == "" {
 		srv, err := localsvc.StartRedis(ctx, filepath.Join(dir, "redis"), *redisPort, "--appendonly", "yes", "--appendfsync", "everysec")
 		if err != nil {
-			return startErr(ctx, "redis-server", "LEADSTREAM_REDIS_ADDR", err)
+			return startErr(ctx, "redis-server", "LEADSTREAM_REDIS_ADDR", err, devPort{*redisPort, "dev.redis-port"})
 		}
 		defer srv.Stop()
 		rcfg.Addr = srv.Addr
@@ -108,7 +112,8 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	if scfg.ClickHouse.Addr == "" {
 		srv, err := localsvc.StartClickHouse(ctx, filepath.Join(dir, "clickhouse"), *chPort, *chHTTPPort)
 		if err != nil {
-			return startErr(ctx, "clickhouse-server", "LEADSTREAM_CLICKHOUSE_ADDR", err)
+			return startErr(ctx, "clickhouse-server", "LEADSTREAM_CLICKHOUSE_ADDR", err,
+				devPort{*chPort, "dev.clickhouse-port"}, devPort{*chHTTPPort, "dev.clickhouse-http-port"})
 		}
 		defer srv.Stop()
 		scfg.ClickHouse.Addr = srv.Addr
@@ -146,7 +151,9 @@ func runDev(ctx context.Context, args []string, log *slog.Logger) error {
 	col.Mount(demo.Prefix, demo.Handler(icfg.WriteKeys[0]))
 	addr, err := col.Listen()
 	if err != nil {
-		return err
+		_, port := splitHostPort(icfg.HTTPAddr)
+		p, _ := strconv.Atoi(port)
+		return portHint(err, devPort{p, "http.addr"})
 	}
 	proc, err := processor.New(pcfg, r, store, log, reg)
 	if err != nil {
@@ -231,7 +238,7 @@ Try it:
   clickhouse-client --port %s -q 'SELECT type, lead_id, event_time FROM %s.events'
   kcat -b %s -C -t %s -o beginning
 
-  LEADSTREAM_TOKEN_KEYS=%s leadstream token click --public-url %s \
+  LEADSTREAM_TOKEN_KEYS=%s %s token click --public-url %s \
     --lead lead-42 --campaign spring --message m-1 --sent-at 2026-01-01T00:00:00Z --url %s/demo/pricing.html
 
   analytics.js (Segment's, from npm @segment/analytics-next): only its CDN changes
@@ -240,20 +247,61 @@ Try it:
 `, dir, base, base, base, kcfg.Brokers, kcfg.Topic(stream.TopicEvents), kcfg.Topic(stream.TopicMQL), kcfg.Topic(stream.TopicDeadLetter),
 		rcfg.Addr, scfg.ClickHouse.Addr, scfg.ClickHouse.Database, writeKeyHint(icfg.WriteKeys), serverKeysHint(icfg.ServerWriteKeys), secretKeyHint(icfg.SecretKey),
 		writeKeyHint(icfg.WriteKeys), base, secretKeyHint(icfg.SecretKey), base, portOf(scfg.ClickHouse.Addr), scfg.ClickHouse.Database,
-		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), base, base, writeKeyHint(icfg.WriteKeys), base)
+		kcfg.Brokers[0], kcfg.Topic(stream.TopicMQL), tokenKeysHint(icfg.TokenKeys), selfCommand(), base, base, writeKeyHint(icfg.WriteKeys), base)
+}
+
+// selfCommand is how the banner's commands run this binary: as it was
+// started when that was by a path (make run starts ./bin/leadstream, which
+// is not on the PATH), else by its name.
+func selfCommand() string {
+	if strings.ContainsRune(os.Args[0], filepath.Separator) {
+		return os.Args[0]
+	}
+	return "leadstream"
 }
 
 // startErr explains a local server that did not start: nothing when the
 // start was interrupted (SIGTERM, Ctrl-C: dev stops as after its start);
 // the install hint only when the program is missing.
-func startErr(ctx context.Context, what, env string, err error) error {
+func startErr(ctx context.Context, what, env string, err error, ports ...devPort) error {
 	if ctx.Err() != nil {
 		return nil
 	}
 	if errors.Is(err, localsvc.ErrNotInstalled) {
 		return fmt.Errorf("starting %s (install it with `make deps`, or set %s): %w", what, env, err)
 	}
-	return fmt.Errorf("starting %s (or set %s): %w", what, env, err)
+	return portHint(fmt.Errorf("starting %s (or set %s): %w", what, env, err), ports...)
+}
+
+// devPort is a port dev listens on and the flag that moves it.
+type devPort struct {
+	port int
+	flag string
+}
+
+// portHint adds to an "address already in use" error which setting moves
+// the port: another leadstream dev (or any server) may hold the default
+// ports, and dev then stops before it prints its banner. The ports whose
+// number the error names are hinted, or all of them when it names none.
+func portHint(err error, ports ...devPort) error {
+	if err == nil || len(ports) == 0 || !errors.Is(err, localsvc.ErrPortInUse) && !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	msg := err.Error()
+	var named []devPort
+	for _, p := range ports {
+		if regexp.MustCompile(`:` + strconv.Itoa(p.port) + `\b`).MatchString(msg) {
+			named = append(named, p)
+		}
+	}
+	if len(named) == 0 {
+		named = ports
+	}
+	var hints []string
+	for _, p := range named {
+		hints = append(hints, fmt.Sprintf("port %d is taken (by another leadstream dev?): move it with -%s or %s", p.port, p.flag, envName(p.flag)))
+	}
+	return fmt.Errorf("%w\n%s", err, strings.Join(hints, "\n"))
 }
 
 // writeKeyHint shows the dev write key for copy-paste; a key of yours is

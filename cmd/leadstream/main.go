@@ -51,13 +51,15 @@ tools:
   rules check FILE   validate a scoring rules file
   costs import FILE.csv   import campaign costs (campaign,day,channel,cost,currency) for ROMI
   report KIND [-html FILE]   analytics from ClickHouse: funnel, romi, campaigns, velocity,
-                bands, weekly; -format table|csv|json, -from/-to DATE, -campaign NAME
+                bands, weekly, accounts, account-romi; -format table|csv|json,
+                -from/-to DATE, -campaign NAME
   rescore -rules FILE [-apply]   recompute every lead's scores from the history in ClickHouse
   erase LEAD_ID  erase a person (GDPR art. 17): Redis state, ClickHouse rows, tombstone
                 on <prefix>erasures (also DELETE /v1/leads/{id} with the secret key)
   retention -older-than DURATION [-apply]   drop whole monthly ClickHouse partitions
                 older than DURATION (dry run unless -apply)
-  token open|click   print a signed email-open pixel or click URL (LEADSTREAM_TOKEN_KEYS)
+  token open|click|verify   print a signed email-open pixel or click URL, or check
+                one (LEADSTREAM_TOKEN_KEYS)
   healthcheck [URL]  exit 0 when URL (default http://127.0.0.1:8080/readyz) answers 2xx:
                 the container health check (the image has no shell or curl)
   version       print the version

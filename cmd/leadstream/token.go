@@ -131,7 +131,11 @@ func verifyToken(kr *token.Keyring, s string) error {
 	if c.Kind == token.Click {
 		kind = "click"
 	}
-	fmt.Printf("valid %s token (key %s)\n  lead      %s\n  campaign  %s\n  message   %s\n", kind, c.KeyID, c.Lead, c.Campaign, c.Message)
+	state := "valid"
+	if expired {
+		state = "expired" // signed by the key, but no longer counts: not "valid"
+	}
+	fmt.Printf("%s %s token (key %s)\n  lead      %s\n  campaign  %s\n  message   %s\n", state, kind, c.KeyID, c.Lead, c.Campaign, c.Message)
 	if c.URL != "" {
 		fmt.Printf("  url       %s\n", c.URL)
 	}

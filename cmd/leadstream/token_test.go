@@ -51,8 +51,13 @@ func TestTokenTTL(t *testing.T) {
 	}
 	u := mint("--ttl", "1s")
 	time.Sleep(2100 * time.Millisecond)
-	if _, err := captureStdout(func() error { return runToken([]string{"verify", "-token-keys", keys, u}) }); err == nil || !strings.Contains(err.Error(), "expired") {
+	out, err = captureStdout(func() error { return runToken([]string{"verify", "-token-keys", keys, u}) })
+	if err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("an expired link: %v", err)
+	}
+	// What verify prints of an expired link does not call it valid.
+	if !strings.HasPrefix(out, "expired click token (key k1)\n") {
+		t.Errorf("an expired link printed %q, want it to begin with \"expired click token (key k1)\"", out)
 	}
 }
 
