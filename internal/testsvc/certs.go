@@ -160,49 +160,20 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 // returns it (Addr is its host:port). It is stopped when the test ends.
 func SecureRedis(t testing.TB, ca *CA, clientAuth bool, args ...string) *localsvc.Server {
 	t.Helper()
-	s, err := localsvc.StartRedisTLS(context.Background(), filepath.Join(t.TempDir(), "redis-tls"), 0, ca.serverTLS(t, clientAuth), args...)
-	if errors.Is(err, localsvc.ErrNotInstalled) {
-		Required(t, "redis-server", err.Error())
-	}
-	if err != nil {
-		t.Fatalf("testsvc: starting redis-server with TLS: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Stop() })
-	return s
+	return secureRedis(t, ca.serverTLS(t, clientAuth), args...)
 }
 
 // SecureRedisNamed is SecureRedis (no client certificates) with a server
 // certificate for name only (ServerNamed).
 func SecureRedisNamed(t testing.TB, ca *CA, name string) *localsvc.Server {
 	t.Helper()
-	srv := ca.ServerNamed(t, name)
-	s, err := localsvc.StartRedisTLS(context.Background(), filepath.Join(t.TempDir(), "redis-tls"), 0,
-		localsvc.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, ServerName: name})
-	if errors.Is(err, localsvc.ErrNotInstalled) {
-		Required(t, "redis-server", err.Error())
-	}
-	if err != nil {
-		t.Fatalf("testsvc: starting redis-server with TLS: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Stop() })
-	return s
+	return secureRedis(t, ca.namedTLS(t, name))
 }
 
-// SecureClickHouseNamed is SecureClickHouse (no client certificates) with
-// a server certificate for name only (ServerNamed).
-func SecureClickHouseNamed(t testing.TB, ca *CA, name string, users map[string]string) *localsvc.Server {
+func secureRedis(t testing.TB, lt localsvc.TLS, args ...string) *localsvc.Server {
 	t.Helper()
-	srv := ca.ServerNamed(t, name)
-	s, err := localsvc.StartClickHouseTLS(context.Background(), filepath.Join(t.TempDir(), "clickhouse-tls"), 0, 0,
-		localsvc.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, ServerName: name}, users)
-	if errors.Is(err, localsvc.ErrNotInstalled) {
-		Required(t, "clickhouse-server", err.Error())
-	}
-	if err != nil {
-		t.Fatalf("testsvc: starting clickhouse-server with TLS: %v", err)
-	}
-	t.Cleanup(func() { _ = s.Stop() })
-	return s
+	s, err := localsvc.StartRedisTLS(context.Background(), filepath.Join(t.TempDir(), "redis-tls"), 0, lt, args...)
+	return started(t, "redis-server", s, err)
 }
 
 // SecureClickHouse starts, for this test only, a clickhouse-server whose
@@ -212,15 +183,40 @@ func SecureClickHouseNamed(t testing.TB, ca *CA, name string, users map[string]s
 // host:port). It is stopped when the test ends.
 func SecureClickHouse(t testing.TB, ca *CA, clientAuth bool, users map[string]string) *localsvc.Server {
 	t.Helper()
-	s, err := localsvc.StartClickHouseTLS(context.Background(), filepath.Join(t.TempDir(), "clickhouse-tls"), 0, 0, ca.serverTLS(t, clientAuth), users)
+	return secureClickHouse(t, ca.serverTLS(t, clientAuth), users)
+}
+
+// SecureClickHouseNamed is SecureClickHouse (no client certificates) with
+// a server certificate for name only (ServerNamed).
+func SecureClickHouseNamed(t testing.TB, ca *CA, name string, users map[string]string) *localsvc.Server {
+	t.Helper()
+	return secureClickHouse(t, ca.namedTLS(t, name), users)
+}
+
+func secureClickHouse(t testing.TB, lt localsvc.TLS, users map[string]string) *localsvc.Server {
+	t.Helper()
+	s, err := localsvc.StartClickHouseTLS(context.Background(), filepath.Join(t.TempDir(), "clickhouse-tls"), 0, 0, lt, users)
+	return started(t, "clickhouse-server", s, err)
+}
+
+// started fails the test when the server did not start (Required when it
+// is not installed), and stops it when the test ends.
+func started(t testing.TB, what string, s *localsvc.Server, err error) *localsvc.Server {
+	t.Helper()
 	if errors.Is(err, localsvc.ErrNotInstalled) {
-		Required(t, "clickhouse-server", err.Error())
+		Required(t, what, err.Error())
 	}
 	if err != nil {
-		t.Fatalf("testsvc: starting clickhouse-server with TLS: %v", err)
+		t.Fatalf("testsvc: starting %s with TLS: %v", what, err)
 	}
 	t.Cleanup(func() { _ = s.Stop() })
 	return s
+}
+
+// namedTLS is the TLS of a server whose certificate holds only name.
+func (ca *CA) namedTLS(t testing.TB, name string) localsvc.TLS {
+	srv := ca.ServerNamed(t, name)
+	return localsvc.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, ServerName: name}
 }
 
 func (ca *CA) serverTLS(t testing.TB, clientAuth bool) localsvc.TLS {
