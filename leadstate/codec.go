@@ -22,7 +22,8 @@ const (
 )
 
 // ErrCorruptState means a stored state value cannot be decoded: it was not
-// written by this version of leadstream, or it was damaged.
+// written by this version of leadstream, or it was damaged; or a key of the
+// subject holds another Redis type than leadstream writes there (WRONGTYPE).
 var ErrCorruptState = errors.New("corrupt lead state in redis")
 
 // encodeState appends st's stored form to dst: a compact binary encoding, in

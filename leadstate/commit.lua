@@ -35,6 +35,17 @@ for k = 3, #KEYS do
 end
 if dups then return {2, dups} end
 
+-- Nothing is written when a write would fail half-way: the state and the
+-- dedup sets were type-checked by reading them above; the outbox is checked
+-- here, before the state is stored (a script is not undone by its error:
+-- the state would be stored with its crossing lost).
+if tonumber(ARGV[i]) > 0 then
+  local t = redis.call('TYPE', KEYS[2]).ok
+  if t ~= 'hash' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE the outbox holds a ' .. t .. ', not a hash')
+  end
+end
+
 if ARGV[3] ~= '0' then
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
 else

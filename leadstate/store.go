@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"sync/atomic"
+	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,8 +22,7 @@ import (
 
 // Store reads and writes scoring states.
 type Store struct {
-	rdb          redis.UniversalClient
-	scriptLoaded atomic.Bool // the commit script is loaded (Commit pipelines EVALSHA)
+	rdb redis.UniversalClient
 }
 
 // NewStore returns a Store on rdb.
@@ -83,6 +83,27 @@ func decodeValue(s scoring.Subject, v string) (Record, error) {
 	return Record{State: st, Version: v[:8]}, nil
 }
 
+// wrongType turns a server's WRONGTYPE answer about a key of subject s into
+// ErrCorruptState naming s: a key of leadstream's that holds another Redis
+// type was written by something else, and no retry reads or writes it. Other
+// errors are returned as they are.
+func wrongType(s scoring.Subject, err error) error {
+	if redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return fmt.Errorf("%w: %v: a key of it holds another Redis type than leadstream writes there: %v", ErrCorruptState, s, err)
+	}
+	return err
+}
+
+// execErr is the error of a pipeline's Exec that fails the whole call: nil
+// when it is the answer of one command (no key, a key of another type),
+// which the caller looks at command by command.
+func execErr(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return nil
+	}
+	return err
+}
+
 // newVersion is a random version: a state that expired and was written
 // again never gets the version a stale writer expects.
 func newVersion() string {
@@ -107,7 +128,7 @@ func (s *Store) Read(ctx context.Context, subjects []scoring.Subject) (map[scori
 	for i, subj := range subjects {
 		cmds[i] = pipe.Get(ctx, keysOf(subj).state())
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if _, err := pipe.Exec(ctx); execErr(err) != nil {
 		return nil, fmt.Errorf("reading %d lead states: %w", len(subjects), err)
 	}
 	for i, subj := range subjects {
@@ -117,7 +138,7 @@ func (s *Store) Read(ctx context.Context, subjects []scoring.Subject) (map[scori
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading the state of a lead: %w", err)
+			return nil, fmt.Errorf("reading the state of a lead: %w", wrongType(subj, err))
 		}
 		rec, err := decodeValue(subj, v)
 		if err != nil {
@@ -139,11 +160,14 @@ func (s *Store) Applied(ctx context.Context, qs []scoring.AppliedQuery) ([]bool,
 	for i, q := range qs {
 		cmds[i] = pipe.SIsMember(ctx, keysOf(q.Subject).bucket(q.Bucket), member(q.FP))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); execErr(err) != nil {
 		return nil, fmt.Errorf("reading %d dedup entries: %w", len(qs), err)
 	}
 	out := make([]bool, len(qs))
 	for i := range cmds {
+		if err := cmds[i].Err(); err != nil {
+			return nil, fmt.Errorf("reading the dedup entries of a lead: %w", wrongType(qs[i].Subject, err))
+		}
 		out[i] = cmds[i].Val()
 	}
 	return out, nil
@@ -240,10 +264,16 @@ func (s *Store) Commit(ctx context.Context, cs []Commit) ([]CommitResult, error)
 		i := scripted[j]
 		res, err := c.Slice()
 		if err != nil {
-			return nil, fmt.Errorf("storing the state of a lead: %w", err)
+			return nil, fmt.Errorf("storing the state of a lead: %w", wrongType(cs[i].Subject, err))
 		}
 		if out[i], err = commitResult(cs[i].Subject, versions[i], res); err != nil {
 			return nil, err
+		}
+		if out[i].Status == Conflict && out[i].Current.Version == versions[i] {
+			// The state holds this very commit: the client sent the script
+			// again after its answer was lost (a connection reset), and the
+			// second run found the first one's version.
+			out[i] = CommitResult{Status: Stored, Version: versions[i]}
 		}
 	}
 	var lost []scoring.Subject // creates that found a state: read it for the caller
@@ -258,7 +288,7 @@ func (s *Store) Commit(ctx context.Context, cs []Commit) ([]CommitResult, error)
 			out[i] = CommitResult{Status: Conflict}
 			lost = append(lost, cs[i].Subject)
 		default:
-			return nil, fmt.Errorf("storing the state of a lead: %w", err)
+			return nil, fmt.Errorf("storing the state of a lead: %w", wrongType(cs[i].Subject, err))
 		}
 	}
 	if len(lost) > 0 {
@@ -269,6 +299,10 @@ func (s *Store) Commit(ctx context.Context, cs []Commit) ([]CommitResult, error)
 		for i := range out {
 			if creates[i] != nil && out[i].Status == Conflict {
 				out[i].Current = cur[cs[i].Subject] // absent again (expired meanwhile): the next create may win
+				if out[i].Current.Version == versions[i] {
+					// This very create, sent again after its answer was lost.
+					out[i] = CommitResult{Status: Stored, Version: versions[i]}
+				}
 			}
 		}
 	}
@@ -355,48 +389,40 @@ func commitResult(subj scoring.Subject, version string, res []any) (CommitResult
 }
 
 // evalMany runs the commit script once per (keys, args) in one pipeline
-// with EVALSHA; the script is loaded once per store, and again for the
-// commands a server answered NOSCRIPT (restart, failover, a new cluster
-// node). A NOSCRIPT command did not run, so retrying it runs it once.
+// with EVALSHA. The commands a server answered NOSCRIPT (its script cache is
+// empty: the first use, a restart, a failover, a new cluster node, SCRIPT
+// FLUSH) did not run: they are sent again, in a second pipeline, as EVAL,
+// which caches the script on the node that runs it. Nothing is loaded on
+// every node beforehand, so a cluster node that is down (its slots
+// unserved) does not keep the leads of the others from being stored.
 // first, when set, adds other commands to the first pipeline sent.
 func (s *Store) evalMany(ctx context.Context, keys [][]string, args [][]any, first func(redis.Pipeliner)) ([]*redis.Cmd, error) {
-	if !s.scriptLoaded.Load() {
-		if err := commitScript.Load(ctx, s.rdb).Err(); err != nil {
-			return nil, fmt.Errorf("loading the commit script: %w", err)
-		}
-		s.scriptLoaded.Store(true)
-	}
 	cmds := make([]*redis.Cmd, len(keys))
-	todo := make([]int, len(keys))
-	for i := range todo {
-		todo[i] = i
+	pipe := s.rdb.Pipeline()
+	if first != nil {
+		first(pipe)
 	}
-	for attempt := 0; attempt == 0 || len(todo) > 0; attempt++ {
-		pipe := s.rdb.Pipeline()
-		if attempt == 0 && first != nil {
-			first(pipe)
+	for i := range keys {
+		cmds[i] = commitScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+	}
+	if _, err := pipe.Exec(ctx); execErr(err) != nil && !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return nil, err
+	}
+	var again []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
 		}
-		for _, i := range todo {
-			cmds[i] = commitScript.EvalSha(ctx, pipe, keys[i], args[i]...)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOSCRIPT") {
-			return nil, err
-		}
-		var again []int
-		for _, i := range todo {
-			if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-				again = append(again, i)
-			}
-		}
-		if len(again) > 0 {
-			if attempt > 0 {
-				return nil, fmt.Errorf("script still missing after loading it: %w", cmds[again[0]].Err())
-			}
-			if err := commitScript.Load(ctx, s.rdb).Err(); err != nil {
-				return nil, fmt.Errorf("loading the commit script: %w", err)
-			}
-		}
-		todo = again
+	}
+	if len(again) == 0 {
+		return cmds, nil
+	}
+	pipe = s.rdb.Pipeline()
+	for _, i := range again {
+		cmds[i] = commitScript.Eval(ctx, pipe, keys[i], args[i]...)
+	}
+	if _, err := pipe.Exec(ctx); execErr(err) != nil {
+		return nil, err
 	}
 	return cmds, nil
 }
@@ -411,11 +437,14 @@ func (s *Store) Outbox(ctx context.Context, leads []string) ([]event.MQL, error)
 	for i, l := range leads {
 		cmds[i] = pipe.HGetAll(ctx, keysOf(scoring.Lead(l)).outbox())
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); execErr(err) != nil {
 		return nil, fmt.Errorf("reading the mql outboxes of %d leads: %w", len(leads), err)
 	}
 	var out []event.MQL
-	for _, c := range cmds {
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return nil, fmt.Errorf("reading the mql outbox of a lead: %w", wrongType(scoring.Lead(leads[i]), err))
+		}
 		for _, v := range c.Val() {
 			var m event.MQL
 			if err := json.Unmarshal([]byte(v), &m); err != nil {
@@ -476,11 +505,14 @@ func (s *Store) OutboxMQA(ctx context.Context, accounts []string) ([]event.MQA, 
 	for i, a := range accounts {
 		cmds[i] = pipe.HGetAll(ctx, keysOf(scoring.Account(a)).outbox())
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); execErr(err) != nil {
 		return nil, fmt.Errorf("reading the mqa outboxes of %d accounts: %w", len(accounts), err)
 	}
 	var out []event.MQA
-	for _, c := range cmds {
+	for i, c := range cmds {
+		if err := c.Err(); err != nil {
+			return nil, fmt.Errorf("reading the mqa outbox of an account: %w", wrongType(scoring.Account(accounts[i]), err))
+		}
 		for _, v := range c.Val() {
 			var m event.MQA
 			if err := json.Unmarshal([]byte(v), &m); err != nil {
@@ -513,4 +545,60 @@ func (s *Store) AckOutboxMQA(ctx context.Context, ms []event.MQA) error {
 		return fmt.Errorf("clearing the mqa outboxes of %d accounts: %w", len(accts), err)
 	}
 	return nil
+}
+
+// Eviction is what a Redis server (a cluster's master) does when it runs out
+// of memory, from its INFO.
+type Eviction struct {
+	Addr      string
+	Policy    string // maxmemory-policy
+	MaxMemory int64  // bytes; 0 = no limit
+}
+
+// Evicts reports whether the server may delete keys to make room: any
+// policy but noeviction, with a memory limit set. leadstream's keys must
+// never be evicted: a lost dedup set counts a redelivered event again, a
+// lost visitor state its link, a lost outbox its crossings.
+func (e Eviction) Evicts() bool { return e.MaxMemory > 0 && e.Policy != "noeviction" }
+
+// Evictions reads the eviction settings of the server, or of every master
+// of a cluster (INFO memory; an ACL user needs +info for it).
+func (s *Store) Evictions(ctx context.Context) ([]Eviction, error) {
+	var (
+		mu  sync.Mutex
+		out []Eviction
+	)
+	one := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return fmt.Errorf("reading the memory settings of redis at %s: %w", c.Options().Addr, err)
+		}
+		e := Eviction{Addr: c.Options().Addr}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			switch k {
+			case "maxmemory_policy":
+				e.Policy = v
+			case "maxmemory":
+				e.MaxMemory, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		mu.Lock()
+		out = append(out, e)
+		mu.Unlock()
+		return nil
+	}
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		if err := c.ForEachMaster(ctx, one); err != nil {
+			return nil, err
+		}
+	case *redis.Client:
+		if err := one(ctx, c); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("reading the memory settings of redis: a %T is not supported", s.rdb)
+	}
+	return out, nil
 }

@@ -21,7 +21,9 @@ import (
 //     written by something else than leadstream, or damaged; retrying reads
 //     the same bytes again. Each event that needs it is dead-lettered (with
 //     the subject named in the reason) until the state is repaired: `leadstream
-//     erase` or `rescore -apply` writes a good one.
+//     erase` or `rescore -apply` writes a good one. A key of a subject that
+//     holds another Redis type than leadstream writes there (WRONGTYPE) is
+//     the same (leadstate maps it to ErrCorruptState, naming the subject).
 //
 // Every other error (Redis or Kafka down, a timeout, compare-and-sets lost
 // to other processors maxAttempts times) is transient: the consumer retries

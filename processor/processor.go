@@ -185,6 +185,7 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) run(ctx context.Context) error {
 	var err error
+	p.checkEviction(ctx)
 	// Closed together: each may wait for Kafka (a flush, a ping in flight),
 	// and a stop while Kafka is away should wait that once, not three times.
 	var producers []*stream.Producer
@@ -224,6 +225,29 @@ func (p *Processor) run(ctx context.Context) error {
 	p.running.Store(true)
 	defer p.running.Store(false)
 	return p.consumer.RunPrepared(ctx, p.prepare, p.handle)
+}
+
+// evictionCheckTimeout bounds the start's look at Redis's memory settings.
+const evictionCheckTimeout = 5 * time.Second
+
+// checkEviction warns when Redis may evict leadstream's keys (a
+// maxmemory-policy other than noeviction): scores, dedup and crossings would
+// then be lost without an error. An ACL user without +info cannot look: that
+// is said at info level.
+func (p *Processor) checkEviction(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, evictionCheckTimeout)
+	defer cancel()
+	evs, err := p.store.Evictions(ctx)
+	if err != nil {
+		p.log.Info("could not check redis's maxmemory-policy (it must be noeviction)", "err", err)
+		return
+	}
+	for _, e := range evs {
+		if e.Evicts() {
+			p.log.Warn("redis may evict leadstream's keys when it is full, losing scores, dedup (events counted twice) and MQL records: set maxmemory-policy noeviction",
+				"addr", e.Addr, "maxmemory_policy", e.Policy, "maxmemory", e.MaxMemory)
+		}
+	}
 }
 
 // prepared is a decoded batch and the states it starts from.

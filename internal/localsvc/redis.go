@@ -72,6 +72,8 @@ func startRedis(ctx context.Context, bin, dir string, port int, extra []string) 
 type Cluster struct {
 	Addrs   []string // host:port of every master
 	Servers []*Server
+
+	nodeArgs [][]string // each node's redis-server arguments beside the defaults (Restart)
 }
 
 // Stop stops every node; it is idempotent.
@@ -88,6 +90,13 @@ func (c *Cluster) Stop() error {
 // `redis-cli --cluster create`, and waits until every node reports
 // cluster_state:ok.
 func StartRedisCluster(ctx context.Context, dir string, masters int) (*Cluster, error) {
+	return StartRedisClusterWith(ctx, dir, masters)
+}
+
+// StartRedisClusterWith is StartRedisCluster with args appended to every
+// node's redis-server arguments (e.g. "--cluster-require-full-coverage",
+// "no"), for tests that take nodes away (Cluster.StopNode, Cluster.Restart).
+func StartRedisClusterWith(ctx context.Context, dir string, masters int, args ...string) (*Cluster, error) {
 	if masters < 3 {
 		return nil, fmt.Errorf("localsvc: redis cluster needs at least 3 masters, got %d", masters)
 	}
@@ -117,12 +126,17 @@ func StartRedisCluster(ctx context.Context, dir string, masters int) (*Cluster, 
 			if err != nil {
 				return nil, err
 			}
-			return startRedis(ctx, bin, nodeDir, p[0], []string{
+			nargs := append([]string{
 				"--cluster-enabled", "yes",
 				"--cluster-port", strconv.Itoa(p[1]),
 				"--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", "5000",
-			})
+			}, args...)
+			s, err := startRedis(ctx, bin, nodeDir, p[0], nargs)
+			if err == nil {
+				c.nodeArgs = append(c.nodeArgs, nargs)
+			}
+			return s, err
 		})
 		if err != nil {
 			return fail(fmt.Errorf("localsvc: redis cluster node %d: %w", i, err))
@@ -131,9 +145,9 @@ func StartRedisCluster(ctx context.Context, dir string, masters int) (*Cluster, 
 		c.Addrs = append(c.Addrs, s.Addr)
 	}
 
-	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	cmd := exec.CommandContext(ctx, cli, args...)
+	create := append([]string{"--cluster", "create"}, c.Addrs...)
+	create = append(create, "--cluster-replicas", "0", "--cluster-yes")
+	cmd := exec.CommandContext(ctx, cli, create...)
 	cmd.SysProcAttr = sysProcAttr()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("localsvc: redis-cli --cluster create: %w\n%s", err, out))
@@ -151,6 +165,33 @@ func StartRedisCluster(ctx context.Context, dir string, masters int) (*Cluster, 
 		}
 	}
 	return c, nil
+}
+
+// StopNode stops node i (SIGTERM), as Server.Stop does.
+func (c *Cluster) StopNode(i int) error { return c.Servers[i].Stop() }
+
+// Restart starts node i again after StopNode, on its ports and with its
+// directory (its nodes.conf keeps its identity and slots), and waits until it
+// answers PING; the cluster may take a moment longer to see it back.
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	bin, err := lookPath("redis-server", "redis-server")
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(c.Addrs[i])
+	if err != nil {
+		return err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return err
+	}
+	s, err := startRedis(ctx, bin, c.Servers[i].Dir, p, c.nodeArgs[i])
+	if err != nil {
+		return fmt.Errorf("localsvc: restarting redis cluster node %d: %w", i, err)
+	}
+	c.Servers[i] = s
+	return nil
 }
 
 // redisCommand sends an inline command over a fresh connection and returns
