@@ -135,30 +135,6 @@ type Processor struct {
 
 	// running is set once Run's Kafka clients are up and it consumes.
 	running atomic.Bool
-
-	// abandon is done stopGrace after Run's context: what a batch still
-	// waits for then (a hung Redis, Kafka away) is given up (bound).
-	abandon context.Context
-}
-
-// stopGrace is how long a batch in flight at shutdown may go on: a healthy
-// Redis and Kafka finish one in milliseconds; a hung Redis (a stopped
-// process, a network dropping packets) would otherwise hold the stop for the
-// consumer's whole drain (30 s), since go-redis gives up on a server that
-// does not answer only after its own read timeouts and retries, whatever
-// the context. A batch given up is left uncommitted: its next owner redoes
-// it, and the dedup ids and the outbox make that count once.
-const stopGrace = 5 * time.Second
-
-// bound returns ctx, also cancelled once the stop's grace is over: go-redis
-// stops retrying, and the producers stop waiting, when it is.
-func (p *Processor) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if p.abandon == nil {
-		return ctx, func() {}
-	}
-	bctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(p.abandon, cancel)
-	return bctx, func() { stop(); cancel() }
 }
 
 // Running reports whether the processor consumes: its producers and
@@ -209,11 +185,6 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) run(ctx context.Context) error {
 	var err error
-	abandon, giveUp := context.WithCancel(context.Background())
-	defer giveUp()
-	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, giveUp) })
-	defer stopTimer()
-	p.abandon = abandon
 	p.checkEviction(ctx)
 	// Closed together: each may wait for Kafka (a flush, a ping in flight),
 	// and a stop while Kafka is away should wait that once, not three times.
@@ -292,8 +263,6 @@ type prepared struct {
 // name, following merges to their survivors (one pipeline per step). The
 // consumer runs it on the next batch while the current one is handled.
 func (p *Processor) prepare(ctx context.Context, batch []stream.Message) any {
-	ctx, cancel := p.bound(ctx)
-	defer cancel()
 	pb := &prepared{events: make([]*event.Event, 0, len(batch)), recs: map[scoring.Subject]leadstate.Record{}}
 	// A clone per call: prepare runs in the consumer's fetch-ahead and, on a
 	// retry, in handle at the same time, and Relevant keeps scratch slices.
@@ -356,8 +325,6 @@ func subjectsOf(e *event.Event) []scoring.Subject {
 // retrying cannot fix is scored event by event (isolate), so one poison
 // record is dead-lettered and the rest of its batch goes on.
 func (p *Processor) handle(ctx context.Context, batch []stream.Message, pb any) error {
-	ctx, cancel := p.bound(ctx)
-	defer cancel()
 	b, _ := pb.(*prepared)
 	if b == nil {
 		b = p.prepare(ctx, batch).(*prepared)

@@ -42,16 +42,26 @@ type ConsumerConfig struct {
 	MaxBatch      int
 	MaxBatchBytes int
 	MaxWait       time.Duration
-	// DrainTimeout bounds how long a batch in flight at shutdown may take to
-	// finish, and each attempt at handling a batch (failed attempts are
-	// retried until shutdown).
+	// DrainTimeout bounds each attempt at handling a batch (failed attempts
+	// are retried until shutdown) and the offset commits still running at
+	// shutdown.
 	DrainTimeout time.Duration
+	// StopGrace is how long a batch in flight at shutdown may still take
+	// (default DefaultStopGrace, at most DrainTimeout): then its context is
+	// cancelled and, unfinished, it is left uncommitted for the next owner.
+	// A healthy Redis, ClickHouse or Kafka finishes a batch well within it;
+	// a hung one (a stopped process, a network dropping packets) would hold
+	// the stop until its clients' own timeouts and retries ran out.
+	StopGrace time.Duration
 	// SessionTimeout: see Config.SessionTimeout (default 10s).
 	SessionTimeout time.Duration
 	// LagInterval is how often the group's lag is read from the brokers
 	// (default DefaultLagInterval).
 	LagInterval time.Duration
 }
+
+// DefaultStopGrace is ConsumerConfig.StopGrace's default.
+const DefaultStopGrace = 5 * time.Second
 
 // Consumer reads its topics in a consumer group and feeds batches to a Handler.
 // Offsets are committed only after the handler returned nil for the batch that
@@ -85,6 +95,10 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
+	cfg.StopGrace = min(cfg.StopGrace, cfg.DrainTimeout)
 	if cfg.SessionTimeout <= 0 {
 		cfg.SessionTimeout = 10 * time.Second
 	}
@@ -202,16 +216,19 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		}
 		batch = appendMessages(batch[:0], raw)
 		c.watch.checkContinuity(ctx, batch)
-		// Finish the batch even when shutdown starts meanwhile: its offsets
-		// are committed below, so the next owner does not redo the work.
-		hctx, hcancel := c.drainCtx(ctx)
+		// Finish the batch even when shutdown starts meanwhile (within
+		// StopGrace): its offsets are committed below, so the next owner
+		// does not redo the work.
+		hctx, hcancel := c.drainCtx(ctx, c.cfg.StopGrace)
+		dctx, dcancel := c.drainCtx(ctx, c.cfg.DrainTimeout)
 		err = c.handle(hctx, ctx, h, batch)
+		hcancel()
 		if err == nil {
-			cctx, ccancel := context.WithTimeout(hctx, c.cfg.DrainTimeout)
+			cctx, ccancel := context.WithTimeout(dctx, c.cfg.DrainTimeout)
 			c.commit(cctx, raw)
 			ccancel()
 		}
-		hcancel()
+		dcancel()
 		if err != nil {
 			return err
 		}
@@ -268,7 +285,7 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 	// DrainTimeout, and all of them end DrainTimeout after ctx does — with
 	// the batch in flight, so a stop while Kafka does not answer commits
 	// takes DrainTimeout once, not once per commit waited for.
-	drain, stopDrain := c.drainCtx(ctx)
+	drain, stopDrain := c.drainCtx(ctx, c.cfg.DrainTimeout)
 	defer stopDrain()
 	var committing chan struct{} // closed when the previous batch's commit ended
 	waitCommit := func() {
@@ -298,9 +315,10 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 		ahead = true
 		go fetchAhead()
 		c.watch.checkContinuity(ctx, f.batch)
-		// Finish the batch even when shutdown starts meanwhile: its offsets
-		// are committed below, so the next owner does not redo the work.
-		hctx, hcancel := c.drainCtx(ctx)
+		// Finish the batch even when shutdown starts meanwhile (within
+		// StopGrace): its offsets are committed below, so the next owner
+		// does not redo the work.
+		hctx, hcancel := c.drainCtx(ctx, c.cfg.StopGrace)
 		prepared := f.prepared
 		err := c.handle(hctx, ctx, func(ctx context.Context, batch []Message) error {
 			p := prepared
@@ -445,11 +463,12 @@ func (c *Consumer) done(batch []Message) {
 	c.m.batches.Inc()
 }
 
-// drainCtx is the context a batch is handled in: not cancelled with ctx, so
-// a batch in flight at shutdown is finished, but done DrainTimeout after ctx
-// ends. Until shutdown it has no deadline: a batch is retried for as long as
-// Redis, ClickHouse or Kafka is down.
-func (c *Consumer) drainCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+// drainCtx is the context a batch is handled (grace StopGrace) or its
+// offsets committed in (grace DrainTimeout): not cancelled with ctx, so work
+// in flight at shutdown is finished, but done grace after ctx ends. Until
+// shutdown it has no deadline: a batch is retried for as long as Redis,
+// ClickHouse or Kafka is down.
+func (c *Consumer) drainCtx(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var (
 		mu    sync.Mutex
@@ -457,7 +476,7 @@ func (c *Consumer) drainCtx(ctx context.Context) (context.Context, context.Cance
 	)
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
-		timer = time.AfterFunc(c.cfg.DrainTimeout, cancel)
+		timer = time.AfterFunc(grace, cancel)
 		mu.Unlock()
 	})
 	return hctx, func() {
@@ -475,8 +494,8 @@ func (c *Consumer) drainCtx(ctx context.Context) (context.Context, context.Cance
 // DrainTimeout, so one hung call does not stall the batch. Once shutdown
 // began (runCtx done) a failed attempt is not repeated: the batch is left
 // uncommitted for the next owner, so a stop ends the role within the
-// attempt in flight (at most DrainTimeout) even while Redis or ClickHouse is
-// down and the batch was being retried.
+// attempt in flight (at most StopGrace, hctx's bound) even while Redis or
+// ClickHouse is down or hung and the batch was being retried.
 func (c *Consumer) handle(hctx, runCtx context.Context, h Handler, batch []Message) error {
 	backoff := 50 * time.Millisecond
 	for {

@@ -548,3 +548,61 @@ func TestConsumerBatchBytes(t *testing.T) {
 		t.Errorf("batches %v: want them closed by bytes (3 records of 1 KB each at most)", sizes)
 	}
 }
+
+// A batch in flight at shutdown gets StopGrace, not DrainTimeout: a handler
+// waiting for a hung store is cancelled then and the batch left uncommitted
+// (the next member of the group gets it again); one that finishes within
+// the grace is committed.
+func TestConsumerStopGrace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := oneRecordTopic(ctx, t)
+	for _, prepared := range []bool{false, true} {
+		for _, hung := range []bool{true, false} {
+			group := fmt.Sprint("grace-", prepared, "-", hung)
+			cons, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: group, Topics: []string{"t"},
+				DrainTimeout: 20 * time.Second, StopGrace: 300 * time.Millisecond}, quiet, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cctx, ccancel := context.WithCancel(ctx)
+			var stopped time.Time
+			h := func(actx context.Context, _ []Message) error {
+				stopped = time.Now()
+				ccancel() // SIGTERM while the batch is in flight
+				if hung {
+					<-actx.Done()
+					return actx.Err()
+				}
+				time.Sleep(100 * time.Millisecond)
+				return nil
+			}
+			if prepared {
+				err = cons.RunPrepared(cctx, func(context.Context, []Message) any { return nil },
+					func(ctx context.Context, b []Message, _ any) error { return h(ctx, b) })
+			} else {
+				err = cons.Run(cctx, h)
+			}
+			took := time.Since(stopped)
+			if hung {
+				if err == nil || took > 5*time.Second {
+					t.Fatalf("prepared=%v: a hung batch: Run = %v %v after the stop; want an error within the 300 ms grace, not the 20 s drain", prepared, err, took)
+				}
+			} else if err != nil {
+				t.Fatalf("prepared=%v: a batch finished within the grace: Run = %v", prepared, err)
+			}
+			// What was committed decides what the group's next member reads.
+			again, err := NewConsumer(ConsumerConfig{Brokers: c.ListenAddrs(), Group: group, Topics: []string{"t"}, MaxWait: 50 * time.Millisecond}, quiet, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+			redelivered := false
+			again.Run(rctx, func(context.Context, []Message) error { redelivered = true; rcancel(); return nil })
+			rcancel()
+			if redelivered != hung {
+				t.Errorf("prepared=%v hung=%v: the record was redelivered: %v", prepared, hung, redelivered)
+			}
+		}
+	}
+}
