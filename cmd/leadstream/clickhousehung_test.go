@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,11 +26,13 @@ import (
 	"github.com/leadstream/leadstream/stream"
 )
 
-// TestSIGTERMWithClickHouseHung runs the sink as a process on a ClickHouse
-// of its own, lets it insert, then stops the server's process (SIGSTOP: its
-// port accepts, nothing answers) while an insert waits for it. SIGTERM must
-// still stop the sink within a few seconds, exit status 0, the batch left
-// uncommitted for the next owner.
+// TestSIGTERMWithClickHouseHung runs the sink and the notifier as processes
+// on a ClickHouse of their own, lets them write, then stops the server's
+// process (SIGSTOP: its port accepts, nothing answers) while a write waits
+// for it (the sink's insert, the notifier's attempt records). SIGTERM must
+// still stop each within a few seconds (the notifier: its 10 s drain, then
+// the attempt rows still queued are given up, logged with their count), exit
+// status 0, the sink's batch left uncommitted for the next owner.
 func TestSIGTERMWithClickHouseHung(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -37,6 +42,13 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 	}
 	dir := t.TempDir()
 	e := &secureEnv{bin: buildLeadstream(t, dir)}
+	for _, name := range []string{"sink", "notifier"} {
+		t.Run(name, func(t *testing.T) { clickHouseHung(t, e, name) })
+	}
+}
+
+func clickHouseHung(t *testing.T, e *secureEnv, name string) {
+	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srv, err := localsvc.StartClickHouse(ctx, filepath.Join(dir, "clickhouse"), 0, 0)
@@ -59,7 +71,21 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
 		t.Fatal(err)
 	}
-	p, err := stream.NewProducer(ctx, kcfg.Producer(stream.TopicEvents), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	var hooks atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		hooks.Add(1)
+	}))
+	defer receiver.Close()
+	conf := filepath.Join(dir, "notify.yaml")
+	if err := os.WriteFile(conf, []byte("destinations:\n  - {name: crm, type: webhook, url: \""+receiver.URL+"/hook\", secret: clickhouse-hung-test-secret-01}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	topic := stream.TopicEvents
+	if name == "notifier" {
+		topic = stream.TopicMQL
+	}
+	p, err := stream.NewProducer(ctx, kcfg.Producer(topic), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +95,14 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 		now := time.Now().UTC().Truncate(time.Millisecond)
 		var recs []stream.Record
 		for i := from; i < to; i++ {
-			ev := event.Event{ID: fmt.Sprintf("ev-%d", i), Type: event.FormSubmit, EventTime: now, ReceivedAt: now, LeadID: fmt.Sprintf("lead-%d", i%4)}
+			lead := fmt.Sprintf("lead-%d", i%4)
+			if name == "notifier" {
+				v := fmt.Sprintf(`{"mql_id":%q,"lead_id":%q,"model":"default","score":105,"threshold":100,"crossed_at":%q,"trigger_event_id":"ev-%d","reasons":[]}`,
+					event.MQLID(lead, "default", fmt.Sprint("ev-", i)), lead, now.Format(time.RFC3339Nano), i)
+				recs = append(recs, stream.Record{Key: []byte(lead), Value: []byte(v)})
+				continue
+			}
+			ev := event.Event{ID: fmt.Sprintf("ev-%d", i), Type: event.FormSubmit, EventTime: now, ReceivedAt: now, LeadID: lead}
 			v, _ := event.Marshal(&ev)
 			recs = append(recs, stream.Record{Key: []byte(ev.Key()), Value: v})
 		}
@@ -78,15 +111,20 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 		}
 	}
 
-	r := e.start(t, "sink", map[string]string{
+	r := e.start(t, name, map[string]string{
 		"LEADSTREAM_KAFKA_BROKERS":    kcfg.Brokers[0],
 		"LEADSTREAM_KAFKA_PARTITIONS": "2",
 		"LEADSTREAM_CLICKHOUSE_ADDR":  srv.Addr,
+		"LEADSTREAM_NOTIFY_CONFIG":    conf,
 	})
 	r.waitReady(t)
 	send(0, 20)
-	eventually(t, "the first batch inserted", 30*time.Second, func() (bool, string) {
+	eventually(t, "the first records written", 30*time.Second, func() (bool, string) {
 		_, page := get("http://"+r.addr+"/metrics", "")
+		if name == "notifier" {
+			n, _ := metricSum(page, "leadstream_notifier_recorded_attempts_total")
+			return n == 20, fmt.Sprint(n, " attempts recorded")
+		}
 		return metricAtLeast(page, "leadstream_kafka_consume_batches_total", 1), tail(r.logs(), 2000)
 	})
 
@@ -94,10 +132,15 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(20, 40)
-	time.Sleep(4 * time.Second) // the next flush (1 s) waits for the stopped server
+	if name == "notifier" {
+		eventually(t, "the next records delivered", 30*time.Second, func() (bool, string) {
+			return hooks.Load() >= 40, fmt.Sprint(hooks.Load(), " delivered")
+		})
+	}
+	time.Sleep(4 * time.Second) // the next write (the sink's flush each second) waits for the stopped server
 	select {
 	case <-r.done:
-		t.Fatalf("the sink exited while ClickHouse hung: %v\n%s", r.err, tail(r.logs(), 4000))
+		t.Fatalf("%s exited while ClickHouse hung: %v\n%s", name, r.err, tail(r.logs(), 4000))
 	default:
 	}
 	stopped := time.Now()
@@ -107,17 +150,23 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 	select {
 	case <-r.done:
 		took := time.Since(stopped)
-		t.Logf("sink stopped %v after SIGTERM with ClickHouse hung", took.Round(time.Millisecond))
+		t.Logf("%s stopped %v after SIGTERM with ClickHouse hung", name, took.Round(time.Millisecond))
 		if r.err != nil {
-			t.Errorf("sink exited with %v after SIGTERM\n%s", r.err, tail(r.logs(), 4000))
+			t.Errorf("%s exited with %v after SIGTERM\n%s", name, r.err, tail(r.logs(), 4000))
 		}
-		if took > 10*time.Second {
-			t.Errorf("sink took %v to stop after SIGTERM with ClickHouse hung\n%s", took, tail(r.logs(), 4000))
+		if took > 12*time.Second {
+			t.Errorf("%s took %v to stop after SIGTERM with ClickHouse hung\n%s", name, took, tail(r.logs(), 4000))
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("sink did not stop within 60 s of SIGTERM with ClickHouse hung\n%s", tail(r.logs(), 4000))
+		t.Fatalf("%s did not stop within 60 s of SIGTERM with ClickHouse hung\n%s", name, tail(r.logs(), 4000))
 	}
-	if strings.Contains(r.logs(), "level=ERROR") {
-		t.Errorf("the sink logged an error stopping:\n%s", tail(r.logs(), 4000))
+	if name == "notifier" {
+		// As documented: the rows ClickHouse never took are given up at
+		// the end of the drain, with their count, not held for ever.
+		if !strings.Contains(r.logs(), `msg="delivery attempts not written to clickhouse before shutdown" stage=notifier rows=20`) {
+			t.Errorf("the notifier did not say which attempt rows it gave up:\n%s", tail(r.logs(), 4000))
+		}
+	} else if strings.Contains(r.logs(), "level=ERROR") {
+		t.Errorf("%s logged an error stopping:\n%s", name, tail(r.logs(), 4000))
 	}
 }
