@@ -138,28 +138,7 @@ func clickHouseHung(t *testing.T, e *secureEnv, name string) {
 		})
 	}
 	time.Sleep(4 * time.Second) // the next write (the sink's flush each second) waits for the stopped server
-	select {
-	case <-r.done:
-		t.Fatalf("%s exited while ClickHouse hung: %v\n%s", name, r.err, tail(r.logs(), 4000))
-	default:
-	}
-	stopped := time.Now()
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-r.done:
-		took := time.Since(stopped)
-		t.Logf("%s stopped %v after SIGTERM with ClickHouse hung", name, took.Round(time.Millisecond))
-		if r.err != nil {
-			t.Errorf("%s exited with %v after SIGTERM\n%s", name, r.err, tail(r.logs(), 4000))
-		}
-		if took > 12*time.Second {
-			t.Errorf("%s took %v to stop after SIGTERM with ClickHouse hung\n%s", name, took, tail(r.logs(), 4000))
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not stop within 60 s of SIGTERM with ClickHouse hung\n%s", name, tail(r.logs(), 4000))
-	}
+	r.sigtermWithin(t, "ClickHouse hung", 12*time.Second)
 	if name == "notifier" {
 		// As documented: the rows ClickHouse never took are given up at
 		// the end of the drain, with their count, not held for ever.

@@ -123,28 +123,7 @@ func TestSIGTERMWithRedisHung(t *testing.T) {
 	}
 	send(20, 40)
 	time.Sleep(3 * time.Second)
-	select {
-	case <-r.done:
-		t.Fatalf("the processor exited while Redis hung: %v\n%s", r.err, tail(r.logs(), 4000))
-	default:
-	}
-	stopped := time.Now()
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-r.done:
-		took := time.Since(stopped)
-		t.Logf("processor stopped %v after SIGTERM with Redis hung", took.Round(time.Millisecond))
-		if r.err != nil {
-			t.Errorf("processor exited with %v after SIGTERM\n%s", r.err, tail(r.logs(), 4000))
-		}
-		if took > 10*time.Second {
-			t.Errorf("processor took %v to stop after SIGTERM with Redis hung\n%s", took, tail(r.logs(), 4000))
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("processor did not stop within 60 s of SIGTERM with Redis hung\n%s", tail(r.logs(), 4000))
-	}
+	r.sigtermWithin(t, "Redis hung", 10*time.Second)
 	if !strings.Contains(r.logs(), "stopped with work unfinished") {
 		t.Errorf("the processor's log does not say the batch was left unfinished:\n%s", tail(r.logs(), 4000))
 	}
@@ -182,5 +161,33 @@ func TestSIGTERMWithRedisHung(t *testing.T) {
 				t.Errorf("%s %s: score %v, want %v (each of its events once)", lead, model, v, want.v)
 			}
 		}
+	}
+}
+
+// sigtermWithin checks that the role still runs, sends it SIGTERM and
+// checks that it exits 0 within bound (when is what the test did to it).
+func (r *role) sigtermWithin(t *testing.T, when string, bound time.Duration) {
+	t.Helper()
+	select {
+	case <-r.done:
+		t.Fatalf("%s exited with %s: %v\n%s", r.name, when, r.err, tail(r.logs(), 4000))
+	default:
+	}
+	stopped := time.Now()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+		took := time.Since(stopped)
+		t.Logf("%s stopped %v after SIGTERM with %s", r.name, took.Round(time.Millisecond), when)
+		if r.err != nil {
+			t.Errorf("%s exited with %v after SIGTERM\n%s", r.name, r.err, tail(r.logs(), 4000))
+		}
+		if took > bound {
+			t.Errorf("%s took %v to stop after SIGTERM with %s, over %v\n%s", r.name, took, when, bound, tail(r.logs(), 4000))
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not stop within 60 s of SIGTERM with %s\n%s", r.name, when, tail(r.logs(), 4000))
 	}
 }
