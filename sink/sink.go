@@ -34,6 +34,8 @@ type Sink struct {
 	m      *metrics
 	ran    atomic.Bool
 	lastOK atomic.Int64 // UnixNano of the last successful ping or insert
+	// running is set once Run's Kafka clients are up and it consumes.
+	running atomic.Bool
 }
 
 // New validates cfg and prepares a Sink; nothing connects before Run.
@@ -51,6 +53,10 @@ func (s *Sink) Ready() bool {
 }
 
 func (s *Sink) markOK() { s.lastOK.Store(time.Now().UnixNano()) }
+
+// Running reports whether the sink consumes: its dead-letter producer and
+// consumer are up. Until then /readyz says it is starting.
+func (s *Sink) Running() bool { return s.running.Load() }
 
 // Run connects to ClickHouse, migrates the schema and consumes until ctx is
 // cancelled; the batch in flight then is finished before Run returns nil.
@@ -134,6 +140,8 @@ func (s *Sink) run(ctx context.Context) error {
 		return fmt.Errorf("creating sink consumer: %w", err)
 	}
 	s.log.Info("sink running", "database", db, "group", s.cfg.Group)
+	s.running.Store(true)
+	defer s.running.Store(false)
 	if err := consumer.Run(ctx, h.handle); err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
