@@ -189,7 +189,12 @@ func (n *Notifier) Run(ctx context.Context) error {
 	for _, f := range fs {
 		closing.Go(func() {
 			f.commit(cctx)
-			f.reader.Close()
+			// Leaving the group waits for the broker: bounded, as a stop
+			// must not wait for one that does not answer (the group
+			// expires the member after its session timeout).
+			if !stream.CloseWithin(f.reader, stream.ReaderCloseWait) {
+				n.log.Warn("kafka did not answer the notifier leaving its group in time: stopping without waiting", "topic", f.topic, "waited", stream.ReaderCloseWait)
+			}
 		})
 	}
 	close(recStop) // the recorder writes what it holds meanwhile

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -345,29 +346,40 @@ func (c *Consumer) RunPrepared(ctx context.Context, prepare func(ctx context.Con
 	}
 }
 
-// readerCloseWait bounds how long a stop waits for kafka-go's reader to
+// ReaderCloseWait bounds how long a stop waits for kafka-go's reader to
 // close, which is mostly leaving the group: with brokers that do not answer
 // (a black-holed host) that takes the reader 5 s and more, and a stop must
 // stay prompt. The member is expired by the group after the session timeout
 // anyway. Offsets are not at stake: Run and RunPrepared have awaited every
 // commit before they close the reader.
-const readerCloseWait = time.Second
+const ReaderCloseWait = time.Second
 
-// closeReader closes the reader, waiting for it at most readerCloseWait; a
+// closeReader closes the reader, waiting for it at most ReaderCloseWait; a
 // close that takes longer goes on in the background.
 func (c *Consumer) closeReader() {
+	if !CloseWithin(c.reader, ReaderCloseWait) {
+		c.log.Warn("kafka did not answer the consumer leaving its group in time: stopping without waiting, the group expires this member after its session timeout",
+			"waited", ReaderCloseWait, "session_timeout", c.cfg.SessionTimeout)
+	}
+}
+
+// CloseWithin closes r (a kafka-go Reader: leaving its group), waiting for
+// it at most wait, and reports whether it closed in time; a close that takes
+// longer goes on in the background. A broker that accepted the connection
+// and does not answer holds a Reader's Close until its own timeouts run out.
+func CloseWithin(r io.Closer, wait time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = c.reader.Close()
+		_ = r.Close()
 	}()
-	t := time.NewTimer(readerCloseWait)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-done:
+		return true
 	case <-t.C:
-		c.log.Warn("kafka did not answer the consumer leaving its group in time: stopping without waiting, the group expires this member after its session timeout",
-			"waited", readerCloseWait, "session_timeout", c.cfg.SessionTimeout)
+		return false
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // A stop ends Run promptly while a batch is being retried (Redis or
 // ClickHouse down): the failed batch is not tried again after the stop, and
 // Run does not wait for DrainTimeout (30 s here). The bound on the return
-// leaves room for the reader's close (readerCloseWait at most) on a loaded
+// leaves room for the reader's close (ReaderCloseWait at most) on a loaded
 // machine.
 func TestConsumerStopsMidRetry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -47,7 +47,7 @@ func TestConsumerStopsMidRetry(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "not finished at shutdown") {
 			t.Errorf("prepared=%v: Run = %v, want the unfinished batch reported", prepared, err)
 		}
-		if attempts != 3 || took > readerCloseWait+3*time.Second {
+		if attempts != 3 || took > ReaderCloseWait+3*time.Second {
 			t.Errorf("prepared=%v: %d attempts, Run returned %v after the stop; want no attempt after it and a prompt return", prepared, attempts, took)
 		}
 	}

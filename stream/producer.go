@@ -601,8 +601,11 @@ func (p *Producer) Close() error {
 		return nil
 	}
 	p.mu.Unlock()
-	p.stopPing() // ends a ping in flight too
-	<-p.pingDone
+	// A ping in flight is not waited for here: against a broker that
+	// accepted the connection and does not answer, the client ends it only
+	// at its own read timeout (10 s), whatever the context; closing the
+	// client below ends it at once.
+	p.stopPing()
 	close(p.stop) // no Produce queues any more; the dispatcher hands off the rest
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout+time.Second)
 	defer cancel()
@@ -614,6 +617,7 @@ func (p *Producer) Close() error {
 		err = ctx.Err() // bursts stayed in flight until the deadline
 	}
 	p.client.Close()
+	<-p.pingDone
 	if err != nil {
 		return fmt.Errorf("flushing kafka producer: %w", err)
 	}

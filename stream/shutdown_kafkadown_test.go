@@ -17,7 +17,7 @@ import (
 // commit ends DrainTimeout after the stop at the latest (it waited for the
 // previous batch's commit, then gave the last one a fresh DrainTimeout: 2×).
 // Beyond the DrainTimeout, the stop may take the reader's close
-// (readerCloseWait at most) and slack for a loaded machine, still well
+// (ReaderCloseWait at most) and slack for a loaded machine, still well
 // under two DrainTimeouts.
 func TestRunPreparedStopsWithKafkaDown(t *testing.T) {
 	c := newCluster(t, "t")
@@ -106,7 +106,7 @@ func TestRunPreparedStopsWithKafkaDown(t *testing.T) {
 	err = <-done
 	took := time.Since(stop)
 	t.Logf("RunPrepared returned %v, %v after cancel (DrainTimeout %v)", err, took.Round(time.Millisecond), drain)
-	if bound := drain + readerCloseWait + 2*time.Second; took > bound {
+	if bound := drain + ReaderCloseWait + 2*time.Second; took > bound {
 		t.Errorf("shutdown took %v: more than one DrainTimeout (%v, bound %v)", took, drain, bound)
 	}
 	// The stop waited for a blocked commit, cut at DrainTimeout: what this
@@ -193,7 +193,7 @@ func TestConsumerStopsWithSilentBrokers(t *testing.T) {
 				if err != nil {
 					t.Errorf("Run = %v, want nil", err)
 				}
-				if d > readerCloseWait+3*time.Second {
+				if d > ReaderCloseWait+3*time.Second {
 					t.Errorf("stop took %v with silent brokers", d.Round(time.Millisecond))
 				}
 			case <-time.After(40 * time.Second):
