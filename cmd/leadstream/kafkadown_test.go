@@ -55,35 +55,66 @@ func TestSIGTERMWithKafkaHung(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
+	bin := buildKfake(t)
+	sigtermWithKafkaGone(t, func(t *testing.T) (string, func()) {
+		k := startKfake(t, bin)
+		return k.addr, k.hang
+	}, "Kafka hung", 12*time.Second)
+}
+
+// buildKfake builds internal/localsvc/cmd/kfake: a broker as a process of
+// its own, which a test can stop (SIGSTOP) and let go on (SIGCONT).
+func buildKfake(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "kfake")
 	if out, err := exec.Command("go", "build", "-o", bin, "../../internal/localsvc/cmd/kfake").CombinedOutput(); err != nil {
 		t.Fatalf("building kfake: %v\n%s", err, out)
 	}
-	sigtermWithKafkaGone(t, func(t *testing.T) (string, func()) {
-		cmd := exec.Command(bin)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGCONT)
-			cmd.Process.Kill()
-			cmd.Wait()
-		})
-		addr, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			t.Fatalf("kfake did not say its address: %v", err)
-		}
-		return strings.TrimSpace(addr), func() {
-			if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}, "Kafka hung", 12*time.Second)
+	return bin
+}
+
+// kfakeProc is a running kfake process.
+type kfakeProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startKfake(t *testing.T, bin string) *kfakeProc {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("kfake did not say its address: %v", err)
+	}
+	return &kfakeProc{t: t, cmd: cmd, addr: strings.TrimSpace(addr)}
+}
+
+// hang stops the broker's process: connections stay open, nothing answers.
+func (k *kfakeProc) hang() {
+	if err := k.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// resume lets a hung broker go on.
+func (k *kfakeProc) resume() {
+	if err := k.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		k.t.Fatal(err)
+	}
 }
 
 // sigtermWithKafkaGone runs each role against the broker broker starts,
