@@ -10,28 +10,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/localsvc"
+	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
 )
-
-// privateCluster starts a 3-master Redis Cluster of the test's own (it takes
-// nodes away), stopped when the test ends.
-func privateCluster(t *testing.T, args ...string) *localsvc.Cluster {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := localsvc.StartRedisClusterWith(ctx, t.TempDir(), 3, args...)
-	if err != nil {
-		if errors.Is(err, localsvc.ErrNotInstalled) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
-	return c
-}
 
 // A cluster that keeps serving the slots of its live masters while one is
 // down (cluster-require-full-coverage no) keeps storing the leads of those
@@ -39,7 +22,7 @@ func privateCluster(t *testing.T, args ...string) *localsvc.Cluster {
 // the commit script is not loaded yet (a processor started, or a node that
 // restarted empty, while another is down).
 func TestCommitWithAMasterDown(t *testing.T) {
-	c := privateCluster(t, "--cluster-require-full-coverage", "no")
+	c := testsvc.PrivateRedisCluster(t, "--cluster-require-full-coverage", "no")
 	s := leadstatetest.Open(t, strings.Join(c.Addrs[1:], ","))
 	rdb := leadstatetest.Client(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

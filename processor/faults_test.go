@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/localsvc"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadapi"
 	"github.com/leadstream/leadstream/leadstate"
@@ -285,21 +283,6 @@ func produceSlowly(t *testing.T, r *running, recs []stream.Record) {
 	}
 }
 
-func privateCluster(t *testing.T, args ...string) *localsvc.Cluster {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := localsvc.StartRedisClusterWith(ctx, t.TempDir(), 3, args...)
-	if err != nil {
-		if errors.Is(err, localsvc.ErrNotInstalled) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
-	return c
-}
-
 func redisCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("redis-cli", args...).CombinedOutput()
@@ -314,7 +297,7 @@ func redisCLI(t *testing.T, args ...string) string {
 // nodes) while events are scored: every event is scored once, every
 // crossing published once.
 func TestProcessorClusterReshard(t *testing.T) {
-	c := privateCluster(t)
+	c := testsvc.PrivateRedisCluster(t)
 	store := leadstatetest.Open(t, strings.Join(c.Addrs, ","))
 	rules := scoring.Default()
 	r := startProcessor(t, store, rules)
@@ -394,14 +377,7 @@ func TestProcessorAnswerLostAfterStore(t *testing.T) {
 func TestProcessorWarnsOfEviction(t *testing.T) {
 	for _, policy := range []string{"allkeys-lru", "volatile-lru", "noeviction"} {
 		t.Run(policy, func(t *testing.T) {
-			srv, err := localsvc.StartRedis(t.Context(), t.TempDir(), 0, "--maxmemory", "64mb", "--maxmemory-policy", policy)
-			if err != nil {
-				if errors.Is(err, localsvc.ErrNotInstalled) {
-					t.Skip(err)
-				}
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = srv.Stop() })
+			srv := testsvc.PrivateRedis(t, "--maxmemory", "64mb", "--maxmemory-policy", policy)
 			var logs testsvc.SyncBuffer
 			startProcessorLog(t, leadstatetest.Open(t, srv.Addr), scoring.Default(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 			eventually(t, "processor running", 10*time.Second, func() (bool, string) {
@@ -419,7 +395,7 @@ func TestProcessorWarnsOfEviction(t *testing.T) {
 // with its data (AOF): the batches that need it are retried until it is
 // back, and every event is scored once, every crossing published once.
 func TestProcessorClusterNodeRestart(t *testing.T) {
-	c := privateCluster(t, "--appendonly", "yes")
+	c := testsvc.PrivateRedisCluster(t, "--appendonly", "yes")
 	store := leadstatetest.Open(t, strings.Join(c.Addrs, ","))
 	rules := scoring.Default()
 	r := startProcessor(t, store, rules)

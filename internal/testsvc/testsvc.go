@@ -317,3 +317,40 @@ func SecureKafka(t testing.TB, tc *tls.Config, mechanism, user, pass string, top
 	t.Cleanup(c.Close)
 	return c, c.ListenAddrs()
 }
+
+// PrivateRedisCluster starts a 3-master Redis Cluster of the test's own
+// (for a test that takes nodes away or restarts them), with args added to
+// every node's command line, stopped when the test ends. Without
+// redis-server it skips, or fails under CI=true.
+func PrivateRedisCluster(t testing.TB, args ...string) *localsvc.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := localsvc.StartRedisClusterWith(ctx, t.TempDir(), 3, args...)
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		Required(t, "redis-server", err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	return c
+}
+
+// PrivateRedis starts a redis-server of the test's own, with args added to
+// its command line, stopped when the test ends. Without redis-server it
+// skips, or fails under CI=true.
+func PrivateRedis(t testing.TB, args ...string) *localsvc.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := localsvc.StartRedis(ctx, t.TempDir(), 0, args...)
+	if errors.Is(err, localsvc.ErrNotInstalled) {
+		Required(t, "redis-server", err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
