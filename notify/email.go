@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/smtp"
 	"net/textproto"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -60,7 +61,7 @@ func (s *emailSender) session(conn net.Conn, r *record, msg []byte) outcome {
 		return smtpOutcome("greeting", err)
 	}
 	defer c.Close()
-	if err := c.Hello("leadstream"); err != nil {
+	if err := c.Hello(heloName(conn)); err != nil {
 		return smtpOutcome("EHLO", err)
 	}
 	if cfg.StartTLS != StartTLSOff {
@@ -223,4 +224,41 @@ func subjectHeader(title string) string {
 	}
 	// Within an encoded word a space is "_": each space here separates two.
 	return strings.ReplaceAll(enc, "?= =?", "?=\r\n =?")
+}
+
+// heloName is what EHLO names this client: the host's name when it is fully
+// qualified, otherwise the connection's local address as an address literal
+// (RFC 5321 4.1.4: an FQDN or an address literal; servers that check refuse
+// a bare word such as "leadstream").
+func heloName(conn net.Conn) string {
+	if h, err := os.Hostname(); err == nil && validHeloHost(h) {
+		return h
+	}
+	if a, ok := conn.LocalAddr().(*net.TCPAddr); ok && a.IP != nil {
+		if ip4 := a.IP.To4(); ip4 != nil {
+			return "[" + ip4.String() + "]"
+		}
+		return "[IPv6:" + a.IP.String() + "]"
+	}
+	return "[127.0.0.1]"
+}
+
+// validHeloHost reports whether h is a fully qualified domain name that can
+// go into EHLO: dotted labels of letters, digits and hyphens.
+func validHeloHost(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if !strings.Contains(h, ".") || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +41,7 @@ type smtpServer struct {
 	// rcptReply, when set, answers RCPT TO (its argument is the address);
 	// "" means 250 ok.
 	rcptReply func(to string) string
+	helos     []string // the arguments of EHLO and HELO, as received
 }
 
 func startSMTP(t *testing.T) *smtpServer {
@@ -90,6 +93,9 @@ func (s *smtpServer) session(c net.Conn, tlsCfg *tls.Config) {
 		verb := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
 		switch verb {
 		case "EHLO", "HELO":
+			s.mu.Lock()
+			s.helos = append(s.helos, strings.TrimSpace(strings.TrimPrefix(line, line[:len(verb)])))
+			s.mu.Unlock()
 			if secure {
 				say("250-test\r\n250 AUTH PLAIN")
 			} else {
@@ -202,4 +208,43 @@ func testCert(t *testing.T) (tls.Certificate, []byte) {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+}
+
+// EHLO names the client as RFC 5321 asks — a fully qualified host name or an
+// address literal — not with a bare word, which servers that check refuse
+// (Postfix's reject_non_fqdn_helo_hostname and the like).
+func TestEHLONamesTheClientProperly(t *testing.T) {
+	for _, c := range []struct {
+		host string
+		ok   bool
+	}{
+		{"mail1.acme.example", true}, {"mail1.acme.example.", true}, {"vm", false}, {"leadstream", false},
+		{"a..b", false}, {"-a.b", false}, {"a_b.example", false}, {"", false},
+	} {
+		if got := validHeloHost(c.host); got != c.ok {
+			t.Errorf("validHeloHost(%q) = %v, want %v", c.host, got, c.ok)
+		}
+	}
+
+	smtp := startSMTP(t)
+	host, port := splitAddr(t, smtp.addr)
+	s := &emailSender{d: &Destination{Name: "mail", Type: TypeEmail, From: "leadstream@acme.example", To: []string{"sales@acme.example"},
+		SMTP: SMTPConfig{Host: host, Port: port, StartTLS: StartTLSRequired, Username: smtp.user, Password: smtp.pass, RootCAs: mustPool(t, smtp.caFile)}}, agent: "test"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if o := s.send(ctx, probeRecord(t), 1); !o.ok {
+		t.Fatalf("delivery failed: %+v", o)
+	}
+	smtp.mu.Lock()
+	helos := slices.Clone(smtp.helos)
+	smtp.mu.Unlock()
+	if len(helos) == 0 {
+		t.Fatal("the server saw no EHLO")
+	}
+	for _, h := range helos {
+		if h != "[127.0.0.1]" && !validHeloHost(h) {
+			t.Errorf("EHLO %q: neither a fully qualified name nor an address literal", h)
+		}
+	}
+	t.Logf("EHLO %v", helos)
 }
