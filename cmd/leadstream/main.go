@@ -375,11 +375,11 @@ func runSink(ctx context.Context, args []string, log *slog.Logger) error {
 		return err
 	}
 	stopAdmin, err := serveAdmin(*admin, reg, func(ctx context.Context) error {
-		if !s.Running() && s.Ready() {
-			return errors.New("starting: kafka clients not up yet")
-		}
 		if !s.Ready() {
 			return errors.New("clickhouse not reachable")
+		}
+		if !s.Running() {
+			return errors.New("starting: kafka clients not up yet")
 		}
 		return kafkaCheck(ctx)
 	}, log)
