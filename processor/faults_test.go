@@ -222,10 +222,10 @@ func journeys(n int) ([]journeyVisitor, []*event.Event) {
 			pageView(v.anon+"-pv1", v.anon, "", "/", at(0)),
 			pageView(v.anon+"-pv2", v.anon, "", "/pricing", at(1)),
 			id,
-			touch(v.anon+"-ec1", event.EmailClick, "", v.lead, at(3)),
-			pageView(v.anon+"-pv3", v.anon, "", "/", at(5)),
+			touch(v.anon+"-ec1", event.EmailClick, "", v.lead, at(3)), // keyed by the lead: another partition
+			pageView(v.anon+"-pv3", v.anon, "", "/", at(5)),           // after the identify: the lead's
 		}
-		if i%2 == 0 {
+		if i%2 == 0 { // 5+20+15+5+50 + fit 20 = 115: MQL (without: 65)
 			v.evs = append(v.evs, touch(v.anon+"-dw1", event.DealWon, "", v.lead, at(4)))
 		}
 		all = append(all, v.evs...)

@@ -322,30 +322,7 @@ func TestProcessorManyVisitors(t *testing.T) {
 		m := &rules.Models[0]
 		r := startProcessor(t, store, rules)
 		const visitors = 30
-		type visitor struct {
-			anon, lead string
-			evs        []*event.Event
-		}
-		vs := make([]visitor, visitors)
-		var all []*event.Event
-		for i := range vs {
-			v := &vs[i]
-			v.anon, v.lead = newID("anon"), newID("lead")
-			at := func(min int) time.Time { return t0.Add(time.Duration(i*10+min) * time.Minute) }
-			id := touch(v.anon+"-id1", event.Identify, v.anon, v.lead, at(2))
-			id.Traits = json.RawMessage(`{"title":"CTO"}`)
-			v.evs = []*event.Event{
-				pageView(v.anon+"-pv1", v.anon, "", "/", at(0)),
-				pageView(v.anon+"-pv2", v.anon, "", "/pricing", at(1)),
-				id,
-				touch(v.anon+"-ec1", event.EmailClick, "", v.lead, at(3)), // keyed by the lead: another partition
-				pageView(v.anon+"-pv3", v.anon, "", "/", at(5)),           // after the identify: the lead's
-			}
-			if i%2 == 0 { // 5+20+15+5+50 + fit 20 = 115: MQL (without: 65)
-				v.evs = append(v.evs, touch(v.anon+"-dw1", event.DealWon, "", v.lead, at(4)))
-			}
-			all = append(all, v.evs...)
-		}
+		vs, all := journeys(visitors)
 		// Interleave visitors, then deliver everything a second time.
 		recs := records(t, all...)
 		r.produce(t, stream.TopicEvents, append(recs, recs...)...)

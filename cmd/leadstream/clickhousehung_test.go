@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,11 +55,7 @@ func clickHouseHung(t *testing.T, e *secureEnv, name string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	proc, err := os.FindProcess(srv.Pid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
+	proc := newFreezer(t, srv.Pid())
 
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -128,9 +123,7 @@ func clickHouseHung(t *testing.T, e *secureEnv, name string) {
 		return metricAtLeast(page, "leadstream_kafka_consume_batches_total", 1), tail(r.logs(), 2000)
 	})
 
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	proc.hang()
 	send(20, 40)
 	if name == "notifier" {
 		eventually(t, "the next records delivered", 30*time.Second, func() (bool, string) {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -51,25 +50,7 @@ func TestPipelineRecoversFromHangs(t *testing.T) {
 	}
 	t.Cleanup(func() { chSrv.Stop() })
 	redisAddr, chAddr := redisSrv.Addr, chSrv.Addr
-	hang := map[string]func(){"kafka": k.hang}
-	resume := map[string]func(){"kafka": k.resume}
-	for name, srv := range map[string]*localsvc.Server{"redis": redisSrv, "clickhouse": chSrv} {
-		proc, err := os.FindProcess(srv.Pid())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
-		hang[name] = func() {
-			if err := proc.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-		}
-		resume[name] = func() {
-			if err := proc.Signal(syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	frozen := map[string]*freezer{"kafka": k.freezer, "redis": newFreezer(t, redisSrv.Pid()), "clickhouse": newFreezer(t, chSrv.Pid())}
 	kcfg := stream.Config{Brokers: []string{k.addr}, TopicPrefix: "leadstream.", Partitions: 2, ReplicationFactor: -1}
 	if err := stream.EnsureTopics(ctx, kcfg); err != nil {
 		t.Fatal(err)
@@ -136,7 +117,7 @@ func TestPipelineRecoversFromHangs(t *testing.T) {
 	landed(20)
 
 	for i, svc := range []string{"kafka", "redis", "clickhouse"} {
-		hang[svc]()
+		frozen[svc].hang()
 		hungAt := time.Now()
 		if svc == "kafka" {
 			code, body := post("/v1/track", fmt.Sprintf(`{"userId":"%sother","event":"while-hung","messageId":"%shung-1"}`, run, run))
@@ -155,7 +136,7 @@ func TestPipelineRecoversFromHangs(t *testing.T) {
 			sendPages(20)
 		}
 		time.Sleep(15*time.Second - time.Since(hungAt))
-		resume[svc]()
+		frozen[svc].resume()
 		resumed := time.Now()
 		for _, r := range roles {
 			eventually(t, r.name+" ready again after "+svc+" hung", 90*time.Second, func() (bool, string) {

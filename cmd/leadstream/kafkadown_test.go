@@ -73,10 +73,10 @@ func buildKfake(t *testing.T) string {
 	return bin
 }
 
-// kfakeProc is a running kfake process.
+// kfakeProc is a running kfake process, which the test can hang and let go
+// on.
 type kfakeProc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
+	*freezer
 	addr string
 }
 
@@ -92,7 +92,6 @@ func startKfake(t *testing.T, bin string) *kfakeProc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
@@ -100,20 +99,33 @@ func startKfake(t *testing.T, bin string) *kfakeProc {
 	if err != nil {
 		t.Fatalf("kfake did not say its address: %v", err)
 	}
-	return &kfakeProc{t: t, cmd: cmd, addr: strings.TrimSpace(addr)}
+	return &kfakeProc{freezer: newFreezer(t, cmd.Process.Pid), addr: strings.TrimSpace(addr)}
 }
 
-// hang stops the broker's process: connections stay open, nothing answers.
-func (k *kfakeProc) hang() {
-	if err := k.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		k.t.Fatal(err)
+// freezer hangs a server's process as a frozen host or a network dropping
+// packets would (SIGSTOP: its connections stay open, nothing answers) and
+// lets it go on (SIGCONT); the end of the test lets it go on in any case.
+type freezer struct {
+	t *testing.T
+	p *os.Process
+}
+
+func newFreezer(t *testing.T, pid int) *freezer {
+	t.Helper()
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) })
+	return &freezer{t: t, p: p}
 }
 
-// resume lets a hung broker go on.
-func (k *kfakeProc) resume() {
-	if err := k.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		k.t.Fatal(err)
+func (f *freezer) hang()   { f.signal(syscall.SIGSTOP) }
+func (f *freezer) resume() { f.signal(syscall.SIGCONT) }
+
+func (f *freezer) signal(sig syscall.Signal) {
+	if err := f.p.Signal(sig); err != nil {
+		f.t.Fatal(err)
 	}
 }
 

@@ -47,11 +47,7 @@ func TestSIGTERMWithRedisHung(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	proc, err := os.FindProcess(srv.Pid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
+	proc := newFreezer(t, srv.Pid())
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	if err := os.WriteFile(rulesPath, []byte(killRules), 0o644); err != nil {
 		t.Fatal(err)
@@ -118,9 +114,7 @@ func TestSIGTERMWithRedisHung(t *testing.T) {
 
 	// The same leads again: their states are in the processor's cache, so
 	// the batch reaches its commit, which waits for the stopped Redis.
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	proc.hang()
 	send(20, 40)
 	time.Sleep(3 * time.Second)
 	r.sigtermWithin(t, "Redis hung", 10*time.Second)
@@ -130,9 +124,7 @@ func TestSIGTERMWithRedisHung(t *testing.T) {
 
 	// Redis back: the next owner scores what was left, each event once
 	// (the abandoned write may have landed when Redis woke up).
-	if err := proc.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	proc.resume()
 	r2 := e.start(t, "processor", env)
 	r2.waitReady(t)
 	eventually(t, "the rest scored once", 60*time.Second, func() (bool, string) {
