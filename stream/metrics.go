@@ -7,6 +7,10 @@ type producerMetrics struct {
 	bytes, rawBytes                   prometheus.Counter
 	batches, latency                  prometheus.Histogram
 	queueBytes                        prometheus.Gauge
+	// wait splits the time of a Produce call that Kafka acknowledged:
+	// waitQueued, waitKafka and waitWakeup observe its three phases.
+	wait                              *prometheus.HistogramVec // phase
+	waitQueued, waitKafka, waitWakeup prometheus.Observer
 }
 
 func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
@@ -22,9 +26,13 @@ func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_duration_seconds", Help: "Time from sending a produce request to its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadstream_kafka_produce_queue_bytes", Help: "Bytes waiting for Kafka."}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_wait_seconds",
+			Help:    "Where the time of an acknowledged produce call goes, per call: phase=queued until its records were handed to the Kafka client (earlier produce requests in flight), kafka until the last one was acknowledged (linger, request, broker, response), wakeup until the caller ran again (waiting for a CPU).",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17)}, []string{"phase"}),
 	}
+	m.waitQueued, m.waitKafka, m.waitWakeup = m.wait.WithLabelValues("queued"), m.wait.WithLabelValues("kafka"), m.wait.WithLabelValues("wakeup")
 	if reg != nil {
-		reg.MustRegister(m.records, m.failed, m.rejected, m.errors, m.bytes, m.rawBytes, m.batches, m.latency, m.queueBytes)
+		reg.MustRegister(m.records, m.failed, m.rejected, m.errors, m.bytes, m.rawBytes, m.batches, m.latency, m.queueBytes, m.wait)
 	}
 	return m
 }

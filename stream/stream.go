@@ -15,7 +15,7 @@
 //	leadstream_kafka_produced_records_total, leadstream_kafka_produce_failed_records_total,
 //	leadstream_kafka_produce_rejected_records_total, leadstream_kafka_produce_errors_total,
 //	leadstream_kafka_produce_batch_records, leadstream_kafka_produce_duration_seconds,
-//	leadstream_kafka_produce_queue_bytes,
+//	leadstream_kafka_produce_queue_bytes, leadstream_kafka_produce_wait_seconds{phase},
 //	leadstream_kafka_consumed_records_total, leadstream_kafka_consume_batches_total,
 //	leadstream_kafka_handler_errors_total, leadstream_kafka_commit_errors_total,
 //	leadstream_kafka_fetch_errors_total,

@@ -475,6 +475,10 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 	h.logf("  tail: handler p99 ≤ %s ms, p99.9 ≤ %s ms; produce request p99 ≤ %s ms, p99.9 ≤ %s ms; broker probe p50 %s, p99 %s, max %s ms (%d of %d over 25 ms); threads waiting for a CPU: collector %.2f, broker %.2f, machine CPU pressure %.0f%%; Go CPU waits > 1 ms / > 10 ms: collector %.2f%% / %.3f%%, broker %.2f%% / %.3f%%; GC cycles (longest pause ≤ ms): collector %.0f (%s), broker %.0f (%s)",
 		ms(t.HandlerP99Ms), ms(t.HandlerP999Ms), ms(t.ProduceP99Ms), ms(t.ProduceP999Ms), ms(t.ProbeP50Ms), ms(t.ProbeP99Ms), ms(t.ProbeMaxMs), t.ProbeOver25, t.Probes, t.ColRunQueue, t.BrkRunQueue, 100*t.CPUPressure,
 		100*t.ColSchedOver1ms, 100*t.ColSchedOver10ms, 100*t.BrkSchedOver1ms, 100*t.BrkSchedOver10ms, t.ColGCCycles, ms(t.ColGCPauseMaxMs), t.BrkGCCycles, ms(t.BrkGCPauseMaxMs))
+	if t.KafkaMeanMs > 0 {
+		h.logf("  a request's time (means): %s ms at wrk, %s ms in the handler, of which waiting for a free burst %s, Kafka (linger, request, broker, answer) %s, wake-up after the acknowledgement %s ms (p99 buckets ≤ %s, %s, %s ms)",
+			ms(run.Summary.MeanMs), ms(t.HandlerMeanMs), ms(t.QueuedMeanMs), ms(t.KafkaMeanMs), ms(t.WakeupMeanMs), ms(t.QueuedP99Ms), ms(t.KafkaP99Ms), ms(t.WakeupP99Ms))
+	}
 	if res.Landed < res.Acked {
 		return fmt.Errorf("%s: %d events answered 200 but only %d records reached Kafka", name, res.Acked, res.Landed)
 	}

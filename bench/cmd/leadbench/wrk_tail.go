@@ -41,6 +41,18 @@ type tailFacts struct {
 	ColRunQueue float64 `json:"collector_threads_waiting_for_cpu"`
 	BrkRunQueue float64 `json:"broker_threads_waiting_for_cpu"`
 	CPUPressure float64 `json:"machine_cpu_pressure_some"`
+	// Where a request's time goes, means over the window: the collector's
+	// handler (from the request read to the answer, Kafka acknowledgement
+	// included) and the three phases of its produce call
+	// (leadstream_kafka_produce_wait_seconds); zero for a build without
+	// that metric.
+	HandlerMeanMs float64 `json:"collector_handler_mean_ms"`
+	QueuedMeanMs  float64 `json:"produce_queued_mean_ms"`
+	KafkaMeanMs   float64 `json:"produce_kafka_mean_ms"`
+	WakeupMeanMs  float64 `json:"produce_wakeup_mean_ms"`
+	QueuedP99Ms   float64 `json:"produce_queued_p99_ms"`
+	KafkaP99Ms    float64 `json:"produce_kafka_p99_ms"`
+	WakeupP99Ms   float64 `json:"produce_wakeup_p99_ms"`
 }
 
 const probeEvery = 5 * time.Millisecond
@@ -97,7 +109,21 @@ func tailOf(col0, col1, brk0, brk1 promText, endpoint string) tailFacts {
 	handler := hist(col0, col1, "leadstream_collector_request_duration_seconds", `endpoint="`+endpoint+`"`)
 	produce := hist(col0, col1, "leadstream_kafka_produce_duration_seconds")
 	cs, bs := hist(col0, col1, "go_sched_latencies_seconds"), hist(brk0, brk1, "go_sched_latencies_seconds")
+	mean := func(name string, labels ...string) float64 {
+		n := col1.sum(name+"_count", labels...) - col0.sum(name+"_count", labels...)
+		if n <= 0 {
+			return 0
+		}
+		return 1000 * (col1.sum(name+"_sum", labels...) - col0.sum(name+"_sum", labels...)) / n
+	}
+	const wait = "leadstream_kafka_produce_wait_seconds"
+	phase := func(p string) string { return `phase="` + p + `"` }
 	return tailFacts{
+		HandlerMeanMs: mean("leadstream_collector_request_duration_seconds", `endpoint="`+endpoint+`"`),
+		QueuedMeanMs:  mean(wait, phase("queued")), KafkaMeanMs: mean(wait, phase("kafka")), WakeupMeanMs: mean(wait, phase("wakeup")),
+		QueuedP99Ms:  1000 * histQuantile(hist(col0, col1, wait, phase("queued")), 0.99),
+		KafkaP99Ms:   1000 * histQuantile(hist(col0, col1, wait, phase("kafka")), 0.99),
+		WakeupP99Ms:  1000 * histQuantile(hist(col0, col1, wait, phase("wakeup")), 0.99),
 		HandlerP99Ms: 1000 * histQuantile(handler, 0.99), HandlerP999Ms: 1000 * histQuantile(handler, 0.999),
 		ProduceP99Ms: 1000 * histQuantile(produce, 0.99), ProduceP999Ms: 1000 * histQuantile(produce, 0.999),
 		ColSchedOver1ms: histOver(cs, sched1ms), ColSchedOver10ms: histOver(cs, sched10ms),
