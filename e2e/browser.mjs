@@ -165,8 +165,9 @@ const scenarios = {
   },
 
   // Two tabs of the site offline at once: each queues an event; the first is
-  // closed while still offline. Both events must arrive once the browser is
-  // back online (a third tab sends what the closed one saved).
+  // closed while still offline, after the second overwrote the saved queue
+  // with a copy that lacks the first's event. Both events must arrive once
+  // the browser is back online (a third tab sends what the closed one saved).
   async tabs(sc) {
     const ctx = await browser.newContext({ userAgent: `${HUMAN} ${sc.tag}` });
     const a = await ctx.newPage();
@@ -178,14 +179,22 @@ const scenarios = {
     await b.evaluate(() => window.leadstream.track('Offline Tab B'));
     await a.waitForTimeout(1500); // past the batching delay: both fetches failed
     const savedBeforeClose = await b.evaluate(() => JSON.parse(localStorage.getItem('ls_q') || '[]').map((m) => m.event || m.type));
+    // What tab B writes when it read the queue before tab A's write reached
+    // it (their writes cross): the saved queue without A's event. A must
+    // save it again as it closes.
+    await b.evaluate(() => localStorage.setItem('ls_q', JSON.stringify(JSON.parse(localStorage.getItem('ls_q') || '[]').filter((m) => m.event !== 'Offline Tab A'))));
     await a.close({ runBeforeUnload: true });
-    await b.waitForTimeout(300);
+    // A saved its event again as it closed, next to B's (waited for: another
+    // tab's write reaches B a moment later).
+    const both = () => { const q = JSON.parse(localStorage.getItem('ls_q') || '[]').map((m) => m.event); return q.includes('Offline Tab A') && q.includes('Offline Tab B'); };
+    await b.waitForFunction(both, null, { timeout: 5000 }).catch(() => {});
+    const savedAfterClose = await b.evaluate(() => JSON.parse(localStorage.getItem('ls_q') || '[]').map((m) => m.event || m.type));
     await ctx.setOffline(false);
     const c = await ctx.newPage();
     await visit(c, '/demo/webinar.html');
     await c.waitForFunction(() => !localStorage.getItem('ls_q') || JSON.parse(localStorage.getItem('ls_q')).length === 0, null, { timeout: 40000 });
     await ctx.close();
-    return { savedBeforeClose };
+    return { savedBeforeClose, savedAfterClose };
   },
 
   // A landing page without JavaScript: the plain form post to /f/ and its 303.

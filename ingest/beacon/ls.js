@@ -266,10 +266,19 @@
     });
     flush(true); // the page is about to go away
   }
+  // Leaving (or hidden, which may be the last a mobile browser lets a page
+  // do): the unsent events are saved again before the beacon. Tabs write the
+  // shared queue from copies read a moment before, and another tab's write
+  // reaches this one late, so a tab's saved events can be overwritten by
+  // another's; saved again here, they survive this tab (sent by the next page).
+  function leaving() {
+    persist();
+    flush(true);
+  }
   d.addEventListener('visibilitychange', function () {
-    if (d.visibilityState == 'hidden') flush(true);
+    if (d.visibilityState == 'hidden') leaving();
   });
-  w.addEventListener('pagehide', function () { flush(true); });
+  w.addEventListener('pagehide', leaving);
 
   w.leadstream = api;
   if (active()) {
