@@ -145,7 +145,9 @@ func (c *Collector) emailEvent(ctx *fasthttp.RequestCtx, claims token.Claims, to
 	p := emailProperties(claims)
 	return &event.Event{
 		ID: emailEventID(idPrefix, tok, now), Type: typ, Track: track,
-		EventTime: now, ReceivedAt: now, LeadID: claims.Lead, Campaign: claims.Campaign, Properties: p,
+		// The lead id trimmed like every id of a Segment call: a sending
+		// system that signed " ann@acme.example" made a second lead.
+		EventTime: now, ReceivedAt: now, LeadID: strings.TrimSpace(claims.Lead), Campaign: claims.Campaign, Properties: p,
 		IP: c.clientIP(ctx), UserAgent: string(ctx.UserAgent()),
 	}
 }

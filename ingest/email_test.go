@@ -153,3 +153,20 @@ func TestLinkBurstMemoryIsBounded(t *testing.T) {
 		t.Fatalf("stale messages kept after a sweep: %d", len(b.clicks))
 	}
 }
+
+// A token's lead id is trimmed like the ids of Segment calls, so a sending
+// system that signed it with surrounding spaces does not make a second lead.
+func TestEmailLeadIDTrimmed(t *testing.T) {
+	s := startServer(t, nil)
+	open, err := s.keys.OpenURL(s.base, token.Claims{Lead: " ann@acme.example\t", Campaign: "spring", Message: "msg-trim", SentAt: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := s.do(t, "GET", strings.TrimPrefix(open, s.base), ""); res.StatusCode != 200 {
+		t.Fatalf("pixel: %d", res.StatusCode)
+	}
+	evs := s.events(t)
+	if len(evs) != 1 || evs[0].LeadID != "ann@acme.example" {
+		t.Fatalf("events %+v, want one open of lead %q", evs, "ann@acme.example")
+	}
+}
