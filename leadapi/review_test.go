@@ -13,7 +13,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/localsvc"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
@@ -272,11 +271,7 @@ func TestGetLeadCycle(t *testing.T) {
 // the lead and account APIs wait readTimeout at most, however the Redis
 // client's own timeouts are set.
 func TestGetRedisHangs(t *testing.T) {
-	srv, err := localsvc.StartRedis(context.Background(), t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
+	srv := testsvc.PrivateRedis(t)
 	s := leadstatetest.Open(t, srv.Addr)
 	api := New(s, scoring.Default().Models, "s")
 	id := uniq("hang@example.com")

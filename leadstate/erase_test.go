@@ -2,14 +2,11 @@ package leadstate_test
 
 import (
 	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/localsvc"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
@@ -94,16 +91,9 @@ func TestErase(t *testing.T) {
 
 // The collector's Redis user can erase with ACLEraser, not with ACLReader.
 func TestEraseACL(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		testsvc.Required(t, "redis-server", "the test starts a server with ACL users")
-	}
 	ctx := context.Background()
 	args := append(aclUser("eraser", "e-pw", leadstate.ACLEraser), aclUser("reader", "r-pw", leadstate.ACLReader)...)
-	srv, err := localsvc.StartRedis(ctx, filepath.Join(t.TempDir(), "redis"), 0, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := testsvc.PrivateRedis(t, args...)
 	open := func(user, pw string) *leadstate.Store {
 		rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: srv.Addr, Username: user, Password: pw})
 		if err != nil {

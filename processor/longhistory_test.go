@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/localsvc"
+	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/leadstate/leadstatetest"
 	"github.com/leadstream/leadstream/scoring"
@@ -57,11 +57,7 @@ func TestLongHistoryStaysBounded(t *testing.T) {
 	if s := os.Getenv("LEADSTREAM_LONG_HISTORY_SCALE"); s != "" {
 		fmt.Sscan(s, &scale)
 	}
-	srv, err := localsvc.StartRedis(context.Background(), t.TempDir(), 0)
-	if err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	t.Cleanup(func() { srv.Stop() })
+	srv := testsvc.PrivateRedis(t)
 	ctx := context.Background()
 	rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: srv.Addr})
 	if err != nil {
@@ -410,11 +406,7 @@ func sampleHistory(t *testing.T, rdb redis.UniversalClient, day int) historySamp
 // nothing (a custom event no rule or audience matches) does not renew it.
 // Dedup sets expire by event time: two windows after their bucket's end.
 func TestVisitorExpiryCountsFromTheWrite(t *testing.T) {
-	srv, err := localsvc.StartRedis(context.Background(), t.TempDir(), 0)
-	if err != nil {
-		t.Fatalf("starting redis-server: %v", err)
-	}
-	t.Cleanup(func() { srv.Stop() })
+	srv := testsvc.PrivateRedis(t)
 	ctx := context.Background()
 	rdb, err := leadstate.Open(ctx, leadstate.Config{Addr: srv.Addr})
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/leadstream/leadstream/event"
-	"github.com/leadstream/leadstream/internal/localsvc"
 	"github.com/leadstream/leadstream/internal/testsvc"
 	"github.com/leadstream/leadstream/leadstate"
 	"github.com/leadstream/leadstream/scoring"
@@ -42,11 +41,7 @@ func TestSIGTERMWithRedisHung(t *testing.T) {
 	chAddr := testsvc.ClickHouse(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	srv, err := localsvc.StartRedis(ctx, t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
+	srv := testsvc.PrivateRedis(t)
 	proc := newFreezer(t, srv.Pid())
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	if err := os.WriteFile(rulesPath, []byte(killRules), 0o644); err != nil {

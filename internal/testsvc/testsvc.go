@@ -324,33 +324,35 @@ func SecureKafka(t testing.TB, tc *tls.Config, mechanism, user, pass string, top
 // redis-server it skips, or fails under CI=true.
 func PrivateRedisCluster(t testing.TB, args ...string) *localsvc.Cluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := localsvc.StartRedisClusterWith(ctx, t.TempDir(), 3, args...)
-	if errors.Is(err, localsvc.ErrNotInstalled) {
-		Required(t, "redis-server", err.Error())
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
-	return c
+	return private(t, func(ctx context.Context, dir string) (*localsvc.Cluster, error) {
+		return localsvc.StartRedisClusterWith(ctx, dir, 3, args...)
+	})
 }
 
-// PrivateRedis starts a redis-server of the test's own, with args added to
-// its command line, stopped when the test ends. Without redis-server it
-// skips, or fails under CI=true.
+// PrivateRedis starts a redis-server of the test's own (for a test that
+// stops it, freezes it or gives it its own settings), with args added to its
+// command line, stopped when the test ends. Without redis-server it skips,
+// or fails under CI=true.
 func PrivateRedis(t testing.TB, args ...string) *localsvc.Server {
+	t.Helper()
+	return private(t, func(ctx context.Context, dir string) (*localsvc.Server, error) {
+		return localsvc.StartRedis(ctx, dir, 0, args...)
+	})
+}
+
+// private starts Redis servers of the test's own in a directory of its own
+// with start, stopped when the test ends.
+func private[S interface{ Stop() error }](t testing.TB, start func(ctx context.Context, dir string) (S, error)) S {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := localsvc.StartRedis(ctx, t.TempDir(), 0, args...)
+	s, err := start(ctx, t.TempDir())
 	if errors.Is(err, localsvc.ErrNotInstalled) {
 		Required(t, "redis-server", err.Error())
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	return srv
+	t.Cleanup(func() { _ = s.Stop() })
+	return s
 }
