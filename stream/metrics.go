@@ -27,7 +27,7 @@ func newProducerMetrics(reg prometheus.Registerer) *producerMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		queueBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "leadstream_kafka_produce_queue_bytes", Help: "Bytes waiting for Kafka."}),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "leadstream_kafka_produce_wait_seconds",
-			Help:    "Where the time of an acknowledged produce call goes, per call: phase=queued until its records were handed to the Kafka client (earlier produce requests in flight), kafka until the last one was acknowledged (linger, request, broker, response), wakeup until the caller ran again (waiting for a CPU).",
+			Help:    "Where the time of an acknowledged produce call goes, per call: phase=queued until its records were handed to the Kafka client (the burst in flight not yet acknowledged), kafka until the last one was acknowledged (request built and sent, broker, response), wakeup until the caller ran again (waiting for a CPU).",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17)}, []string{"phase"}),
 	}
 	m.waitQueued, m.waitKafka, m.waitWakeup = m.wait.WithLabelValues("queued"), m.wait.WithLabelValues("kafka"), m.wait.WithLabelValues("wakeup")

@@ -476,7 +476,7 @@ func (h *harness) wrkCollector(ctx context.Context, name, path, script string, p
 		ms(t.HandlerP99Ms), ms(t.HandlerP999Ms), ms(t.ProduceP99Ms), ms(t.ProduceP999Ms), ms(t.ProbeP50Ms), ms(t.ProbeP99Ms), ms(t.ProbeMaxMs), t.ProbeOver25, t.Probes, t.ColRunQueue, t.BrkRunQueue, 100*t.CPUPressure,
 		100*t.ColSchedOver1ms, 100*t.ColSchedOver10ms, 100*t.BrkSchedOver1ms, 100*t.BrkSchedOver10ms, t.ColGCCycles, ms(t.ColGCPauseMaxMs), t.BrkGCCycles, ms(t.BrkGCPauseMaxMs))
 	if t.KafkaMeanMs > 0 {
-		h.logf("  a request's time (means): %s ms at wrk, %s ms in the handler, of which waiting for a free burst %s, Kafka (linger, request, broker, answer) %s, wake-up after the acknowledgement %s ms (p99 buckets ≤ %s, %s, %s ms)",
+		h.logf("  a request's time (means): %s ms at wrk, %s ms in the handler, of which queued behind the burst in flight %s, Kafka (request, broker, answer) %s, wake-up after the acknowledgement %s ms (p99 buckets ≤ %s, %s, %s ms)",
 			ms(run.Summary.MeanMs), ms(t.HandlerMeanMs), ms(t.QueuedMeanMs), ms(t.KafkaMeanMs), ms(t.WakeupMeanMs), ms(t.QueuedP99Ms), ms(t.KafkaP99Ms), ms(t.WakeupP99Ms))
 	}
 	if res.Landed < res.Acked {
